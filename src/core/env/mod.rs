@@ -1,0 +1,1 @@
+//! The ESC environment language (work in progress).

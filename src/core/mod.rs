@@ -1,0 +1,6 @@
+//! The pure core: key-hierarchy rules and the ESC environment language.
+//!
+//! Nothing under `core` touches tokio, sqlx, axum, reqwest, `std::fs` or `std::net`; time and randomness come in as
+//! arguments. `tests/it/tidy.rs` keeps it so.
+
+pub mod env;

@@ -1,0 +1,8 @@
+//! Sesame: a self-hostable key-management and secrets service in the style of Pulumi ESC.
+//!
+//! The crate is laid out as DESIGN.md §2 draws it: a pure [`core`] (no I/O) surrounded by the edges that do I/O —
+//! the [`store`], the [`keyring`] that joins the core key rules with the KEK adapters, the HTTP [`server`] and the
+//! [`cli`].
+#![forbid(unsafe_code)]
+
+pub mod core;
