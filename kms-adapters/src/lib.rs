@@ -1,1 +1,42 @@
-//! placeholder
+//! Key-encryption keys (KEKs) for Sesame: the [`Kek`] trait every backend implements, its classified errors, the
+//! adapters, and the one [`conformance`] suite every adapter passes.
+//!
+//! A KEK wraps and unwraps 256-bit data-encryption keys ([`Dek`]) bound to a [`WrapContext`] (the DEK's id and
+//! scope), so a wrapped DEK copied into another row does not unwrap. Adapters here: `local://NAME` (a key file in the
+//! data folder) and `passphrase://` (Argon2id). Cloud KMS and PKCS#11 adapters arrive behind cargo features; their
+//! URIs are already recognised so that a build without them says which feature is missing.
+//!
+//! This crate never logs or returns key material: errors name the KEK by URI only, and `Debug` of every key type
+//! prints `[redacted]`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod aead;
+pub mod conformance;
+mod dek;
+mod error;
+mod local;
+mod open;
+mod passphrase;
+mod uri;
+
+pub use dek::{Dek, WrapContext, WrappedDek};
+pub use error::KmsError;
+pub use local::LocalKek;
+pub use open::{Argon2Params, OpenOptions, open_kek};
+pub use passphrase::PassphraseKek;
+pub use uri::KekUri;
+
+/// A key-encryption key. Implementations are cheap to share (`Arc<dyn Kek>`) and safe to call concurrently.
+#[async_trait::async_trait]
+pub trait Kek: Send + Sync + std::fmt::Debug {
+    /// The KEK's URI (never carries a secret).
+    fn uri(&self) -> &KekUri;
+
+    /// Wraps `dek`, bound to `ctx`. The result records the exact key version used.
+    async fn wrap(&self, dek: &Dek, ctx: &WrapContext) -> Result<WrappedDek, KmsError>;
+
+    /// Unwraps a DEK wrapped by this KEK under the same `ctx`. A different context, altered bytes or another key
+    /// fail with [`KmsError::InvalidCiphertext`] or [`KmsError::KeyMismatch`], never with a wrong key.
+    async fn unwrap(&self, wrapped: &WrappedDek, ctx: &WrapContext) -> Result<Dek, KmsError>;
+}

@@ -1,0 +1,86 @@
+//! Opening a KEK from its URI: the options every adapter may need, and the dispatch by scheme.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::Kek;
+use crate::error::KmsError;
+use crate::local::LocalKek;
+use crate::passphrase::PassphraseKek;
+use crate::uri::KekUri;
+
+/// Argon2id cost parameters for passphrase KEKs. Recorded with every wrap, so they can change later.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Argon2Params {
+    /// Memory, KiB.
+    pub m_cost_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Argon2Params {
+            m_cost_kib: 19_456,
+            t_cost: 2,
+            p_cost: 1,
+        }
+    }
+}
+
+/// What adapters need besides the URI. Secrets (the passphrase) come from the server's environment, never from
+/// the URI or the database.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// The data folder (local key files live here).
+    pub data_dir: PathBuf,
+    /// Whether a missing local key file may be created (only over an empty store).
+    pub create_if_missing: bool,
+    /// The passphrase of `passphrase://` KEKs (the server reads `SESAME_PASSPHRASE`).
+    pub passphrase: Option<Zeroizing<String>>,
+    /// Argon2id parameters for new passphrase wraps.
+    pub argon2: Argon2Params,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("data_dir", &self.data_dir)
+            .field("create_if_missing", &self.create_if_missing)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "[redacted]"))
+            .field("argon2", &self.argon2)
+            .finish()
+    }
+}
+
+/// Opens the KEK a URI names.
+pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, KmsError> {
+    match uri.scheme() {
+        "local" => {
+            let (uri, dir, create) = (uri.clone(), opts.data_dir.clone(), opts.create_if_missing);
+            let kek = tokio::task::spawn_blocking(move || LocalKek::open(&uri, &dir, create))
+                .await
+                .map_err(|e| KmsError::Config {
+                    kek: "local".into(),
+                    reason: format!("key file task failed: {e}"),
+                })??;
+            Ok(Arc::new(kek))
+        }
+        "passphrase" => Ok(Arc::new(PassphraseKek::new(uri.clone(), opts)?)),
+        scheme => Err(KmsError::Unsupported {
+            scheme: scheme.to_owned(),
+            feature: match scheme {
+                "awskms" => "aws",
+                "azurekeyvault" => "azure",
+                "gcpkms" => "gcp",
+                _ => "pkcs11",
+            }
+            .to_owned(),
+        }),
+    }
+}
