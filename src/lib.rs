@@ -5,4 +5,9 @@
 //! [`cli`].
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod core;
+pub mod instance;
+pub mod keyring;
+pub mod server;
+pub mod store;

@@ -90,7 +90,10 @@ impl PreparedKey {
     pub fn new_with(backend: Backend, key_id: KeyId, key: &[u8; 32]) -> PreparedKey {
         let prk = extract_aws_lc_or_rustcrypto(backend, key);
         let inner = match backend {
-            Backend::AwsLc => Inner::AwsLc(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &prk[..])),
+            Backend::AwsLc => Inner::AwsLc(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &prk[..],
+            )),
             #[cfg(feature = "rustcrypto")]
             Backend::RustCrypto => Inner::RustCrypto(prk),
         };
@@ -119,7 +122,8 @@ impl PreparedKey {
             Inner::RustCrypto(prk) => {
                 use hmac::Mac;
                 // A 32-byte key is always accepted by HMAC.
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&prk[..]).expect("HMAC takes any key length");
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&prk[..])
+                    .expect("HMAC takes any key length");
                 mac.update(label);
                 mac.update(&suffix);
                 mac.update(nonce);
@@ -140,22 +144,33 @@ impl PreparedKey {
     }
 
     /// Encrypts `buf` in place under the message key; returns the tag.
-    pub(crate) fn gcm_seal(&self, message_key: &[u8; 32], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], SealError> {
+    pub(crate) fn gcm_seal(
+        &self,
+        message_key: &[u8; 32],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], SealError> {
         let mut tag = [0u8; TAG_LEN];
         match &self.inner {
             Inner::AwsLc(_) => {
                 use aws_lc_rs::aead;
-                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key).map_err(|_| SealError::Backend)?;
+                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key)
+                    .map_err(|_| SealError::Backend)?;
                 let key = aead::LessSafeKey::new(key);
                 let t = key
-                    .seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(GCM_IV), aead::Aad::from(aad), buf)
+                    .seal_in_place_separate_tag(
+                        aead::Nonce::assume_unique_for_key(GCM_IV),
+                        aead::Aad::from(aad),
+                        buf,
+                    )
                     .map_err(|_| SealError::Backend)?;
                 tag.copy_from_slice(t.as_ref());
             }
             #[cfg(feature = "rustcrypto")]
             Inner::RustCrypto(_) => {
                 use aes_gcm::aead::{AeadInPlace, KeyInit};
-                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key).map_err(|_| SealError::Backend)?;
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key)
+                    .map_err(|_| SealError::Backend)?;
                 let t = cipher
                     .encrypt_in_place_detached(&GCM_IV.into(), aad, buf)
                     .map_err(|_| SealError::Backend)?;
@@ -176,13 +191,18 @@ impl PreparedKey {
         match &self.inner {
             Inner::AwsLc(_) => {
                 use aws_lc_rs::aead;
-                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key).map_err(|_| OpenError::Undecryptable)?;
+                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key)
+                    .map_err(|_| OpenError::Undecryptable)?;
                 let key = aead::LessSafeKey::new(key);
                 let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len() + TAG_LEN));
                 buf.extend_from_slice(ciphertext);
                 buf.extend_from_slice(tag);
                 let n = key
-                    .open_in_place(aead::Nonce::assume_unique_for_key(GCM_IV), aead::Aad::from(aad), &mut buf)
+                    .open_in_place(
+                        aead::Nonce::assume_unique_for_key(GCM_IV),
+                        aead::Aad::from(aad),
+                        &mut buf,
+                    )
                     .map_err(|_| OpenError::Undecryptable)?
                     .len();
                 buf.truncate(n);
@@ -191,7 +211,8 @@ impl PreparedKey {
             #[cfg(feature = "rustcrypto")]
             Inner::RustCrypto(_) => {
                 use aes_gcm::aead::{AeadInPlace, KeyInit};
-                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key).map_err(|_| OpenError::Undecryptable)?;
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key)
+                    .map_err(|_| OpenError::Undecryptable)?;
                 let mut buf = Zeroizing::new(ciphertext.to_vec());
                 let tag = aes_gcm::Tag::from_slice(tag);
                 cipher
@@ -230,7 +251,10 @@ mod tests {
         let prepared = PreparedKey::new(KeyId([1; 16]), &dek);
         let derived = prepared.derive(&nonce);
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, EXTRACT_SALT).extract(&dek);
-        for (label, got) in [(INFO_KEY, &derived.message_key[..]), (INFO_COMMIT, &derived.commitment[..])] {
+        for (label, got) in [
+            (INFO_KEY, &derived.message_key[..]),
+            (INFO_COMMIT, &derived.commitment[..]),
+        ] {
             let info: [&[u8]; 3] = [label, &[VERSION_1, ALGORITHM_HKDF_SHA256_AES256GCM], &nonce];
             let okm = prk.expand(&info, hkdf::HKDF_SHA256).unwrap();
             let mut want = [0u8; 32];
@@ -243,6 +267,9 @@ mod tests {
     #[test]
     fn debug_hides_the_key() {
         let shown = format!("{:?}", PreparedKey::new(KeyId([9; 16]), &[0xAB; 32]));
-        assert!(shown.contains("redacted") && !shown.contains("171"), "{shown}");
+        assert!(
+            shown.contains("redacted") && !shown.contains("171"),
+            "{shown}"
+        );
     }
 }

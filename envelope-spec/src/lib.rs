@@ -24,8 +24,8 @@ pub use backend::{Backend, PreparedKey};
 pub use context::context;
 pub use error::{OpenError, SealError};
 pub use format::{
-    ALGORITHM_HKDF_SHA256_AES256GCM, HEADER_LEN, Header, KEY_ID_LEN, KeyId, MAX_PLAINTEXT_LEN, NONCE_LEN,
-    OVERHEAD, TAG_LEN, VERSION_1, parse_header,
+    ALGORITHM_HKDF_SHA256_AES256GCM, HEADER_LEN, Header, KEY_ID_LEN, KeyId, MAX_PLAINTEXT_LEN,
+    NONCE_LEN, OVERHEAD, TAG_LEN, VERSION_1, parse_header,
 };
 pub use text::{TEXT_PREFIX, from_text, to_text};
 
@@ -74,14 +74,20 @@ pub fn seal_with_nonce(
 /// Structural problems that reveal nothing secret (too short, unknown version or algorithm, too large) are
 /// reported as such; every cryptographic failure — another key, other associated data, any change to the bytes —
 /// is the one opaque [`OpenError::Undecryptable`]. The key commitment is checked before any decryption.
-pub fn open(key: &PreparedKey, aad: &[u8], envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+pub fn open(
+    key: &PreparedKey,
+    aad: &[u8],
+    envelope: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let header = parse_header(envelope)?;
     if header.key_id != key.key_id() {
         return Err(OpenError::Undecryptable);
     }
     let derived = key.derive(&header.nonce);
     // Constant time: the comparison must not tell an attacker how many leading bytes of a forged commitment match.
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, &header.commitment).is_err() {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, &header.commitment)
+        .is_err()
+    {
         return Err(OpenError::Undecryptable);
     }
     let body = &envelope[HEADER_LEN..];

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sesame_envelope::{
-    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_text, open, parse_header, seal_with_nonce,
-    to_text,
+    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_text, open, parse_header,
+    seal_with_nonce, to_text,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,23 +95,38 @@ fn every_vector_gives_its_known_answer_on_every_backend() {
                     // Sealing with the recorded nonce reproduces the envelope byte for byte.
                     let key = key_of(v, backend);
                     let aad = hex::decode(&v.aad).unwrap();
-                    let nonce: [u8; 32] = hex::decode(v.nonce.as_ref().unwrap()).unwrap().try_into().unwrap();
+                    let nonce: [u8; 32] = hex::decode(v.nonce.as_ref().unwrap())
+                        .unwrap()
+                        .try_into()
+                        .unwrap();
                     let sealed = seal_with_nonce(&key, &aad, &want, &nonce).unwrap();
                     let expected = match (&v.envelope, &v.text) {
                         (Some(e), _) => hex::decode(e).unwrap(),
                         (None, Some(t)) => from_text(t).unwrap(),
                         (None, None) => unreachable!(),
                     };
-                    assert_eq!(sealed, expected, "{} on {backend:?} must reseal identically", v.name);
+                    assert_eq!(
+                        sealed, expected,
+                        "{} on {backend:?} must reseal identically",
+                        v.name
+                    );
                 } else {
-                    assert_eq!(got.map_err(|e| e.kind()), Err(v.result.as_str()), "{} on {backend:?}", v.name);
+                    assert_eq!(
+                        got.map_err(|e| e.kind()),
+                        Err(v.result.as_str()),
+                        "{} on {backend:?}",
+                        v.name
+                    );
                 }
             }
             count += 1;
             negatives += usize::from(v.result != "ok");
         }
     }
-    assert!(count >= 12 && negatives >= 8, "too few vectors: {count} ({negatives} negative)");
+    assert!(
+        count >= 12 && negatives >= 8,
+        "too few vectors: {count} ({negatives} negative)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -189,26 +204,113 @@ fn generate_vectors() {
     let mut unknown_alg = base.clone();
     unknown_alg[1] = 0x02;
     let negatives = vec![
-        negative("wrong key (same key id)", base.clone(), &key_b, &aad, "undecryptable"),
-        negative("wrong associated data", base.clone(), &key_a, b"other", "undecryptable"),
-        negative("flipped bit in version byte", flip(0), &key_a, &aad, "unsupported_version"),
-        negative("flipped bit in algorithm byte", flip(1), &key_a, &aad, "unsupported_algorithm"),
-        negative("flipped bit in key id", flip(5), &key_a, &aad, "undecryptable"),
-        negative("flipped bit in nonce", flip(20), &key_a, &aad, "undecryptable"),
-        negative("flipped bit in commitment", flip(60), &key_a, &aad, "undecryptable"),
-        negative("flipped bit in ciphertext", flip(HEADER_LEN + 3), &key_a, &aad, "undecryptable"),
-        negative("flipped bit in tag", flip(last), &key_a, &aad, "undecryptable"),
-        negative("truncated to the header", base[..HEADER_LEN].to_vec(), &key_a, &aad, "truncated"),
-        negative("truncated by one byte", base[..last].to_vec(), &key_a, &aad, "undecryptable"),
+        negative(
+            "wrong key (same key id)",
+            base.clone(),
+            &key_b,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "wrong associated data",
+            base.clone(),
+            &key_a,
+            b"other",
+            "undecryptable",
+        ),
+        negative(
+            "flipped bit in version byte",
+            flip(0),
+            &key_a,
+            &aad,
+            "unsupported_version",
+        ),
+        negative(
+            "flipped bit in algorithm byte",
+            flip(1),
+            &key_a,
+            &aad,
+            "unsupported_algorithm",
+        ),
+        negative(
+            "flipped bit in key id",
+            flip(5),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "flipped bit in nonce",
+            flip(20),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "flipped bit in commitment",
+            flip(60),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "flipped bit in ciphertext",
+            flip(HEADER_LEN + 3),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "flipped bit in tag",
+            flip(last),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
+        negative(
+            "truncated to the header",
+            base[..HEADER_LEN].to_vec(),
+            &key_a,
+            &aad,
+            "truncated",
+        ),
+        negative(
+            "truncated by one byte",
+            base[..last].to_vec(),
+            &key_a,
+            &aad,
+            "undecryptable",
+        ),
         negative("empty input", Vec::new(), &key_a, &aad, "truncated"),
-        negative("unknown version", unknown_version, &key_a, &aad, "unsupported_version"),
-        negative("unknown algorithm", unknown_alg, &key_a, &aad, "unsupported_algorithm"),
-        negative("commitment of another key (GCM-valid under the opening key)", forged, &key_b, &aad, "undecryptable"),
+        negative(
+            "unknown version",
+            unknown_version,
+            &key_a,
+            &aad,
+            "unsupported_version",
+        ),
+        negative(
+            "unknown algorithm",
+            unknown_alg,
+            &key_a,
+            &aad,
+            "unsupported_algorithm",
+        ),
+        negative(
+            "commitment of another key (GCM-valid under the opening key)",
+            forged,
+            &key_b,
+            &aad,
+            "undecryptable",
+        ),
     ];
     let mut text_negatives = Vec::new();
     for (name, text) in [
         ("text without prefix", format!("x{}", &to_text(&base)[1..])),
-        ("text with a character outside base64url", format!("{}+", to_text(&base))),
+        (
+            "text with a character outside base64url",
+            format!("{}+", to_text(&base)),
+        ),
     ] {
         let mut v = negative(name, Vec::new(), &key_a, &aad, "invalid_text");
         v.envelope = None;
@@ -235,7 +337,11 @@ fn generate_vectors() {
         "Envelope v1 known failures: each must fail with the named error kind and nothing else.",
         negatives,
     );
-    write("v1-text.json", "Envelope v1 text form: malformed text is refused before any crypto.", text_negatives);
+    write(
+        "v1-text.json",
+        "Envelope v1 text form: malformed text is refused before any crypto.",
+        text_negatives,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,12 @@ use zeroize::Zeroizing;
 use crate::dek::{Dek, WrapContext};
 
 /// Seals a DEK: returns `nonce || ciphertext || tag`. `label` separates the adapters' associated data.
-pub(crate) fn seal_dek(key: &[u8; 32], label: &[u8], dek: &Dek, ctx: &WrapContext) -> Option<Vec<u8>> {
+pub(crate) fn seal_dek(
+    key: &[u8; 32],
+    label: &[u8],
+    dek: &Dek,
+    ctx: &WrapContext,
+) -> Option<Vec<u8>> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).ok()?;
@@ -16,14 +21,23 @@ pub(crate) fn seal_dek(key: &[u8; 32], label: &[u8], dek: &Dek, ctx: &WrapContex
     buf.extend_from_slice(dek.as_bytes());
     let aad = [label, &ctx.encode()].concat();
     let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut buf[NONCE_LEN..])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad),
+            &mut buf[NONCE_LEN..],
+        )
         .ok()?;
     buf.extend_from_slice(tag.as_ref());
     Some(buf)
 }
 
 /// Opens what [`seal_dek`] made; `None` for any failure (wrong key, context, or altered bytes).
-pub(crate) fn open_dek(key: &[u8; 32], label: &[u8], sealed: &[u8], ctx: &WrapContext) -> Option<Dek> {
+pub(crate) fn open_dek(
+    key: &[u8; 32],
+    label: &[u8],
+    sealed: &[u8],
+    ctx: &WrapContext,
+) -> Option<Dek> {
     if sealed.len() != NONCE_LEN + 32 + 16 {
         return None;
     }

@@ -36,14 +36,18 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl FromStr for KekUri {
     type Err = KmsError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| KmsError::InvalidUri { reason: reason.to_owned() };
+        let invalid = |reason: &str| KmsError::InvalidUri {
+            reason: reason.to_owned(),
+        };
         if s.to_ascii_lowercase().contains("pin-value") {
             return Err(invalid(
                 "the URI carries a PIN (pin-value); secrets never go in a KEK URI: set SESAME_PKCS11_PIN or use \
@@ -70,7 +74,9 @@ impl FromStr for KekUri {
                     .strip_prefix("//")
                     .ok_or_else(|| invalid("expected passphrase:// or passphrase://NAME"))?;
                 if !name.is_empty() && !valid_name(name) {
-                    return Err(invalid("passphrase://NAME needs a name from [A-Za-z0-9._-]"));
+                    return Err(invalid(
+                        "passphrase://NAME needs a name from [A-Za-z0-9._-]",
+                    ));
                 }
             }
             "awskms" | "azurekeyvault" | "gcpkms" => {

@@ -4,3 +4,5 @@
 //! arguments. `tests/it/tidy.rs` keeps it so.
 
 pub mod env;
+pub mod keys;
+pub mod tokens;

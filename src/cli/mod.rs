@@ -1,0 +1,65 @@
+//! The `sesame` command line: one clap-derived enum of subcommands, one module per group.
+//!
+//! Exit codes (documented in `--help`): 0 success; 1 failure (start-up refused, network, I/O); 2 usage error (bad
+//! flags, from clap); 3 the server refused the request (4xx: authentication, permission, bad input); 4 the server
+//! failed (5xx).
+
+pub mod client;
+pub mod serve;
+pub mod stack;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the server refused the request (HTTP 4xx).
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code: the server failed (HTTP 5xx).
+pub const EXIT_SERVER_FAILED: u8 = 4;
+
+/// Sesame: self-hosted keys, secrets and configuration environments, in the style of Pulumi ESC.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sesame",
+    version,
+    about,
+    long_about = "Sesame keeps configuration and secrets in environments, seals every secret under a per-scope data \
+key (DEK) that is itself wrapped by a key-encryption key (KEK) you control, and serves them over an API that Pulumi \
+ESC clients understand.\n\nStart a server with `sesame serve` (SQLite and a local key file in ./sesame-data, no \
+other setup), then use the other commands against it.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 the server refused the request (4xx), 4 the \
+server failed (5xx).\nLogging: set SESAME_LOG (e.g. SESAME_LOG=debug); logs go to stderr."
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Sesame server.
+    Serve(serve::ServeArgs),
+    /// Encrypt and decrypt stack secrets (the Pulumi service secrets-manager API).
+    Stack(stack::StackArgs),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Stack(args) => stack::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<client::ServerRefused>() {
+                Some(refused) if refused.status >= 500 => ExitCode::from(EXIT_SERVER_FAILED),
+                Some(_) => ExitCode::from(EXIT_REFUSED),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `sesame serve`: flags (each also a `SESAME_*` variable), the first-start banner, and signal handling for a
+//! graceful shutdown.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::instance::InstanceConfig;
+use crate::keyring::KeyringConfig;
+use crate::server::{ServeConfig, TlsFiles};
+
+/// Flags of `sesame serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "With no flags, Sesame listens on 127.0.0.1:8080, keeps its SQLite database and local key \
+file in ./sesame-data, and on the very first start prints the administrator token once (also saved to \
+./sesame-data/admin.token, mode 0600).\n\nBack up the data folder and the key file together: without the key, the \
+database is unreadable."
+)]
+pub struct ServeArgs {
+    /// Address to listen on. Off loopback, TLS (--tls-cert/--tls-key) or --insecure is required.
+    #[arg(long, env = "SESAME_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data folder: SQLite database, local key files, admin token. Created (mode 0700) if missing.
+    #[arg(long, env = "SESAME_DATA_DIR", default_value = "./sesame-data")]
+    pub data_dir: PathBuf,
+    /// Store URL: postgres://user@host/db for PostgreSQL; default SQLite in the data folder.
+    #[arg(long, env = "SESAME_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Name of the first organization, made on the first start only.
+    #[arg(long, env = "SESAME_ORG", default_value = "default")]
+    pub org: String,
+    /// The system KEK: local://NAME (key file in the data folder) or passphrase:// (Argon2id from SESAME_PASSPHRASE).
+    #[arg(long, env = "SESAME_SYSTEM_KEK", default_value = "local://default")]
+    pub system_kek: String,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "SESAME_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SESAME_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (only behind a proxy that terminates TLS).
+    #[arg(long, env = "SESAME_INSECURE")]
+    pub insecure: bool,
+    /// Largest request body accepted, in bytes, after gzip decompression.
+    #[arg(long, env = "SESAME_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    listen
+        .to_socket_addrs()
+        .with_context(|| format!("invalid --listen address {listen:?}"))?
+        .next()
+        .with_context(|| format!("--listen {listen:?} resolves to no address"))
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        Ok(ServeConfig {
+            listen: resolve_listen(&self.listen)?,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            },
+            insecure: self.insecure,
+            max_body_bytes: self.max_body_bytes,
+            instance: InstanceConfig {
+                data_dir: self.data_dir,
+                database_url: self.database_url,
+                first_org: self.org,
+                system_kek: self.system_kek,
+                passphrase: std::env::var("SESAME_PASSPHRASE")
+                    .ok()
+                    .map(zeroize::Zeroizing::new),
+                argon2: Default::default(),
+                keyring: KeyringConfig::default(),
+            },
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs `sesame serve` until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.into_config()?;
+    let data_dir = config.instance.data_dir.clone();
+    let server = crate::server::start(config).await?;
+    if let Some(token) = &server.new_admin_token {
+        println!(
+            "Sesame initialised a new instance in {}.\n\nAdministrator token (shown this once; also saved to {}, mode \
+             0600):\n\n    {}\n\nUse it with: export SESAME_TOKEN=$(cat {})",
+            data_dir.display(),
+            server.admin_token_path.display(),
+            token.expose(),
+            server.admin_token_path.display(),
+        );
+    }
+    let scheme = if server.state.store.backend() == "sqlite" {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    println!(
+        "Sesame is listening on {} (store: {scheme}). Stop with Ctrl-C.",
+        server.local_addr()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server
+        .shutdown()
+        .await
+        .context("server ended with an error")?;
+    Ok(ExitCode::SUCCESS)
+}

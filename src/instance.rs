@@ -1,0 +1,295 @@
+//! Start-up of an instance: the data folder, the store, the system KEK, the first-start bootstrap, and the checks
+//! that refuse to run over a store the configured KEK cannot unwrap.
+//!
+//! The rule that protects data: a KEK is only ever *created* when the store is empty. If the store already holds
+//! DEKs and the configured key is missing or different (a second replica started with a fresh data folder against
+//! the same PostgreSQL, say), start-up stops with an error naming the key — it never makes a new key over
+//! existing data, which would make every stored secret unreadable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sesame_kms::{Argon2Params, KekUri, KmsError, OpenOptions};
+use zeroize::Zeroizing;
+
+use crate::core::keys::Scope;
+use crate::core::tokens::AccessToken;
+use crate::keyring::{Keyring, KeyringConfig, KeyringError, now_ms};
+use crate::store::{
+    Bootstrap, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError, TokenKind, TokenRecord,
+    UserRecord,
+};
+
+/// The file, inside the data folder, that receives the first administrator token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// What an instance needs to start.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// The data folder (created 0700 if missing): SQLite database, local key files, the admin token file.
+    pub data_dir: PathBuf,
+    /// The store; `None` means SQLite at `<data_dir>/sesame.db`.
+    pub database_url: Option<String>,
+    /// The name of the first org, made on first start only.
+    pub first_org: String,
+    /// The system KEK's URI (`local://default` by default).
+    pub system_kek: String,
+    /// The passphrase for a `passphrase://` KEK (from `SESAME_PASSPHRASE`).
+    pub passphrase: Option<Zeroizing<String>>,
+    /// Argon2id parameters for new passphrase wraps.
+    pub argon2: Argon2Params,
+    /// Cache settings of the keyring.
+    pub keyring: KeyringConfig,
+}
+
+/// Why an instance could not start. Messages name files, URIs and ids, never key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data folder could not be made or used.
+    #[error("data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configured system KEK URI is not valid.
+    #[error("invalid system KEK URI: {0}")]
+    KekUri(KmsError),
+    /// The store is initialised but its KEK cannot be opened (for a local key: the key file is missing).
+    #[error(
+        "the store is already initialised, but its system KEK {uri} cannot be opened: {cause}. Sesame never \
+         creates a new key over an existing store. Restore the key (for local:// keys, the key file from the data \
+         folder this store was initialised with) or point --data-dir at the folder that holds it"
+    )]
+    KekUnavailable {
+        /// The KEK URI.
+        uri: String,
+        /// The adapter's classified error.
+        cause: KmsError,
+    },
+    /// The store was initialised with another system KEK URI.
+    #[error(
+        "the store's system KEK is {registered}, but the server was started with {configured}; start it with \
+         --system-kek {registered}"
+    )]
+    KekUriMismatch {
+        /// What the store has.
+        registered: String,
+        /// What the server was given.
+        configured: String,
+    },
+    /// The KEK opened but cannot unwrap the store's DEKs (a different key file, a wrong passphrase).
+    #[error(
+        "the configured KEK cannot unwrap the DEKs in this store: {0}. The key differs from the one the store was \
+         initialised with; Sesame refuses to start rather than create unreadable data"
+    )]
+    KekCannotUnwrap(KeyringError),
+    /// Writing the first administrator token failed.
+    #[error("could not write {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Anything else the keyring reported during bootstrap.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+/// A started instance: its store and keyring, ready to serve.
+pub struct Instance {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The keyring, with the system KEK registered.
+    pub keyring: Arc<Keyring>,
+    /// The administrator token, only when this start bootstrapped the instance (shown once).
+    pub new_admin_token: Option<AccessToken>,
+    /// The file the administrator token was written to.
+    pub admin_token_path: PathBuf,
+}
+
+fn make_data_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        std::fs::create_dir_all(path).map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` with mode 0600, via a temporary file and a rename so a crash never leaves half a
+/// token.
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Instance {
+    /// Opens (and on first start, bootstraps) the instance `config` describes.
+    pub async fn open(config: &InstanceConfig) -> Result<Instance, StartError> {
+        make_data_dir(&config.data_dir)?;
+        let url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("sesame.db").display()));
+        let store = crate::store::connect(&url).await?;
+        let keyring = Arc::new(Keyring::new(store.clone(), &config.keyring));
+        let uri: KekUri = config.system_kek.parse().map_err(StartError::KekUri)?;
+        let bootstrapped = store.is_bootstrapped().await?;
+        let options = OpenOptions {
+            data_dir: config.data_dir.clone(),
+            create_if_missing: !bootstrapped,
+            passphrase: config.passphrase.clone(),
+            argon2: config.argon2.clone(),
+        };
+        let kek = sesame_kms::open_kek(&uri, &options)
+            .await
+            .map_err(|cause| {
+                if bootstrapped {
+                    StartError::KekUnavailable {
+                        uri: uri.to_string(),
+                        cause,
+                    }
+                } else {
+                    StartError::Keyring(KeyringError::Kms(cause))
+                }
+            })?;
+        let admin_token_path = config.data_dir.join(ADMIN_TOKEN_FILE);
+        let mut new_admin_token = None;
+        if !bootstrapped {
+            let kek_id = uuid::Uuid::now_v7().to_string();
+            let (canary, _dek) = keyring
+                .new_dek(&Scope::System.to_string(), 1, &kek_id, kek.as_ref())
+                .await?;
+            let (boot, token) = first_state(config, &uri, kek_id, canary);
+            // The token file is written before the commit and renamed after it: a crash in between leaves at most
+            // a stray temporary file, never a store whose only admin token was lost.
+            let tmp = admin_token_path.with_extension("pending");
+            write_private_file(&tmp, &format!("{}\n", token.expose())).map_err(|source| {
+                StartError::TokenFile {
+                    path: tmp.clone(),
+                    source,
+                }
+            })?;
+            match store.bootstrap(&boot).await {
+                Ok(Inserted::New) => {
+                    std::fs::rename(&tmp, &admin_token_path).map_err(|source| {
+                        StartError::TokenFile {
+                            path: admin_token_path.clone(),
+                            source,
+                        }
+                    })?;
+                    tracing::info!(org = %boot.org.name, kek = %uri, "bootstrapped a new instance");
+                    new_admin_token = Some(token);
+                }
+                // Another replica bootstrapped the same store first: fall through to the checks below.
+                Ok(Inserted::AlreadyExists) => {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            }
+        }
+        let system = store
+            .keks()
+            .await?
+            .into_iter()
+            .find(|k| k.org_id.is_none() && k.is_default)
+            .ok_or_else(|| {
+                StartError::Store(StoreError::Corrupt {
+                    table: "keks",
+                    detail: "the instance is bootstrapped but has no default system KEK".into(),
+                })
+            })?;
+        if system.uri != uri.to_string() {
+            return Err(StartError::KekUriMismatch {
+                registered: system.uri,
+                configured: uri.to_string(),
+            });
+        }
+        keyring.register_kek(&system.id, kek);
+        keyring
+            .verify_keks()
+            .await
+            .map_err(StartError::KekCannotUnwrap)?;
+        Ok(Instance {
+            store,
+            keyring,
+            new_admin_token,
+            admin_token_path,
+        })
+    }
+}
+
+/// The rows of a first start, and the administrator token in clear (shown once, stored hashed).
+fn first_state(
+    config: &InstanceConfig,
+    uri: &KekUri,
+    kek_id: String,
+    canary: crate::store::DekWithWraps,
+) -> (Bootstrap, AccessToken) {
+    let now = now_ms();
+    let token = AccessToken::generate(&mut rand::rng());
+    let admin_id = uuid::Uuid::now_v7().to_string();
+    let boot = Bootstrap {
+        system_kek: KekRecord {
+            id: kek_id,
+            org_id: None,
+            uri: uri.to_string(),
+            state: KekState::Active,
+            is_default: true,
+            created_ms: now,
+        },
+        canary,
+        org: OrgRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: config.first_org.clone(),
+            created_ms: now,
+        },
+        admin: UserRecord {
+            id: admin_id.clone(),
+            login: "admin".into(),
+            display_name: "Instance administrator".into(),
+            instance_admin: true,
+            created_ms: now,
+        },
+        admin_token: TokenRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            token_hash: token.hash(),
+            kind: TokenKind::Personal,
+            user_id: Some(admin_id),
+            org_id: None,
+            description: "first administrator token".into(),
+            created_ms: now,
+            expires_ms: None,
+            revoked_ms: None,
+        },
+    };
+    (boot, token)
+}

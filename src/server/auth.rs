@@ -1,0 +1,121 @@
+//! Authentication: `Authorization: token <t>` (ESC's form) or `Bearer <t>` → a [`Principal`].
+//!
+//! Tokens are looked up by their SHA-256 (the store holds nothing else). Successful lookups are cached for
+//! [`TOKEN_CACHE_TTL`], so the hot path makes no database round trip; a revoked token can therefore still be used
+//! for at most that long on a replica that had it cached. Expiry is checked on every request against the cached
+//! row, so an expired token is refused at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::core::tokens::AccessToken;
+use crate::keyring::now_ms;
+use crate::store::{TokenKind, TokenWithUser};
+
+/// How long a token lookup is reused without asking the store again.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's id (safe to log).
+    pub token_id: String,
+    /// The token's kind.
+    pub kind: TokenKind,
+    /// The org an organization/team token belongs to.
+    pub org_id: Option<String>,
+    /// The user a personal token acts as.
+    pub user_login: Option<String>,
+    /// Whether the caller administers the instance.
+    pub instance_admin: bool,
+    expires_ms: Option<i64>,
+}
+
+impl Principal {
+    fn from_record(r: &TokenWithUser) -> Principal {
+        Principal {
+            token_id: r.token.id.clone(),
+            kind: r.token.kind,
+            org_id: r.token.org_id.clone(),
+            user_login: r.user.as_ref().map(|u| u.login.clone()),
+            instance_admin: r.user.as_ref().is_some_and(|u| u.instance_admin),
+            expires_ms: r.token.expires_ms,
+        }
+    }
+
+    /// Whether the caller may use the org with this id. Until roles arrive, an instance administrator may use every
+    /// org and an org's own tokens may use that org.
+    pub fn may_use_org(&self, org_id: &str) -> bool {
+        self.instance_admin || self.org_id.as_deref() == Some(org_id)
+    }
+}
+
+/// The presented token, if the header has one of the accepted forms.
+fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing Authorization header; send 'Authorization: token <token>'")
+    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized(
+            "malformed Authorization header; send 'Authorization: token <token>'",
+        )
+    })?;
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+        return Err(ApiError::unauthorized(
+            "unsupported Authorization scheme; send 'Authorization: token <token>'",
+        ));
+    }
+    Ok(AccessToken::from_presented(rest))
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = presented_token(parts)?;
+        let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
+        if !token.is_well_formed() {
+            tracing::info!("authentication failed: malformed token");
+            return Err(refused());
+        }
+        let hash = token.hash();
+        let principal = match app.tokens.get(&hash).await {
+            Some(p) => p,
+            None => {
+                let record = app
+                    .store
+                    .token_by_hash(&hash)
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?;
+                let Some(record) = record else {
+                    tracing::info!("authentication failed: unknown token");
+                    return Err(refused());
+                };
+                if record.token.revoked_ms.is_some() {
+                    tracing::info!(token_id = %record.token.id, "authentication failed: revoked token");
+                    return Err(refused());
+                }
+                let p = Arc::new(Principal::from_record(&record));
+                app.tokens.insert(hash, p.clone()).await;
+                p
+            }
+        };
+        if principal.expires_ms.is_some_and(|exp| exp <= now_ms()) {
+            tracing::info!(token_id = %principal.token_id, "authentication failed: expired token");
+            return Err(refused());
+        }
+        Ok((*principal).clone())
+    }
+}

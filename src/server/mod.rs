@@ -1,0 +1,305 @@
+//! The HTTP edge: the axum router, its shared state, and starting/stopping the listener (plain HTTP on loopback,
+//! rustls everywhere else unless `--insecure`).
+//!
+//! Handlers live in one module per resource ([`stacks`], [`ops`]); authentication is the [`auth::Principal`]
+//! extractor; every error leaves through [`error::ApiError`] in ESC's shape.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ops;
+pub mod stacks;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use moka::future::Cache;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::core::keys::Name;
+use crate::core::tokens::AccessToken;
+use crate::instance::{Instance, InstanceConfig, StartError};
+use crate::keyring::Keyring;
+use crate::store::{OrgRecord, Store};
+use error::ApiError;
+
+/// How long an org-name lookup is reused.
+const ORG_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// State shared by every handler.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The keyring.
+    pub keyring: Arc<Keyring>,
+    /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
+    pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
+    orgs: Cache<String, OrgRecord>,
+}
+
+impl AppState {
+    /// State over a started instance.
+    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>) -> AppState {
+        AppState {
+            store,
+            keyring,
+            tokens: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(auth::TOKEN_CACHE_TTL)
+                .build(),
+            orgs: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ORG_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// An org by name, cached briefly (orgs are rarely made and never renamed yet).
+    pub async fn org_by_name(&self, name: &str) -> Result<Option<OrgRecord>, ApiError> {
+        if let Some(org) = self.orgs.get(name).await {
+            return Ok(Some(org));
+        }
+        let org = self
+            .store
+            .org_by_name(name)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        if let Some(org) = &org {
+            self.orgs.insert(name.to_owned(), org.clone()).await;
+        }
+        Ok(org)
+    }
+}
+
+/// Settings of `sesame serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS certificate and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Allow plain HTTP off loopback.
+    pub insecure: bool,
+    /// Largest request body accepted, after decompression.
+    pub max_body_bytes: usize,
+    /// The instance.
+    pub instance: InstanceConfig,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Why `sesame serve` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Plain HTTP was asked for off loopback.
+    #[error(
+        "refusing to serve plain HTTP on {0}, which is not a loopback address: give --tls-cert and --tls-key, or \
+         --insecure if a TLS proxy in front of Sesame terminates TLS"
+    )]
+    PlainHttpOffLoopback(SocketAddr),
+    /// The first org's name is invalid.
+    #[error("invalid --org name: {0}")]
+    OrgName(#[from] crate::core::keys::NameError),
+    /// The instance failed to start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// TLS files could not be loaded.
+    #[error("could not load TLS certificate/key: {0}")]
+    Tls(std::io::Error),
+    /// The listener could not bind.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Builds the router over `state`.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let stacks = Router::new()
+        .route(
+            "/api/stacks/{org}/{project}/{stack}/encrypt",
+            post(stacks::encrypt),
+        )
+        .route(
+            "/api/stacks/{org}/{project}/{stack}/decrypt",
+            post(stacks::decrypt),
+        )
+        .route(
+            "/api/stacks/{org}/{project}/{stack}/batch-encrypt",
+            post(stacks::batch_encrypt),
+        )
+        .route(
+            "/api/stacks/{org}/{project}/{stack}/batch-decrypt",
+            post(stacks::batch_decrypt),
+        );
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(stacks)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(esc_error_shape))
+        // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestDecompressionLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Gives bodiless error responses made outside our handlers (405, 415 from the gzip layer, …) ESC's error shape.
+async fn esc_error_shape(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(CONTENT_TYPE)
+    {
+        let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+        let mut replaced = ApiError::new(status, message).into_response();
+        for (name, value) in response.headers() {
+            replaced.headers_mut().entry(name).or_insert(value.clone());
+        }
+        return replaced;
+    }
+    response
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    /// The administrator token, when this start bootstrapped the instance.
+    pub new_admin_token: Option<AccessToken>,
+    /// Where the administrator token was written.
+    pub admin_token_path: PathBuf,
+    /// The shared state (for metrics in tests and benchmarks).
+    pub state: Arc<AppState>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), and waits for the server to end.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Installs aws-lc-rs as rustls' process-wide crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Starts the instance and the listener; returns once the server accepts connections.
+pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
+    install_crypto_provider();
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        if !config.insecure {
+            return Err(ServeError::PlainHttpOffLoopback(config.listen));
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP off loopback because of --insecure: tokens and secrets cross the network unencrypted"
+        );
+    }
+    config.instance.first_org.parse::<Name>()?;
+    let tls = match &config.tls {
+        Some(files) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(ServeError::Tls)?,
+        ),
+        None => None,
+    };
+    let instance = Instance::open(&config.instance).await?;
+    let state = Arc::new(AppState::new(
+        instance.store.clone(),
+        instance.keyring.clone(),
+    ));
+    let app = router(state.clone(), config.max_body_bytes)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = match tls {
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
+            tokio::spawn(async move { server.serve(app).await })
+        }
+        None => {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+            })
+        }
+    };
+    tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop_tx),
+        task,
+        new_admin_token: instance.new_admin_token,
+        admin_token_path: instance.admin_token_path,
+        state,
+    })
+}

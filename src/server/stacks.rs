@@ -1,0 +1,165 @@
+//! The stack secrets provider: Pulumi's service secrets manager contract, `POST /api/stacks/{org}/{project}/
+//! {stack}/{encrypt,decrypt,batch-encrypt,batch-decrypt}`.
+//!
+//! Each stack has its own DEK scope, made on first use; the associated data names org id, project and stack, so a
+//! ciphertext of one stack never opens under another. Values are base64 in Go's `[]byte` JSON encoding (standard
+//! alphabet, padded). A batch fails whole: either every value is answered or the request is refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::AppState;
+use super::auth::Principal;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::wire::{
+    BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse,
+    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+};
+use crate::core::keys::{Name, Scope, stack_secret_aad};
+
+/// Most values in one batch request.
+pub const MAX_BATCH: usize = 100_000;
+
+/// A resolved, authorised stack: its DEK scope and associated data.
+struct StackTarget {
+    scope: Scope,
+    aad: Vec<u8>,
+}
+
+async fn resolve(
+    app: &AppState,
+    principal: &Principal,
+    (org, project, stack): (String, String, String),
+) -> Result<StackTarget, ApiError> {
+    let project: Name = project
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid project name: {e}")))?;
+    let stack: Name = stack
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid stack name: {e}")))?;
+    // Unknown orgs and orgs the caller may not use get the same answer, so existence does not leak.
+    let not_found = || ApiError::not_found(format!("organization '{org}' not found"));
+    let org = app.org_by_name(&org).await?.ok_or_else(not_found)?;
+    if !principal.may_use_org(&org.id) {
+        tracing::info!(token_id = %principal.token_id, org_id = %org.id, "access denied");
+        return Err(not_found());
+    }
+    Ok(StackTarget {
+        aad: stack_secret_aad(&org.id, &project, &stack),
+        scope: Scope::Stack {
+            org_id: org.id,
+            project,
+            stack,
+        },
+    })
+}
+
+fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD.decode(value).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{field} is not valid base64 (standard alphabet, padded)"
+        ))
+    })
+}
+
+fn check_batch(n: usize) -> Result<(), ApiError> {
+    if n > MAX_BATCH {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH} values"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /api/stacks/{org}/{project}/{stack}/encrypt`
+pub async fn encrypt(
+    State(app): State<Arc<AppState>>,
+    principal: Principal,
+    Path(path): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<EncryptRequest>,
+) -> Result<Json<EncryptResponse>, ApiError> {
+    let target = resolve(&app, &principal, path).await?;
+    let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", &req.plaintext)?);
+    let sealed = app
+        .keyring
+        .seal(&target.scope, &target.aad, &plaintext)
+        .await?;
+    Ok(Json(EncryptResponse {
+        ciphertext: STANDARD.encode(sealed),
+    }))
+}
+
+/// `POST /api/stacks/{org}/{project}/{stack}/decrypt`
+pub async fn decrypt(
+    State(app): State<Arc<AppState>>,
+    principal: Principal,
+    Path(path): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<DecryptRequest>,
+) -> Result<Json<DecryptResponse>, ApiError> {
+    let target = resolve(&app, &principal, path).await?;
+    let ciphertext = decode_b64("ciphertext", &req.ciphertext)?;
+    let plaintext = app
+        .keyring
+        .open(&target.scope, &target.aad, &ciphertext)
+        .await?;
+    Ok(Json(DecryptResponse {
+        plaintext: STANDARD.encode(&plaintext),
+    }))
+}
+
+/// `POST /api/stacks/{org}/{project}/{stack}/batch-encrypt`
+pub async fn batch_encrypt(
+    State(app): State<Arc<AppState>>,
+    principal: Principal,
+    Path(path): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<BatchEncryptRequest>,
+) -> Result<Json<BatchEncryptResponse>, ApiError> {
+    check_batch(req.plaintexts.len())?;
+    let target = resolve(&app, &principal, path).await?;
+    let plaintexts = req
+        .plaintexts
+        .iter()
+        .map(|p| decode_b64("a plaintext", p).map(zeroize::Zeroizing::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sealed = app
+        .keyring
+        .seal_many(
+            &target.scope,
+            &target.aad,
+            plaintexts.iter().map(|p| p.as_slice()),
+        )
+        .await?;
+    Ok(Json(BatchEncryptResponse {
+        ciphertexts: sealed.iter().map(|c| STANDARD.encode(c)).collect(),
+    }))
+}
+
+/// `POST /api/stacks/{org}/{project}/{stack}/batch-decrypt`
+pub async fn batch_decrypt(
+    State(app): State<Arc<AppState>>,
+    principal: Principal,
+    Path(path): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<BatchDecryptRequest>,
+) -> Result<Json<BatchDecryptResponse>, ApiError> {
+    check_batch(req.ciphertexts.len())?;
+    let target = resolve(&app, &principal, path).await?;
+    let mut plaintexts = BTreeMap::new();
+    for text in req.ciphertexts {
+        if plaintexts.contains_key(&text) {
+            continue;
+        }
+        let ciphertext = decode_b64("a ciphertext", &text)?;
+        let plaintext = app
+            .keyring
+            .open(&target.scope, &target.aad, &ciphertext)
+            .await?;
+        plaintexts.insert(text, STANDARD.encode(&plaintext));
+    }
+    Ok(Json(BatchDecryptResponse { plaintexts }))
+}

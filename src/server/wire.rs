@@ -1,0 +1,75 @@
+//! Wire types: the JSON bodies the API reads and writes. These are the only types that derive `Serialize` for the
+//! API; domain types convert to them by hand in the handlers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// ESC's error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// The HTTP status as an integer.
+    pub code: u16,
+    /// What went wrong, safe to show.
+    pub message: String,
+}
+
+/// `POST …/encrypt` request: base64 (standard, padded) plaintext.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// The plaintext, base64.
+    pub plaintext: String,
+}
+
+/// `POST …/encrypt` response.
+#[derive(Serialize)]
+pub struct EncryptResponse {
+    /// The ciphertext, base64.
+    pub ciphertext: String,
+}
+
+/// `POST …/decrypt` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    /// The ciphertext, base64.
+    pub ciphertext: String,
+}
+
+/// `POST …/decrypt` response.
+#[derive(Serialize)]
+pub struct DecryptResponse {
+    /// The plaintext, base64.
+    pub plaintext: String,
+}
+
+/// `POST …/batch-encrypt` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEncryptRequest {
+    /// Plaintexts, base64.
+    pub plaintexts: Vec<String>,
+}
+
+/// `POST …/batch-encrypt` response: ciphertexts in request order.
+#[derive(Serialize)]
+pub struct BatchEncryptResponse {
+    /// Ciphertexts, base64, in the order of the request.
+    pub ciphertexts: Vec<String>,
+}
+
+/// `POST …/batch-decrypt` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchDecryptRequest {
+    /// Ciphertexts, base64.
+    pub ciphertexts: Vec<String>,
+}
+
+/// `POST …/batch-decrypt` response: each ciphertext (as sent) mapped to its plaintext.
+#[derive(Serialize)]
+pub struct BatchDecryptResponse {
+    /// Base64 ciphertext → base64 plaintext.
+    pub plaintexts: BTreeMap<String, String>,
+}

@@ -1,0 +1,349 @@
+//! Persistence: one [`Store`] trait over the domain's records, implemented on SQLite (the embedded default) and
+//! PostgreSQL (production).
+//!
+//! The store holds only what is safe at rest: wrapped DEKs, token hashes, and (later) sealed content. It never sees
+//! a plaintext key or token. Queries are written once in [`sql`] against sqlx's `Any` driver with `$N`
+//! placeholders, which both dialects accept; what differs per dialect — connection set-up and the migrations in
+//! `migrations/sqlite` and `migrations/postgres` — lives in [`sqlite`] and [`postgres`]. The backend is chosen from
+//! the URL scheme by [`connect`].
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+pub use sql::SqlStore;
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL names no backend we support.
+    #[error("unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// The database could not be reached or opened.
+    #[error("could not connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// Applying the schema migrations failed.
+    #[error("could not apply database migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A row read back from the database did not hold what the schema promises.
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What was wrong (never a secret: ids and column names only).
+        detail: String,
+    },
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Result alias of the store layer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    /// Immutable id (UUID text).
+    pub id: String,
+    /// The name used in URLs.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Immutable id (UUID text).
+    pub id: String,
+    /// Login name.
+    pub login: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Whether the user administers the whole instance (creates orgs).
+    pub instance_admin: bool,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// The kind of an access token (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// Acts as one user.
+    Personal,
+    /// Acts as a team.
+    Team,
+    /// Acts as an organization.
+    Organization,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Team => "team",
+            TokenKind::Organization => "organization",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "personal" => Some(TokenKind::Personal),
+            "team" => Some(TokenKind::Team),
+            "organization" => Some(TokenKind::Organization),
+            _ => None,
+        }
+    }
+}
+
+/// An access token as stored: only the SHA-256 of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Immutable id (UUID text); safe to show and log.
+    pub id: String,
+    /// SHA-256 of the token text.
+    pub token_hash: [u8; 32],
+    /// What the token acts as.
+    pub kind: TokenKind,
+    /// The user a personal token acts as.
+    pub user_id: Option<String>,
+    /// The org an organization or team token belongs to.
+    pub org_id: Option<String>,
+    /// A note from whoever made it.
+    pub description: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Expiry, Unix milliseconds; `None` never expires.
+    pub expires_ms: Option<i64>,
+    /// Revocation time, Unix milliseconds.
+    pub revoked_ms: Option<i64>,
+}
+
+/// The lifecycle state of a KEK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KekState {
+    /// Wraps new DEKs (if default) and unwraps.
+    Active,
+    /// Unwraps only; never chosen for new DEKs.
+    Disabled,
+}
+
+impl KekState {
+    fn as_str(self) -> &'static str {
+        match self {
+            KekState::Active => "active",
+            KekState::Disabled => "disabled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(KekState::Active),
+            "disabled" => Some(KekState::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// A registered key-encryption key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekRecord {
+    /// Immutable id (UUID text).
+    pub id: String,
+    /// The owning org, or `None` for an instance (system) KEK.
+    pub org_id: Option<String>,
+    /// The KEK URI (never carries a secret: adapters refuse URIs that do).
+    pub uri: String,
+    /// Lifecycle state.
+    pub state: KekState,
+    /// Whether new DEKs of its owner are wrapped by it.
+    pub is_default: bool,
+    /// Registration time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// The lifecycle state of a DEK generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DekState {
+    /// Seals new content and opens old.
+    Active,
+    /// Opens old content only (a newer generation seals).
+    Retired,
+}
+
+impl DekState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DekState::Active => "active",
+            DekState::Retired => "retired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(DekState::Active),
+            "retired" => Some(DekState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// One DEK generation of a scope. The key itself is only in its wraps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DekRecord {
+    /// Immutable id (UUID text); its 16 bytes are the key id in every envelope the DEK seals.
+    pub id: String,
+    /// The scope string ([`crate::core::keys::Scope`]'s text form).
+    pub scope: String,
+    /// Generation within the scope, from 1.
+    pub generation: i64,
+    /// Lifecycle state.
+    pub state: DekState,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// A DEK wrapped by one KEK.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrapRecord {
+    /// The DEK.
+    pub dek_id: String,
+    /// The KEK that made this wrap.
+    pub kek_id: String,
+    /// The exact key version or resolved key id the wrap used.
+    pub kek_version: String,
+    /// The wrapped key bytes.
+    pub wrapped: Vec<u8>,
+    /// The wrapping algorithm, as the adapter names it.
+    pub wrap_alg: String,
+    /// A binding tag where the KMS takes no associated data.
+    pub binding: Option<Vec<u8>>,
+    /// Whether this wrap is the one to try first.
+    pub primary: bool,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+impl std::fmt::Debug for WrapRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrapRecord")
+            .field("dek_id", &self.dek_id)
+            .field("kek_id", &self.kek_id)
+            .field("kek_version", &self.kek_version)
+            .field("wrapped_len", &self.wrapped.len())
+            .field("wrap_alg", &self.wrap_alg)
+            .field("primary", &self.primary)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A DEK with all its wraps, primary first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DekWithWraps {
+    /// The DEK row.
+    pub dek: DekRecord,
+    /// Its wraps, primary first.
+    pub wraps: Vec<WrapRecord>,
+}
+
+/// Whether an insert made a new row or found one already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The row is new.
+    New,
+    /// A row with the same unique key existed; nothing was written.
+    AlreadyExists,
+}
+
+/// Everything the first start of an instance writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The system KEK (`local://default` on the embedded default).
+    pub system_kek: KekRecord,
+    /// The canary DEK: wrapped by the system KEK so that every later start can prove the KEK still unwraps.
+    pub canary: DekWithWraps,
+    /// The first org.
+    pub org: OrgRecord,
+    /// The instance administrator.
+    pub admin: UserRecord,
+    /// The administrator's first token.
+    pub admin_token: TokenRecord,
+}
+
+/// A token together with the user it acts as, looked up in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenWithUser {
+    /// The token row.
+    pub token: TokenRecord,
+    /// Its user, for personal tokens.
+    pub user: Option<UserRecord>,
+}
+
+/// The persistence interface. Every method is one transaction at most; a method that writes either fully lands or
+/// leaves nothing behind.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, for logs (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Whether the instance has been bootstrapped (a system KEK exists).
+    async fn is_bootstrapped(&self) -> StoreResult<bool>;
+
+    /// Writes the first-start state. Returns [`Inserted::AlreadyExists`] and writes nothing if another process
+    /// bootstrapped the store first.
+    async fn bootstrap(&self, boot: &Bootstrap) -> StoreResult<Inserted>;
+
+    /// An org by its URL name.
+    async fn org_by_name(&self, name: &str) -> StoreResult<Option<OrgRecord>>;
+
+    /// Every org, by name.
+    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>>;
+
+    /// A token by the SHA-256 of its text, with its user.
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenWithUser>>;
+
+    /// Every registered KEK.
+    async fn keks(&self) -> StoreResult<Vec<KekRecord>>;
+
+    /// The KEK that wraps new DEKs of `org_id`: the org's default KEK if it has one, else the system default.
+    async fn default_kek(&self, org_id: Option<&str>) -> StoreResult<Option<KekRecord>>;
+
+    /// The newest active generation of a scope, with its wraps.
+    async fn current_dek(&self, scope: &str) -> StoreResult<Option<DekWithWraps>>;
+
+    /// A DEK by id, with its wraps.
+    async fn dek(&self, id: &str) -> StoreResult<Option<DekWithWraps>>;
+
+    /// Inserts a DEK and its wraps in one transaction. If the scope already has this generation, nothing is
+    /// written and [`Inserted::AlreadyExists`] is returned (another replica made it first).
+    async fn insert_dek(&self, dek: &DekWithWraps) -> StoreResult<Inserted>;
+
+    /// One DEK wrapped by `kek_id`, oldest first: what a start-up check unwraps to prove the KEK still works.
+    async fn sample_wrap(&self, kek_id: &str) -> StoreResult<Option<DekWithWraps>>;
+}
+
+/// Opens the store a URL names — `sqlite://PATH` (created if missing) or `postgres://…` — and applies its
+/// migrations.
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let store = match scheme {
+        "sqlite" => sqlite::open(url).await?,
+        "postgres" | "postgresql" => postgres::open(url).await?,
+        other => {
+            return Err(StoreError::UnsupportedUrl {
+                scheme: other.to_owned(),
+            });
+        }
+    };
+    Ok(Arc::new(store))
+}

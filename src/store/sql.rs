@@ -1,0 +1,370 @@
+//! The queries of [`Store`], written once for both dialects on sqlx's `Any` driver.
+//!
+//! Both SQLite and PostgreSQL accept `$N` placeholders, `ON CONFLICT … DO NOTHING` and `RETURNING`, so one text per
+//! query serves both; values cross the driver as `i64`, `String` and `Vec<u8>` only (timestamps are Unix
+//! milliseconds, booleans 0/1), the types `Any` maps faithfully on both. A dialect difference, where one appears,
+//! is a `match` on [`Dialect`] next to the query that needs it.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::{
+    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store,
+    StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
+};
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The one [`Store`] implementation, over a pool of either dialect.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+        SqlStore { pool, dialect }
+    }
+}
+
+fn bool_int(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        detail: detail.into(),
+    }
+}
+
+fn org_from_row(row: &AnyRow) -> StoreResult<OrgRecord> {
+    Ok(OrgRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+fn user_from_row(row: &AnyRow, prefix: &str) -> StoreResult<UserRecord> {
+    let col = |c: &str| format!("{prefix}{c}");
+    Ok(UserRecord {
+        id: row.try_get(col("id").as_str())?,
+        login: row.try_get(col("login").as_str())?,
+        display_name: row.try_get(col("display_name").as_str())?,
+        instance_admin: row.try_get::<i64, _>(col("instance_admin").as_str())? != 0,
+        created_ms: row.try_get(col("created_ms").as_str())?,
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
+    let id: String = row.try_get("id")?;
+    let hash: Vec<u8> = row.try_get("token_hash")?;
+    let token_hash: [u8; 32] = hash.try_into().map_err(|_| {
+        corrupt(
+            "tokens",
+            format!("token {id} has a hash that is not 32 bytes"),
+        )
+    })?;
+    let kind: String = row.try_get("kind")?;
+    let kind = TokenKind::parse(&kind)
+        .ok_or_else(|| corrupt("tokens", format!("token {id} has unknown kind {kind:?}")))?;
+    Ok(TokenRecord {
+        token_hash,
+        kind,
+        user_id: row.try_get("user_id")?,
+        org_id: row.try_get("org_id")?,
+        description: row.try_get("description")?,
+        created_ms: row.try_get("created_ms")?,
+        expires_ms: row.try_get("expires_ms")?,
+        revoked_ms: row.try_get("revoked_ms")?,
+        id,
+    })
+}
+
+fn kek_from_row(row: &AnyRow) -> StoreResult<KekRecord> {
+    let id: String = row.try_get("id")?;
+    let org_id: String = row.try_get("org_id")?;
+    let state: String = row.try_get("state")?;
+    let state = KekState::parse(&state)
+        .ok_or_else(|| corrupt("keks", format!("KEK {id} has unknown state {state:?}")))?;
+    Ok(KekRecord {
+        org_id: (!org_id.is_empty()).then_some(org_id),
+        uri: row.try_get("uri")?,
+        state,
+        is_default: row.try_get::<i64, _>("is_default")? != 0,
+        created_ms: row.try_get("created_ms")?,
+        id,
+    })
+}
+
+fn dek_from_row(row: &AnyRow) -> StoreResult<DekRecord> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let state = DekState::parse(&state)
+        .ok_or_else(|| corrupt("deks", format!("DEK {id} has unknown state {state:?}")))?;
+    Ok(DekRecord {
+        scope: row.try_get("scope")?,
+        generation: row.try_get("generation")?,
+        state,
+        created_ms: row.try_get("created_ms")?,
+        id,
+    })
+}
+
+fn wrap_from_row(row: &AnyRow) -> StoreResult<WrapRecord> {
+    Ok(WrapRecord {
+        dek_id: row.try_get("dek_id")?,
+        kek_id: row.try_get("kek_id")?,
+        kek_version: row.try_get("kek_version")?,
+        wrapped: row.try_get("wrapped")?,
+        wrap_alg: row.try_get("wrap_alg")?,
+        binding: row.try_get("binding")?,
+        primary: row.try_get::<i64, _>("is_primary")? != 0,
+        created_ms: row.try_get("wrap_created_ms")?,
+    })
+}
+
+/// Folds rows of `deks JOIN dek_wraps` (one row per wrap, DEKs contiguous) into DEKs with their wraps.
+fn deks_from_joined(rows: &[AnyRow]) -> StoreResult<Vec<DekWithWraps>> {
+    let mut out: Vec<DekWithWraps> = Vec::new();
+    for row in rows {
+        let dek = dek_from_row(row)?;
+        let wrap = wrap_from_row(row)?;
+        match out.last_mut() {
+            Some(last) if last.dek.id == dek.id => last.wraps.push(wrap),
+            _ => out.push(DekWithWraps {
+                dek,
+                wraps: vec![wrap],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// The columns of a `deks d JOIN dek_wraps w` query, in the names the row readers expect.
+const DEK_WRAP_COLUMNS: &str = "d.id, d.scope, d.generation, d.state, d.created_ms, \
+     w.dek_id, w.kek_id, w.kek_version, w.wrapped, w.wrap_alg, w.binding, w.is_primary, \
+     w.created_ms AS wrap_created_ms";
+
+async fn insert_dek_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dek: &DekWithWraps,
+) -> StoreResult<Inserted> {
+    let d = &dek.dek;
+    let inserted = sqlx::query(
+        "INSERT INTO deks (id, scope, generation, state, created_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&d.id)
+    .bind(&d.scope)
+    .bind(d.generation)
+    .bind(d.state.as_str())
+    .bind(d.created_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Inserted::AlreadyExists);
+    }
+    for w in &dek.wraps {
+        sqlx::query(
+            "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, \
+             created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&w.dek_id)
+        .bind(&w.kek_id)
+        .bind(&w.kek_version)
+        .bind(&w.wrapped)
+        .bind(&w.wrap_alg)
+        .bind(&w.binding)
+        .bind(bool_int(w.primary))
+        .bind(w.created_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Inserted::New)
+}
+
+#[async_trait::async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    async fn is_bootstrapped(&self) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM instance")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    async fn bootstrap(&self, boot: &Bootstrap) -> StoreResult<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        // The instance row is the bootstrap marker: a second process that races us blocks on its unique key until
+        // we commit, then finds it and backs off without writing anything.
+        let marked = sqlx::query(
+            "INSERT INTO instance (id, created_ms) VALUES (1, $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(boot.org.created_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(Inserted::AlreadyExists);
+        }
+        let k = &boot.system_kek;
+        sqlx::query(
+            "INSERT INTO keks (id, org_id, uri, state, is_default, created_ms) VALUES ($1, '', $2, $3, $4, $5)",
+        )
+        .bind(&k.id)
+        .bind(&k.uri)
+        .bind(k.state.as_str())
+        .bind(bool_int(k.is_default))
+        .bind(k.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        insert_dek_rows(&mut tx, &boot.canary).await?;
+        let o = &boot.org;
+        sqlx::query("INSERT INTO orgs (id, name, created_ms) VALUES ($1, $2, $3)")
+            .bind(&o.id)
+            .bind(&o.name)
+            .bind(o.created_ms)
+            .execute(&mut *tx)
+            .await?;
+        let u = &boot.admin;
+        sqlx::query(
+            "INSERT INTO users (id, login, display_name, instance_admin, created_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&u.id)
+        .bind(&u.login)
+        .bind(&u.display_name)
+        .bind(bool_int(u.instance_admin))
+        .bind(u.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        let t = &boot.admin_token;
+        sqlx::query(
+            "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, \
+             revoked_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&t.id)
+        .bind(t.token_hash.to_vec())
+        .bind(t.kind.as_str())
+        .bind(&t.user_id)
+        .bind(&t.org_id)
+        .bind(&t.description)
+        .bind(t.created_ms)
+        .bind(t.expires_ms)
+        .bind(t.revoked_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    async fn org_by_name(&self, name: &str) -> StoreResult<Option<OrgRecord>> {
+        let row = sqlx::query("SELECT id, name, created_ms FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(org_from_row).transpose()
+    }
+
+    async fn orgs(&self) -> StoreResult<Vec<OrgRecord>> {
+        let rows = sqlx::query("SELECT id, name, created_ms FROM orgs ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenWithUser>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.token_hash, t.kind, t.user_id, t.org_id, t.description, t.created_ms, t.expires_ms, \
+             t.revoked_ms, u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, \
+             u.instance_admin AS u_instance_admin, u.created_ms AS u_created_ms \
+             FROM tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
+        .bind(hash.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token = token_from_row(&row)?;
+        let user = match row.try_get::<Option<String>, _>("u_id")? {
+            Some(_) => Some(user_from_row(&row, "u_")?),
+            None => None,
+        };
+        Ok(Some(TokenWithUser { token, user }))
+    }
+
+    async fn keks(&self) -> StoreResult<Vec<KekRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, org_id, uri, state, is_default, created_ms FROM keks ORDER BY org_id, created_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(kek_from_row).collect()
+    }
+
+    async fn default_kek(&self, org_id: Option<&str>) -> StoreResult<Option<KekRecord>> {
+        // The org's own default wins over the system default: order by "is this the org's row" first.
+        let row = sqlx::query(
+            "SELECT id, org_id, uri, state, is_default, created_ms FROM keks \
+             WHERE is_default = 1 AND state = 'active' AND (org_id = $1 OR org_id = '') \
+             ORDER BY CASE WHEN org_id = '' THEN 1 ELSE 0 END, created_ms LIMIT 1",
+        )
+        .bind(org_id.unwrap_or(""))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(kek_from_row).transpose()
+    }
+
+    async fn current_dek(&self, scope: &str) -> StoreResult<Option<DekWithWraps>> {
+        let sql = format!(
+            "SELECT {DEK_WRAP_COLUMNS} FROM deks d JOIN dek_wraps w ON w.dek_id = d.id \
+             WHERE d.id = (SELECT id FROM deks WHERE scope = $1 AND state = 'active' \
+                           ORDER BY generation DESC LIMIT 1) \
+             ORDER BY w.is_primary DESC, w.created_ms"
+        );
+        let rows = sqlx::query(&sql).bind(scope).fetch_all(&self.pool).await?;
+        Ok(deks_from_joined(&rows)?.pop())
+    }
+
+    async fn dek(&self, id: &str) -> StoreResult<Option<DekWithWraps>> {
+        let sql = format!(
+            "SELECT {DEK_WRAP_COLUMNS} FROM deks d JOIN dek_wraps w ON w.dek_id = d.id WHERE d.id = $1 \
+             ORDER BY w.is_primary DESC, w.created_ms"
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        Ok(deks_from_joined(&rows)?.pop())
+    }
+
+    async fn insert_dek(&self, dek: &DekWithWraps) -> StoreResult<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = insert_dek_rows(&mut tx, dek).await?;
+        match outcome {
+            Inserted::New => tx.commit().await?,
+            Inserted::AlreadyExists => tx.rollback().await?,
+        }
+        Ok(outcome)
+    }
+
+    async fn sample_wrap(&self, kek_id: &str) -> StoreResult<Option<DekWithWraps>> {
+        let sql = format!(
+            "SELECT {DEK_WRAP_COLUMNS} FROM deks d JOIN dek_wraps w ON w.dek_id = d.id \
+             WHERE w.kek_id = $1 ORDER BY d.created_ms, d.id LIMIT 1"
+        );
+        let rows = sqlx::query(&sql).bind(kek_id).fetch_all(&self.pool).await?;
+        Ok(deks_from_joined(&rows)?.pop())
+    }
+}

@@ -1,0 +1,556 @@
+//! The HTTP API on a real listener: the stack secrets provider contract, authentication, bad input, restarts and
+//! the start-up refusals that protect existing data.
+
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use crate::support::{PgDb, TestServer, config, key_file, temp_dir};
+
+const STACK: &str = "/api/stacks/acme/web/prod";
+
+fn b64(s: &[u8]) -> String {
+    STANDARD.encode(s)
+}
+
+async fn encrypt(srv: &TestServer, stack: &str, plaintext: &[u8]) -> String {
+    let (status, body) = srv
+        .post(
+            &format!("{stack}/encrypt"),
+            &json!({ "plaintext": b64(plaintext) }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["ciphertext"].as_str().expect("ciphertext").to_owned()
+}
+
+async fn decrypt(srv: &TestServer, stack: &str, ciphertext: &str) -> (u16, Value) {
+    srv.post(
+        &format!("{stack}/decrypt"),
+        &json!({ "ciphertext": ciphertext }),
+    )
+    .await
+}
+
+fn assert_esc_error(status: u16, body: &Value, want: u16) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(
+        body["code"].as_u64(),
+        Some(u64::from(want)),
+        "ESC error shape: {body}"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// Encrypt/decrypt round trips on one server, including empty and binary values and the Bearer header.
+async fn round_trips(srv: &TestServer) {
+    for plaintext in [
+        &b""[..],
+        b"hunter2",
+        &[0u8, 255, 1, 128],
+        &vec![7u8; 64 * 1024],
+    ] {
+        let ct = encrypt(srv, STACK, plaintext).await;
+        let (status, body) = decrypt(srv, STACK, &ct).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["plaintext"], json!(b64(plaintext)));
+    }
+    let ct = encrypt(srv, STACK, b"bearer").await;
+    let resp = srv
+        .http
+        .post(format!("{}{STACK}/decrypt", srv.base))
+        .header("Authorization", format!("Bearer {}", srv.token))
+        .json(&json!({ "ciphertext": ct }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn stack_secrets_round_trip_on_sqlite() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    round_trips(&srv).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stack_secrets_round_trip_and_replicas_on_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
+        .await
+        .unwrap();
+    round_trips(&srv).await;
+    let ct = encrypt(&srv, STACK, b"shared").await;
+
+    // A second replica with the same key file (copied data folder) serves the same store.
+    let replica_dir = temp_dir();
+    std::fs::copy(key_file(dir.path()), key_file(replica_dir.path())).unwrap();
+    let replica = TestServer::start(
+        config(replica_dir.path(), Some(&db.url)),
+        Some(srv.token.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        replica.server.new_admin_token.is_none(),
+        "a replica must not bootstrap again"
+    );
+    let (status, body) = decrypt(&replica, STACK, &ct).await;
+    assert_eq!(
+        (status, body["plaintext"].clone()),
+        (200, json!(b64(b"shared")))
+    );
+    replica.stop().await;
+
+    // A replica started with a fresh data folder has no key file: it must refuse, and create none.
+    let fresh = temp_dir();
+    let err = TestServer::start(config(fresh.path(), Some(&db.url)), None)
+        .await
+        .err()
+        .expect("a fresh data folder over an existing store must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("never creates a new key"), "{msg}");
+    assert!(
+        !key_file(fresh.path()).exists(),
+        "no key file may be created over an existing store"
+    );
+
+    srv.stop().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..50).map(|i| format!("value-{i}")).collect();
+    let (status, body) = srv
+        .post(
+            &format!("{STACK}/batch-encrypt"),
+            &json!({ "plaintexts": values.iter().map(|v| b64(v.as_bytes())).collect::<Vec<_>>() }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cts: Vec<String> = serde_json::from_value(body["ciphertexts"].clone()).unwrap();
+    assert_eq!(cts.len(), values.len());
+    // Each batch ciphertext decrypts singly to the value at the same index.
+    for (ct, v) in cts.iter().zip(&values).step_by(7) {
+        let (_, body) = decrypt(&srv, STACK, ct).await;
+        assert_eq!(body["plaintext"], json!(b64(v.as_bytes())));
+    }
+    let (status, body) = srv
+        .post(
+            &format!("{STACK}/batch-decrypt"),
+            &json!({ "ciphertexts": cts }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let map = body["plaintexts"].as_object().unwrap();
+    assert_eq!(map.len(), values.len());
+    for (ct, v) in cts.iter().zip(&values) {
+        assert_eq!(map[ct], json!(b64(v.as_bytes())));
+    }
+    // One bad ciphertext fails the whole batch.
+    let mut bad = cts.clone();
+    bad.push(b64(b"not an envelope"));
+    let (status, body) = srv
+        .post(
+            &format!("{STACK}/batch-decrypt"),
+            &json!({ "ciphertexts": bad }),
+        )
+        .await;
+    assert_esc_error(status, &body, 400);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn ciphertexts_are_bound_to_their_stack_and_resist_tampering() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let ct = encrypt(&srv, STACK, b"prod-only").await;
+    // Another stack, another project: refused, even though the same server holds both DEKs.
+    let other = "/api/stacks/acme/web/staging";
+    encrypt(&srv, other, b"make the other DEK exist").await;
+    for stack in [other, "/api/stacks/acme/api/prod"] {
+        let (status, body) = decrypt(&srv, stack, &ct).await;
+        assert_esc_error(status, &body, 400);
+        assert!(!body.to_string().contains(&b64(b"prod-only")));
+    }
+    // Every single-byte change anywhere in the envelope is refused.
+    let raw = STANDARD.decode(&ct).unwrap();
+    for i in (0..raw.len()).step_by(3) {
+        let mut t = raw.clone();
+        t[i] ^= 0x01;
+        let (status, body) = decrypt(&srv, STACK, &b64(&t)).await;
+        assert_esc_error(status, &body, 400);
+    }
+    // Truncations too.
+    for n in [0, 1, 17, raw.len() - 1] {
+        let (status, body) = decrypt(&srv, STACK, &b64(&raw[..n])).await;
+        assert_esc_error(status, &body, 400);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_esc_error_that_echoes_nothing() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let url = format!("{}{STACK}/encrypt", srv.base);
+    let auth = format!("token {}", srv.token);
+
+    // Malformed JSON, wrong fields, wrong types, bad base64.
+    for (body, needle) in [
+        ("{not json", "valid JSON"),
+        (r#"{"plain": "aGk="}"#, "expected fields"),
+        (r#"{"plaintext": 42}"#, "expected fields"),
+        (r#"{"plaintext": "s3cr3t-in-the-wrong-place!!"}"#, "base64"),
+    ] {
+        let resp = srv
+            .http
+            .post(&url)
+            .header("Authorization", &auth)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap();
+        assert_esc_error(status, &v, 400);
+        assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
+        assert!(!v.to_string().contains("s3cr3t"), "error echoed input: {v}");
+    }
+
+    // Oversized body: 413.
+    let big = json!({ "plaintext": "A".repeat(2 * 1024 * 1024) });
+    let (status, body) = srv.post(&format!("{STACK}/encrypt"), &big).await;
+    assert_esc_error(status, &body, 413);
+
+    // Invalid names: 400; unknown org: 404.
+    let (status, body) = srv
+        .post(
+            "/api/stacks/acme/bad:name/prod/encrypt",
+            &json!({"plaintext": ""}),
+        )
+        .await;
+    assert_esc_error(status, &body, 400);
+    let (status, body) = srv
+        .post(
+            "/api/stacks/nobody/web/prod/encrypt",
+            &json!({"plaintext": ""}),
+        )
+        .await;
+    assert_esc_error(status, &body, 404);
+
+    // Unknown route and wrong method keep the ESC shape.
+    let (status, body) = srv.post("/api/nothing-here", &json!({})).await;
+    assert_esc_error(status, &body, 404);
+    let resp = srv.http.get(&url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    assert_esc_error(status, &v, 405);
+    srv.stop().await;
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted_and_bounded() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let auth = format!("token {}", srv.token);
+    let send = |path: String, body: Vec<u8>| {
+        srv.http
+            .post(format!("{}{path}", srv.base))
+            .header("Authorization", auth.clone())
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body(body)
+            .send()
+    };
+    let body = json!({ "plaintexts": [b64(b"one"), b64(b"two")] }).to_string();
+    let resp = send(format!("{STACK}/batch-encrypt"), gzip(body.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let first = v["ciphertexts"][0].as_str().unwrap().to_owned();
+    let (_, body) = decrypt(&srv, STACK, &first).await;
+    assert_eq!(body["plaintext"], json!(b64(b"one")));
+
+    // Not gzip at all, and a truncated stream: 400.
+    for bad in [
+        b"plain text".to_vec(),
+        gzip(body.to_string().as_bytes())[..12].to_vec(),
+    ] {
+        let resp = send(format!("{STACK}/encrypt"), bad).await.unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap();
+        assert_esc_error(status, &v, 400);
+    }
+    // A small gzip that inflates past the limit (a "bomb") is stopped at the limit: 413.
+    let bomb = format!(r#"{{"plaintext": "{}"}}"#, "A".repeat(4 * 1024 * 1024));
+    let compressed = gzip(bomb.as_bytes());
+    assert!(compressed.len() < 64 * 1024);
+    let resp = send(format!("{STACK}/encrypt"), compressed).await.unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    assert_esc_error(status, &v, 413);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn missing_malformed_and_wrong_tokens_are_refused() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let body = json!({ "plaintext": b64(b"x") });
+    let path = format!("{STACK}/encrypt");
+    let wrong = format!("sesame_{}", "A".repeat(43));
+    for token in [None, Some("garbage"), Some(wrong.as_str())] {
+        let (status, v) = srv.post_as(&path, &body, token).await;
+        assert_esc_error(status, &v, 401);
+    }
+    let resp = srv
+        .http
+        .post(format!("{}{path}", srv.base))
+        .header("Authorization", format!("Basic {}", srv.token))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    assert!(srv.server.new_admin_token.is_some());
+    let token_file = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    assert_eq!(token_file.trim(), srv.token);
+    assert!(srv.token.starts_with("sesame_") && srv.token.len() >= 39);
+    assert!(
+        srv.token["sesame_".len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [dir.path().join("admin.token"), key_file(dir.path())] {
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+    }
+    let ct = encrypt(&srv, STACK, b"survives restarts").await;
+    let token = srv.token.clone();
+    srv.stop().await;
+
+    let srv = TestServer::start(config(dir.path(), None), Some(token))
+        .await
+        .unwrap();
+    assert!(
+        srv.server.new_admin_token.is_none(),
+        "the token is shown on the first start only"
+    );
+    let (status, body) = decrypt(&srv, STACK, &ct).await;
+    assert_eq!(
+        (status, body["plaintext"].clone()),
+        (200, json!(b64(b"survives restarts")))
+    );
+    // The DEK is now cached: many more requests make no KMS unwrap.
+    let before = srv.metric("sesame_kms_unwrap_total").await;
+    for _ in 0..20 {
+        let (status, _) = decrypt(&srv, STACK, &ct).await;
+        assert_eq!(status, 200);
+        encrypt(&srv, STACK, b"more").await;
+    }
+    assert_eq!(srv.metric("sesame_kms_unwrap_total").await, before);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_replaced_or_missing_key_file_stops_the_start() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    encrypt(&srv, STACK, b"x").await;
+    srv.stop().await;
+    let key = key_file(dir.path());
+    let original = std::fs::read(&key).unwrap();
+
+    // Missing: refused, and no new key is made.
+    std::fs::remove_file(&key).unwrap();
+    let err = TestServer::start(config(dir.path(), None), None)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("never creates a new key"), "{err}");
+    assert!(!key.exists());
+
+    // Replaced by another key (from another instance): refused, naming the mismatch.
+    let other = temp_dir();
+    TestServer::start(config(other.path(), None), None)
+        .await
+        .unwrap()
+        .stop()
+        .await;
+    std::fs::copy(key_file(other.path()), &key).unwrap();
+    let err = TestServer::start(config(dir.path(), None), None)
+        .await
+        .err()
+        .expect("must refuse");
+    let msg = err.to_string();
+    assert!(msg.contains("cannot unwrap"), "{msg}");
+    assert!(
+        !msg.contains(&STANDARD.encode(&original)),
+        "error must not carry key material"
+    );
+
+    // The original key brings it back.
+    std::fs::write(&key, &original).unwrap();
+    TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap()
+        .stop()
+        .await;
+}
+
+#[tokio::test]
+async fn concurrent_first_use_of_a_stack_makes_one_dek() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let stack = "/api/stacks/acme/race/new";
+    let cts = futures_join(&srv, stack).await;
+    for (i, ct) in cts.iter().enumerate() {
+        let (status, body) = decrypt(&srv, stack, ct).await;
+        assert_eq!(
+            (status, body["plaintext"].clone()),
+            (200, json!(b64(format!("v{i}").as_bytes())))
+        );
+    }
+    assert_eq!(srv.metric("sesame_deks_created_total").await, 1);
+    srv.stop().await;
+}
+
+async fn futures_join(srv: &TestServer, stack: &str) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let http = srv.http.clone();
+        let url = format!("{}{stack}/encrypt", srv.base);
+        let auth = format!("token {}", srv.token);
+        tasks.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .header("Authorization", auth)
+                .json(&json!({ "plaintext": b64(format!("v{i}").as_bytes()) }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let v: Value = resp.json().await.unwrap();
+            v["ciphertext"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused_and_tls_serves() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), None);
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    let err = sesame::server::start(cfg.clone())
+        .await
+        .err()
+        .expect("plain HTTP off loopback must be refused");
+    assert!(err.to_string().contains("--tls-cert"), "{err}");
+
+    // With a certificate, the same address serves HTTPS.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    cfg.tls = Some(sesame::server::TlsFiles {
+        cert: cert_path,
+        key: key_path,
+    });
+    let server = sesame::server::start(cfg).await.unwrap();
+    let port = server.local_addr().port();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    // Plain HTTP to the TLS port does not get an answer as HTTP.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None)
+        .await
+        .unwrap();
+    for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let resp = srv
+            .http
+            .get(format!("{}{path}", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().contains_key("x-request-id"));
+        assert_eq!(resp.text().await.unwrap(), want);
+    }
+    srv.stop().await;
+}

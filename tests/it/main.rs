@@ -1,0 +1,8 @@
+//! Black-box tests of the `sesame` package, in one test binary to keep link time down: the store suite on SQLite
+//! and PostgreSQL, the HTTP API on 127.0.0.1:0, the `sesame` binary, and the tidy check on the pure core.
+
+mod api;
+mod cli;
+mod store;
+mod support;
+mod tidy;

@@ -1,0 +1,61 @@
+//! Tidy: the pure core (`src/core/`, `envelope-spec/src/`) does no I/O — no tokio, sqlx, axum, reqwest, `std::fs`,
+//! `std::net`, and no clock reads (time comes in as an argument).
+
+use std::path::Path;
+
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "sqlx",
+    "axum",
+    "reqwest",
+    "std::fs",
+    "std::net",
+    "SystemTime::now",
+    "Instant::now",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_pure_core_does_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src/core", "envelope-spec/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(
+        files.len() >= 3,
+        "the tidy check found too few files: {files:?}"
+    );
+    let mut violations = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in FORBIDDEN {
+                if code.contains(word) {
+                    violations.push(format!(
+                        "{}:{}: {word}: {}",
+                        file.display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "I/O in the pure core:\n{}",
+        violations.join("\n")
+    );
+}
