@@ -16,8 +16,7 @@ use crate::core::keys::Scope;
 use crate::core::tokens::AccessToken;
 use crate::keyring::{Keyring, KeyringConfig, KeyringError, now_ms};
 use crate::store::{
-    Bootstrap, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError, TokenKind, TokenRecord,
-    UserRecord,
+    Bootstrap, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError, TokenKind, TokenRecord, UserRecord,
 };
 
 /// The file, inside the data folder, that receives the first administrator token.
@@ -166,18 +165,16 @@ impl Instance {
             passphrase: config.passphrase.clone(),
             argon2: config.argon2.clone(),
         };
-        let kek = sesame_kms::open_kek(&uri, &options)
-            .await
-            .map_err(|cause| {
-                if bootstrapped {
-                    StartError::KekUnavailable {
-                        uri: uri.to_string(),
-                        cause,
-                    }
-                } else {
-                    StartError::Keyring(KeyringError::Kms(cause))
+        let kek = sesame_kms::open_kek(&uri, &options).await.map_err(|cause| {
+            if bootstrapped {
+                StartError::KekUnavailable {
+                    uri: uri.to_string(),
+                    cause,
                 }
-            })?;
+            } else {
+                StartError::Keyring(KeyringError::Kms(cause))
+            }
+        })?;
         let admin_token_path = config.data_dir.join(ADMIN_TOKEN_FILE);
         let mut new_admin_token = None;
         if !bootstrapped {
@@ -189,19 +186,15 @@ impl Instance {
             // The token file is written before the commit and renamed after it: a crash in between leaves at most
             // a stray temporary file, never a store whose only admin token was lost.
             let tmp = admin_token_path.with_extension("pending");
-            write_private_file(&tmp, &format!("{}\n", token.expose())).map_err(|source| {
-                StartError::TokenFile {
-                    path: tmp.clone(),
-                    source,
-                }
+            write_private_file(&tmp, &format!("{}\n", token.expose())).map_err(|source| StartError::TokenFile {
+                path: tmp.clone(),
+                source,
             })?;
             match store.bootstrap(&boot).await {
                 Ok(Inserted::New) => {
-                    std::fs::rename(&tmp, &admin_token_path).map_err(|source| {
-                        StartError::TokenFile {
-                            path: admin_token_path.clone(),
-                            source,
-                        }
+                    std::fs::rename(&tmp, &admin_token_path).map_err(|source| StartError::TokenFile {
+                        path: admin_token_path.clone(),
+                        source,
                     })?;
                     tracing::info!(org = %boot.org.name, kek = %uri, "bootstrapped a new instance");
                     new_admin_token = Some(token);
@@ -234,10 +227,7 @@ impl Instance {
             });
         }
         keyring.register_kek(&system.id, kek);
-        keyring
-            .verify_keks()
-            .await
-            .map_err(StartError::KekCannotUnwrap)?;
+        keyring.verify_keks().await.map_err(StartError::KekCannotUnwrap)?;
         Ok(Instance {
             store,
             keyring,

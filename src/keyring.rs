@@ -14,14 +14,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::future::Cache;
-use sesame_envelope::{KeyId, PreparedKey};
+use sesame_envelope::{KeyId, Plaintext, PreparedKey};
 use sesame_kms::{Dek, Kek, KekUri, KmsError, WrapContext, WrappedDek};
-use zeroize::Zeroizing;
 
 use crate::core::keys::Scope;
-use crate::store::{
-    DekRecord, DekState, DekWithWraps, Inserted, KekRecord, Store, StoreError, WrapRecord,
-};
+use crate::store::{DekRecord, DekState, DekWithWraps, Inserted, KekRecord, Store, StoreError, WrapRecord};
 
 /// Failures of the keyring. None of them carries key material or plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -165,18 +162,12 @@ impl Keyring {
 
     /// Makes an opened KEK adapter available for the KEK row `kek_id`.
     pub fn register_kek(&self, kek_id: &str, kek: Arc<dyn Kek>) {
-        let mut keks = self
-            .keks
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keks = self.keks.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         keks.insert(kek_id.to_owned(), kek);
     }
 
     fn kek(&self, kek_id: &str) -> Option<Arc<dyn Kek>> {
-        let keks = self
-            .keks
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keks = self.keks.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         keks.get(kek_id).cloned()
     }
 
@@ -303,11 +294,7 @@ impl Keyring {
         })
     }
 
-    async fn find_or_create(
-        &self,
-        scope: &Scope,
-        scope_text: &str,
-    ) -> Result<Arc<LoadedDek>, KeyringError> {
+    async fn find_or_create(&self, scope: &Scope, scope_text: &str) -> Result<Arc<LoadedDek>, KeyringError> {
         if let Some(stored) = self.store.current_dek(scope_text).await? {
             return self.cached_or_load(stored).await;
         }
@@ -321,9 +308,7 @@ impl Keyring {
                     .map_or_else(|| "the instance".to_owned(), |o| format!("org {o}")),
             })?;
         let kek = self.kek_for(&kek_row).await?;
-        let (rows, dek) = self
-            .new_dek(scope_text, 1, &kek_row.id, kek.as_ref())
-            .await?;
+        let (rows, dek) = self.new_dek(scope_text, 1, &kek_row.id, kek.as_ref()).await?;
         match self.store.insert_dek(&rows).await? {
             Inserted::New => {
                 self.metrics.deks_created.fetch_add(1, Ordering::Relaxed);
@@ -372,15 +357,9 @@ impl Keyring {
     }
 
     /// Seals `plaintext` under the current DEK of `scope`, bound to `aad`.
-    pub async fn seal(
-        &self,
-        scope: &Scope,
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, KeyringError> {
+    pub async fn seal(&self, scope: &Scope, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyringError> {
         let dek = self.current_dek(scope).await?;
-        sesame_envelope::seal(&dek.key, aad, plaintext, &mut rand::rng())
-            .map_err(|_| KeyringError::TooLarge)
+        sesame_envelope::seal(&dek.key, aad, plaintext, &mut rand::rng()).map_err(|_| KeyringError::TooLarge)
     }
 
     /// Seals several plaintexts under one DEK lookup.
@@ -394,29 +373,17 @@ impl Keyring {
         let mut rng = rand::rng();
         plaintexts
             .into_iter()
-            .map(|p| {
-                sesame_envelope::seal(&dek.key, aad, p, &mut rng)
-                    .map_err(|_| KeyringError::TooLarge)
-            })
+            .map(|p| sesame_envelope::seal(&dek.key, aad, p, &mut rng).map_err(|_| KeyringError::TooLarge))
             .collect()
     }
 
     /// Opens an envelope that must belong to `scope` and carry `aad`. Every failure — unknown DEK, a DEK of
     /// another scope, tampering, wrong associated data — is the one opaque [`KeyringError::Undecryptable`];
     /// only infrastructure failures (store, KMS) are reported as themselves.
-    pub async fn open(
-        &self,
-        scope: &Scope,
-        aad: &[u8],
-        envelope: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
-        let header =
-            sesame_envelope::parse_header(envelope).map_err(|_| KeyringError::Undecryptable)?;
+    pub async fn open(&self, scope: &Scope, aad: &[u8], envelope: &[u8]) -> Result<Plaintext, KeyringError> {
+        let header = sesame_envelope::parse_header(envelope).map_err(|_| KeyringError::Undecryptable)?;
         let dek_id = uuid::Uuid::from_bytes(header.key_id.0).to_string();
-        let dek = self
-            .dek_by_id(&dek_id)
-            .await?
-            .ok_or(KeyringError::Undecryptable)?;
+        let dek = self.dek_by_id(&dek_id).await?.ok_or(KeyringError::Undecryptable)?;
         if dek.scope != scope.to_string() {
             return Err(KeyringError::Undecryptable);
         }
@@ -433,11 +400,7 @@ impl Keyring {
             };
             let only_this = DekWithWraps {
                 dek: sample.dek.clone(),
-                wraps: sample
-                    .wraps
-                    .into_iter()
-                    .filter(|w| w.kek_id == row.id)
-                    .collect(),
+                wraps: sample.wraps.into_iter().filter(|w| w.kek_id == row.id).collect(),
             };
             self.unwrap(&only_this).await?;
             checked += 1;
@@ -451,9 +414,7 @@ fn clone_shared(e: &KeyringError) -> KeyringError {
     match e {
         KeyringError::Undecryptable => KeyringError::Undecryptable,
         KeyringError::TooLarge => KeyringError::TooLarge,
-        KeyringError::NoDefaultKek { owner } => KeyringError::NoDefaultKek {
-            owner: owner.clone(),
-        },
+        KeyringError::NoDefaultKek { owner } => KeyringError::NoDefaultKek { owner: owner.clone() },
         other => KeyringError::NoUsableWrap {
             dek_id: String::new(),
             detail: other.to_string(),

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{OpenError, SealError};
 use crate::format::{ALGORITHM_HKDF_SHA256_AES256GCM, KeyId, NONCE_LEN, TAG_LEN, VERSION_1};
+use crate::plaintext::Plaintext;
 
 /// HKDF-Extract salt: a fixed label, domain-separating Sesame envelope keys from any other use of a DEK.
 const EXTRACT_SALT: &[u8] = b"sesame-envelope/v1/extract";
@@ -90,10 +91,7 @@ impl PreparedKey {
     pub fn new_with(backend: Backend, key_id: KeyId, key: &[u8; 32]) -> PreparedKey {
         let prk = extract_aws_lc_or_rustcrypto(backend, key);
         let inner = match backend {
-            Backend::AwsLc => Inner::AwsLc(aws_lc_rs::hmac::Key::new(
-                aws_lc_rs::hmac::HMAC_SHA256,
-                &prk[..],
-            )),
+            Backend::AwsLc => Inner::AwsLc(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &prk[..])),
             #[cfg(feature = "rustcrypto")]
             Backend::RustCrypto => Inner::RustCrypto(prk),
         };
@@ -122,8 +120,7 @@ impl PreparedKey {
             Inner::RustCrypto(prk) => {
                 use hmac::Mac;
                 // A 32-byte key is always accepted by HMAC.
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&prk[..])
-                    .expect("HMAC takes any key length");
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&prk[..]).expect("HMAC takes any key length");
                 mac.update(label);
                 mac.update(&suffix);
                 mac.update(nonce);
@@ -154,23 +151,17 @@ impl PreparedKey {
         match &self.inner {
             Inner::AwsLc(_) => {
                 use aws_lc_rs::aead;
-                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key)
-                    .map_err(|_| SealError::Backend)?;
+                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key).map_err(|_| SealError::Backend)?;
                 let key = aead::LessSafeKey::new(key);
                 let t = key
-                    .seal_in_place_separate_tag(
-                        aead::Nonce::assume_unique_for_key(GCM_IV),
-                        aead::Aad::from(aad),
-                        buf,
-                    )
+                    .seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(GCM_IV), aead::Aad::from(aad), buf)
                     .map_err(|_| SealError::Backend)?;
                 tag.copy_from_slice(t.as_ref());
             }
             #[cfg(feature = "rustcrypto")]
             Inner::RustCrypto(_) => {
                 use aes_gcm::aead::{AeadInPlace, KeyInit};
-                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key)
-                    .map_err(|_| SealError::Backend)?;
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key).map_err(|_| SealError::Backend)?;
                 let t = cipher
                     .encrypt_in_place_detached(&GCM_IV.into(), aad, buf)
                     .map_err(|_| SealError::Backend)?;
@@ -187,36 +178,34 @@ impl PreparedKey {
         aad: &[u8],
         ciphertext: &[u8],
         tag: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    ) -> Result<Plaintext, OpenError> {
         match &self.inner {
             Inner::AwsLc(_) => {
                 use aws_lc_rs::aead;
-                let key = aead::UnboundKey::new(&aead::AES_256_GCM, message_key)
-                    .map_err(|_| OpenError::Undecryptable)?;
+                let key =
+                    aead::UnboundKey::new(&aead::AES_256_GCM, message_key).map_err(|_| OpenError::Undecryptable)?;
                 let key = aead::LessSafeKey::new(key);
-                let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len() + TAG_LEN));
-                buf.extend_from_slice(ciphertext);
-                buf.extend_from_slice(tag);
-                let n = key
-                    .open_in_place(
-                        aead::Nonce::assume_unique_for_key(GCM_IV),
-                        aead::Aad::from(aad),
-                        &mut buf,
-                    )
-                    .map_err(|_| OpenError::Undecryptable)?
-                    .len();
-                buf.truncate(n);
-                Ok(buf)
+                // Decrypt straight from the envelope into the output buffer: no intermediate copy.
+                let mut out = Plaintext::zeroed(ciphertext.len());
+                key.open_separate_gather(
+                    aead::Nonce::assume_unique_for_key(GCM_IV),
+                    aead::Aad::from(aad),
+                    ciphertext,
+                    tag,
+                    out.as_mut_slice(),
+                )
+                .map_err(|_| OpenError::Undecryptable)?;
+                Ok(out)
             }
             #[cfg(feature = "rustcrypto")]
             Inner::RustCrypto(_) => {
                 use aes_gcm::aead::{AeadInPlace, KeyInit};
-                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key)
-                    .map_err(|_| OpenError::Undecryptable)?;
-                let mut buf = Zeroizing::new(ciphertext.to_vec());
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(message_key).map_err(|_| OpenError::Undecryptable)?;
+                let mut buf = Plaintext::zeroed(ciphertext.len());
+                buf.as_mut_slice().copy_from_slice(ciphertext);
                 let tag = aes_gcm::Tag::from_slice(tag);
                 cipher
-                    .decrypt_in_place_detached(&GCM_IV.into(), aad, &mut buf, tag)
+                    .decrypt_in_place_detached(&GCM_IV.into(), aad, buf.as_mut_slice(), tag)
                     .map_err(|_| OpenError::Undecryptable)?;
                 Ok(buf)
             }
@@ -267,9 +256,6 @@ mod tests {
     #[test]
     fn debug_hides_the_key() {
         let shown = format!("{:?}", PreparedKey::new(KeyId([9; 16]), &[0xAB; 32]));
-        assert!(
-            shown.contains("redacted") && !shown.contains("171"),
-            "{shown}"
-        );
+        assert!(shown.contains("redacted") && !shown.contains("171"), "{shown}");
     }
 }

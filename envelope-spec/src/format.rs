@@ -91,12 +91,7 @@ pub fn parse_header(envelope: &[u8]) -> Result<Header, OpenError> {
 }
 
 /// Appends the header of a version-1 envelope.
-pub(crate) fn write_header(
-    out: &mut Vec<u8>,
-    key_id: KeyId,
-    nonce: &[u8; NONCE_LEN],
-    commitment: &[u8; 32],
-) {
+pub(crate) fn write_header(out: &mut Vec<u8>, key_id: KeyId, nonce: &[u8; NONCE_LEN], commitment: &[u8; 32]) {
     out.push(VERSION_1);
     out.push(ALGORITHM_HKDF_SHA256_AES256GCM);
     out.extend_from_slice(&key_id.0);

@@ -18,18 +18,18 @@ mod backend;
 mod context;
 mod error;
 mod format;
+mod plaintext;
 mod text;
 
 pub use backend::{Backend, PreparedKey};
 pub use context::context;
 pub use error::{OpenError, SealError};
 pub use format::{
-    ALGORITHM_HKDF_SHA256_AES256GCM, HEADER_LEN, Header, KEY_ID_LEN, KeyId, MAX_PLAINTEXT_LEN,
-    NONCE_LEN, OVERHEAD, TAG_LEN, VERSION_1, parse_header,
+    ALGORITHM_HKDF_SHA256_AES256GCM, HEADER_LEN, Header, KEY_ID_LEN, KeyId, MAX_PLAINTEXT_LEN, NONCE_LEN, OVERHEAD,
+    TAG_LEN, VERSION_1, parse_header,
 };
+pub use plaintext::Plaintext;
 pub use text::{TEXT_PREFIX, from_text, to_text};
-
-use zeroize::Zeroizing;
 
 /// Seals `plaintext` under `key`, bound to the caller's associated data `aad` (which is not stored: the same bytes
 /// must be given to [`open`]). The 256-bit message nonce is drawn from `rng`, which must be a CSPRNG; a user-space
@@ -55,9 +55,7 @@ pub fn seal_with_nonce(
     nonce: &[u8; NONCE_LEN],
 ) -> Result<Vec<u8>, SealError> {
     if plaintext.len() > MAX_PLAINTEXT_LEN {
-        return Err(SealError::TooLarge {
-            max: MAX_PLAINTEXT_LEN,
-        });
+        return Err(SealError::TooLarge { max: MAX_PLAINTEXT_LEN });
     }
     let derived = key.derive(nonce);
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
@@ -74,20 +72,14 @@ pub fn seal_with_nonce(
 /// Structural problems that reveal nothing secret (too short, unknown version or algorithm, too large) are
 /// reported as such; every cryptographic failure — another key, other associated data, any change to the bytes —
 /// is the one opaque [`OpenError::Undecryptable`]. The key commitment is checked before any decryption.
-pub fn open(
-    key: &PreparedKey,
-    aad: &[u8],
-    envelope: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+pub fn open(key: &PreparedKey, aad: &[u8], envelope: &[u8]) -> Result<Plaintext, OpenError> {
     let header = parse_header(envelope)?;
     if header.key_id != key.key_id() {
         return Err(OpenError::Undecryptable);
     }
     let derived = key.derive(&header.nonce);
     // Constant time: the comparison must not tell an attacker how many leading bytes of a forged commitment match.
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, &header.commitment)
-        .is_err()
-    {
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&derived.commitment, &header.commitment).is_err() {
         return Err(OpenError::Undecryptable);
     }
     let body = &envelope[HEADER_LEN..];

@@ -22,14 +22,10 @@ pub fn to_text(envelope: &[u8]) -> String {
 
 /// The envelope bytes of a text form. Checks only the encoding; [`crate::open`] checks the rest.
 pub fn from_text(text: &str) -> Result<Vec<u8>, OpenError> {
-    let body = text
-        .strip_prefix(TEXT_PREFIX)
-        .ok_or(OpenError::InvalidText)?;
+    let body = text.strip_prefix(TEXT_PREFIX).ok_or(OpenError::InvalidText)?;
     // Refuse oversized input before decoding it.
     if body.len() > (MAX_PLAINTEXT_LEN + OVERHEAD).div_ceil(3) * 4 {
         return Err(OpenError::TooLarge);
     }
-    URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|_| OpenError::InvalidText)
+    URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError::InvalidText)
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sesame_envelope::{
-    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_text, open, parse_header,
-    seal_with_nonce, to_text,
+    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_text, open, parse_header, seal_with_nonce,
+    to_text,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,21 +95,14 @@ fn every_vector_gives_its_known_answer_on_every_backend() {
                     // Sealing with the recorded nonce reproduces the envelope byte for byte.
                     let key = key_of(v, backend);
                     let aad = hex::decode(&v.aad).unwrap();
-                    let nonce: [u8; 32] = hex::decode(v.nonce.as_ref().unwrap())
-                        .unwrap()
-                        .try_into()
-                        .unwrap();
+                    let nonce: [u8; 32] = hex::decode(v.nonce.as_ref().unwrap()).unwrap().try_into().unwrap();
                     let sealed = seal_with_nonce(&key, &aad, &want, &nonce).unwrap();
                     let expected = match (&v.envelope, &v.text) {
                         (Some(e), _) => hex::decode(e).unwrap(),
                         (None, Some(t)) => from_text(t).unwrap(),
                         (None, None) => unreachable!(),
                     };
-                    assert_eq!(
-                        sealed, expected,
-                        "{} on {backend:?} must reseal identically",
-                        v.name
-                    );
+                    assert_eq!(sealed, expected, "{} on {backend:?} must reseal identically", v.name);
                 } else {
                     assert_eq!(
                         got.map_err(|e| e.kind()),
@@ -204,20 +197,8 @@ fn generate_vectors() {
     let mut unknown_alg = base.clone();
     unknown_alg[1] = 0x02;
     let negatives = vec![
-        negative(
-            "wrong key (same key id)",
-            base.clone(),
-            &key_b,
-            &aad,
-            "undecryptable",
-        ),
-        negative(
-            "wrong associated data",
-            base.clone(),
-            &key_a,
-            b"other",
-            "undecryptable",
-        ),
+        negative("wrong key (same key id)", base.clone(), &key_b, &aad, "undecryptable"),
+        negative("wrong associated data", base.clone(), &key_a, b"other", "undecryptable"),
         negative(
             "flipped bit in version byte",
             flip(0),
@@ -232,27 +213,9 @@ fn generate_vectors() {
             &aad,
             "unsupported_algorithm",
         ),
-        negative(
-            "flipped bit in key id",
-            flip(5),
-            &key_a,
-            &aad,
-            "undecryptable",
-        ),
-        negative(
-            "flipped bit in nonce",
-            flip(20),
-            &key_a,
-            &aad,
-            "undecryptable",
-        ),
-        negative(
-            "flipped bit in commitment",
-            flip(60),
-            &key_a,
-            &aad,
-            "undecryptable",
-        ),
+        negative("flipped bit in key id", flip(5), &key_a, &aad, "undecryptable"),
+        negative("flipped bit in nonce", flip(20), &key_a, &aad, "undecryptable"),
+        negative("flipped bit in commitment", flip(60), &key_a, &aad, "undecryptable"),
         negative(
             "flipped bit in ciphertext",
             flip(HEADER_LEN + 3),
@@ -260,13 +223,7 @@ fn generate_vectors() {
             &aad,
             "undecryptable",
         ),
-        negative(
-            "flipped bit in tag",
-            flip(last),
-            &key_a,
-            &aad,
-            "undecryptable",
-        ),
+        negative("flipped bit in tag", flip(last), &key_a, &aad, "undecryptable"),
         negative(
             "truncated to the header",
             base[..HEADER_LEN].to_vec(),
@@ -282,20 +239,8 @@ fn generate_vectors() {
             "undecryptable",
         ),
         negative("empty input", Vec::new(), &key_a, &aad, "truncated"),
-        negative(
-            "unknown version",
-            unknown_version,
-            &key_a,
-            &aad,
-            "unsupported_version",
-        ),
-        negative(
-            "unknown algorithm",
-            unknown_alg,
-            &key_a,
-            &aad,
-            "unsupported_algorithm",
-        ),
+        negative("unknown version", unknown_version, &key_a, &aad, "unsupported_version"),
+        negative("unknown algorithm", unknown_alg, &key_a, &aad, "unsupported_algorithm"),
         negative(
             "commitment of another key (GCM-valid under the opening key)",
             forged,

@@ -7,12 +7,7 @@ use zeroize::Zeroizing;
 use crate::dek::{Dek, WrapContext};
 
 /// Seals a DEK: returns `nonce || ciphertext || tag`. `label` separates the adapters' associated data.
-pub(crate) fn seal_dek(
-    key: &[u8; 32],
-    label: &[u8],
-    dek: &Dek,
-    ctx: &WrapContext,
-) -> Option<Vec<u8>> {
+pub(crate) fn seal_dek(key: &[u8; 32], label: &[u8], dek: &Dek, ctx: &WrapContext) -> Option<Vec<u8>> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).ok()?;
@@ -32,12 +27,7 @@ pub(crate) fn seal_dek(
 }
 
 /// Opens what [`seal_dek`] made; `None` for any failure (wrong key, context, or altered bytes).
-pub(crate) fn open_dek(
-    key: &[u8; 32],
-    label: &[u8],
-    sealed: &[u8],
-    ctx: &WrapContext,
-) -> Option<Dek> {
+pub(crate) fn open_dek(key: &[u8; 32], label: &[u8], sealed: &[u8], ctx: &WrapContext) -> Option<Dek> {
     if sealed.len() != NONCE_LEN + 32 + 16 {
         return None;
     }

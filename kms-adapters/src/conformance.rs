@@ -11,9 +11,7 @@ use crate::dek::{Dek, WrapContext, WrappedDek};
 use crate::error::KmsError;
 
 fn ctx(dek_id: &str) -> WrapContext {
-    WrapContext::new()
-        .with("dek", dek_id)
-        .with("scope", "stack:org:p/s")
+    WrapContext::new().with("dek", dek_id).with("scope", "stack:org:p/s")
 }
 
 fn refused(result: Result<Dek, KmsError>) -> bool {
@@ -38,21 +36,11 @@ pub async fn round_trip(kek: &dyn Kek) {
     let dek = Dek::generate();
     let a = kek.wrap(&dek, &ctx("d1")).await.expect("wrap");
     let b = kek.wrap(&dek, &ctx("d1")).await.expect("wrap");
-    assert!(
-        !a.kek_version.is_empty(),
-        "{kek:?}: a wrap must record the key version"
-    );
-    assert!(
-        !a.wrap_alg.is_empty(),
-        "{kek:?}: a wrap must record its algorithm"
-    );
+    assert!(!a.kek_version.is_empty(), "{kek:?}: a wrap must record the key version");
+    assert!(!a.wrap_alg.is_empty(), "{kek:?}: a wrap must record its algorithm");
     for w in [&a, &b] {
         let back = kek.unwrap(w, &ctx("d1")).await.expect("unwrap");
-        assert_eq!(
-            back.as_bytes(),
-            dek.as_bytes(),
-            "{kek:?}: round trip changed the DEK"
-        );
+        assert_eq!(back.as_bytes(), dek.as_bytes(), "{kek:?}: round trip changed the DEK");
     }
     assert!(
         !a.ciphertext.windows(32).any(|w| w == dek.as_bytes()),
@@ -63,10 +51,7 @@ pub async fn round_trip(kek: &dyn Kek) {
 /// Another context — another id, another scope, or shifted field boundaries — does not unwrap.
 pub async fn wrong_context(kek: &dyn Kek) {
     let dek = Dek::generate();
-    let wrapped = kek
-        .wrap(&dek, &WrapContext::new().with("ab", "c"))
-        .await
-        .expect("wrap");
+    let wrapped = kek.wrap(&dek, &WrapContext::new().with("ab", "c")).await.expect("wrap");
     for other in [
         WrapContext::new().with("a", "bc"),
         WrapContext::new().with("ab", "c").with("x", ""),
@@ -94,12 +79,7 @@ pub async fn tampering(kek: &dyn Kek) {
             "{kek:?}: a change at byte {i} was not detected"
         );
     }
-    for n in [
-        0,
-        1,
-        wrapped.ciphertext.len() / 2,
-        wrapped.ciphertext.len() - 1,
-    ] {
+    for n in [0, 1, wrapped.ciphertext.len() / 2, wrapped.ciphertext.len() - 1] {
         let mut t = wrapped.clone();
         t.ciphertext.truncate(n);
         assert!(
@@ -121,10 +101,7 @@ pub async fn another_key(kek: &dyn Kek, other: &dyn Kek) {
     let c = ctx("d3");
     let wrapped = kek.wrap(&dek, &c).await.expect("wrap");
     let result = other.unwrap(&wrapped, &c).await;
-    assert!(
-        refused(result),
-        "{other:?}: unwrapped a DEK wrapped by {kek:?}"
-    );
+    assert!(refused(result), "{other:?}: unwrapped a DEK wrapped by {kek:?}");
 }
 
 /// Neither the KEK's nor the DEK's `Debug`, nor any error message, shows key bytes.
@@ -135,10 +112,7 @@ pub async fn secrets_stay_out_of_debug(kek: &dyn Kek) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(dek.as_bytes());
     assert!(!shown.contains(&hex) && !shown.contains(&b64), "{shown}");
     let wrapped = kek.wrap(&dek, &ctx("d4")).await.expect("wrap");
-    let err = kek
-        .unwrap(&wrapped, &ctx("d5"))
-        .await
-        .expect_err("wrong context");
+    let err = kek.unwrap(&wrapped, &ctx("d5")).await.expect_err("wrong context");
     let msg = format!("{err} {err:?} {wrapped:?}");
     assert!(!msg.contains(&hex) && !msg.contains(&b64), "{msg}");
 }

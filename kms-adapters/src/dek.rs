@@ -82,11 +82,7 @@ impl fmt::Debug for WrapContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Context fields are ids and scope names, not secrets.
         f.debug_map()
-            .entries(
-                self.fields
-                    .iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(v))),
-            )
+            .entries(self.fields.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
             .finish()
     }
 }

@@ -43,17 +43,13 @@ pub enum KmsError {
     },
     /// The wrapped DEK does not unwrap under this key and context: altered, bound to another row, or wrapped by
     /// another key. Deliberately one kind.
-    #[error(
-        "KEK {kek}: the wrapped DEK does not unwrap (altered, bound to another row, or wrapped by another key)"
-    )]
+    #[error("KEK {kek}: the wrapped DEK does not unwrap (altered, bound to another row, or wrapped by another key)")]
     InvalidCiphertext {
         /// The KEK URI.
         kek: String,
     },
     /// The wrap names another key version than this KEK holds: a different key file or passphrase.
-    #[error(
-        "KEK {kek}: the DEK was wrapped by key version {wrapped_by}, but this KEK is key version {configured}"
-    )]
+    #[error("KEK {kek}: the DEK was wrapped by key version {wrapped_by}, but this KEK is key version {configured}")]
     KeyMismatch {
         /// The KEK URI.
         kek: String,
@@ -69,9 +65,7 @@ pub enum KmsError {
         reason: String,
     },
     /// The scheme is known but its adapter was not built into this binary.
-    #[error(
-        "KEK scheme {scheme}:// needs the cargo feature `{feature}`, which this build of Sesame does not have"
-    )]
+    #[error("KEK scheme {scheme}:// needs the cargo feature `{feature}`, which this build of Sesame does not have")]
     Unsupported {
         /// The URI scheme.
         scheme: String,
@@ -91,9 +85,6 @@ pub enum KmsError {
 impl KmsError {
     /// Whether retrying later may succeed (throttling, an unavailable service).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            KmsError::Throttled { .. } | KmsError::Unavailable { .. }
-        )
+        matches!(self, KmsError::Throttled { .. } | KmsError::Unavailable { .. })
     }
 }

@@ -60,11 +60,7 @@ impl LocalKek {
     }
 
     /// Opens the key file of `uri` (a `local://` URI) in `data_dir`, creating it first when `create_if_missing`.
-    pub fn open(
-        uri: &KekUri,
-        data_dir: &Path,
-        create_if_missing: bool,
-    ) -> Result<LocalKek, KmsError> {
+    pub fn open(uri: &KekUri, data_dir: &Path, create_if_missing: bool) -> Result<LocalKek, KmsError> {
         let path = Self::path_for(data_dir, uri.rest());
         if !path.exists() {
             if !create_if_missing {
@@ -82,9 +78,8 @@ impl LocalKek {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(&path).map_err(|e| {
-                config_err(uri, format!("cannot read key file {}: {e}", path.display()))
-            })?;
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| config_err(uri, format!("cannot read key file {}: {e}", path.display())))?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(config_err(
@@ -96,9 +91,10 @@ impl LocalKek {
                 ));
             }
         }
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-            config_err(uri, format!("cannot read key file {}: {e}", path.display()))
-        })?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| config_err(uri, format!("cannot read key file {}: {e}", path.display())))?,
+        );
         let bad = || {
             config_err(
                 uri,
@@ -117,10 +113,7 @@ impl LocalKek {
         if key_id.len() != 32 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
-        let encoded = lines
-            .next()
-            .and_then(|l| l.strip_prefix("key: "))
-            .ok_or_else(bad)?;
+        let encoded = lines.next().and_then(|l| l.strip_prefix("key: ")).ok_or_else(bad)?;
         let decoded = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| bad())?);
         let mut key = Zeroizing::new([0u8; 32]);
         if decoded.len() != 32 {
@@ -145,21 +138,13 @@ impl LocalKek {
 /// fails if another process created the file first, in which case theirs wins and ours is discarded — two
 /// processes never end up with different keys under one name.
 fn create_key_file(uri: &KekUri, path: &Path) -> Result<(), KmsError> {
-    let err = |e: std::io::Error| {
-        config_err(
-            uri,
-            format!("cannot create key file {}: {e}", path.display()),
-        )
-    };
+    let err = |e: std::io::Error| config_err(uri, format!("cannot create key file {}: {e}", path.display()));
     let mut key = Zeroizing::new([0u8; 32]);
     rand::rng().fill_bytes(&mut key[..]);
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let id_hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    let contents = Zeroizing::new(format!(
-        "{HEADER}\nid: {id_hex}\nkey: {}\n",
-        STANDARD.encode(&key[..])
-    ));
+    let contents = Zeroizing::new(format!("{HEADER}\nid: {id_hex}\nkey: {}\n", STANDARD.encode(&key[..])));
     // A random suffix: concurrent creators (threads or processes) never share a temporary file.
     let tmp = path.with_extension(format!("tmp-{}", &id_hex[..16]));
     let mut options = std::fs::OpenOptions::new();
@@ -170,9 +155,7 @@ fn create_key_file(uri: &KekUri, path: &Path) -> Result<(), KmsError> {
         options.mode(0o600);
     }
     let mut file = options.open(&tmp).map_err(err)?;
-    let written = file
-        .write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all());
+    let written = file.write_all(contents.as_bytes()).and_then(|()| file.sync_all());
     drop(file);
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
@@ -196,11 +179,10 @@ impl Kek for LocalKek {
     }
 
     async fn wrap(&self, dek: &Dek, ctx: &WrapContext) -> Result<WrappedDek, KmsError> {
-        let sealed =
-            seal_dek(&self.key, AAD_LABEL, dek, ctx).ok_or_else(|| KmsError::Unavailable {
-                kek: self.uri.to_string(),
-                detail: "the crypto backend failed to wrap".into(),
-            })?;
+        let sealed = seal_dek(&self.key, AAD_LABEL, dek, ctx).ok_or_else(|| KmsError::Unavailable {
+            kek: self.uri.to_string(),
+            detail: "the crypto backend failed to wrap".into(),
+        })?;
         let mut ciphertext = Vec::with_capacity(1 + sealed.len());
         ciphertext.push(WRAP_VERSION);
         ciphertext.extend_from_slice(&sealed);

@@ -52,10 +52,7 @@ impl std::fmt::Debug for OpenOptions {
         f.debug_struct("OpenOptions")
             .field("data_dir", &self.data_dir)
             .field("create_if_missing", &self.create_if_missing)
-            .field(
-                "passphrase",
-                &self.passphrase.as_ref().map(|_| "[redacted]"),
-            )
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "[redacted]"))
             .field("argon2", &self.argon2)
             .finish()
     }

@@ -78,18 +78,9 @@ impl PassphraseKek {
         })
     }
 
-    async fn derived(
-        &self,
-        salt: [u8; SALT_LEN],
-        params: &Argon2Params,
-    ) -> Result<Arc<Derived>, KmsError> {
+    async fn derived(&self, salt: [u8; SALT_LEN], params: &Argon2Params) -> Result<Arc<Derived>, KmsError> {
         let cache_key = (salt, params.clone());
-        if let Some(d) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&cache_key)
-        {
+        if let Some(d) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key) {
             return Ok(d.clone());
         }
         let (passphrase, p) = (self.passphrase.clone(), params.clone());
@@ -123,10 +114,7 @@ fn derive(passphrase: &str, salt: &[u8; SALT_LEN], p: &Argon2Params) -> Result<D
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key[..]),
         b"sesame-kek-id",
     );
-    let id = tag.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
     Ok(Derived { key, id })
 }
 
@@ -138,18 +126,13 @@ impl Kek for PassphraseKek {
 
     async fn wrap(&self, dek: &Dek, ctx: &WrapContext) -> Result<WrappedDek, KmsError> {
         let derived = self.derived(self.salt, &self.params).await?;
-        let sealed =
-            seal_dek(&derived.key, AAD_LABEL, dek, ctx).ok_or_else(|| KmsError::Unavailable {
-                kek: self.uri.to_string(),
-                detail: "the crypto backend failed to wrap".into(),
-            })?;
+        let sealed = seal_dek(&derived.key, AAD_LABEL, dek, ctx).ok_or_else(|| KmsError::Unavailable {
+            kek: self.uri.to_string(),
+            detail: "the crypto backend failed to wrap".into(),
+        })?;
         let mut ciphertext = Vec::with_capacity(1 + PARAMS_LEN + SALT_LEN + sealed.len());
         ciphertext.push(WRAP_VERSION);
-        for v in [
-            self.params.m_cost_kib,
-            self.params.t_cost,
-            self.params.p_cost,
-        ] {
+        for v in [self.params.m_cost_kib, self.params.t_cost, self.params.p_cost] {
             ciphertext.extend_from_slice(&v.to_be_bytes());
         }
         ciphertext.extend_from_slice(&self.salt);
@@ -167,30 +150,19 @@ impl Kek for PassphraseKek {
             kek: self.uri.to_string(),
         };
         let blob = &wrapped.ciphertext;
-        if wrapped.wrap_alg != WRAP_ALG
-            || blob.len() < 1 + PARAMS_LEN + SALT_LEN
-            || blob[0] != WRAP_VERSION
-        {
+        if wrapped.wrap_alg != WRAP_ALG || blob.len() < 1 + PARAMS_LEN + SALT_LEN || blob[0] != WRAP_VERSION {
             return Err(invalid());
         }
         let word = |i: usize| {
             let start = 1 + 4 * i;
-            u32::from_be_bytes([
-                blob[start],
-                blob[start + 1],
-                blob[start + 2],
-                blob[start + 3],
-            ])
+            u32::from_be_bytes([blob[start], blob[start + 1], blob[start + 2], blob[start + 3]])
         };
         let params = Argon2Params {
             m_cost_kib: word(0),
             t_cost: word(1),
             p_cost: word(2),
         };
-        if params.m_cost_kib > MAX_M_COST_KIB
-            || params.t_cost > MAX_T_COST
-            || params.p_cost > MAX_P_COST
-        {
+        if params.m_cost_kib > MAX_M_COST_KIB || params.t_cost > MAX_T_COST || params.p_cost > MAX_P_COST {
             return Err(invalid());
         }
         let mut salt = [0u8; SALT_LEN];
@@ -203,12 +175,6 @@ impl Kek for PassphraseKek {
                 configured: derived.id.clone(),
             });
         }
-        open_dek(
-            &derived.key,
-            AAD_LABEL,
-            &blob[1 + PARAMS_LEN + SALT_LEN..],
-            ctx,
-        )
-        .ok_or_else(invalid)
+        open_dek(&derived.key, AAD_LABEL, &blob[1 + PARAMS_LEN + SALT_LEN..], ctx).ok_or_else(invalid)
     }
 }

@@ -74,9 +74,7 @@ impl FromStr for KekUri {
                     .strip_prefix("//")
                     .ok_or_else(|| invalid("expected passphrase:// or passphrase://NAME"))?;
                 if !name.is_empty() && !valid_name(name) {
-                    return Err(invalid(
-                        "passphrase://NAME needs a name from [A-Za-z0-9._-]",
-                    ));
+                    return Err(invalid("passphrase://NAME needs a name from [A-Za-z0-9._-]"));
                 }
             }
             "awskms" | "azurekeyvault" | "gcpkms" => {

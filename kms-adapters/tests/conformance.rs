@@ -2,9 +2,7 @@
 //! key files (creation only when asked, mode 0600, refusal of readable files, reopening), passphrases (wrong
 //! passphrase, changed parameters), and URI parsing.
 
-use sesame_kms::{
-    Argon2Params, Dek, KekUri, KmsError, LocalKek, OpenOptions, WrapContext, conformance, open_kek,
-};
+use sesame_kms::{Argon2Params, Dek, KekUri, KmsError, LocalKek, OpenOptions, WrapContext, conformance, open_kek};
 use zeroize::Zeroizing;
 
 fn opts(dir: &std::path::Path, create: bool, passphrase: Option<&str>) -> OpenOptions {
@@ -39,18 +37,12 @@ async fn local_key_file_passes_the_suite() {
 #[tokio::test]
 async fn passphrase_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let kek = open_kek(
-        &uri("passphrase://"),
-        &opts(dir.path(), false, Some("correct horse")),
-    )
-    .await
-    .unwrap();
-    let other = open_kek(
-        &uri("passphrase://"),
-        &opts(dir.path(), false, Some("battery staple")),
-    )
-    .await
-    .unwrap();
+    let kek = open_kek(&uri("passphrase://"), &opts(dir.path(), false, Some("correct horse")))
+        .await
+        .unwrap();
+    let other = open_kek(&uri("passphrase://"), &opts(dir.path(), false, Some("battery staple")))
+        .await
+        .unwrap();
     conformance::run_all(kek.as_ref(), other.as_ref()).await;
 }
 
@@ -58,9 +50,7 @@ async fn passphrase_passes_the_suite() {
 async fn key_files_are_made_only_when_asked_private_and_stable() {
     let dir = tempfile::tempdir().unwrap();
     let u = uri("local://default");
-    let err = open_kek(&u, &opts(dir.path(), false, None))
-        .await
-        .unwrap_err();
+    let err = open_kek(&u, &opts(dir.path(), false, None)).await.unwrap_err();
     assert!(matches!(err, KmsError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("kek-default.key"), "{err}");
     assert!(
@@ -73,10 +63,7 @@ async fn key_files_are_made_only_when_asked_private_and_stable() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let dek = Dek::generate();
     let ctx = WrapContext::new().with("dek", "1");
@@ -84,10 +71,7 @@ async fn key_files_are_made_only_when_asked_private_and_stable() {
 
     // Reopening (even with create allowed) keeps the same key: old wraps unwrap.
     let again = open_kek(&u, &opts(dir.path(), true, None)).await.unwrap();
-    assert_eq!(
-        again.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(),
-        dek.as_bytes()
-    );
+    assert_eq!(again.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
 
     // Another name is another file and another key.
     let other = open_kek(&uri("local://second"), &opts(dir.path(), true, None))
@@ -103,21 +87,14 @@ async fn key_files_are_made_only_when_asked_private_and_stable() {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = open_kek(&u, &opts(dir.path(), false, None))
-            .await
-            .unwrap_err();
+        let err = open_kek(&u, &opts(dir.path(), false, None)).await.unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     // A corrupt key file is refused with a clear message.
     std::fs::write(&path, "not a key").unwrap();
-    let err = open_kek(&u, &opts(dir.path(), false, None))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("not a Sesame local key file"),
-        "{err}"
-    );
+    let err = open_kek(&u, &opts(dir.path(), false, None)).await.unwrap_err();
+    assert!(err.to_string().contains("not a Sesame local key file"), "{err}");
 }
 
 #[tokio::test]
@@ -133,10 +110,7 @@ async fn concurrent_creation_agrees_on_one_key() {
     let ctx = WrapContext::new();
     let wrapped = keks[0].wrap(&dek, &ctx).await.unwrap();
     for k in &keks {
-        assert_eq!(
-            k.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(),
-            dek.as_bytes()
-        );
+        assert_eq!(k.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
     }
 }
 
@@ -157,9 +131,7 @@ where
 async fn passphrases_wrong_missing_and_changed_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let u = uri("passphrase://");
-    let err = open_kek(&u, &opts(dir.path(), false, None))
-        .await
-        .unwrap_err();
+    let err = open_kek(&u, &opts(dir.path(), false, None)).await.unwrap_err();
     assert!(err.to_string().contains("SESAME_PASSPHRASE"), "{err}");
 
     let kek = open_kek(&u, &opts(dir.path(), false, Some("s3cret-pass")))
@@ -186,19 +158,10 @@ async fn passphrases_wrong_missing_and_changed_parameters() {
         p_cost: 1,
     };
     let later = open_kek(&u, &changed).await.unwrap();
-    assert_eq!(
-        later.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(),
-        dek.as_bytes()
-    );
+    assert_eq!(later.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
     let newer = later.wrap(&dek, &ctx).await.unwrap();
-    assert_ne!(
-        newer.kek_version, wrapped.kek_version,
-        "a new salt gives a new key id"
-    );
-    assert_eq!(
-        kek.unwrap(&newer, &ctx).await.unwrap().as_bytes(),
-        dek.as_bytes()
-    );
+    assert_ne!(newer.kek_version, wrapped.kek_version, "a new salt gives a new key id");
+    assert_eq!(kek.unwrap(&newer, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
 }
 
 #[test]
@@ -217,9 +180,7 @@ fn uris_are_parsed_once_and_refuse_secrets() {
     ] {
         assert!(bad.parse::<KekUri>().is_err(), "{bad} must be refused");
     }
-    let err = "pkcs11:token=t;object=k?pin-value=1234"
-        .parse::<KekUri>()
-        .unwrap_err();
+    let err = "pkcs11:token=t;object=k?pin-value=1234".parse::<KekUri>().unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("pin-value") && !msg.contains("1234"), "{msg}");
 }
@@ -230,15 +191,10 @@ async fn cloud_schemes_name_the_missing_feature() {
     for (u, feature) in [
         ("awskms://alias/sesame?region=eu-west-1", "aws"),
         ("azurekeyvault://v.vault.azure.net/keys/k", "azure"),
-        (
-            "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k",
-            "gcp",
-        ),
+        ("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", "gcp"),
         ("pkcs11:token=t;object=k", "pkcs11"),
     ] {
-        let err = open_kek(&uri(u), &opts(dir.path(), false, None))
-            .await
-            .unwrap_err();
+        let err = open_kek(&uri(u), &opts(dir.path(), false, None)).await.unwrap_err();
         assert!(
             matches!(&err, KmsError::Unsupported { feature: f, .. } if f == feature),
             "{u}: {err}"

@@ -17,12 +17,7 @@ pub struct ClientArgs {
     #[arg(long, env = "SESAME_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Access token. Prefer SESAME_TOKEN or --token-file: a flag is visible to other users in the process list.
-    #[arg(
-        long,
-        env = "SESAME_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
-    )]
+    #[arg(long, env = "SESAME_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
     /// Read the access token from this file (for example ./sesame-data/admin.token).
     #[arg(long, value_name = "PATH")]
@@ -53,8 +48,7 @@ impl Client {
     /// Builds a client from the flags, refusing plain HTTP off loopback unless `--insecure`.
     pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
         crate::server::install_crypto_provider();
-        let base =
-            Url::parse(&args.url).with_context(|| format!("invalid server URL {:?}", args.url))?;
+        let base = Url::parse(&args.url).with_context(|| format!("invalid server URL {:?}", args.url))?;
         match base.scheme() {
             "https" => {}
             "http" => {
@@ -79,8 +73,7 @@ impl Client {
             (Some(t), _) => AccessToken::from_presented(t),
             (None, Some(path)) => {
                 let text = zeroize::Zeroizing::new(
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("reading token file {}", path.display()))?,
+                    std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?,
                 );
                 AccessToken::from_presented(&text)
             }
@@ -94,11 +87,7 @@ impl Client {
     }
 
     /// POSTs JSON to `path` (relative to the server URL) and reads JSON back.
-    pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &Req,
-    ) -> anyhow::Result<Resp> {
+    pub async fn post<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> anyhow::Result<Resp> {
         let url = self
             .base
             .join(path)

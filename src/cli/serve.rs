@@ -76,9 +76,7 @@ impl ServeArgs {
                 database_url: self.database_url,
                 first_org: self.org,
                 system_kek: self.system_kek,
-                passphrase: std::env::var("SESAME_PASSPHRASE")
-                    .ok()
-                    .map(zeroize::Zeroizing::new),
+                passphrase: std::env::var("SESAME_PASSPHRASE").ok().map(zeroize::Zeroizing::new),
                 argon2: Default::default(),
                 keyring: KeyringConfig::default(),
             },
@@ -90,14 +88,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -135,9 +132,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
-    server
-        .shutdown()
-        .await
-        .context("server ended with an error")?;
+    server.shutdown().await.context("server ended with an error")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -68,9 +68,7 @@ fn input(value: Option<String>) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
         Some(v) => Ok(zeroize::Zeroizing::new(v.into_bytes())),
         None => {
             let mut buf = zeroize::Zeroizing::new(Vec::new());
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading stdin")?;
+            std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
             Ok(buf)
         }
     }
@@ -94,19 +92,14 @@ pub async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             let path = stack_path(&a.stack, "decrypt")?;
             let client = Client::new(&a.client)?;
             let raw = input(a.value)?;
-            let ciphertext = std::str::from_utf8(&raw)
-                .context("the ciphertext is not text")?
-                .trim();
+            let ciphertext = std::str::from_utf8(&raw).context("the ciphertext is not text")?.trim();
             let body = serde_json::json!({ "ciphertext": ciphertext });
             let resp: serde_json::Value = client.post(&path, &body).await?;
             let b64 = resp["plaintext"]
                 .as_str()
                 .context("the server's answer has no plaintext")?;
-            let plaintext = zeroize::Zeroizing::new(
-                STANDARD
-                    .decode(b64)
-                    .context("the server's plaintext is not base64")?,
-            );
+            let plaintext =
+                zeroize::Zeroizing::new(STANDARD.decode(b64).context("the server's plaintext is not base64")?);
             let mut out = std::io::stdout().lock();
             out.write_all(&plaintext).context("writing stdout")?;
             out.flush().context("writing stdout")?;

@@ -104,11 +104,7 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scope::System => f.write_str("system"),
-            Scope::Stack {
-                org_id,
-                project,
-                stack,
-            } => write!(f, "stack:{org_id}:{project}/{stack}"),
+            Scope::Stack { org_id, project, stack } => write!(f, "stack:{org_id}:{project}/{stack}"),
         }
     }
 }

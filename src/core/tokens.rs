@@ -45,9 +45,9 @@ impl AccessToken {
 
     /// Whether the text has the shape of a Sesame token (prefix, length, alphabet).
     pub fn is_well_formed(&self) -> bool {
-        self.0.strip_prefix(TOKEN_PREFIX).is_some_and(|body| {
-            body.len() == TOKEN_BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
+        self.0
+            .strip_prefix(TOKEN_PREFIX)
+            .is_some_and(|body| body.len() == TOKEN_BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric()))
     }
 
     /// The SHA-256 of the token text: what the store keeps and looks up.

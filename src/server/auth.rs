@@ -58,17 +58,16 @@ impl Principal {
 
 /// The presented token, if the header has one of the accepted forms.
 fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
-    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized("missing Authorization header; send 'Authorization: token <token>'")
-    })?;
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send 'Authorization: token <token>'"))?;
     let value = header
         .to_str()
         .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    let (scheme, rest) = value.split_once(' ').ok_or_else(|| {
-        ApiError::unauthorized(
-            "malformed Authorization header; send 'Authorization: token <token>'",
-        )
-    })?;
+    let (scheme, rest) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("malformed Authorization header; send 'Authorization: token <token>'"))?;
     if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
         return Err(ApiError::unauthorized(
             "unsupported Authorization scheme; send 'Authorization: token <token>'",
@@ -80,10 +79,7 @@ fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let token = presented_token(parts)?;
         let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
         if !token.is_well_formed() {

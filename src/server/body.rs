@@ -23,12 +23,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| json_error(&e))
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| json_error(&e))
     }
 }
 

@@ -71,11 +71,7 @@ impl AppState {
         if let Some(org) = self.orgs.get(name).await {
             return Ok(Some(org));
         }
-        let org = self
-            .store
-            .org_by_name(name)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        let org = self.store.org_by_name(name).await.map_err(|e| ApiError::internal(&e))?;
         if let Some(org) = &org {
             self.orgs.insert(name.to_owned(), org.clone()).await;
         }
@@ -139,14 +135,8 @@ pub enum ServeError {
 /// Builds the router over `state`.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let stacks = Router::new()
-        .route(
-            "/api/stacks/{org}/{project}/{stack}/encrypt",
-            post(stacks::encrypt),
-        )
-        .route(
-            "/api/stacks/{org}/{project}/{stack}/decrypt",
-            post(stacks::decrypt),
-        )
+        .route("/api/stacks/{org}/{project}/{stack}/encrypt", post(stacks::encrypt))
+        .route("/api/stacks/{org}/{project}/{stack}/decrypt", post(stacks::decrypt))
         .route(
             "/api/stacks/{org}/{project}/{stack}/batch-encrypt",
             post(stacks::batch_encrypt),
@@ -174,9 +164,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 async fn esc_error_shape(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error())
-        && !response.headers().contains_key(CONTENT_TYPE)
-    {
+    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(CONTENT_TYPE) {
         let message = status.canonical_reason().unwrap_or("error").to_lowercase();
         let mut replaced = ApiError::new(status, message).into_response();
         for (name, value) in response.headers() {
@@ -245,23 +233,16 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let instance = Instance::open(&config.instance).await?;
-    let state = Arc::new(AppState::new(
-        instance.store.clone(),
-        instance.keyring.clone(),
-    ));
-    let app = router(state.clone(), config.max_body_bytes)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let state = Arc::new(AppState::new(instance.store.clone(), instance.keyring.clone()));
+    let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.listen,
         source,
@@ -279,11 +260,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             tokio::spawn(async move { server.serve(app).await })
         }
         None => {
-            let listener =
-                tokio::net::TcpListener::from_std(listener).map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
             tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {

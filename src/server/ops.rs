@@ -21,10 +21,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     app.store.is_bootstrapped().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store unavailable",
-        )
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
     })?;
     Ok("ready")
 }
@@ -50,11 +47,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
             "DEK lookups that loaded and unwrapped.",
             &m.cache_misses,
         ),
-        (
-            "sesame_deks_created_total",
-            "DEKs created.",
-            &m.deks_created,
-        ),
+        ("sesame_deks_created_total", "DEKs created.", &m.deks_created),
     ] {
         let _ = writeln!(
             out,

@@ -18,8 +18,8 @@ use super::auth::Principal;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{
-    BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse,
-    DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+    BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
+    DecryptResponse, EncryptRequest, EncryptResponse,
 };
 use crate::core::keys::{Name, Scope, stack_secret_aad};
 
@@ -61,18 +61,14 @@ async fn resolve(
 }
 
 fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
-    STANDARD.decode(value).map_err(|_| {
-        ApiError::bad_request(format!(
-            "{field} is not valid base64 (standard alphabet, padded)"
-        ))
-    })
+    STANDARD
+        .decode(value)
+        .map_err(|_| ApiError::bad_request(format!("{field} is not valid base64 (standard alphabet, padded)")))
 }
 
 fn check_batch(n: usize) -> Result<(), ApiError> {
     if n > MAX_BATCH {
-        return Err(ApiError::too_large(format!(
-            "a batch holds at most {MAX_BATCH} values"
-        )));
+        return Err(ApiError::too_large(format!("a batch holds at most {MAX_BATCH} values")));
     }
     Ok(())
 }
@@ -86,10 +82,7 @@ pub async fn encrypt(
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let target = resolve(&app, &principal, path).await?;
     let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", &req.plaintext)?);
-    let sealed = app
-        .keyring
-        .seal(&target.scope, &target.aad, &plaintext)
-        .await?;
+    let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
     Ok(Json(EncryptResponse {
         ciphertext: STANDARD.encode(sealed),
     }))
@@ -104,10 +97,7 @@ pub async fn decrypt(
 ) -> Result<Json<DecryptResponse>, ApiError> {
     let target = resolve(&app, &principal, path).await?;
     let ciphertext = decode_b64("ciphertext", &req.ciphertext)?;
-    let plaintext = app
-        .keyring
-        .open(&target.scope, &target.aad, &ciphertext)
-        .await?;
+    let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
     Ok(Json(DecryptResponse {
         plaintext: STANDARD.encode(&plaintext),
     }))
@@ -129,11 +119,7 @@ pub async fn batch_encrypt(
         .collect::<Result<Vec<_>, _>>()?;
     let sealed = app
         .keyring
-        .seal_many(
-            &target.scope,
-            &target.aad,
-            plaintexts.iter().map(|p| p.as_slice()),
-        )
+        .seal_many(&target.scope, &target.aad, plaintexts.iter().map(|p| p.as_slice()))
         .await?;
     Ok(Json(BatchEncryptResponse {
         ciphertexts: sealed.iter().map(|c| STANDARD.encode(c)).collect(),
@@ -155,10 +141,7 @@ pub async fn batch_decrypt(
             continue;
         }
         let ciphertext = decode_b64("a ciphertext", &text)?;
-        let plaintext = app
-            .keyring
-            .open(&target.scope, &target.aad, &ciphertext)
-            .await?;
+        let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
         plaintexts.insert(text, STANDARD.encode(&plaintext));
     }
     Ok(Json(BatchDecryptResponse { plaintexts }))

@@ -9,8 +9,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store,
-    StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
+    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError,
+    StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
 };
 
 /// Which SQL dialect the pool speaks.
@@ -66,15 +66,12 @@ fn user_from_row(row: &AnyRow, prefix: &str) -> StoreResult<UserRecord> {
 fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
     let id: String = row.try_get("id")?;
     let hash: Vec<u8> = row.try_get("token_hash")?;
-    let token_hash: [u8; 32] = hash.try_into().map_err(|_| {
-        corrupt(
-            "tokens",
-            format!("token {id} has a hash that is not 32 bytes"),
-        )
-    })?;
+    let token_hash: [u8; 32] = hash
+        .try_into()
+        .map_err(|_| corrupt("tokens", format!("token {id} has a hash that is not 32 bytes")))?;
     let kind: String = row.try_get("kind")?;
-    let kind = TokenKind::parse(&kind)
-        .ok_or_else(|| corrupt("tokens", format!("token {id} has unknown kind {kind:?}")))?;
+    let kind =
+        TokenKind::parse(&kind).ok_or_else(|| corrupt("tokens", format!("token {id} has unknown kind {kind:?}")))?;
     Ok(TokenRecord {
         token_hash,
         kind,
@@ -92,8 +89,8 @@ fn kek_from_row(row: &AnyRow) -> StoreResult<KekRecord> {
     let id: String = row.try_get("id")?;
     let org_id: String = row.try_get("org_id")?;
     let state: String = row.try_get("state")?;
-    let state = KekState::parse(&state)
-        .ok_or_else(|| corrupt("keks", format!("KEK {id} has unknown state {state:?}")))?;
+    let state =
+        KekState::parse(&state).ok_or_else(|| corrupt("keks", format!("KEK {id} has unknown state {state:?}")))?;
     Ok(KekRecord {
         org_id: (!org_id.is_empty()).then_some(org_id),
         uri: row.try_get("uri")?,
@@ -107,8 +104,8 @@ fn kek_from_row(row: &AnyRow) -> StoreResult<KekRecord> {
 fn dek_from_row(row: &AnyRow) -> StoreResult<DekRecord> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
-    let state = DekState::parse(&state)
-        .ok_or_else(|| corrupt("deks", format!("DEK {id} has unknown state {state:?}")))?;
+    let state =
+        DekState::parse(&state).ok_or_else(|| corrupt("deks", format!("DEK {id} has unknown state {state:?}")))?;
     Ok(DekRecord {
         scope: row.try_get("scope")?,
         generation: row.try_get("generation")?,
@@ -139,10 +136,7 @@ fn deks_from_joined(rows: &[AnyRow]) -> StoreResult<Vec<DekWithWraps>> {
         let wrap = wrap_from_row(row)?;
         match out.last_mut() {
             Some(last) if last.dek.id == dek.id => last.wraps.push(wrap),
-            _ => out.push(DekWithWraps {
-                dek,
-                wraps: vec![wrap],
-            }),
+            _ => out.push(DekWithWraps { dek, wraps: vec![wrap] }),
         }
     }
     Ok(out)
@@ -153,10 +147,7 @@ const DEK_WRAP_COLUMNS: &str = "d.id, d.scope, d.generation, d.state, d.created_
      w.dek_id, w.kek_id, w.kek_version, w.wrapped, w.wrap_alg, w.binding, w.is_primary, \
      w.created_ms AS wrap_created_ms";
 
-async fn insert_dek_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dek: &DekWithWraps,
-) -> StoreResult<Inserted> {
+async fn insert_dek_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>, dek: &DekWithWraps) -> StoreResult<Inserted> {
     let d = &dek.dek;
     let inserted = sqlx::query(
         "INSERT INTO deks (id, scope, generation, state, created_ms) VALUES ($1, $2, $3, $4, $5) \
@@ -212,13 +203,11 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         // The instance row is the bootstrap marker: a second process that races us blocks on its unique key until
         // we commit, then finds it and backs off without writing anything.
-        let marked = sqlx::query(
-            "INSERT INTO instance (id, created_ms) VALUES (1, $1) ON CONFLICT DO NOTHING",
-        )
-        .bind(boot.org.created_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let marked = sqlx::query("INSERT INTO instance (id, created_ms) VALUES (1, $1) ON CONFLICT DO NOTHING")
+            .bind(boot.org.created_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if marked == 0 {
             tx.rollback().await?;
             return Ok(Inserted::AlreadyExists);

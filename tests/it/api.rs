@@ -17,44 +17,26 @@ fn b64(s: &[u8]) -> String {
 
 async fn encrypt(srv: &TestServer, stack: &str, plaintext: &[u8]) -> String {
     let (status, body) = srv
-        .post(
-            &format!("{stack}/encrypt"),
-            &json!({ "plaintext": b64(plaintext) }),
-        )
+        .post(&format!("{stack}/encrypt"), &json!({ "plaintext": b64(plaintext) }))
         .await;
     assert_eq!(status, 200, "{body}");
     body["ciphertext"].as_str().expect("ciphertext").to_owned()
 }
 
 async fn decrypt(srv: &TestServer, stack: &str, ciphertext: &str) -> (u16, Value) {
-    srv.post(
-        &format!("{stack}/decrypt"),
-        &json!({ "ciphertext": ciphertext }),
-    )
-    .await
+    srv.post(&format!("{stack}/decrypt"), &json!({ "ciphertext": ciphertext }))
+        .await
 }
 
 fn assert_esc_error(status: u16, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");
-    assert_eq!(
-        body["code"].as_u64(),
-        Some(u64::from(want)),
-        "ESC error shape: {body}"
-    );
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert_eq!(body["code"].as_u64(), Some(u64::from(want)), "ESC error shape: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
 /// Encrypt/decrypt round trips on one server, including empty and binary values and the Bearer header.
 async fn round_trips(srv: &TestServer) {
-    for plaintext in [
-        &b""[..],
-        b"hunter2",
-        &[0u8, 255, 1, 128],
-        &vec![7u8; 64 * 1024],
-    ] {
+    for plaintext in [&b""[..], b"hunter2", &[0u8, 255, 1, 128], &vec![7u8; 64 * 1024]] {
         let ct = encrypt(srv, STACK, plaintext).await;
         let (status, body) = decrypt(srv, STACK, &ct).await;
         assert_eq!(status, 200, "{body}");
@@ -75,9 +57,7 @@ async fn round_trips(srv: &TestServer) {
 #[tokio::test]
 async fn stack_secrets_round_trip_on_sqlite() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     round_trips(&srv).await;
     srv.stop().await;
 }
@@ -97,21 +77,15 @@ async fn stack_secrets_round_trip_and_replicas_on_postgres() {
     // A second replica with the same key file (copied data folder) serves the same store.
     let replica_dir = temp_dir();
     std::fs::copy(key_file(dir.path()), key_file(replica_dir.path())).unwrap();
-    let replica = TestServer::start(
-        config(replica_dir.path(), Some(&db.url)),
-        Some(srv.token.clone()),
-    )
-    .await
-    .unwrap();
+    let replica = TestServer::start(config(replica_dir.path(), Some(&db.url)), Some(srv.token.clone()))
+        .await
+        .unwrap();
     assert!(
         replica.server.new_admin_token.is_none(),
         "a replica must not bootstrap again"
     );
     let (status, body) = decrypt(&replica, STACK, &ct).await;
-    assert_eq!(
-        (status, body["plaintext"].clone()),
-        (200, json!(b64(b"shared")))
-    );
+    assert_eq!((status, body["plaintext"].clone()), (200, json!(b64(b"shared"))));
     replica.stop().await;
 
     // A replica started with a fresh data folder has no key file: it must refuse, and create none.
@@ -134,9 +108,7 @@ async fn stack_secrets_round_trip_and_replicas_on_postgres() {
 #[tokio::test]
 async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let values: Vec<String> = (0..50).map(|i| format!("value-{i}")).collect();
     let (status, body) = srv
         .post(
@@ -153,10 +125,7 @@ async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
         assert_eq!(body["plaintext"], json!(b64(v.as_bytes())));
     }
     let (status, body) = srv
-        .post(
-            &format!("{STACK}/batch-decrypt"),
-            &json!({ "ciphertexts": cts }),
-        )
+        .post(&format!("{STACK}/batch-decrypt"), &json!({ "ciphertexts": cts }))
         .await;
     assert_eq!(status, 200, "{body}");
     let map = body["plaintexts"].as_object().unwrap();
@@ -168,10 +137,7 @@ async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
     let mut bad = cts.clone();
     bad.push(b64(b"not an envelope"));
     let (status, body) = srv
-        .post(
-            &format!("{STACK}/batch-decrypt"),
-            &json!({ "ciphertexts": bad }),
-        )
+        .post(&format!("{STACK}/batch-decrypt"), &json!({ "ciphertexts": bad }))
         .await;
     assert_esc_error(status, &body, 400);
     srv.stop().await;
@@ -180,9 +146,7 @@ async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
 #[tokio::test]
 async fn ciphertexts_are_bound_to_their_stack_and_resist_tampering() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let ct = encrypt(&srv, STACK, b"prod-only").await;
     // Another stack, another project: refused, even though the same server holds both DEKs.
     let other = "/api/stacks/acme/web/staging";
@@ -211,9 +175,7 @@ async fn ciphertexts_are_bound_to_their_stack_and_resist_tampering() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_esc_error_that_echoes_nothing() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let url = format!("{}{STACK}/encrypt", srv.base);
     let auth = format!("token {}", srv.token);
 
@@ -246,17 +208,11 @@ async fn bad_input_gets_a_clear_esc_error_that_echoes_nothing() {
 
     // Invalid names: 400; unknown org: 404.
     let (status, body) = srv
-        .post(
-            "/api/stacks/acme/bad:name/prod/encrypt",
-            &json!({"plaintext": ""}),
-        )
+        .post("/api/stacks/acme/bad:name/prod/encrypt", &json!({"plaintext": ""}))
         .await;
     assert_esc_error(status, &body, 400);
     let (status, body) = srv
-        .post(
-            "/api/stacks/nobody/web/prod/encrypt",
-            &json!({"plaintext": ""}),
-        )
+        .post("/api/stacks/nobody/web/prod/encrypt", &json!({"plaintext": ""}))
         .await;
     assert_esc_error(status, &body, 404);
 
@@ -279,9 +235,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn gzip_bodies_are_accepted_and_bounded() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let auth = format!("token {}", srv.token);
     let send = |path: String, body: Vec<u8>| {
         srv.http
@@ -303,10 +257,7 @@ async fn gzip_bodies_are_accepted_and_bounded() {
     assert_eq!(body["plaintext"], json!(b64(b"one")));
 
     // Not gzip at all, and a truncated stream: 400.
-    for bad in [
-        b"plain text".to_vec(),
-        gzip(body.to_string().as_bytes())[..12].to_vec(),
-    ] {
+    for bad in [b"plain text".to_vec(), gzip(body.to_string().as_bytes())[..12].to_vec()] {
         let resp = send(format!("{STACK}/encrypt"), bad).await.unwrap();
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap();
@@ -326,9 +277,7 @@ async fn gzip_bodies_are_accepted_and_bounded() {
 #[tokio::test]
 async fn missing_malformed_and_wrong_tokens_are_refused() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let body = json!({ "plaintext": b64(b"x") });
     let path = format!("{STACK}/encrypt");
     let wrong = format!("sesame_{}", "A".repeat(43));
@@ -351,18 +300,12 @@ async fn missing_malformed_and_wrong_tokens_are_refused() {
 #[tokio::test]
 async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     assert!(srv.server.new_admin_token.is_some());
     let token_file = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     assert_eq!(token_file.trim(), srv.token);
     assert!(srv.token.starts_with("sesame_") && srv.token.len() >= 39);
-    assert!(
-        srv.token["sesame_".len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric())
-    );
+    assert!(srv.token["sesame_".len()..].bytes().all(|b| b.is_ascii_alphanumeric()));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -375,9 +318,7 @@ async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
     let token = srv.token.clone();
     srv.stop().await;
 
-    let srv = TestServer::start(config(dir.path(), None), Some(token))
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), Some(token)).await.unwrap();
     assert!(
         srv.server.new_admin_token.is_none(),
         "the token is shown on the first start only"
@@ -401,9 +342,7 @@ async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
 #[tokio::test]
 async fn a_replaced_or_missing_key_file_stops_the_start() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     encrypt(&srv, STACK, b"x").await;
     srv.stop().await;
     let key = key_file(dir.path());
@@ -449,9 +388,7 @@ async fn a_replaced_or_missing_key_file_stops_the_start() {
 #[tokio::test]
 async fn concurrent_first_use_of_a_stack_makes_one_dek() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let stack = "/api/stacks/acme/race/new";
     let cts = futures_join(&srv, stack).await;
     for (i, ct) in cts.iter().enumerate() {
@@ -538,16 +475,9 @@ async fn plain_http_off_loopback_is_refused_and_tls_serves() {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let resp = srv
-            .http
-            .get(format!("{}{path}", srv.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = srv.http.get(format!("{}{path}", srv.base)).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().contains_key("x-request-id"));
         assert_eq!(resp.text().await.unwrap(), want);

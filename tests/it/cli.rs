@@ -18,14 +18,7 @@ struct Served {
 /// Starts `sesame serve` on port 0 and reads its banner up to the "listening" line.
 fn serve(data_dir: &Path) -> Served {
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--org",
-            "acme",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--org", "acme", "--data-dir"])
         .arg(data_dir)
         .env_remove("SESAME_DATABASE_URL")
         .env("SESAME_LOG", "warn")
@@ -36,10 +29,7 @@ fn serve(data_dir: &Path) -> Served {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut token = None;
     loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
+        let line = lines.next().expect("serve exited before listening").unwrap();
         if let Some(t) = line.trim().strip_prefix("sesame_") {
             token = Some(format!("sesame_{t}"));
         }
@@ -61,10 +51,7 @@ fn stop(mut served: Served) {
         .unwrap();
     assert!(status.success());
     let exit = served.child.wait().unwrap();
-    assert!(
-        exit.success(),
-        "graceful shutdown must exit 0, got {exit:?}"
-    );
+    assert!(exit.success(), "graceful shutdown must exit 0, got {exit:?}");
 }
 
 fn sesame(args: &[&str], url: &str, token: &str, stdin: Option<&[u8]>) -> std::process::Output {
@@ -89,10 +76,7 @@ fn sesame(args: &[&str], url: &str, token: &str, stdin: Option<&[u8]>) -> std::p
 fn serve_then_encrypt_and_decrypt_from_the_command_line() {
     let dir = temp_dir();
     let served = serve(dir.path());
-    let token = served
-        .token
-        .clone()
-        .expect("the first start prints the admin token");
+    let token = served.token.clone().expect("the first start prints the admin token");
     let saved = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     assert_eq!(saved.trim(), token);
 
@@ -102,11 +86,7 @@ fn serve_then_encrypt_and_decrypt_from_the_command_line() {
         &token,
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ct = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(!ct.contains("p@ss"));
 
@@ -116,11 +96,7 @@ fn serve_then_encrypt_and_decrypt_from_the_command_line() {
         &token,
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"p@ss word");
 
     // Values from stdin are taken exactly, binary included.
@@ -210,10 +186,7 @@ fn help_explains_commands_and_exit_codes() {
     for needle in ["serve", "stack", "Exit codes"] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
     }
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "--listen",

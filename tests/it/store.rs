@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use sesame::store::{
-    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store,
-    TokenKind, TokenRecord, UserRecord, WrapRecord,
+    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store, TokenKind,
+    TokenRecord, UserRecord, WrapRecord,
 };
 
 use crate::support::{PgDb, temp_dir};
@@ -123,11 +123,7 @@ async fn suite(store: Arc<dyn Store>) {
         Some(n) => n.parse().unwrap(),
         None => 7,
     };
-    let found = store
-        .token_by_hash(&[winner_hash; 32])
-        .await
-        .unwrap()
-        .expect("token");
+    let found = store.token_by_hash(&[winner_hash; 32]).await.unwrap().expect("token");
     assert_eq!(found.token.kind, TokenKind::Personal);
     assert_eq!(found.token.expires_ms, Some(9_999));
     assert!(
@@ -150,27 +146,18 @@ async fn suite(store: Arc<dyn Store>) {
     let g1 = dek("stack:o:p/s", 1, &system.id, blob.clone());
     assert_eq!(store.insert_dek(&g1).await.unwrap(), Inserted::New);
     let again = dek("stack:o:p/s", 1, &system.id, vec![9]);
-    assert_eq!(
-        store.insert_dek(&again).await.unwrap(),
-        Inserted::AlreadyExists
-    );
+    assert_eq!(store.insert_dek(&again).await.unwrap(), Inserted::AlreadyExists);
     assert_eq!(
         store.dek(&again.dek.id).await.unwrap(),
         None,
         "a conflicting insert leaves nothing"
     );
     assert_eq!(store.dek(&g1.dek.id).await.unwrap(), Some(g1.clone()));
-    assert_eq!(
-        store.current_dek("stack:o:p/s").await.unwrap(),
-        Some(g1.clone())
-    );
+    assert_eq!(store.current_dek("stack:o:p/s").await.unwrap(), Some(g1.clone()));
     let mut g2 = dek("stack:o:p/s", 2, &system.id, vec![2]);
     g2.wraps[0].binding = Some(vec![0xB1, 0x7D]);
     store.insert_dek(&g2).await.unwrap();
-    assert_eq!(
-        store.current_dek("stack:o:p/s").await.unwrap(),
-        Some(g2.clone())
-    );
+    assert_eq!(store.current_dek("stack:o:p/s").await.unwrap(), Some(g2.clone()));
     assert_eq!(store.current_dek("stack:o:p/other").await.unwrap(), None);
 
     // A wrap naming an unknown KEK violates a foreign key: the whole insert rolls back.
@@ -180,11 +167,7 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.current_dek("stack:o:p/orphan").await.unwrap(), None);
 
     // The start-up sample is the oldest DEK under the KEK: the canary.
-    let sample = store
-        .sample_wrap(&system.id)
-        .await
-        .unwrap()
-        .expect("sample");
+    let sample = store.sample_wrap(&system.id).await.unwrap().expect("sample");
     assert_eq!(sample.dek.scope, "system");
     assert_eq!(store.sample_wrap("no-such-kek").await.unwrap(), None);
 

@@ -53,16 +53,11 @@ impl PgDb {
 
     /// Drops the database (closing any connections still open to it).
     pub async fn drop_db(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url)
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.expect("connect");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
             .await
-            .expect("connect");
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("drop test database");
+            .expect("drop test database");
     }
 }
 
@@ -104,10 +99,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server; `token` is the one from a previous start when the instance exists already.
-    pub async fn start(
-        config: ServeConfig,
-        token: Option<String>,
-    ) -> Result<TestServer, ServeError> {
+    pub async fn start(config: ServeConfig, token: Option<String>) -> Result<TestServer, ServeError> {
         let server = sesame::server::start(config).await?;
         let token = match (&server.new_admin_token, token) {
             (Some(t), _) => t.expose().to_owned(),
@@ -132,12 +124,7 @@ impl TestServer {
     }
 
     /// POSTs JSON with the given token (or none).
-    pub async fn post_as(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-        token: Option<&str>,
-    ) -> (u16, serde_json::Value) {
+    pub async fn post_as(&self, path: &str, body: &serde_json::Value, token: Option<&str>) -> (u16, serde_json::Value) {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         if let Some(t) = token {
             req = req.header("Authorization", format!("token {t}"));

@@ -32,10 +32,7 @@ fn the_pure_core_does_no_io() {
     for dir in ["src/core", "envelope-spec/src"] {
         rust_files(&root.join(dir), &mut files);
     }
-    assert!(
-        files.len() >= 3,
-        "the tidy check found too few files: {files:?}"
-    );
+    assert!(files.len() >= 3, "the tidy check found too few files: {files:?}");
     let mut violations = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -43,12 +40,7 @@ fn the_pure_core_does_no_io() {
             let code = line.split("//").next().unwrap_or("");
             for word in FORBIDDEN {
                 if code.contains(word) {
-                    violations.push(format!(
-                        "{}:{}: {word}: {}",
-                        file.display(),
-                        n + 1,
-                        line.trim()
-                    ));
+                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
                 }
             }
         }
