@@ -92,8 +92,9 @@ pub struct KeyringMetrics {
 
 /// An unwrapped DEK, ready to seal and open.
 struct LoadedDek {
-    id: String,
-    scope: String,
+    id: KeyId,
+    /// `None` for a scope string this version does not know: such a DEK opens nothing.
+    scope: Option<Scope>,
     key: PreparedKey,
 }
 
@@ -101,8 +102,8 @@ struct LoadedDek {
 pub struct Keyring {
     store: Arc<dyn Store>,
     keks: RwLock<HashMap<String, Arc<dyn Kek>>>,
-    deks: Cache<String, Arc<LoadedDek>>,
-    current: Cache<String, Arc<LoadedDek>>,
+    deks: Cache<KeyId, Arc<LoadedDek>>,
+    current: Cache<Scope, Arc<LoadedDek>>,
     metrics: KeyringMetrics,
 }
 
@@ -243,25 +244,25 @@ impl Keyring {
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let key_id = key_id_of(&stored.dek.id)?;
         let dek = self.unwrap(&stored).await?;
-        let key = PreparedKey::new(key_id, dek.as_bytes());
         Ok(Arc::new(LoadedDek {
-            id: stored.dek.id,
-            scope: stored.dek.scope,
-            key,
+            id: key_id,
+            scope: stored.dek.scope.parse().ok(),
+            key: PreparedKey::new(key_id, dek.as_bytes()),
         }))
     }
 
     /// The unwrapped DEK with this id, from the cache or loaded and unwrapped once (concurrent callers share the
     /// one load). `Ok(None)` when no such DEK exists.
-    async fn dek_by_id(&self, dek_id: &str) -> Result<Option<Arc<LoadedDek>>, KeyringError> {
-        if let Some(hit) = self.deks.get(dek_id).await {
+    async fn dek_by_id(&self, key_id: KeyId) -> Result<Option<Arc<LoadedDek>>, KeyringError> {
+        if let Some(hit) = self.deks.get(&key_id).await {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(hit));
         }
         let result = self
             .deks
-            .try_get_with_by_ref(dek_id, async {
-                match self.store.dek(dek_id).await? {
+            .try_get_with(key_id, async {
+                let dek_id = uuid::Uuid::from_bytes(key_id.0).to_string();
+                match self.store.dek(&dek_id).await? {
                     Some(stored) => self.load(stored).await,
                     None => Err(KeyringError::Undecryptable),
                 }
@@ -279,14 +280,14 @@ impl Keyring {
 
     /// The DEK that seals new content of `scope`, made (and wrapped by the owner's default KEK) on first use.
     async fn current_dek(&self, scope: &Scope) -> Result<Arc<LoadedDek>, KeyringError> {
-        let scope_text = scope.to_string();
-        if let Some(hit) = self.current.get(&scope_text).await {
+        if let Some(hit) = self.current.get(scope).await {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        let scope_text = scope.to_string();
         let result = self
             .current
-            .try_get_with_by_ref(&scope_text, self.find_or_create(scope, &scope_text))
+            .try_get_with_by_ref(scope, self.find_or_create(scope, &scope_text))
             .await;
         result.map_err(|e| match Arc::try_unwrap(e) {
             Ok(err) => err,
@@ -312,10 +313,11 @@ impl Keyring {
         match self.store.insert_dek(&rows).await? {
             Inserted::New => {
                 self.metrics.deks_created.fetch_add(1, Ordering::Relaxed);
+                let key_id = key_id_of(&rows.dek.id)?;
                 let loaded = Arc::new(LoadedDek {
-                    key: PreparedKey::new(key_id_of(&rows.dek.id)?, dek.as_bytes()),
-                    id: rows.dek.id,
-                    scope: rows.dek.scope,
+                    key: PreparedKey::new(key_id, dek.as_bytes()),
+                    id: key_id,
+                    scope: Some(scope.clone()),
                 });
                 self.deks.insert(loaded.id.clone(), loaded.clone()).await;
                 Ok(loaded)
@@ -334,7 +336,7 @@ impl Keyring {
     }
 
     async fn cached_or_load(&self, stored: DekWithWraps) -> Result<Arc<LoadedDek>, KeyringError> {
-        if let Some(hit) = self.deks.get(&stored.dek.id).await {
+        if let Some(hit) = self.deks.get(&key_id_of(&stored.dek.id)?).await {
             return Ok(hit);
         }
         let loaded = self.load(stored).await?;
@@ -382,9 +384,11 @@ impl Keyring {
     /// only infrastructure failures (store, KMS) are reported as themselves.
     pub async fn open(&self, scope: &Scope, aad: &[u8], envelope: &[u8]) -> Result<Plaintext, KeyringError> {
         let header = sesame_envelope::parse_header(envelope).map_err(|_| KeyringError::Undecryptable)?;
-        let dek_id = uuid::Uuid::from_bytes(header.key_id.0).to_string();
-        let dek = self.dek_by_id(&dek_id).await?.ok_or(KeyringError::Undecryptable)?;
-        if dek.scope != scope.to_string() {
+        let dek = self
+            .dek_by_id(header.key_id)
+            .await?
+            .ok_or(KeyringError::Undecryptable)?;
+        if dek.scope.as_ref() != Some(scope) {
             return Err(KeyringError::Undecryptable);
         }
         sesame_envelope::open(&dek.key, aad, envelope).map_err(|_| KeyringError::Undecryptable)

@@ -21,6 +21,11 @@ use crate::store::{TokenKind, TokenWithUser};
 /// How long a token lookup is reused without asking the store again.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// The authenticated caller, as an extractor: `Auth(principal): Auth` in a handler's arguments. Shared, not
+/// copied, from the token cache.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Arc<Principal>);
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -76,7 +81,7 @@ fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
     Ok(AccessToken::from_presented(rest))
 }
 
-impl FromRequestParts<Arc<AppState>> for Principal {
+impl FromRequestParts<Arc<AppState>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
@@ -112,6 +117,6 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             tracing::info!(token_id = %principal.token_id, "authentication failed: expired token");
             return Err(refused());
         }
-        Ok((*principal).clone())
+        Ok(Auth(principal))
     }
 }

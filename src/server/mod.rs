@@ -46,7 +46,7 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
-    orgs: Cache<String, OrgRecord>,
+    orgs: Cache<String, Arc<OrgRecord>>,
 }
 
 impl AppState {
@@ -67,11 +67,16 @@ impl AppState {
     }
 
     /// An org by name, cached briefly (orgs are rarely made and never renamed yet).
-    pub async fn org_by_name(&self, name: &str) -> Result<Option<OrgRecord>, ApiError> {
+    pub async fn org_by_name(&self, name: &str) -> Result<Option<Arc<OrgRecord>>, ApiError> {
         if let Some(org) = self.orgs.get(name).await {
             return Ok(Some(org));
         }
-        let org = self.store.org_by_name(name).await.map_err(|e| ApiError::internal(&e))?;
+        let org = self
+            .store
+            .org_by_name(name)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map(Arc::new);
         if let Some(org) = &org {
             self.orgs.insert(name.to_owned(), org.clone()).await;
         }

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::AppState;
-use super::auth::Principal;
+use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{
@@ -53,7 +53,7 @@ async fn resolve(
     Ok(StackTarget {
         aad: stack_secret_aad(&org.id, &project, &stack),
         scope: Scope::Stack {
-            org_id: org.id,
+            org_id: org.id.clone(),
             project,
             stack,
         },
@@ -76,7 +76,7 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
 /// `POST /api/stacks/{org}/{project}/{stack}/encrypt`
 pub async fn encrypt(
     State(app): State<Arc<AppState>>,
-    principal: Principal,
+    Auth(principal): Auth,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
@@ -91,7 +91,7 @@ pub async fn encrypt(
 /// `POST /api/stacks/{org}/{project}/{stack}/decrypt`
 pub async fn decrypt(
     State(app): State<Arc<AppState>>,
-    principal: Principal,
+    Auth(principal): Auth,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
@@ -106,7 +106,7 @@ pub async fn decrypt(
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-encrypt`
 pub async fn batch_encrypt(
     State(app): State<Arc<AppState>>,
-    principal: Principal,
+    Auth(principal): Auth,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchEncryptRequest>,
 ) -> Result<Json<BatchEncryptResponse>, ApiError> {
@@ -129,7 +129,7 @@ pub async fn batch_encrypt(
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-decrypt`
 pub async fn batch_decrypt(
     State(app): State<Arc<AppState>>,
-    principal: Principal,
+    Auth(principal): Auth,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchDecryptRequest>,
 ) -> Result<Json<BatchDecryptResponse>, ApiError> {
