@@ -319,7 +319,7 @@ impl Keyring {
                     id: key_id,
                     scope: Some(scope.clone()),
                 });
-                self.deks.insert(loaded.id.clone(), loaded.clone()).await;
+                self.deks.insert(loaded.id, loaded.clone()).await;
                 Ok(loaded)
             }
             // Another replica made generation 1 between our read and our insert: use theirs.
@@ -340,7 +340,7 @@ impl Keyring {
             return Ok(hit);
         }
         let loaded = self.load(stored).await?;
-        self.deks.insert(loaded.id.clone(), loaded.clone()).await;
+        self.deks.insert(loaded.id, loaded.clone()).await;
         Ok(loaded)
     }
 

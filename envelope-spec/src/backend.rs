@@ -42,7 +42,8 @@ pub enum Backend {
 }
 
 enum Inner {
-    AwsLc(aws_lc_rs::hmac::Key),
+    // Boxed: the HMAC state is large, and keeps the enum small for the RustCrypto variant.
+    AwsLc(Box<aws_lc_rs::hmac::Key>),
     #[cfg(feature = "rustcrypto")]
     RustCrypto(Zeroizing<[u8; 32]>),
 }
@@ -91,7 +92,10 @@ impl PreparedKey {
     pub fn new_with(backend: Backend, key_id: KeyId, key: &[u8; 32]) -> PreparedKey {
         let prk = extract_aws_lc_or_rustcrypto(backend, key);
         let inner = match backend {
-            Backend::AwsLc => Inner::AwsLc(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &prk[..])),
+            Backend::AwsLc => Inner::AwsLc(Box::new(aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &prk[..],
+            ))),
             #[cfg(feature = "rustcrypto")]
             Backend::RustCrypto => Inner::RustCrypto(prk),
         };

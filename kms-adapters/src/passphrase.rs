@@ -32,6 +32,9 @@ const MAX_M_COST_KIB: u32 = 1024 * 1024;
 const MAX_T_COST: u32 = 64;
 const MAX_P_COST: u32 = 64;
 
+/// Derived keys by (salt, parameters).
+type DerivedCache = Mutex<HashMap<([u8; SALT_LEN], Argon2Params), Arc<Derived>>>;
+
 struct Derived {
     key: Zeroizing<[u8; 32]>,
     id: String,
@@ -43,7 +46,7 @@ pub struct PassphraseKek {
     passphrase: Arc<Zeroizing<String>>,
     params: Argon2Params,
     salt: [u8; SALT_LEN],
-    cache: Mutex<HashMap<([u8; SALT_LEN], Argon2Params), Arc<Derived>>>,
+    cache: DerivedCache,
 }
 
 impl fmt::Debug for PassphraseKek {

@@ -15,7 +15,9 @@ struct Served {
     token: Option<String>,
 }
 
-/// Starts `sesame serve` on port 0 and reads its banner up to the "listening" line.
+/// Starts `sesame serve` on port 0 and reads its banner up to the "listening" line. The child is waited for in
+/// [`stop`].
+#[allow(clippy::zombie_processes)]
 fn serve(data_dir: &Path) -> Served {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--org", "acme", "--data-dir"])
