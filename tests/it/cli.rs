@@ -201,3 +201,34 @@ fn help_explains_commands_and_exit_codes() {
         assert!(text.contains(needle), "serve --help lacks {needle}");
     }
 }
+
+#[test]
+fn a_killed_server_loses_nothing_it_acknowledged() {
+    let dir = temp_dir();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    // Each encrypt to a new stack commits a new DEK before it answers.
+    let mut sealed = Vec::new();
+    for i in 0..5 {
+        let stack = format!("acme/crash/s{i}");
+        let out = sesame(
+            &["stack", "encrypt", "--stack", &stack, &format!("v{i}")],
+            &served.url,
+            &token,
+            None,
+        );
+        assert!(out.status.success());
+        sealed.push((stack, String::from_utf8(out.stdout).unwrap().trim().to_owned()));
+    }
+    let mut child = served.child;
+    child.kill().unwrap(); // SIGKILL: no shutdown path runs.
+    child.wait().unwrap();
+
+    let served = serve(dir.path());
+    for (i, (stack, ct)) in sealed.iter().enumerate() {
+        let out = sesame(&["stack", "decrypt", "--stack", stack, ct], &served.url, &token, None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, format!("v{i}").as_bytes());
+    }
+    stop(served);
+}
