@@ -37,6 +37,8 @@ pub struct InstanceConfig {
     pub passphrase: Option<Zeroizing<String>>,
     /// Argon2id parameters for new passphrase wraps.
     pub argon2: Argon2Params,
+    /// The PIN for a `pkcs11:` KEK (from `SESAME_PKCS11_PIN`).
+    pub pkcs11_pin: Option<Zeroizing<String>>,
     /// Cache settings of the keyring.
     pub keyring: KeyringConfig,
 }
@@ -164,6 +166,7 @@ impl Instance {
             create_if_missing: !bootstrapped,
             passphrase: config.passphrase.clone(),
             argon2: config.argon2.clone(),
+            pkcs11_pin: config.pkcs11_pin.clone(),
         };
         let kek = sesame_kms::open_kek(&uri, &options).await.map_err(|cause| {
             if bootstrapped {

@@ -18,6 +18,8 @@ mod error;
 mod local;
 mod open;
 mod passphrase;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod uri;
 
 pub use dek::{Dek, WrapContext, WrappedDek};

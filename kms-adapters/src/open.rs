@@ -45,6 +45,8 @@ pub struct OpenOptions {
     pub passphrase: Option<Zeroizing<String>>,
     /// Argon2id parameters for new passphrase wraps.
     pub argon2: Argon2Params,
+    /// The PIN of `pkcs11:` KEKs (the server reads `SESAME_PKCS11_PIN`), unless the URI names a `pin-source`.
+    pub pkcs11_pin: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for OpenOptions {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for OpenOptions {
             .field("create_if_missing", &self.create_if_missing)
             .field("passphrase", &self.passphrase.as_ref().map(|_| "[redacted]"))
             .field("argon2", &self.argon2)
+            .field("pkcs11_pin", &self.pkcs11_pin.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -72,6 +75,17 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
             Ok(Arc::new(kek))
         }
         "passphrase" => Ok(Arc::new(PassphraseKek::new(uri.clone(), opts)?)),
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => {
+            let (uri, pin, create) = (uri.clone(), opts.pkcs11_pin.clone(), opts.create_if_missing);
+            let kek = tokio::task::spawn_blocking(move || crate::pkcs11::Pkcs11Kek::open(&uri, pin, create))
+                .await
+                .map_err(|e| KmsError::Config {
+                    kek: "pkcs11".into(),
+                    reason: format!("PKCS#11 open task failed: {e}"),
+                })??;
+            Ok(Arc::new(kek))
+        }
         scheme => Err(KmsError::Unsupported {
             scheme: scheme.to_owned(),
             feature: match scheme {

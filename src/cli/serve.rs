@@ -33,7 +33,8 @@ pub struct ServeArgs {
     /// Name of the first organization, made on the first start only.
     #[arg(long, env = "SESAME_ORG", default_value = "default")]
     pub org: String,
-    /// The system KEK: local://NAME (key file in the data folder) or passphrase:// (Argon2id from SESAME_PASSPHRASE).
+    /// The system KEK: local://NAME (key file in the data folder), passphrase:// (Argon2id from SESAME_PASSPHRASE),
+    /// or, in builds with the pkcs11 feature, pkcs11:token=…;object=…?module-path=… (PIN from SESAME_PKCS11_PIN).
     #[arg(long, env = "SESAME_SYSTEM_KEK", default_value = "local://default")]
     pub system_kek: String,
     /// TLS certificate chain (PEM).
@@ -78,6 +79,7 @@ impl ServeArgs {
                 system_kek: self.system_kek,
                 passphrase: std::env::var("SESAME_PASSPHRASE").ok().map(zeroize::Zeroizing::new),
                 argon2: Default::default(),
+                pkcs11_pin: std::env::var("SESAME_PKCS11_PIN").ok().map(zeroize::Zeroizing::new),
                 keyring: KeyringConfig::default(),
             },
         })

@@ -84,6 +84,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
             system_kek: "local://default".into(),
             passphrase: None,
             argon2: fast_argon2(),
+            pkcs11_pin: None,
             keyring: KeyringConfig::default(),
         },
     }
