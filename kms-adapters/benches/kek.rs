@@ -28,11 +28,27 @@ fn softhsm_uri(dir: &std::path::Path) -> Option<String> {
     let tokens = dir.join("tokens");
     std::fs::create_dir_all(&tokens).ok()?;
     let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display())).ok()?;
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .ok()?;
     // SAFETY (invariant): set before the module is first loaded, while the bench is single-threaded.
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     let ok = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "bench", "--pin", "1234", "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
         .output()
         .ok()?
         .status
@@ -60,7 +76,8 @@ fn bench(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async { kek.wrap(&dek, &ctx).await.unwrap() })
         });
         c.bench_function(&format!("{name}/unwrap"), |b| {
-            b.to_async(&rt).iter(|| async { kek.unwrap(&wrapped, &ctx).await.unwrap() })
+            b.to_async(&rt)
+                .iter(|| async { kek.unwrap(&wrapped, &ctx).await.unwrap() })
         });
     }
 }

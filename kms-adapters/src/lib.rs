@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 mod aead;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod conformance;
 mod dek;
 mod error;

@@ -75,6 +75,10 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
             Ok(Arc::new(kek))
         }
         "passphrase" => Ok(Arc::new(PassphraseKek::new(uri.clone(), opts)?)),
+        #[cfg(feature = "aws")]
+        "awskms" => Ok(Arc::new(
+            crate::aws::AwsKmsKek::open(uri, opts.create_if_missing).await?,
+        )),
         #[cfg(feature = "pkcs11")]
         "pkcs11" => {
             let (uri, pin, create) = (uri.clone(), opts.pkcs11_pin.clone(), opts.create_if_missing);

@@ -1,0 +1,98 @@
+//! The AWS KMS adapter against moto in server mode (PyPI `moto[server]`), started here on a free loopback port.
+//!
+//! Needs `moto_server` (`SESAME_TEST_MOTO_SERVER`, or on `PATH`). Without it the tests print why they skip; under
+//! `CI=true` they fail. moto models Encrypt/Decrypt with encryption context, aliases and key ARNs; it does not model
+//! key states or IAM faithfully, which the adapter's unit tests of the error mapping cover instead.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sesame_kms::{Argon2Params, Dek, KekUri, KmsError, OpenOptions, WrapContext, conformance, open_kek};
+
+struct Moto {
+    endpoint: String,
+    _child: Child,
+}
+
+fn moto() -> Option<&'static Moto> {
+    static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let bin = std::env::var("SESAME_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("moto_server ({bin}) is required under CI=true");
+            }
+            eprintln!("skipping: moto_server not found (pip install 'moto[server]' or set SESAME_TEST_MOTO_SERVER)");
+            return None;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY (invariant): set once, inside OnceLock initialisation, before any SDK client reads them.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        }
+        Some(Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: child,
+        })
+    })
+    .as_ref()
+}
+
+fn uri(m: &Moto, key: &str) -> KekUri {
+    format!("awskms://{key}?region=eu-west-1&endpoint={}", m.endpoint)
+        .parse()
+        .unwrap()
+}
+
+fn opts(create: bool) -> OpenOptions {
+    OpenOptions {
+        data_dir: std::env::temp_dir(),
+        create_if_missing: create,
+        passphrase: None,
+        argon2: Argon2Params::default(),
+        pkcs11_pin: None,
+    }
+}
+
+#[tokio::test]
+async fn moto_passes_the_suite() {
+    let Some(m) = moto() else { return };
+    let kek = open_kek(&uri(m, "alias/sesame-a"), &opts(true)).await.unwrap();
+    let other = open_kek(&uri(m, "alias/sesame-b"), &opts(true)).await.unwrap();
+    conformance::run_all(kek.as_ref(), other.as_ref()).await;
+}
+
+#[tokio::test]
+async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
+    let Some(m) = moto() else { return };
+    let err = open_kek(&uri(m, "alias/missing"), &opts(false)).await.unwrap_err();
+    assert!(matches!(err, KmsError::NotFound { .. }), "{err}");
+    let kek = open_kek(&uri(m, "alias/sesame-arn"), &opts(true)).await.unwrap();
+    let ctx = WrapContext::new().with("dek", "d").with("scope", "s");
+    let dek = Dek::generate();
+    let wrapped = kek.wrap(&dek, &ctx).await.unwrap();
+    assert!(
+        wrapped.kek_version.starts_with("arn:aws:kms:eu-west-1:"),
+        "{}",
+        wrapped.kek_version
+    );
+    // Opening by the ARN itself finds the same key.
+    let by_arn = open_kek(&uri(m, &wrapped.kek_version), &opts(false)).await.unwrap();
+    assert_eq!(by_arn.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
+}
