@@ -63,7 +63,7 @@ pub enum StartError {
     KekUri(KmsError),
     /// The store is initialised but its KEK cannot be opened (for a local key: the key file is missing).
     #[error(
-        "the store is already initialised, but its system KEK {uri} cannot be opened: {cause}. Sesame never \
+        "the store is already initialised, but its KEK {uri} cannot be opened: {cause}. Sesame never \
          creates a new key over an existing store. Restore the key (for local:// keys, the key file from the data \
          folder this store was initialised with) or point --data-dir at the folder that holds it"
     )]
@@ -113,6 +113,8 @@ pub struct Instance {
     pub new_admin_token: Option<AccessToken>,
     /// The file the administrator token was written to.
     pub admin_token_path: PathBuf,
+    /// How KEK adapters are opened (never creating a key).
+    pub kek_options: OpenOptions,
 }
 
 fn make_data_dir(path: &Path) -> Result<(), StartError> {
@@ -230,12 +232,33 @@ impl Instance {
             });
         }
         keyring.register_kek(&system.id, kek);
+        // Every other registered KEK (org KEKs, disabled ones that still unwrap) must open too: a KEK that cannot
+        // be reached stops the start with its name, rather than failing later on use or falling back to another.
+        let kek_options = OpenOptions {
+            create_if_missing: false,
+            ..options
+        };
+        for row in store.keks().await? {
+            if row.id == system.id {
+                continue;
+            }
+            let other_uri: KekUri = row.uri.parse().map_err(StartError::KekUri)?;
+            let adapter =
+                sesame_kms::open_kek(&other_uri, &kek_options)
+                    .await
+                    .map_err(|cause| StartError::KekUnavailable {
+                        uri: row.uri.clone(),
+                        cause,
+                    })?;
+            keyring.register_kek(&row.id, adapter);
+        }
         keyring.verify_keks().await.map_err(StartError::KekCannotUnwrap)?;
         Ok(Instance {
             store,
             keyring,
             new_admin_token,
             admin_token_path,
+            kek_options,
         })
     }
 }

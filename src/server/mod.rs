@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod keks;
 pub mod ops;
 pub mod stacks;
 pub mod wire;
@@ -47,14 +48,17 @@ pub struct AppState {
     /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
     orgs: Cache<String, Arc<OrgRecord>>,
+    /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
+    pub kek_options: sesame_kms::OpenOptions,
 }
 
 impl AppState {
     /// State over a started instance.
-    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>) -> AppState {
+    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>, kek_options: sesame_kms::OpenOptions) -> AppState {
         AppState {
             store,
             keyring,
+            kek_options,
             tokens: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(auth::TOKEN_CACHE_TTL)
@@ -150,11 +154,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/api/stacks/{org}/{project}/{stack}/batch-decrypt",
             post(stacks::batch_decrypt),
         );
+    let admin = Router::new()
+        .route("/api/sesame/v1/keks", post(keks::add).get(keks::list))
+        .route("/api/sesame/v1/keks/{id}/default", post(keks::make_default))
+        .route("/api/sesame/v1/keks/{id}/disable", post(keks::disable));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(stacks)
+        .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(esc_error_shape))
         // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
@@ -238,7 +247,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let instance = Instance::open(&config.instance).await?;
-    let state = Arc::new(AppState::new(instance.store.clone(), instance.keyring.clone()));
+    let state = Arc::new(AppState::new(
+        instance.store.clone(),
+        instance.keyring.clone(),
+        instance.kek_options.clone(),
+    ));
     let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,

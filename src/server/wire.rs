@@ -73,3 +73,42 @@ pub struct BatchDecryptResponse {
     /// Base64 ciphertext → base64 plaintext.
     pub plaintexts: BTreeMap<String, String>,
 }
+
+/// `POST /api/sesame/v1/keks` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddKekRequest {
+    /// The KEK URI.
+    pub uri: String,
+    /// The org it serves; absent for an instance (system) KEK.
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Whether new DEKs of its owner are wrapped by it.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// A registered KEK.
+#[derive(Serialize)]
+pub struct KekInfo {
+    /// Its id.
+    pub id: String,
+    /// The org it serves, or null for the instance.
+    pub org: Option<String>,
+    /// Its URI.
+    pub uri: String,
+    /// `active` or `disabled`.
+    pub state: String,
+    /// Whether it wraps its owner's new DEKs.
+    pub default: bool,
+    /// Registration time, Unix milliseconds.
+    #[serde(rename = "createdMs")]
+    pub created_ms: i64,
+}
+
+/// `GET /api/sesame/v1/keks` response.
+#[derive(Serialize)]
+pub struct KekList {
+    /// The KEKs.
+    pub keks: Vec<KekInfo>,
+}

@@ -330,6 +330,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// One DEK wrapped by `kek_id`, oldest first: what a start-up check unwraps to prove the KEK still works.
     async fn sample_wrap(&self, kek_id: &str) -> StoreResult<Option<DekWithWraps>>;
+
+    /// An org by id.
+    async fn org_by_id(&self, id: &str) -> StoreResult<Option<OrgRecord>>;
+
+    /// Registers a KEK. If it is the owner's default, the owner's previous default stops being one, in the same
+    /// transaction. [`Inserted::AlreadyExists`] when the owner has this URI registered already.
+    async fn insert_kek(&self, kek: &KekRecord) -> StoreResult<Inserted>;
+
+    /// Makes `kek_id` the default of its owner (and no other of the owner's KEKs). `false` if no active KEK has
+    /// that id.
+    async fn set_default_kek(&self, kek_id: &str) -> StoreResult<bool>;
+
+    /// Disables a KEK: it keeps unwrapping, but wraps no new DEK and stops being a default. `false` if no such KEK.
+    async fn disable_kek(&self, kek_id: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store a URL names — `sqlite://PATH` (created if missing) or `postgres://…` — and applies its

@@ -356,4 +356,71 @@ impl Store for SqlStore {
         let rows = sqlx::query(&sql).bind(kek_id).fetch_all(&self.pool).await?;
         Ok(deks_from_joined(&rows)?.pop())
     }
+
+    async fn org_by_id(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
+        let row = sqlx::query("SELECT id, name, created_ms FROM orgs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(org_from_row).transpose()
+    }
+
+    async fn insert_kek(&self, k: &KekRecord) -> StoreResult<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        let owner = k.org_id.as_deref().unwrap_or("");
+        if k.is_default {
+            sqlx::query("UPDATE keks SET is_default = 0 WHERE org_id = $1")
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = sqlx::query(
+            "INSERT INTO keks (id, org_id, uri, state, is_default, created_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&k.id)
+        .bind(owner)
+        .bind(&k.uri)
+        .bind(k.state.as_str())
+        .bind(bool_int(k.is_default))
+        .bind(k.created_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(Inserted::AlreadyExists);
+        }
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    async fn set_default_kek(&self, kek_id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let owner = sqlx::query("SELECT org_id FROM keks WHERE id = $1 AND state = 'active'")
+            .bind(kek_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(owner) = owner else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let owner: String = owner.try_get("org_id")?;
+        sqlx::query("UPDATE keks SET is_default = CASE WHEN id = $1 THEN 1 ELSE 0 END WHERE org_id = $2")
+            .bind(kek_id)
+            .bind(&owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn disable_kek(&self, kek_id: &str) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE keks SET state = 'disabled', is_default = 0 WHERE id = $1")
+            .bind(kek_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
 }

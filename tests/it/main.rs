@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod keks;
 mod store;
 mod support;
 mod tidy;
