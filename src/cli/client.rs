@@ -92,11 +92,21 @@ impl Client {
             .base
             .join(path)
             .with_context(|| format!("building the URL for {path}"))?;
-        let response = self
-            .http
-            .post(url.clone())
+        self.send(self.http.post(url).json(body)).await
+    }
+
+    /// GETs `path` (relative to the server URL, query included) and reads JSON back.
+    pub async fn get<Resp: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Resp> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("building the URL for {path}"))?;
+        self.send(self.http.get(url)).await
+    }
+
+    async fn send<Resp: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Resp> {
+        let response = request
             .header("Authorization", format!("token {}", self.token.expose()))
-            .json(body)
             .send()
             .await
             .with_context(|| format!("could not reach the server at {}", self.base))?;

@@ -5,6 +5,7 @@
 //! failed (5xx).
 
 pub mod client;
+pub mod kek;
 pub mod serve;
 pub mod stack;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Encrypt and decrypt stack secrets (the Pulumi service secrets-manager API).
     Stack(stack::StackArgs),
+    /// Manage key-encryption keys: register your own (bring your own key), list, make default, disable.
+    Kek(kek::KekArgs),
 }
 
 /// Runs the parsed command line.
@@ -50,6 +53,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Stack(args) => stack::run(args).await,
+        Command::Kek(args) => kek::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -232,3 +232,41 @@ fn a_killed_server_loses_nothing_it_acknowledged() {
     }
     stop(served);
 }
+
+#[test]
+fn kek_commands_register_list_and_refuse_what_they_must() {
+    let dir = temp_dir();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    let run = |args: &[&str]| sesame(args, &served.url, &token, None);
+
+    let out = run(&["kek", "add", "local://cli-own", "--org", "acme", "--default"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now the default"));
+    let out = run(&["kek", "add", "local://cli-spare", "--org", "acme"]);
+    assert!(out.status.success());
+
+    let out = run(&["kek", "ls", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+    let out = run(&["kek", "ls", "--org", "acme"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("local://cli-own") && table.contains("yes") && !table.contains("local://default"),
+        "{table}"
+    );
+
+    // The default cannot be disabled (the server refuses: exit 3); the spare can, by URI.
+    let out = run(&["kek", "disable", "local://cli-own", "--org", "acme"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["kek", "disable", "local://cli-spare", "--org", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["kek", "default", "local://nothing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no KEK"));
+
+    // The org's new stack secrets work under its own KEK.
+    let out = run(&["stack", "encrypt", "--stack", "acme/p/s", "v"]);
+    assert!(out.status.success());
+    stop(served);
+}
