@@ -203,13 +203,7 @@ impl Kek for AwsKmsKek {
                 kek: self.uri.to_string(),
             });
         }
-        if wrapped.kek_version != self.key_arn {
-            return Err(KmsError::KeyMismatch {
-                kek: self.uri.to_string(),
-                wrapped_by: wrapped.kek_version.clone(),
-                configured: self.key_arn.clone(),
-            });
-        }
+        KmsError::ensure_version(&self.uri, wrapped, &self.key_arn)?;
         let out = self
             .client
             .decrypt()

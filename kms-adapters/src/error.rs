@@ -87,4 +87,20 @@ impl KmsError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, KmsError::Throttled { .. } | KmsError::Unavailable { .. })
     }
+
+    /// [`KmsError::KeyMismatch`] unless `wrapped` was made by the key version this KEK holds (`configured`).
+    pub(crate) fn ensure_version(
+        kek: &crate::KekUri,
+        wrapped: &crate::WrappedDek,
+        configured: &str,
+    ) -> Result<(), KmsError> {
+        if wrapped.kek_version == configured {
+            return Ok(());
+        }
+        Err(KmsError::KeyMismatch {
+            kek: kek.to_string(),
+            wrapped_by: wrapped.kek_version.clone(),
+            configured: configured.to_owned(),
+        })
+    }
 }

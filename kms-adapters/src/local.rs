@@ -195,13 +195,7 @@ impl Kek for LocalKek {
     }
 
     async fn unwrap(&self, wrapped: &WrappedDek, ctx: &WrapContext) -> Result<Dek, KmsError> {
-        if wrapped.kek_version != self.key_id {
-            return Err(KmsError::KeyMismatch {
-                kek: self.uri.to_string(),
-                wrapped_by: wrapped.kek_version.clone(),
-                configured: self.key_id.clone(),
-            });
-        }
+        KmsError::ensure_version(&self.uri, wrapped, &self.key_id)?;
         let invalid = || KmsError::InvalidCiphertext {
             kek: self.uri.to_string(),
         };

@@ -370,13 +370,7 @@ impl Kek for Pkcs11Kek {
     }
 
     async fn unwrap(&self, wrapped: &WrappedDek, ctx: &WrapContext) -> Result<Dek, KmsError> {
-        if wrapped.kek_version != self.version {
-            return Err(KmsError::KeyMismatch {
-                kek: self.uri.to_string(),
-                wrapped_by: wrapped.kek_version.clone(),
-                configured: self.version.clone(),
-            });
-        }
+        KmsError::ensure_version(&self.uri, wrapped, &self.version)?;
         let invalid = || KmsError::InvalidCiphertext {
             kek: self.uri.to_string(),
         };
