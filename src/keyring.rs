@@ -189,6 +189,7 @@ impl Keyring {
         let rows = DekWithWraps {
             dek: DekRecord {
                 id: id.clone(),
+                org_id: scope.parse::<Scope>().ok().and_then(|s| s.org_id().map(str::to_owned)),
                 scope: scope.to_owned(),
                 generation,
                 state: DekState::Active,
@@ -392,6 +393,62 @@ impl Keyring {
             return Err(KeyringError::Undecryptable);
         }
         sesame_envelope::open(&dek.key, aad, envelope).map_err(|_| KeyringError::Undecryptable)
+    }
+
+    /// Wraps a stored DEK with another KEK: unwraps it through `from_kek` only, wraps it with `to_kek`, and
+    /// proves the new wrap by unwrapping it again. Returns the new wrap (not primary), ready to store. The DEK's
+    /// plaintext lives only inside this call.
+    pub async fn rewrap(
+        &self,
+        stored: &DekWithWraps,
+        from_kek: &str,
+        to_kek: &str,
+    ) -> Result<WrapRecord, KeyringError> {
+        let target = self.kek(to_kek).ok_or_else(|| KeyringError::NoUsableWrap {
+            dek_id: stored.dek.id.clone(),
+            detail: format!("target KEK {to_kek} is not registered"),
+        })?;
+        let source_only = DekWithWraps {
+            dek: stored.dek.clone(),
+            wraps: stored.wraps.iter().filter(|w| w.kek_id == from_kek).cloned().collect(),
+        };
+        let dek = self.unwrap(&source_only).await?;
+        let ctx = wrap_context(&stored.dek.id, &stored.dek.scope);
+        self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
+        let wrapped = target.wrap(&dek, &ctx).await?;
+        self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
+        let back = target.unwrap(&wrapped, &ctx).await?;
+        if back.as_bytes() != dek.as_bytes() {
+            return Err(KeyringError::NoUsableWrap {
+                dek_id: stored.dek.id.clone(),
+                detail: format!("target KEK {} did not give back the DEK it wrapped", target.uri()),
+            });
+        }
+        Ok(WrapRecord {
+            dek_id: stored.dek.id.clone(),
+            kek_id: to_kek.to_owned(),
+            kek_version: wrapped.kek_version,
+            wrapped: wrapped.ciphertext,
+            wrap_alg: wrapped.wrap_alg,
+            binding: wrapped.binding,
+            primary: false,
+            created_ms: now_ms(),
+        })
+    }
+
+    /// Unwraps a stored DEK through one KEK only (a migration's verification).
+    pub async fn unwrap_with(&self, stored: &DekWithWraps, kek_id: &str) -> Result<(), KeyringError> {
+        let only = DekWithWraps {
+            dek: stored.dek.clone(),
+            wraps: stored.wraps.iter().filter(|w| w.kek_id == kek_id).cloned().collect(),
+        };
+        if only.wraps.is_empty() {
+            return Err(KeyringError::NoUsableWrap {
+                dek_id: stored.dek.id.clone(),
+                detail: format!("no wrap under KEK {kek_id}"),
+            });
+        }
+        self.unwrap(&only).await.map(drop)
     }
 
     /// Proves at start-up that every KEK which wraps stored DEKs can still unwrap one of them. A KEK that cannot

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod core;
 pub mod instance;
 pub mod keyring;
+pub mod migrate;
 pub mod server;
 pub mod store;

@@ -205,6 +205,8 @@ pub struct DekRecord {
     pub id: String,
     /// The scope string ([`crate::core::keys::Scope`]'s text form).
     pub scope: String,
+    /// The org whose KEKs wrap it, or `None` for instance scopes.
+    pub org_id: Option<String>,
     /// Generation within the scope, from 1.
     pub generation: i64,
     /// Lifecycle state.
@@ -263,6 +265,75 @@ pub enum Inserted {
     New,
     /// A row with the same unique key existed; nothing was written.
     AlreadyExists,
+}
+
+/// The state of a KEK migration job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MigrationState {
+    /// Walking DEKs (whichever replica holds the lease).
+    Running,
+    /// Stopped by an operator; resumes where it stopped.
+    Paused,
+    /// Every DEK has a verified wrap under the target KEK.
+    Done,
+    /// Stopped on an error (recorded); resuming retries.
+    Failed,
+    /// Done, verified, and the source KEK's wraps deleted.
+    Retired,
+}
+
+impl MigrationState {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Running => "running",
+            MigrationState::Paused => "paused",
+            MigrationState::Done => "done",
+            MigrationState::Failed => "failed",
+            MigrationState::Retired => "retired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => MigrationState::Running,
+            "paused" => MigrationState::Paused,
+            "done" => MigrationState::Done,
+            "failed" => MigrationState::Failed,
+            "retired" => MigrationState::Retired,
+            _ => return None,
+        })
+    }
+}
+
+/// A KEK migration job: re-wrap every DEK under `from_kek` (of one org, or all) with `to_kek`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRecord {
+    /// Job id.
+    pub id: String,
+    /// Source KEK id.
+    pub from_kek: String,
+    /// Target KEK id.
+    pub to_kek: String,
+    /// Limit to this org's DEKs; `None` for every DEK under the source.
+    pub org_id: Option<String>,
+    /// State.
+    pub state: MigrationState,
+    /// DEKs with ids up to this one are done.
+    pub cursor: String,
+    /// DEKs to migrate when the job started.
+    pub total: i64,
+    /// DEKs migrated so far.
+    pub migrated: i64,
+    /// When every DEK was last verified under the target, Unix milliseconds.
+    pub verified_ms: Option<i64>,
+    /// The last error, if the job failed.
+    pub error: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Last progress, Unix milliseconds.
+    pub updated_ms: i64,
 }
 
 /// Everything the first start of an instance writes, in one transaction.
@@ -344,6 +415,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// Disables a KEK: it keeps unwrapping, but wraps no new DEK and stops being a default. `false` if no such KEK.
     async fn disable_kek(&self, kek_id: &str) -> StoreResult<bool>;
+
+    /// The unfinished (not done, not retired) migration for this pair and scope, or a new one counting the DEKs to
+    /// move. Re-running a migration after a crash therefore resumes it.
+    async fn start_or_resume_migration(&self, new: &MigrationRecord) -> StoreResult<MigrationRecord>;
+
+    /// A migration by id.
+    async fn migration(&self, id: &str) -> StoreResult<Option<MigrationRecord>>;
+
+    /// Every migration, newest first.
+    async fn migrations(&self) -> StoreResult<Vec<MigrationRecord>>;
+
+    /// Takes or renews the lease of a migration for `owner` until `until_ms`; `false` while another owner's lease
+    /// has not expired. Exactly one replica runs a migration at a time.
+    async fn lease_migration(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
+
+    /// Up to `limit` DEKs after `cursor` (in id order) that have a wrap under `from_kek` and none under `to_kek`,
+    /// limited to `org_id` when given, with all their wraps.
+    async fn migration_batch(&self, m: &MigrationRecord, after: &str, limit: i64) -> StoreResult<Vec<DekWithWraps>>;
+
+    /// In one transaction: inserts the new wraps (a wrap that exists already is kept: idempotent), advances the
+    /// cursor and the count. Nothing of a batch lands unless all of it does.
+    async fn record_migration_batch(
+        &self,
+        id: &str,
+        wraps: &[WrapRecord],
+        cursor: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Sets a migration's state (and error text); `done` also makes the target's wraps primary.
+    async fn set_migration_state(&self, id: &str, state: MigrationState, error: &str, now_ms: i64) -> StoreResult<()>;
+
+    /// Records a successful verification.
+    async fn mark_migration_verified(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+
+    /// Deletes the source KEK's wraps of the migrated DEKs that also have a wrap under the target; returns how many.
+    async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64>;
+
+    /// Every DEK in the migration's scope that has a wrap under `kek_id`, in id order, after `after`.
+    async fn deks_under(
+        &self,
+        kek_id: &str,
+        org_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DekWithWraps>>;
 }
 
 /// Opens the store a URL names — `sqlite://PATH` (created if missing) or `postgres://…` — and applies its

@@ -9,8 +9,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError,
-    StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
+    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, MigrationRecord, MigrationState,
+    OrgRecord, Store, StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
 };
 
 /// Which SQL dialect the pool speaks.
@@ -106,13 +106,66 @@ fn dek_from_row(row: &AnyRow) -> StoreResult<DekRecord> {
     let state: String = row.try_get("state")?;
     let state =
         DekState::parse(&state).ok_or_else(|| corrupt("deks", format!("DEK {id} has unknown state {state:?}")))?;
+    let org_id: String = row.try_get("org_id")?;
     Ok(DekRecord {
+        org_id: (!org_id.is_empty()).then_some(org_id),
         scope: row.try_get("scope")?,
         generation: row.try_get("generation")?,
         state,
         created_ms: row.try_get("created_ms")?,
         id,
     })
+}
+
+fn migration_from_row(row: &AnyRow) -> StoreResult<MigrationRecord> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let state = MigrationState::parse(&state)
+        .ok_or_else(|| corrupt("kek_migrations", format!("migration {id} has unknown state {state:?}")))?;
+    let org_id: String = row.try_get("org_id")?;
+    Ok(MigrationRecord {
+        from_kek: row.try_get("from_kek")?,
+        to_kek: row.try_get("to_kek")?,
+        org_id: (!org_id.is_empty()).then_some(org_id),
+        state,
+        cursor: row.try_get("cursor_dek")?,
+        total: row.try_get("total")?,
+        migrated: row.try_get("migrated")?,
+        verified_ms: row.try_get("verified_ms")?,
+        error: row.try_get("error")?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        id,
+    })
+}
+
+const MIGRATION_COLUMNS: &str = "id, from_kek, to_kek, org_id, state, cursor_dek, total, migrated, verified_ms, \
+     error, created_ms, updated_ms";
+
+async fn insert_wrap(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    w: &WrapRecord,
+    on_conflict_ignore: bool,
+) -> StoreResult<()> {
+    let sql = if on_conflict_ignore {
+        "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+    } else {
+        "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    sqlx::query(sql)
+        .bind(&w.dek_id)
+        .bind(&w.kek_id)
+        .bind(&w.kek_version)
+        .bind(&w.wrapped)
+        .bind(&w.wrap_alg)
+        .bind(&w.binding)
+        .bind(bool_int(w.primary))
+        .bind(w.created_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn wrap_from_row(row: &AnyRow) -> StoreResult<WrapRecord> {
@@ -143,18 +196,19 @@ fn deks_from_joined(rows: &[AnyRow]) -> StoreResult<Vec<DekWithWraps>> {
 }
 
 /// The columns of a `deks d JOIN dek_wraps w` query, in the names the row readers expect.
-const DEK_WRAP_COLUMNS: &str = "d.id, d.scope, d.generation, d.state, d.created_ms, \
+const DEK_WRAP_COLUMNS: &str = "d.id, d.scope, d.org_id, d.generation, d.state, d.created_ms, \
      w.dek_id, w.kek_id, w.kek_version, w.wrapped, w.wrap_alg, w.binding, w.is_primary, \
      w.created_ms AS wrap_created_ms";
 
 async fn insert_dek_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>, dek: &DekWithWraps) -> StoreResult<Inserted> {
     let d = &dek.dek;
     let inserted = sqlx::query(
-        "INSERT INTO deks (id, scope, generation, state, created_ms) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO deks (id, scope, org_id, generation, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT DO NOTHING",
     )
     .bind(&d.id)
     .bind(&d.scope)
+    .bind(d.org_id.as_deref().unwrap_or(""))
     .bind(d.generation)
     .bind(d.state.as_str())
     .bind(d.created_ms)
@@ -165,20 +219,7 @@ async fn insert_dek_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>, dek: &DekWit
         return Ok(Inserted::AlreadyExists);
     }
     for w in &dek.wraps {
-        sqlx::query(
-            "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, \
-             created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&w.dek_id)
-        .bind(&w.kek_id)
-        .bind(&w.kek_version)
-        .bind(&w.wrapped)
-        .bind(&w.wrap_alg)
-        .bind(&w.binding)
-        .bind(bool_int(w.primary))
-        .bind(w.created_ms)
-        .execute(&mut **tx)
-        .await?;
+        insert_wrap(tx, w, false).await?;
     }
     Ok(Inserted::New)
 }
@@ -422,5 +463,222 @@ impl Store for SqlStore {
             .await?
             .rows_affected();
         Ok(n > 0)
+    }
+
+    async fn start_or_resume_migration(&self, new: &MigrationRecord) -> StoreResult<MigrationRecord> {
+        let mut tx = self.pool.begin().await?;
+        let org = new.org_id.as_deref().unwrap_or("");
+        let existing = sqlx::query(&format!(
+            "SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE from_kek = $1 AND to_kek = $2 AND org_id = $3 \
+             AND state IN ('running', 'paused', 'failed') ORDER BY created_ms DESC LIMIT 1"
+        ))
+        .bind(&new.from_kek)
+        .bind(&new.to_kek)
+        .bind(org)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let mut m = migration_from_row(&row)?;
+            sqlx::query("UPDATE kek_migrations SET state = 'running', error = '', updated_ms = $2 WHERE id = $1")
+                .bind(&m.id)
+                .bind(new.created_ms)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            m.state = MigrationState::Running;
+            m.error.clear();
+            return Ok(m);
+        }
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM deks d JOIN dek_wraps w ON w.dek_id = d.id \
+             WHERE w.kek_id = $1 AND ($2 = '' OR d.org_id = $2) \
+             AND NOT EXISTS (SELECT 1 FROM dek_wraps t WHERE t.dek_id = d.id AND t.kek_id = $3)",
+        )
+        .bind(&new.from_kek)
+        .bind(org)
+        .bind(&new.to_kek)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        sqlx::query(
+            "INSERT INTO kek_migrations (id, from_kek, to_kek, org_id, state, total, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $6)",
+        )
+        .bind(&new.id)
+        .bind(&new.from_kek)
+        .bind(&new.to_kek)
+        .bind(org)
+        .bind(total)
+        .bind(new.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(MigrationRecord {
+            total,
+            state: MigrationState::Running,
+            ..new.clone()
+        })
+    }
+
+    async fn migration(&self, id: &str) -> StoreResult<Option<MigrationRecord>> {
+        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(migration_from_row).transpose()
+    }
+
+    async fn migrations(&self) -> StoreResult<Vec<MigrationRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MIGRATION_COLUMNS} FROM kek_migrations ORDER BY created_ms DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(migration_from_row).collect()
+    }
+
+    async fn lease_migration(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE kek_migrations SET lease_owner = $2, lease_until_ms = $4 \
+             WHERE id = $1 AND (lease_owner = $2 OR lease_until_ms < $3)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now_ms)
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn migration_batch(&self, m: &MigrationRecord, after: &str, limit: i64) -> StoreResult<Vec<DekWithWraps>> {
+        let sql = format!(
+            "SELECT {DEK_WRAP_COLUMNS} FROM deks d JOIN dek_wraps w ON w.dek_id = d.id \
+             WHERE d.id IN (SELECT d2.id FROM deks d2 JOIN dek_wraps s ON s.dek_id = d2.id \
+                            WHERE s.kek_id = $1 AND d2.id > $2 AND ($3 = '' OR d2.org_id = $3) \
+                            AND NOT EXISTS (SELECT 1 FROM dek_wraps t WHERE t.dek_id = d2.id AND t.kek_id = $4) \
+                            ORDER BY d2.id LIMIT $5) \
+             ORDER BY d.id, w.is_primary DESC, w.created_ms"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&m.from_kek)
+            .bind(after)
+            .bind(m.org_id.as_deref().unwrap_or(""))
+            .bind(&m.to_kek)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        deks_from_joined(&rows)
+    }
+
+    async fn record_migration_batch(
+        &self,
+        id: &str,
+        wraps: &[WrapRecord],
+        cursor: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for w in wraps {
+            insert_wrap(&mut tx, w, true).await?;
+        }
+        sqlx::query(
+            "UPDATE kek_migrations SET cursor_dek = $2, migrated = migrated + $3, updated_ms = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(cursor)
+        .bind(i64::try_from(wraps.len()).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_migration_state(&self, id: &str, state: MigrationState, error: &str, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let m = migration_from_row(&row)?;
+        if state == MigrationState::Done {
+            // The target's wraps become the ones tried first; the source's stay until retired.
+            for (kek, primary) in [(&m.from_kek, 0i64), (&m.to_kek, 1i64)] {
+                sqlx::query(
+                    "UPDATE dek_wraps SET is_primary = $2 WHERE kek_id = $1 AND dek_id IN \
+                     (SELECT t.dek_id FROM dek_wraps t JOIN deks d ON d.id = t.dek_id \
+                      WHERE t.kek_id = $3 AND ($4 = '' OR d.org_id = $4))",
+                )
+                .bind(kek)
+                .bind(primary)
+                .bind(&m.to_kek)
+                .bind(m.org_id.as_deref().unwrap_or(""))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE kek_migrations SET state = $2, error = $3, updated_ms = $4 WHERE id = $1")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(error)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mark_migration_verified(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE kek_migrations SET verified_ms = $2, updated_ms = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64> {
+        let n = sqlx::query(
+            "DELETE FROM dek_wraps WHERE kek_id = $1 AND dek_id IN \
+             (SELECT t.dek_id FROM dek_wraps t JOIN deks d ON d.id = t.dek_id \
+              WHERE t.kek_id = $2 AND ($3 = '' OR d.org_id = $3))",
+        )
+        .bind(&m.from_kek)
+        .bind(&m.to_kek)
+        .bind(m.org_id.as_deref().unwrap_or(""))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn deks_under(
+        &self,
+        kek_id: &str,
+        org_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DekWithWraps>> {
+        let sql = format!(
+            "SELECT {DEK_WRAP_COLUMNS} FROM deks d JOIN dek_wraps w ON w.dek_id = d.id \
+             WHERE d.id IN (SELECT d2.id FROM deks d2 JOIN dek_wraps s ON s.dek_id = d2.id \
+                            WHERE s.kek_id = $1 AND d2.id > $2 AND ($3 = '' OR d2.org_id = $3) \
+                            ORDER BY d2.id LIMIT $4) \
+             ORDER BY d.id, w.is_primary DESC, w.created_ms"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(kek_id)
+            .bind(after)
+            .bind(org_id.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        deks_from_joined(&rows)
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod keks;
+mod migrate;
 mod store;
 mod support;
 mod tidy;

@@ -19,6 +19,10 @@ fn dek(scope: &str, generation: i64, kek_id: &str, wrapped: Vec<u8>) -> DekWithW
         dek: DekRecord {
             id: dek_id.clone(),
             scope: scope.into(),
+            org_id: scope
+                .strip_prefix("stack:")
+                .and_then(|r| r.split(':').next())
+                .map(str::to_owned),
             generation,
             state: DekState::Active,
             created_ms: 1_000 + generation,

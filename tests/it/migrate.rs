@@ -1,0 +1,158 @@
+//! KEK migration: every DEK re-wrapped under the target, interrupted and resumed, verified, the source retired —
+//! and stack secrets decrypting throughout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use sesame::migrate::{self, MigrateConfig};
+use sesame::store::{KekRecord, KekState, MigrationRecord, MigrationState, Store};
+
+use crate::support::{TestServer, config, temp_dir};
+
+fn new_job(from: &str, to: &str) -> MigrationRecord {
+    MigrationRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        from_kek: from.into(),
+        to_kek: to.into(),
+        org_id: None,
+        state: MigrationState::Running,
+        cursor: String::new(),
+        total: 0,
+        migrated: 0,
+        verified_ms: None,
+        error: String::new(),
+        created_ms: 1,
+        updated_ms: 1,
+    }
+}
+
+async fn wraps_under(store: &Arc<dyn Store>, kek: &str) -> usize {
+    store.deks_under(kek, None, "", 100_000).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_migration_survives_interruption_verifies_and_retires() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let store = srv.server.state.store.clone();
+    let keyring = srv.server.state.keyring.clone();
+    // 120 stacks: 120 DEKs under the system KEK (plus the canary).
+    let mut sealed = Vec::new();
+    for i in 0..120 {
+        let path = format!("/api/stacks/acme/mig/s{i}");
+        let (status, v) = srv
+            .post(
+                &format!("{path}/encrypt"),
+                &json!({"plaintext": STANDARD.encode(format!("v{i}"))}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        sealed.push((path, v["ciphertext"].as_str().unwrap().to_owned(), i));
+    }
+    let system = store.default_kek(None).await.unwrap().unwrap().id;
+    let (status, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
+    assert_eq!(status, 201);
+    let target = target["id"].as_str().unwrap().to_owned();
+    assert_eq!(wraps_under(&store, &system).await, 121);
+
+    // Start, then interrupt mid-way (an aborted task stops at any await point, like a killed process).
+    let job = store
+        .start_or_resume_migration(&new_job(&system, &target))
+        .await
+        .unwrap();
+    assert_eq!(job.total, 121);
+    let cfg = MigrateConfig {
+        batch: 8,
+        concurrency: 4,
+        lease: Duration::from_millis(200),
+    };
+    let (s2, k2, id2, c2) = (store.clone(), keyring.clone(), job.id.clone(), cfg.clone());
+    let task = tokio::spawn(async move { migrate::run(&s2, &k2, &id2, "replica-a", &c2).await });
+    while store.migration(&job.id).await.unwrap().unwrap().migrated < 24 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let partial = store.migration(&job.id).await.unwrap().unwrap();
+    assert!(
+        partial.migrated < 121 && partial.state == MigrationState::Running,
+        "{partial:?}"
+    );
+
+    // Secrets open during the migration.
+    let (path, ct, i) = &sealed[7];
+    let (status, v) = srv.post(&format!("{path}/decrypt"), &json!({"ciphertext": ct})).await;
+    assert_eq!(
+        (status, v["plaintext"].as_str()),
+        (200, Some(STANDARD.encode(format!("v{i}")).as_str()))
+    );
+
+    // Another replica cannot run it while replica-a's lease lasts; re-starting the same pair resumes the same job.
+    let resumed = store
+        .start_or_resume_migration(&new_job(&system, &target))
+        .await
+        .unwrap();
+    assert_eq!(resumed.id, job.id);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let done = migrate::run(&store, &keyring, &job.id, "replica-b", &cfg)
+        .await
+        .unwrap();
+    assert_eq!(done.state, MigrationState::Done);
+    assert_eq!(done.migrated, 121, "each DEK migrated exactly once: {done:?}");
+    assert_eq!(wraps_under(&store, &target).await, 121);
+
+    // Retire refuses before verification; verify unwraps every DEK under the target.
+    assert!(migrate::retire(&store, &job.id).await.is_err());
+    assert_eq!(migrate::verify(&store, &keyring, &job.id).await.unwrap(), (121, 0));
+    assert_eq!(migrate::retire(&store, &job.id).await.unwrap(), 121);
+    assert_eq!(wraps_under(&store, &system).await, 0);
+    let token = srv.token.clone();
+    srv.stop().await;
+
+    // After a restart (cold cache), every secret decrypts through the target KEK alone.
+    let srv = TestServer::start(config(dir.path(), None), Some(token)).await.unwrap();
+    for (path, ct, i) in &sealed {
+        let (status, v) = srv.post(&format!("{path}/decrypt"), &json!({"ciphertext": ct})).await;
+        assert_eq!(
+            (status, v["plaintext"].as_str()),
+            (200, Some(STANDARD.encode(format!("v{i}")).as_str()))
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let store = srv.server.state.store.clone();
+    let keyring = srv.server.state.keyring.clone();
+    srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
+        .await;
+    let system = store.default_kek(None).await.unwrap().unwrap().id;
+    // A KEK row whose adapter this server does not hold: every re-wrap toward it fails.
+    let ghost = KekRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: None,
+        uri: "local://ghost".into(),
+        state: KekState::Active,
+        is_default: false,
+        created_ms: 1,
+    };
+    store.insert_kek(&ghost).await.unwrap();
+    let job = store
+        .start_or_resume_migration(&new_job(&system, &ghost.id))
+        .await
+        .unwrap();
+    let err = migrate::run(&store, &keyring, &job.id, "r", &MigrateConfig::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+    let failed = store.migration(&job.id).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.migrated), (MigrationState::Failed, 0));
+    assert_eq!(wraps_under(&store, &ghost.id).await, 0);
+    srv.stop().await;
+}
