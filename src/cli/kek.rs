@@ -63,6 +63,72 @@ local://acme-own --org acme --default"
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Re-wrap every DEK under KEK A with KEK B (ids or URIs), online; re-running resumes an unfinished job.
+    #[command(
+        after_help = "The job runs on the server, survives restarts (any replica resumes it), and never \
+touches content: envelopes name DEKs, not KEKs. After it is done: `sesame kek verify ID`, then `sesame kek retire ID` \
+deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to local://acme-own --org acme --wait"
+    )]
+    Migrate {
+        /// Source KEK (id or URI).
+        #[arg(long)]
+        from: String,
+        /// Target KEK (id or URI).
+        #[arg(long)]
+        to: String,
+        /// Only this org's DEKs (moving an org off the system KEK onto its own).
+        #[arg(long)]
+        org: Option<String>,
+        /// Wait for the job, showing a progress bar.
+        #[arg(long)]
+        wait: bool,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show migration jobs (one with a progress bar, or all).
+    Status {
+        /// Job id; all jobs when omitted.
+        id: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Pause a running migration.
+    Pause {
+        /// Job id.
+        id: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume a paused or failed migration.
+    Resume {
+        /// Job id.
+        id: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unwrap every DEK of a migration under its target KEK.
+    Verify {
+        /// Job id.
+        id: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete the source KEK's wraps of a done and verified migration.
+    Retire {
+        /// Job id.
+        id: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Disable a KEK (id or URI): it still unwraps, but wraps no new DEK.
     Disable {
         /// KEK id or URI.
@@ -88,6 +154,58 @@ struct Kek {
 #[derive(Debug, Deserialize)]
 struct KekList {
     keks: Vec<Kek>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct Migration {
+    id: String,
+    from: String,
+    to: String,
+    state: String,
+    total: i64,
+    migrated: i64,
+    verified: bool,
+    error: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct MigrationList {
+    migrations: Vec<Migration>,
+}
+
+fn print_migration(m: &Migration) {
+    println!(
+        "{}  {}  {}/{} DEKs{}{}",
+        m.id,
+        m.state,
+        m.migrated,
+        m.total,
+        if m.verified { ", verified" } else { "" },
+        if m.error.is_empty() {
+            String::new()
+        } else {
+            format!(", error: {}", m.error)
+        }
+    );
+}
+
+/// Polls a migration until it stops running, with a progress bar.
+async fn wait_for(client: &Client, id: &str) -> anyhow::Result<Migration> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} DEKs re-wrapped ({per_sec}, eta {eta})")
+            .context("progress bar template")?,
+    );
+    loop {
+        let m: Migration = client.get(&format!("api/sesame/v1/kek-migrations/{id}")).await?;
+        bar.set_length(u64::try_from(m.total).unwrap_or(0));
+        bar.set_position(u64::try_from(m.migrated).unwrap_or(0));
+        if m.state != "running" {
+            bar.finish_and_clear();
+            return Ok(m);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 fn list_path(org: Option<&str>) -> String {
@@ -151,6 +269,87 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&list.keks).context("printing JSON")?);
             } else {
                 print_table(&list.keks);
+            }
+        }
+        KekCommand::Migrate {
+            from,
+            to,
+            org,
+            wait,
+            client,
+        } => {
+            let client = Client::new(&client)?;
+            let body = serde_json::json!({ "from": from, "to": to, "org": org });
+            let m: Migration = client.post("api/sesame/v1/kek-migrations", &body).await?;
+            let m = if wait { wait_for(&client, &m.id).await? } else { m };
+            print_migration(&m);
+            if m.state == "failed" {
+                bail!("migration {} failed: {}", m.id, m.error);
+            }
+        }
+        KekCommand::Status { id, json, client } => {
+            let client = Client::new(&client)?;
+            let all = match id {
+                Some(id) => vec![
+                    client
+                        .get::<Migration>(&format!("api/sesame/v1/kek-migrations/{id}"))
+                        .await?,
+                ],
+                None => {
+                    client
+                        .get::<MigrationList>("api/sesame/v1/kek-migrations")
+                        .await?
+                        .migrations
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all).context("printing JSON")?);
+            } else {
+                all.iter().for_each(print_migration);
+            }
+        }
+        KekCommand::Pause { id, client } => {
+            let m: Migration = Client::new(&client)?
+                .post(
+                    &format!("api/sesame/v1/kek-migrations/{id}/pause"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            print_migration(&m);
+        }
+        KekCommand::Resume { id, client } => {
+            let m: Migration = Client::new(&client)?
+                .post(
+                    &format!("api/sesame/v1/kek-migrations/{id}/resume"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            print_migration(&m);
+        }
+        KekCommand::Retire { id, client } => {
+            let m: Migration = Client::new(&client)?
+                .post(
+                    &format!("api/sesame/v1/kek-migrations/{id}/retire"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            print_migration(&m);
+        }
+        KekCommand::Verify { id, client } => {
+            #[derive(Deserialize)]
+            struct Verified {
+                checked: u64,
+                failed: u64,
+            }
+            let v: Verified = Client::new(&client)?
+                .post(
+                    &format!("api/sesame/v1/kek-migrations/{id}/verify"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            println!("{} DEKs checked under the target KEK, {} failed", v.checked, v.failed);
+            if v.failed > 0 {
+                bail!("verification failed for {} DEKs", v.failed);
             }
         }
         KekCommand::Default { kek, org, client } => {

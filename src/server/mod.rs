@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod keks;
+pub mod migrations;
 pub mod ops;
 pub mod stacks;
 pub mod wire;
@@ -50,6 +51,8 @@ pub struct AppState {
     orgs: Cache<String, Arc<OrgRecord>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
     pub kek_options: sesame_kms::OpenOptions,
+    /// This process's id as a lease owner (KEK migrations).
+    pub replica_id: String,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             store,
             keyring,
             kek_options,
+            replica_id: uuid::Uuid::new_v4().to_string(),
             tokens: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(auth::TOKEN_CACHE_TTL)
@@ -157,7 +161,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let admin = Router::new()
         .route("/api/sesame/v1/keks", post(keks::add).get(keks::list))
         .route("/api/sesame/v1/keks/{id}/default", post(keks::make_default))
-        .route("/api/sesame/v1/keks/{id}/disable", post(keks::disable));
+        .route("/api/sesame/v1/keks/{id}/disable", post(keks::disable))
+        .route(
+            "/api/sesame/v1/kek-migrations",
+            post(migrations::start).get(migrations::list),
+        )
+        .route("/api/sesame/v1/kek-migrations/{id}", get(migrations::get))
+        .route("/api/sesame/v1/kek-migrations/{id}/pause", post(migrations::pause))
+        .route("/api/sesame/v1/kek-migrations/{id}/resume", post(migrations::resume))
+        .route("/api/sesame/v1/kek-migrations/{id}/verify", post(migrations::verify))
+        .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -252,6 +265,17 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.keyring.clone(),
         instance.kek_options.clone(),
     ));
+    // Migrations that were running when a replica stopped continue here (the lease decides who runs each).
+    for m in state
+        .store
+        .migrations()
+        .await
+        .map_err(|e| ServeError::Start(StartError::Store(e)))?
+    {
+        if m.state == crate::store::MigrationState::Running {
+            migrations::spawn_run(&state, m.id);
+        }
+    }
     let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,

@@ -112,3 +112,58 @@ pub struct KekList {
     /// The KEKs.
     pub keks: Vec<KekInfo>,
 }
+
+/// `POST /api/sesame/v1/kek-migrations` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartMigrationRequest {
+    /// Source KEK: id or URI.
+    pub from: String,
+    /// Target KEK: id or URI.
+    pub to: String,
+    /// Limit to this org's DEKs.
+    #[serde(default)]
+    pub org: Option<String>,
+}
+
+/// A migration job.
+#[derive(Serialize)]
+pub struct MigrationInfo {
+    /// Job id.
+    pub id: String,
+    /// Source KEK id.
+    pub from: String,
+    /// Target KEK id.
+    pub to: String,
+    /// The org it is limited to.
+    #[serde(rename = "orgId")]
+    pub org_id: Option<String>,
+    /// running, paused, done, failed, retired.
+    pub state: String,
+    /// DEKs to migrate when it started.
+    pub total: i64,
+    /// DEKs migrated.
+    pub migrated: i64,
+    /// Whether a verification succeeded.
+    pub verified: bool,
+    /// The last error.
+    pub error: String,
+}
+
+/// `GET /api/sesame/v1/kek-migrations` response.
+#[derive(Serialize)]
+pub struct MigrationList {
+    /// Jobs, newest first.
+    pub migrations: Vec<MigrationInfo>,
+}
+
+/// `POST …/verify` response.
+#[derive(Serialize)]
+pub struct VerifyResponse {
+    /// DEKs unwrapped under the target.
+    pub checked: u64,
+    /// DEKs that did not (or are not yet under the target).
+    pub failed: u64,
+    /// Whether everything verified.
+    pub verified: bool,
+}

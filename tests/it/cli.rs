@@ -270,3 +270,46 @@ fn kek_commands_register_list_and_refuse_what_they_must() {
     assert!(out.status.success());
     stop(served);
 }
+
+#[test]
+fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
+    let dir = temp_dir();
+    let served = serve(dir.path());
+    let token = served.token.clone().unwrap();
+    let run = |args: &[&str]| sesame(args, &served.url, &token, None);
+    let mut sealed = Vec::new();
+    for i in 0..20 {
+        let stack = format!("acme/m/s{i}");
+        let out = run(&["stack", "encrypt", "--stack", &stack, &format!("v{i}")]);
+        sealed.push((stack, String::from_utf8(out.stdout).unwrap().trim().to_owned()));
+    }
+    assert!(run(&["kek", "add", "local://target"]).status.success());
+
+    let out = run(&["kek", "migrate", "--from", "local://default", "--to", "local://target", "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("done") && text.contains("21/21"), "{text}");
+    let id = text.split_whitespace().next().unwrap().to_owned();
+
+    let out = run(&["kek", "status", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs[0]["state"], "done");
+    // Retire before verify is refused; pause of a finished job too.
+    assert_eq!(run(&["kek", "retire", &id]).status.code(), Some(3));
+    assert_eq!(run(&["kek", "pause", &id]).status.code(), Some(3));
+    let out = run(&["kek", "verify", &id]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("21 DEKs checked"), "{out:?}");
+    let out = run(&["kek", "retire", &id]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retired"), "{out:?}");
+    // Migrating to a KEK that does not exist names it.
+    let out = run(&["kek", "migrate", "--from", "local://default", "--to", "local://nowhere"]);
+    assert_eq!(out.status.code(), Some(3));
+    stop(served);
+
+    let served = serve(dir.path());
+    for (i, (stack, ct)) in sealed.iter().enumerate() {
+        let out = sesame(&["stack", "decrypt", "--stack", stack, ct], &served.url, &token, None);
+        assert_eq!(out.stdout, format!("v{i}").as_bytes(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    stop(served);
+}
