@@ -22,8 +22,9 @@ use crate::store::{
 /// The file, inside the data folder, that receives the first administrator token.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// What an instance needs to start.
-#[derive(Debug, Clone)]
+/// What an instance needs to start. Its `Debug` redacts the passphrase, the PIN and the database URL (which may
+/// carry a password).
+#[derive(Clone)]
 pub struct InstanceConfig {
     /// The data folder (created 0700 if missing): SQLite database, local key files, the admin token file.
     pub data_dir: PathBuf,
@@ -41,6 +42,22 @@ pub struct InstanceConfig {
     pub pkcs11_pin: Option<Zeroizing<String>>,
     /// Cache settings of the keyring.
     pub keyring: KeyringConfig,
+}
+
+impl std::fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| if set { "[redacted]" } else { "none" };
+        f.debug_struct("InstanceConfig")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redacted(self.database_url.is_some()))
+            .field("first_org", &self.first_org)
+            .field("system_kek", &self.system_kek)
+            .field("passphrase", &redacted(self.passphrase.is_some()))
+            .field("argon2", &self.argon2)
+            .field("pkcs11_pin", &redacted(self.pkcs11_pin.is_some()))
+            .field("keyring", &self.keyring)
+            .finish()
+    }
 }
 
 /// Why an instance could not start. Messages name files, URIs and ids, never key material.

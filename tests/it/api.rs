@@ -484,3 +484,15 @@ async fn health_and_readiness_answer() {
     }
     srv.stop().await;
 }
+
+#[test]
+fn server_configuration_debug_redacts_secrets() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), Some("postgres://app:hunter2@db/sesame"));
+    cfg.instance.passphrase = Some(zeroize::Zeroizing::new("correct horse battery".into()));
+    cfg.instance.pkcs11_pin = Some(zeroize::Zeroizing::new("918273".into()));
+    let shown = format!("{cfg:?}");
+    for secret in ["hunter2", "correct horse", "918273"] {
+        assert!(!shown.contains(secret), "{secret} leaked into Debug: {shown}");
+    }
+}

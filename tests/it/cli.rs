@@ -285,7 +285,15 @@ fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
     }
     assert!(run(&["kek", "add", "local://target"]).status.success());
 
-    let out = run(&["kek", "migrate", "--from", "local://default", "--to", "local://target", "--wait"]);
+    let out = run(&[
+        "kek",
+        "migrate",
+        "--from",
+        "local://default",
+        "--to",
+        "local://target",
+        "--wait",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("done") && text.contains("21/21"), "{text}");
@@ -298,7 +306,10 @@ fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
     assert_eq!(run(&["kek", "retire", &id]).status.code(), Some(3));
     assert_eq!(run(&["kek", "pause", &id]).status.code(), Some(3));
     let out = run(&["kek", "verify", &id]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("21 DEKs checked"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("21 DEKs checked"),
+        "{out:?}"
+    );
     let out = run(&["kek", "retire", &id]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("retired"), "{out:?}");
     // Migrating to a KEK that does not exist names it.
@@ -309,7 +320,12 @@ fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
     let served = serve(dir.path());
     for (i, (stack, ct)) in sealed.iter().enumerate() {
         let out = sesame(&["stack", "decrypt", "--stack", stack, ct], &served.url, &token, None);
-        assert_eq!(out.stdout, format!("v{i}").as_bytes(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.stdout,
+            format!("v{i}").as_bytes(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     stop(served);
 }
