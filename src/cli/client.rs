@@ -10,8 +10,8 @@ use url::Url;
 
 use crate::core::tokens::AccessToken;
 
-/// Connection flags shared by every client command.
-#[derive(Debug, Clone, clap::Args)]
+/// Connection flags shared by every client command. `Debug` redacts the token.
+#[derive(Clone, clap::Args)]
 pub struct ClientArgs {
     /// Server URL.
     #[arg(long, env = "SESAME_URL", default_value = "http://127.0.0.1:8080")]
@@ -25,6 +25,17 @@ pub struct ClientArgs {
     /// Allow plain http:// to a host that is not loopback (tokens and secrets would cross the network unencrypted).
     #[arg(long)]
     pub insecure: bool,
+}
+
+impl std::fmt::Debug for ClientArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientArgs")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token_file", &self.token_file)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 /// The server answered with an error status.
