@@ -1,8 +1,7 @@
-//! The pure core: key-hierarchy rules and the ESC environment language.
+//! The pure core: key-hierarchy rules and access tokens (the ESC environment language joins it with issue 4).
 //!
 //! Nothing under `core` touches tokio, sqlx, axum, reqwest, `std::fs` or `std::net`; time and randomness come in as
 //! arguments. `tests/it/tidy.rs` keeps it so.
 
-pub mod env;
 pub mod keys;
 pub mod tokens;

@@ -1,1 +1,0 @@
-//! The ESC environment language (work in progress).
