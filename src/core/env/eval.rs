@@ -1,0 +1,1168 @@
+//! The evaluator: imports, merging, property access, interpolation and builtins over loaded declarations, in
+//! `check`, `eval` and `rotate` modes.
+//!
+//! It does no I/O. Everything outside it — imported documents, decrypting `fn::secret` ciphertexts, provider and
+//! rotator calls — goes through [`Effects`]. An effect that is not available yet answers [`Answer::Pending`]; the
+//! evaluator then treats that value as unknown, finishes, and lists what it needs in [`Evaluated::pending`]. The
+//! edge performs those requests (concurrently, asynchronously, against real KMSs and clouds) and evaluates again
+//! with the answers in hand, until nothing is pending. Evaluation is deterministic, so each round only adds answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value as Json, json};
+
+use super::ast::{self, Accessor, Call, Decl, Expr, ExprKind, Loaded};
+use super::diag::{Diagnostic, DocPath, Seg, Span};
+use super::schema;
+use super::value::{Repr, Value};
+
+/// How deep imports may nest.
+pub const MAX_IMPORT_DEPTH: usize = 64;
+/// How many distinct environments one evaluation may load.
+pub const MAX_ENVIRONMENTS: usize = 1024;
+/// The largest string or JSON text a builtin or interpolation may build.
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+
+/// What kind of evaluation to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    /// Symbolic: providers are not called; ciphertexts are decrypted only with `show_secrets`.
+    Check { show_secrets: bool },
+    /// Full evaluation.
+    Eval,
+    /// Full evaluation that also rotates the root environment's `fn::rotate` calls at these document paths
+    /// (`None`: all of them).
+    Rotate { paths: Option<Vec<String>> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    /// The caller's context (for example `{"pulumi": {"user": {"id": …}}}`); `currentEnvironment` and
+    /// `rootEnvironment` are added per environment and may not be supplied.
+    pub context: BTreeMap<String, Value>,
+}
+
+/// The answer to an effect: ready, or not yet performed by the edge.
+#[derive(Clone, Debug)]
+pub enum Answer<T> {
+    Ready(T),
+    Pending,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProviderSchema {
+    pub inputs: Json,
+    pub outputs: Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct RotatorSchema {
+    pub inputs: Json,
+    pub state: Json,
+    pub outputs: Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// `fn::open`: a provider's `open(inputs)`.
+    Open,
+    /// A rotator's `open(inputs, state)`.
+    RotatorOpen,
+    /// A rotator's `rotate(inputs, state)`, returning the new state.
+    Rotate,
+}
+
+/// A provider or rotator call for the edge to perform.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderCall {
+    pub kind: CallKind,
+    pub provider: String,
+    /// The environment and document path of the call.
+    pub env: String,
+    pub path: String,
+    pub inputs: Value,
+    pub state: Option<Value>,
+}
+
+/// A ciphertext to decrypt (or, with `validate_only`, only to check), as written, with the environment it sits in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DecryptRequest {
+    pub env: String,
+    pub ciphertext: String,
+    pub validate_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecryptError {
+    /// Not a ciphertext at all (reported as `invalid ciphertext: …`).
+    Invalid(String),
+    /// A well-formed ciphertext that did not decrypt (reported as `decrypting: …`).
+    Failed(String),
+}
+
+/// What the evaluator needs from outside. Implementations must answer the same request the same way within one
+/// evaluation.
+pub trait Effects {
+    /// The source of environment `name` (an import or `${environments.P.E}`), or the error text to report.
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>>;
+    fn decrypt(&self, req: &DecryptRequest) -> Answer<Result<String, DecryptError>>;
+    fn provider(&self, name: &str) -> Option<ProviderSchema>;
+    fn rotator(&self, name: &str) -> Option<RotatorSchema>;
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>>;
+}
+
+/// A request the edge must perform before the next round.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Need {
+    Load(String),
+    Decrypt(DecryptRequest),
+    Call(ProviderCall),
+}
+
+/// A rotation's new state, to be written back into the document at `doc_path`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Patch {
+    pub doc_path: String,
+    pub replacement: Value,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Evaluated {
+    /// The top-level values; `None` for an environment with no values and no imports.
+    pub properties: Option<BTreeMap<String, Value>>,
+    pub diags: Vec<Diagnostic>,
+    pub patches: Vec<Patch>,
+    /// Effects that were not available: perform them and evaluate again.
+    pub pending: Vec<Need>,
+}
+
+impl Evaluated {
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Evaluates the loaded root environment.
+pub fn evaluate(root: &Loaded, effects: &dyn Effects, opts: &Options) -> Evaluated {
+    let mut run = Run {
+        effects,
+        opts,
+        root_name: root.name.clone(),
+        cache: HashMap::new(),
+        stack: vec![root.name.to_string()],
+        diags: Vec::new(),
+        pending: Vec::new(),
+        patches: Vec::new(),
+    };
+    let Some(decl) = &root.decl else {
+        return Evaluated::default();
+    };
+    for reserved in ["currentEnvironment", "rootEnvironment"] {
+        if opts.context.contains_key(reserved) {
+            run.diags.push(Diagnostic {
+                severity: super::diag::Severity::Error,
+                summary: format!("the context key {reserved:?} is reserved"),
+                subject: None,
+                path: String::new(),
+            });
+            return Evaluated {
+                diags: run.diags,
+                ..Evaluated::default()
+            };
+        }
+    }
+    if decl.values.is_none() && decl.imports.is_empty() {
+        return Evaluated::default();
+    }
+    let value = run.env(root.name.clone(), decl, true);
+    let properties = match value.repr {
+        Repr::Object(map) => map,
+        _ => BTreeMap::new(),
+    };
+    let mut pending = Vec::new();
+    for n in run.pending {
+        if !pending.contains(&n) {
+            pending.push(n);
+        }
+    }
+    Evaluated {
+        properties: Some(properties),
+        diags: run.diags,
+        patches: run.patches,
+        pending,
+    }
+}
+
+/// A property path in the syntax of `rotatePaths` (`a.b[0]["c d"]`, relative to `values`) as a document path.
+pub fn values_doc_path(property_path: &str) -> Option<String> {
+    let text = format!("{property_path}}}");
+    let env: Arc<str> = Arc::from("");
+    let mut diags = Vec::new();
+    let (_, accessors) = parse_access_for_paths(&text, &env, &mut diags);
+    if !diags.is_empty() {
+        return None;
+    }
+    let mut path = DocPath::default().key("values");
+    for a in accessors {
+        path = match a {
+            Accessor::Key(k, _) => path.key(&k),
+            Accessor::Index(i, _) => path.index(usize::try_from(i).ok()?),
+        };
+    }
+    Some(path.to_string())
+}
+
+fn parse_access_for_paths(text: &str, env: &Arc<str>, diags: &mut Vec<Diagnostic>) -> (usize, Vec<Accessor>) {
+    let (parts, d) = ast::parse_interpolation(&format!("${{{text}"), Span::default(), &DocPath::default(), env);
+    diags.extend(d);
+    let access = parts.into_iter().next().and_then(|p| p.access).unwrap_or_default();
+    (0, access)
+}
+
+struct Run<'a> {
+    effects: &'a dyn Effects,
+    opts: &'a Options,
+    root_name: Arc<str>,
+    /// Evaluated imports by name (`None`: failed to load).
+    cache: HashMap<String, Option<Value>>,
+    /// The environments being evaluated, outermost first.
+    stack: Vec<String>,
+    diags: Vec<Diagnostic>,
+    pending: Vec<Need>,
+    patches: Vec<Patch>,
+}
+
+enum State {
+    Fresh,
+    Busy,
+    Done(Value),
+}
+
+enum Shape {
+    Object(Vec<(String, usize)>),
+    List(Vec<usize>),
+    Leaf,
+}
+
+struct Node<'d> {
+    expr: &'d Expr,
+    base: Option<Value>,
+    shape: Shape,
+    state: State,
+}
+
+struct Env<'d> {
+    name: Arc<str>,
+    is_root: bool,
+    nodes: Vec<Node<'d>>,
+    ids: HashMap<DocPath, usize>,
+    root: Option<usize>,
+    base: Option<Value>,
+    imports: BTreeMap<String, Value>,
+    context: Value,
+}
+
+const JOIN_SCHEMA: &str =
+    r#"{"type":"array","prefixItems":[{"type":"string"},{"type":"array","items":{"type":"string"}}]}"#;
+const SPLIT_SCHEMA: &str = r#"{"type":"array","prefixItems":[{"type":"string"},{"type":"string"}]}"#;
+const CONCAT_SCHEMA: &str = r#"{"type":"array","items":{"type":"array"}}"#;
+
+fn fixed_schema(text: &str) -> Json {
+    serde_json::from_str(text).unwrap_or(Json::Bool(true))
+}
+
+fn suggest<'k>(key: &str, candidates: impl Iterator<Item = &'k String>) -> Option<&'k String> {
+    candidates
+        .map(|c| (levenshtein(key, c), c))
+        .filter(|(d, c)| *d <= 2 && *d < key.len().max(1) && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The property path of a node inside `values` (`a.p`), as cycle messages name it.
+fn property_path(path: &DocPath) -> String {
+    DocPath(path.0.iter().skip(1).cloned().collect()).to_string()
+}
+
+impl<'a> Run<'a> {
+    fn check(&self) -> bool {
+        matches!(self.opts.mode, Mode::Check { .. })
+    }
+
+    fn error(&mut self, env: &Arc<str>, span: Span, path: &DocPath, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(env, span, path, msg));
+    }
+
+    /// Evaluates one environment to its value (an object).
+    fn env(&mut self, name: Arc<str>, decl: &Decl, is_root: bool) -> Value {
+        let mut base: Option<Value> = None;
+        let mut imports = BTreeMap::new();
+        for imp in &decl.imports {
+            if self.stack.contains(&imp.name) {
+                self.error(&name, imp.span, &imp.path, format!("cyclic import of {}", imp.name));
+                continue;
+            }
+            if let Some(v) = self.import(&imp.name, &name, imp.span, &imp.path) {
+                if imp.merge {
+                    base = Some(match base {
+                        None => v.clone(),
+                        Some(b) => self.merge(v.clone(), Some(&b), None),
+                    });
+                }
+                imports.insert(imp.name.clone(), v);
+            }
+        }
+        let root_name = if &*self.root_name == "<yaml>" {
+            name.clone()
+        } else {
+            self.root_name.clone()
+        };
+        let mut context = self.opts.context.clone();
+        context.insert(
+            "currentEnvironment".into(),
+            Value::object(BTreeMap::from([("name".to_string(), Value::string(&*name))])),
+        );
+        context.insert(
+            "rootEnvironment".into(),
+            Value::object(BTreeMap::from([("name".to_string(), Value::string(&*root_name))])),
+        );
+        let mut env = Env {
+            name,
+            is_root,
+            nodes: Vec::new(),
+            ids: HashMap::new(),
+            root: None,
+            base: base.clone(),
+            imports,
+            context: Value::object(context),
+        };
+        if let Some(values) = &decl.values {
+            env.root = Some(self.declare(&mut env, values, base.clone(), true));
+        }
+        match env.root {
+            Some(root) => self.node(&mut env, root),
+            None => base.unwrap_or_else(|| Value::object(BTreeMap::new())),
+        }
+    }
+
+    fn import(&mut self, name: &str, from: &Arc<str>, span: Span, path: &DocPath) -> Option<Value> {
+        if let Some(v) = self.cache.get(name) {
+            return v.clone();
+        }
+        if self.stack.len() > MAX_IMPORT_DEPTH {
+            self.error(
+                from,
+                span,
+                path,
+                format!("imports nest deeper than {MAX_IMPORT_DEPTH} environments"),
+            );
+            return None;
+        }
+        if self.cache.len() >= MAX_ENVIRONMENTS {
+            self.error(
+                from,
+                span,
+                path,
+                format!("more than {MAX_ENVIRONMENTS} environments are imported"),
+            );
+            return None;
+        }
+        let src = match self.effects.load(name) {
+            Answer::Pending => {
+                self.pending.push(Need::Load(name.to_owned()));
+                return None;
+            }
+            Answer::Ready(Err(msg)) => {
+                self.error(from, span, path, msg);
+                self.cache.insert(name.to_owned(), None);
+                return None;
+            }
+            Answer::Ready(Ok(src)) => src,
+        };
+        let loaded = ast::load(name, &src);
+        self.diags.extend(loaded.diags.iter().cloned());
+        let value = loaded.decl.as_ref().map(|decl| {
+            self.stack.push(name.to_owned());
+            let v = self.env(loaded.name.clone(), decl, false);
+            self.stack.pop();
+            v
+        });
+        self.cache.insert(name.to_owned(), value.clone());
+        value
+    }
+
+    fn declare<'d>(&mut self, env: &mut Env<'d>, expr: &'d Expr, base: Option<Value>, top: bool) -> usize {
+        let shape = match &expr.kind {
+            ExprKind::Object(fields) => {
+                let mut children = Vec::with_capacity(fields.len());
+                for (k, span, child) in fields {
+                    let kpath = expr.path.key(k);
+                    if children.iter().any(|(c, _)| c == k) {
+                        self.error(&env.name, *span, &kpath, format!("duplicate key {k:?}"));
+                        continue;
+                    }
+                    if top && (k == "imports" || k == "context") {
+                        self.error(&env.name, *span, &kpath, format!("{k:?} is a reserved key"));
+                        continue;
+                    }
+                    let child_base = match &base {
+                        Some(Value {
+                            repr: Repr::Object(m),
+                            unknown: false,
+                            ..
+                        }) => m.get(k).cloned(),
+                        _ => None,
+                    };
+                    let id = self.declare(env, child, child_base, false);
+                    children.push((k.clone(), id));
+                }
+                Shape::Object(children)
+            }
+            ExprKind::List(items) => Shape::List(items.iter().map(|i| self.declare(env, i, None, false)).collect()),
+            ExprKind::Builtin(b) => {
+                self.declare(env, &b.arg, None, false);
+                Shape::Leaf
+            }
+            _ => Shape::Leaf,
+        };
+        let id = env.nodes.len();
+        env.nodes.push(Node {
+            expr,
+            base,
+            shape,
+            state: State::Fresh,
+        });
+        env.ids.insert(expr.path.clone(), id);
+        id
+    }
+
+    /// Merges `v` over `base`: objects merge key by key, anything else replaces; a final base value wins with a
+    /// warning at `at`.
+    fn merge(&mut self, v: Value, base: Option<&Value>, at: Option<(&Arc<str>, Span, &DocPath)>) -> Value {
+        let Some(b) = base else { return v };
+        if b.is_final {
+            if let Some((env, span, path)) = at {
+                self.diags
+                    .push(Diagnostic::warning(env, span, path, "cannot override final value"));
+            }
+            return b.clone();
+        }
+        if v.unknown || v.partial {
+            return v;
+        }
+        if b.unknown {
+            return Value { partial: true, ..v };
+        }
+        match (v.repr, &b.repr) {
+            (Repr::Object(mut top), Repr::Object(under)) => {
+                let mut inherited = v.inherited;
+                for (k, bv) in under {
+                    let merged = match top.remove(k) {
+                        Some(tv) => self.merge(tv, Some(bv), at),
+                        None => {
+                            inherited.push(k.clone());
+                            bv.clone()
+                        }
+                    };
+                    top.insert(k.clone(), merged);
+                }
+                Value {
+                    repr: Repr::Object(top),
+                    inherited,
+                    ..v
+                }
+            }
+            (repr, _) => Value { repr, ..v },
+        }
+    }
+
+    fn node(&mut self, env: &mut Env<'_>, id: usize) -> Value {
+        match &env.nodes[id].state {
+            State::Done(v) => return v.clone(),
+            State::Busy => {
+                let expr = env.nodes[id].expr;
+                let msg = format!("cyclic reference to {}", property_path(&expr.path));
+                self.error(&env.name, expr.span, &expr.path, msg);
+                return Value::unknown(None);
+            }
+            State::Fresh => {}
+        }
+        env.nodes[id].state = State::Busy;
+        let expr = env.nodes[id].expr;
+        let base = env.nodes[id].base.clone();
+        let at = (env.name.clone(), expr.span, expr.path.clone());
+        let value = match &env.nodes[id].shape {
+            Shape::Object(children) => {
+                let children = children.clone();
+                if let Some(b) = base.as_ref().filter(|b| b.is_final) {
+                    self.diags
+                        .push(Diagnostic::warning(&at.0, at.1, &at.2, "cannot override final value"));
+                    b.clone()
+                } else {
+                    let mut map = BTreeMap::new();
+                    for (k, cid) in children {
+                        let v = self.node(env, cid);
+                        map.insert(k, v);
+                    }
+                    let mut v = Value::object(map);
+                    match &base {
+                        Some(b) if b.unknown => v.partial = true,
+                        Some(Value {
+                            repr: Repr::Object(under),
+                            ..
+                        }) => {
+                            let Repr::Object(map) = &mut v.repr else { unreachable!() };
+                            for (k, bv) in under {
+                                if !map.contains_key(k) {
+                                    map.insert(k.clone(), bv.clone());
+                                    v.inherited.push(k.clone());
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    v
+                }
+            }
+            Shape::List(children) => {
+                let children = children.clone();
+                let items = children.into_iter().map(|c| self.node(env, c)).collect();
+                let v = Value::new(Repr::Array(items));
+                self.merge(v, base.as_ref(), Some((&at.0, at.1, &at.2)))
+            }
+            Shape::Leaf => {
+                let v = self.leaf(env, id, expr);
+                self.merge(v, base.as_ref(), Some((&at.0, at.1, &at.2)))
+            }
+        };
+        env.nodes[id].state = State::Done(value.clone());
+        value
+    }
+
+    fn sub(&mut self, env: &mut Env<'_>, expr: &Expr) -> Value {
+        match env.ids.get(&expr.path) {
+            Some(&id) => self.node(env, id),
+            None => Value::unknown(None),
+        }
+    }
+
+    fn leaf(&mut self, env: &mut Env<'_>, id: usize, expr: &Expr) -> Value {
+        match &expr.kind {
+            ExprKind::Null => Value::null(),
+            ExprKind::Bool(b) => Value::new(Repr::Bool(*b)),
+            ExprKind::Number(n) => Value::new(Repr::Number(n.clone())),
+            ExprKind::String(s) => Value::string(s.clone()),
+            ExprKind::Symbol(accessors) => {
+                let mut v = self.access(env, id, accessors);
+                v.is_final = false;
+                v
+            }
+            ExprKind::Interpolate(parts) => {
+                let mut out = String::new();
+                let (mut unknown, mut secret) = (false, false);
+                for part in parts {
+                    out.push_str(&part.text);
+                    if let Some(acc) = &part.access {
+                        let v = self.access(env, id, acc);
+                        secret |= v.contains_secrets();
+                        if v.unknown {
+                            unknown = true;
+                        } else {
+                            out.push_str(&v.to_text());
+                        }
+                    }
+                    if out.len() > MAX_VALUE_BYTES {
+                        return self.too_large(env, expr);
+                    }
+                }
+                let mut v = if unknown {
+                    Value::unknown(None)
+                } else {
+                    Value::string(out)
+                };
+                v.secret = secret;
+                v
+            }
+            ExprKind::Builtin(b) => self.builtin(env, expr, b),
+            ExprKind::List(_) | ExprKind::Object(_) => Value::unknown(None),
+        }
+    }
+
+    fn too_large(&mut self, env: &Env<'_>, expr: &Expr) -> Value {
+        self.error(
+            &env.name,
+            expr.span,
+            &expr.path,
+            format!("the value is larger than {MAX_VALUE_BYTES} bytes"),
+        );
+        Value::unknown(None)
+    }
+
+    /// Follows a property access from the root of `env`'s values (or `imports`, `context`, `environments`).
+    fn access(&mut self, env: &mut Env<'_>, at: usize, accessors: &[Accessor]) -> Value {
+        enum Cur {
+            Node(usize),
+            Val(Value),
+        }
+        let at_path = env.nodes[at].expr.path.clone();
+        let name = env.name.clone();
+        let mut rest = accessors;
+        let mut cur = match accessors.first() {
+            Some(Accessor::Key(k, _)) if k == "imports" => {
+                rest = &accessors[1..];
+                Cur::Val(Value::object(env.imports.clone()))
+            }
+            Some(Accessor::Key(k, _)) if k == "context" => {
+                rest = &accessors[1..];
+                Cur::Val(env.context.clone())
+            }
+            Some(Accessor::Key(k, span)) if k == "environments" => {
+                let (Some(Accessor::Key(p, _)), Some(Accessor::Key(e, _))) = (accessors.get(1), accessors.get(2))
+                else {
+                    return Value::unknown(None);
+                };
+                let target = format!("{p}/{e}");
+                if self.stack.contains(&target) {
+                    self.error(&name, *span, &at_path, format!("cyclic import of {target}"));
+                    return Value::unknown(None);
+                }
+                match self.import(&target, &name, env.nodes[at].expr.span, &at_path) {
+                    Some(v) => {
+                        rest = &accessors[3..];
+                        Cur::Val(v)
+                    }
+                    None => return Value::unknown(None),
+                }
+            }
+            _ => match env.root {
+                Some(root) => Cur::Node(root),
+                None => Cur::Val(env.base.clone().unwrap_or_else(|| Value::object(BTreeMap::new()))),
+            },
+        };
+        if accessors.is_empty() {
+            self.error(&name, env.nodes[at].expr.span, &at_path, "unknown property \"\"");
+            return Value::unknown(None);
+        }
+        let mut secret = false;
+        for acc in rest {
+            if let Cur::Node(id) = cur {
+                match (&env.nodes[id].shape, acc) {
+                    (Shape::Object(children), Accessor::Key(k, span)) => {
+                        if let Some((_, cid)) = children.iter().find(|(c, _)| c == k) {
+                            cur = Cur::Node(*cid);
+                            continue;
+                        }
+                        match &env.nodes[id].base {
+                            Some(b) if b.unknown => return Value::unknown(None),
+                            Some(Value {
+                                repr: Repr::Object(m), ..
+                            }) if m.contains_key(k) => {
+                                cur = Cur::Val(m[k].clone());
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        let mut keys: Vec<&String> = children.iter().map(|(c, _)| c).collect();
+                        if let Some(Value {
+                            repr: Repr::Object(m), ..
+                        }) = &env.nodes[id].base
+                        {
+                            keys.extend(m.keys());
+                        }
+                        let msg = match suggest(k, keys.into_iter()) {
+                            Some(s) => format!("unknown property {k:?}; did you mean {s:?}?"),
+                            None => format!("unknown property {k:?}"),
+                        };
+                        self.error(&name, *span, &at_path, msg);
+                        return Value::unknown(None);
+                    }
+                    (Shape::Object(_), Accessor::Index(_, span)) => {
+                        self.error(
+                            &name,
+                            *span,
+                            &at_path,
+                            "cannot access an object property using an integer index",
+                        );
+                        return Value::unknown(None);
+                    }
+                    (Shape::List(items), Accessor::Index(i, span)) => {
+                        match self.index(*i, items.len(), &name, *span, &at_path) {
+                            Some(i) => cur = Cur::Node(items[i]),
+                            None => return Value::unknown(None),
+                        }
+                        continue;
+                    }
+                    (Shape::List(_), Accessor::Key(_, span)) => {
+                        self.error(
+                            &name,
+                            *span,
+                            &at_path,
+                            "cannot access an array element using a property name",
+                        );
+                        return Value::unknown(None);
+                    }
+                    (Shape::Leaf, _) => cur = Cur::Val(self.node(env, id)),
+                }
+            }
+            let Cur::Val(v) = cur else { unreachable!() };
+            secret |= v.secret;
+            if v.unknown {
+                // What is inside an unknown value is unknown too, shaped by its schema.
+                let own = v.schema.as_deref().cloned().unwrap_or(Json::Bool(true));
+                let ty = schema::type_of(&own, &own).map(str::to_owned);
+                let (span, next) = match acc {
+                    Accessor::Key(k, span) => (*span, schema::property(&own, &own, k)),
+                    Accessor::Index(i, span) => (*span, schema::item(&own, &own, usize::try_from(*i).unwrap_or(0))),
+                };
+                let problem = match (ty.as_deref(), acc) {
+                    (Some("object"), Accessor::Index(..)) => {
+                        Some("cannot access an object property using an integer index")
+                    }
+                    (Some("array"), Accessor::Key(..)) => Some("cannot access an array element using a property name"),
+                    (Some("object" | "array"), _) | (None, _) => None,
+                    (Some(_), _) => Some("receiver must be an array or an object"),
+                };
+                if let Some(p) = problem {
+                    self.error(&name, span, &at_path, p);
+                    return Value::unknown(None);
+                }
+                let mut u = Value::unknown(Some(Arc::new(next)));
+                u.secret = secret;
+                cur = Cur::Val(u);
+                continue;
+            }
+            cur = match (&v.repr, acc) {
+                (Repr::Object(m), Accessor::Key(k, span)) => match m.get(k) {
+                    Some(c) => Cur::Val(c.clone()),
+                    None => {
+                        let msg = match suggest(k, m.keys()) {
+                            Some(s) => format!("unknown property {k:?}; did you mean {s:?}?"),
+                            None => format!("unknown property {k:?}"),
+                        };
+                        self.error(&name, *span, &at_path, msg);
+                        return Value::unknown(None);
+                    }
+                },
+                (Repr::Object(_), Accessor::Index(_, span)) => {
+                    self.error(
+                        &name,
+                        *span,
+                        &at_path,
+                        "cannot access an object property using an integer index",
+                    );
+                    return Value::unknown(None);
+                }
+                (Repr::Array(items), Accessor::Index(i, span)) => {
+                    match self.index(*i, items.len(), &name, *span, &at_path) {
+                        Some(i) => Cur::Val(items[i].clone()),
+                        None => return Value::unknown(None),
+                    }
+                }
+                (Repr::Array(_), Accessor::Key(_, span)) => {
+                    self.error(
+                        &name,
+                        *span,
+                        &at_path,
+                        "cannot access an array element using a property name",
+                    );
+                    return Value::unknown(None);
+                }
+                (_, acc) => {
+                    self.error(&name, acc.span(), &at_path, "receiver must be an array or an object");
+                    return Value::unknown(None);
+                }
+            };
+        }
+        let mut v = match cur {
+            Cur::Node(id) => self.node(env, id),
+            Cur::Val(v) => v,
+        };
+        if secret {
+            v = v.deep_secret();
+        }
+        v
+    }
+
+    fn index(&mut self, i: i64, len: usize, env: &Arc<str>, span: Span, path: &DocPath) -> Option<usize> {
+        if i < 0 {
+            self.error(env, span, path, "array indices must not be negative");
+            return None;
+        }
+        let i = usize::try_from(i).unwrap_or(usize::MAX);
+        if i >= len {
+            self.error(
+                env,
+                span,
+                path,
+                format!("array index {i} out-of-bounds for array of length {len}"),
+            );
+            return None;
+        }
+        Some(i)
+    }
+
+    /// Validates `value` (produced by `expr`) against `schema`, reporting each violation at the sub-expression that
+    /// produced the offending part. Returns whether it passed.
+    fn validate(&mut self, env: &Env<'_>, expr: &Expr, value: &Value, schema: &Json) -> bool {
+        let violations = schema::validate(value, schema);
+        for v in &violations {
+            let mut at = expr;
+            for seg in &v.at {
+                let next = match (&at.kind, seg) {
+                    (ExprKind::List(items), Seg::Index(i)) => items.get(*i),
+                    (ExprKind::Object(fields), Seg::Key(k)) => {
+                        fields.iter().find(|(f, _, _)| f == k).map(|(_, _, e)| e)
+                    }
+                    _ => None,
+                };
+                match next {
+                    Some(n) => at = n,
+                    None => break,
+                }
+            }
+            self.error(&env.name, at.span, &at.path, v.message.clone());
+        }
+        violations.is_empty()
+    }
+
+    fn builtin(&mut self, env: &mut Env<'_>, expr: &Expr, b: &ast::Builtin) -> Value {
+        let name = env.name.clone();
+        match &b.call {
+            Call::Plaintext(s) => Value::string(s.clone()).deep_secret(),
+            Call::Ciphertext(ct) => {
+                let validate_only = matches!(self.opts.mode, Mode::Check { show_secrets: false });
+                let req = DecryptRequest {
+                    env: name.to_string(),
+                    ciphertext: ct.clone(),
+                    validate_only,
+                };
+                let mut out = Value::unknown(None);
+                out.secret = true;
+                match self.effects.decrypt(&req) {
+                    Answer::Pending => self.pending.push(Need::Decrypt(req)),
+                    Answer::Ready(Err(DecryptError::Invalid(m))) => {
+                        self.error(&name, expr.span, &expr.path, format!("invalid ciphertext: {m}"))
+                    }
+                    Answer::Ready(Err(DecryptError::Failed(m))) => {
+                        self.error(&name, expr.span, &expr.path, format!("decrypting: {m}"))
+                    }
+                    Answer::Ready(Ok(_)) if validate_only => {}
+                    Answer::Ready(Ok(pt)) => out = Value::string(pt).deep_secret(),
+                }
+                out
+            }
+            Call::Open { provider, inputs } => {
+                let (Some(provider), Some(inputs)) = (provider, inputs) else {
+                    return Value::unknown(None);
+                };
+                let Some(ps) = self.effects.provider(provider) else {
+                    self.error(&name, b.name_span, &expr.path, format!("unknown provider {provider:?}"));
+                    return Value::unknown(None);
+                };
+                let iv = self.sub(env, inputs);
+                let outputs = Some(Arc::new(ps.outputs.clone()));
+                if !self.validate(env, inputs, &iv, &ps.inputs) || iv.contains_unknowns() || self.check() {
+                    return Value::unknown(outputs);
+                }
+                let call = ProviderCall {
+                    kind: CallKind::Open,
+                    provider: provider.clone(),
+                    env: name.to_string(),
+                    path: expr.path.to_string(),
+                    inputs: iv,
+                    state: None,
+                };
+                self.perform(&name, expr, call, outputs)
+            }
+            Call::Rotate {
+                provider,
+                inputs,
+                state,
+            } => {
+                let (Some(provider), Some(inputs)) = (provider, inputs) else {
+                    return Value::unknown(None);
+                };
+                let Some(rs) = self.effects.rotator(provider) else {
+                    self.error(&name, b.name_span, &expr.path, format!("unknown rotator {provider:?}"));
+                    return Value::unknown(None);
+                };
+                let outputs = Some(Arc::new(rs.outputs.clone()));
+                let rotating = env.is_root
+                    && match &self.opts.mode {
+                        Mode::Rotate { paths: None } => true,
+                        Mode::Rotate { paths: Some(p) } => p.contains(&expr.path.to_string()),
+                        _ => false,
+                    };
+                let rotate_only: Vec<String> = rs
+                    .inputs
+                    .get("rotateOnly")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect();
+                // Rotate-only inputs are evaluated when rotating, and in check of the root environment (so that a
+                // reference the user cannot reach is reported), but not when opening.
+                let evaluate_rotate_only = rotating || (self.check() && env.is_root);
+                let iv = match (&inputs.kind, env.ids.get(&inputs.path).map(|&i| &env.nodes[i].shape)) {
+                    (ExprKind::Object(_), Some(Shape::Object(children))) if !evaluate_rotate_only => {
+                        let children = children.clone();
+                        let mut map = BTreeMap::new();
+                        for (k, cid) in children {
+                            let v = if rotate_only.contains(&k) {
+                                Value::unknown(None)
+                            } else {
+                                self.node(env, cid)
+                            };
+                            map.insert(k, v);
+                        }
+                        Value::object(map)
+                    }
+                    _ => self.sub(env, inputs),
+                };
+                let (sv, state_expr) = match state {
+                    Some(s) => (self.sub(env, s), s),
+                    None => (Value::null(), expr),
+                };
+                let state_schema = json!({"oneOf": [rs.state.clone(), {"type": "null"}]});
+                let inputs_ok = self.validate(env, inputs, &iv, &rs.inputs);
+                let state_ok = self.validate(env, state_expr, &sv, &state_schema);
+                if !inputs_ok || !state_ok || self.check() || (rotating && iv.contains_unknowns()) {
+                    return Value::unknown(outputs);
+                }
+                let state_value = (!matches!(sv.repr, Repr::Null) || sv.unknown).then_some(sv);
+                let mut open_state = state_value.clone();
+                if rotating {
+                    let call = ProviderCall {
+                        kind: CallKind::Rotate,
+                        provider: provider.clone(),
+                        env: name.to_string(),
+                        path: expr.path.to_string(),
+                        inputs: iv.clone(),
+                        state: state_value,
+                    };
+                    let new_state = self.perform(&name, expr, call, None);
+                    if new_state.unknown {
+                        return Value::unknown(outputs);
+                    }
+                    self.patches.push(Patch {
+                        doc_path: expr.path.key(&b.name).key("state").to_string(),
+                        replacement: new_state.clone(),
+                    });
+                    open_state = Some(new_state);
+                }
+                let call = ProviderCall {
+                    kind: CallKind::RotatorOpen,
+                    provider: provider.clone(),
+                    env: name.to_string(),
+                    path: expr.path.to_string(),
+                    inputs: iv,
+                    state: open_state,
+                };
+                self.perform(&name, expr, call, outputs)
+            }
+            Call::Join(pair) | Call::Split(pair) => {
+                let Some((a, l)) = pair else {
+                    return Value::unknown(None);
+                };
+                let is_join = matches!(b.call, Call::Join(_));
+                let av = self.sub(env, a);
+                let lv = self.sub(env, l);
+                let arg = Value::new(Repr::Array(vec![av.clone(), lv.clone()]));
+                let ok = self.validate(
+                    env,
+                    &b.arg,
+                    &arg,
+                    &fixed_schema(if is_join { JOIN_SCHEMA } else { SPLIT_SCHEMA }),
+                );
+                let secret = arg.contains_secrets();
+                if !ok || arg.contains_unknowns() {
+                    return Value {
+                        secret,
+                        ..Value::unknown(None)
+                    };
+                }
+                let (Repr::String(sep), second) = (&av.repr, &lv.repr) else {
+                    return Value::unknown(None);
+                };
+                let mut out = if is_join {
+                    let Repr::Array(items) = second else {
+                        return Value::unknown(None);
+                    };
+                    let parts: Vec<String> = items.iter().map(Value::to_text).collect();
+                    let joined = parts.join(sep);
+                    if joined.len() > MAX_VALUE_BYTES {
+                        return self.too_large(env, expr);
+                    }
+                    Value::string(joined)
+                } else {
+                    let Repr::String(s) = second else {
+                        return Value::unknown(None);
+                    };
+                    let pieces: Vec<Value> = if sep.is_empty() {
+                        s.chars().map(|c| Value::string(c.to_string())).collect()
+                    } else {
+                        s.split(sep.as_str()).map(Value::string).collect()
+                    };
+                    Value::new(Repr::Array(pieces))
+                };
+                if secret {
+                    out = out.deep_secret();
+                }
+                out
+            }
+            Call::Concat(arg) => {
+                let av = self.sub(env, arg);
+                let ok = self.validate(env, arg, &av, &fixed_schema(CONCAT_SCHEMA));
+                if !ok || av.contains_unknowns() {
+                    return Value {
+                        secret: av.contains_secrets(),
+                        ..Value::unknown(None)
+                    };
+                }
+                let Repr::Array(lists) = &av.repr else {
+                    return Value::unknown(None);
+                };
+                let mut items = Vec::new();
+                for l in lists {
+                    if let Repr::Array(inner) = &l.repr {
+                        items.extend(
+                            inner
+                                .iter()
+                                .map(|v| if l.secret { v.clone().deep_secret() } else { v.clone() }),
+                        );
+                    }
+                }
+                Value {
+                    secret: av.secret,
+                    ..Value::new(Repr::Array(items))
+                }
+            }
+            Call::ToJson(arg) | Call::ToString(arg) => {
+                let v = self.sub(env, arg);
+                let secret = v.contains_secrets();
+                if v.contains_unknowns() {
+                    return Value {
+                        secret,
+                        ..Value::unknown(None)
+                    };
+                }
+                let text = if matches!(b.call, Call::ToJson(_)) {
+                    v.to_json_text()
+                } else {
+                    v.to_text()
+                };
+                if text.len() > MAX_VALUE_BYTES {
+                    return self.too_large(env, expr);
+                }
+                Value {
+                    secret,
+                    ..Value::string(text)
+                }
+            }
+            Call::FromJson(arg) | Call::ToBase64(arg) | Call::FromBase64(arg) => {
+                let v = self.sub(env, arg);
+                let ok = self.validate(env, arg, &v, &json!({"type": "string"}));
+                let secret = v.contains_secrets();
+                if !ok || v.unknown {
+                    return Value {
+                        secret,
+                        ..Value::unknown(None)
+                    };
+                }
+                let Repr::String(s) = &v.repr else {
+                    return Value::unknown(None);
+                };
+                let out = match &b.call {
+                    Call::FromJson(_) => match serde_json::from_str::<Json>(s) {
+                        Ok(j) => Value::from_json(&j),
+                        Err(e) => {
+                            self.error(&name, arg.span, &arg.path, format!("decoding JSON string: {e}"));
+                            return Value::unknown(None);
+                        }
+                    },
+                    Call::ToBase64(_) => Value::string(STANDARD.encode(s.as_bytes())),
+                    _ => match STANDARD.decode(s.as_bytes()).map(String::from_utf8) {
+                        Ok(Ok(text)) => Value::string(text),
+                        Ok(Err(_)) => {
+                            self.error(
+                                &name,
+                                arg.span,
+                                &arg.path,
+                                "decoding base64 string: not valid UTF-8 text",
+                            );
+                            return Value::unknown(None);
+                        }
+                        Err(e) => {
+                            self.error(&name, arg.span, &arg.path, format!("decoding base64 string: {e}"));
+                            return Value::unknown(None);
+                        }
+                    },
+                };
+                if secret { out.deep_secret() } else { out }
+            }
+            Call::Final(arg) => {
+                let mut v = self.sub(env, arg);
+                v.is_final = true;
+                v
+            }
+            Call::Validate { schema, value } => {
+                let (Some(s), Some(vexpr)) = (schema, value) else {
+                    return Value::unknown(None);
+                };
+                let sv = self.sub(env, s);
+                let v = self.sub(env, vexpr);
+                if sv.contains_unknowns() {
+                    return Value::unknown(None);
+                }
+                let sj = sv.to_json(false);
+                if !matches!(sj, Json::Bool(_) | Json::Object(_)) {
+                    self.error(&name, s.span, &s.path, "a schema must be a boolean or an object");
+                    return Value::unknown(None);
+                }
+                if self.validate(env, vexpr, &v, &sj) {
+                    v
+                } else {
+                    Value::unknown(None)
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self, env: &Arc<str>, expr: &Expr, call: ProviderCall, outputs: Option<Arc<Json>>) -> Value {
+        match self.effects.call(&call) {
+            Answer::Pending => {
+                self.pending.push(Need::Call(call));
+                Value::unknown(outputs)
+            }
+            Answer::Ready(Err(msg)) => {
+                self.error(env, expr.span, &expr.path, msg);
+                Value::unknown(outputs)
+            }
+            Answer::Ready(Ok(v)) => {
+                if v.secret {
+                    v.deep_secret()
+                } else {
+                    v
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The Pulumi ESC environment language, pure: YAML with positions ([`syntax`]), expressions ([`ast`]), values
+//! ([`value`]), schemas ([`schema`]) and the evaluator ([`eval`]), which reaches imports, ciphertexts and providers
+//! only through [`eval::Effects`]. See `docs/ARCHITECTURE.md` ("Environments") for how the edge drives it.
+
+pub mod ast;
+pub mod crypt;
+pub mod diag;
+pub mod eval;
+pub mod schema;
+pub mod syntax;
+pub mod value;
+
+pub use ast::{Loaded, load};
+pub use diag::{Diagnostic, Severity};
+pub use eval::{Answer, Effects, Evaluated, Mode, Need, Options, evaluate};
+pub use value::Value;

@@ -1,0 +1,227 @@
+//! YAML to a syntax tree with a source range on every node, on top of `yaml-rust2`'s event parser.
+//!
+//! Positions follow the Go YAML library the upstream goldens were made with: 1-based lines and columns, a scalar ends
+//! at its start plus the byte length of its decoded value, a collection ends where its last child ends. Aliases are
+//! refused (they would let a small document expand without bound), and so are documents nested deeper than
+//! [`MAX_DEPTH`] or larger than [`MAX_DOCUMENT_BYTES`].
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::diag::{Pos, Span};
+
+/// The deepest nesting of mappings and sequences a document may have.
+pub const MAX_DEPTH: usize = 128;
+/// The largest document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub span: Span,
+    pub kind: NodeKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    /// A scalar as written: its decoded text, whether it was plain (unquoted, so subject to type resolution) and its
+    /// explicit tag, if any.
+    Scalar {
+        value: String,
+        plain: bool,
+        tag: Option<String>,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// A document the YAML parser could not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub pos: Option<Pos>,
+}
+
+struct Builder<'s> {
+    src: &'s str,
+    /// Byte offset of each char index, when the source is not ASCII.
+    char_bytes: Option<Vec<usize>>,
+    stack: Vec<(Span, Vec<Node>, bool)>,
+    root: Option<Node>,
+    error: Option<SyntaxError>,
+}
+
+impl Builder<'_> {
+    fn pos(&self, m: &Marker) -> Pos {
+        let byte = match &self.char_bytes {
+            Some(t) => t.get(m.index()).copied().unwrap_or(self.src.len()),
+            None => m.index(),
+        };
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+            byte,
+        }
+    }
+
+    fn push(&mut self, node: Node) {
+        match self.stack.last_mut() {
+            Some((_, children, _)) => children.push(node),
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node)
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, message: &str, pos: Pos) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError {
+                message: message.to_owned(),
+                pos: Some(pos),
+            });
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let pos = self.pos(&mark);
+        match ev {
+            Event::Scalar(value, style, anchor, tag) => {
+                let _ = anchor;
+                let len = value.len();
+                let end = Pos {
+                    line: pos.line,
+                    column: pos.column + len,
+                    byte: pos.byte + len,
+                };
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                self.push(Node {
+                    span: Span { begin: pos, end },
+                    kind: NodeKind::Scalar {
+                        value,
+                        plain: style == TScalarStyle::Plain,
+                        tag,
+                    },
+                });
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(&format!("the document nests deeper than {MAX_DEPTH} levels"), pos);
+                    return;
+                }
+                let is_map = matches!(ev, Event::MappingStart(..));
+                self.stack.push((Span { begin: pos, end: pos }, Vec::new(), is_map));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((mut span, children, is_map)) = self.stack.pop() else {
+                    return;
+                };
+                if let Some(last) = children.last() {
+                    span.end = last.span.end;
+                }
+                let kind = if is_map {
+                    let mut pairs = Vec::with_capacity(children.len() / 2);
+                    let mut it = children.into_iter();
+                    while let Some(k) = it.next() {
+                        let v = it.next().unwrap_or(Node {
+                            span: Span {
+                                begin: k.span.end,
+                                end: k.span.end,
+                            },
+                            kind: NodeKind::Scalar {
+                                value: String::new(),
+                                plain: true,
+                                tag: None,
+                            },
+                        });
+                        pairs.push((k, v));
+                    }
+                    NodeKind::Map(pairs)
+                } else {
+                    NodeKind::Seq(children)
+                };
+                // A block mapping's first key is where the mapping begins.
+                if let NodeKind::Map(pairs) = &kind
+                    && let Some((k, _)) = pairs.first()
+                    && k.span.begin.byte > span.begin.byte
+                {
+                    span.begin = k.span.begin;
+                }
+                self.push(Node { span, kind });
+            }
+            Event::Alias(_) => self.fail("YAML aliases are not supported", pos),
+            _ => {}
+        }
+    }
+}
+
+/// Parses one YAML document. `Ok(None)` is an empty document.
+pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
+    if src.len() > MAX_DOCUMENT_BYTES {
+        return Err(SyntaxError {
+            message: format!("the document is larger than {MAX_DOCUMENT_BYTES} bytes"),
+            pos: None,
+        });
+    }
+    let char_bytes = (!src.is_ascii()).then(|| src.char_indices().map(|(b, _)| b).collect());
+    let mut builder = Builder {
+        src,
+        char_bytes,
+        stack: Vec::new(),
+        root: None,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(src);
+    if let Err(e) = parser.load(&mut builder, false) {
+        let m = e.marker();
+        return Err(SyntaxError {
+            message: format!("yaml: line {}: {}", m.line(), e.info()),
+            pos: Some(builder.pos(m)),
+        });
+    }
+    if let Some(e) = builder.error {
+        return Err(e);
+    }
+    Ok(builder.root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_and_shapes() {
+        let n = parse("values:\n  a: [1, \"x\"]\n  é: b\n").unwrap().unwrap();
+        let NodeKind::Map(top) = &n.kind else { panic!() };
+        let NodeKind::Map(values) = &top[0].1.kind else {
+            panic!()
+        };
+        assert_eq!(
+            values[0].0.span.begin,
+            Pos {
+                line: 2,
+                column: 3,
+                byte: 10
+            }
+        );
+        let NodeKind::Seq(items) = &values[0].1.kind else {
+            panic!()
+        };
+        assert!(matches!(&items[1].kind, NodeKind::Scalar { plain: false, .. }));
+        assert_eq!(values[1].1.span.begin.byte, 28);
+    }
+
+    #[test]
+    fn bad_documents_are_errors_not_panics() {
+        assert!(parse("values: [1, 2").is_err());
+        assert!(parse("a: &x [1]\nb: *x\n").is_err());
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(parse(&deep).is_err());
+        assert_eq!(parse("").unwrap(), None);
+    }
+}
