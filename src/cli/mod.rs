@@ -5,6 +5,7 @@
 //! failed (5xx).
 
 pub mod client;
+pub mod env;
 pub mod kek;
 pub mod serve;
 pub mod stack;
@@ -46,6 +47,8 @@ pub enum Command {
     Stack(stack::StackArgs),
     /// Manage key-encryption keys: register your own (bring your own key), list, make default, disable.
     Kek(kek::KekArgs),
+    /// Environments: evaluate a local definition offline (`env eval`).
+    Env(env::EnvArgs),
 }
 
 /// Runs the parsed command line.
@@ -54,6 +57,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Stack(args) => stack::run(args).await,
         Command::Kek(args) => kek::run(args).await,
+        Command::Env(args) => env::run(args).await,
     };
     match result {
         Ok(code) => code,

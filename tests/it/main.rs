@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod env_eval;
 mod keks;
 mod migrate;
 mod store;

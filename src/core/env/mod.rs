@@ -6,6 +6,7 @@ pub mod ast;
 pub mod crypt;
 pub mod diag;
 pub mod eval;
+pub mod project;
 pub mod schema;
 pub mod syntax;
 pub mod value;
