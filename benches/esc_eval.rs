@@ -1,0 +1,103 @@
+//! Evaluation speed of the ESC language: the upstream suite's `omnibus` case (every builtin, an import, a provider)
+//! and its `bench` case (26 imports each with a ciphertext, `environmentVariables`, `pulumiConfig`, and a provider
+//! call), with the harness's in-memory fakes (no provider delay). Load+eval and eval alone.
+//!
+//! Run: `cargo bench --bench esc_eval` (needs `../shared/conformance/esc-eval`, or SESAME_ESC_CONFORMANCE).
+
+#[path = "../tests/esc/fakes.rs"]
+#[allow(dead_code)]
+mod fakes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sesame::core::env::eval::{
+    self, Answer, DecryptError, DecryptRequest, Effects, Mode, Options, ProviderCall, ProviderSchema, RotatorSchema,
+};
+use sesame::core::env::{Value, load};
+
+fn suite() -> Option<PathBuf> {
+    let dir = std::env::var_os("SESAME_ESC_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/esc-eval"));
+    dir.join("eval").exists().then_some(dir)
+}
+
+/// The harness fakes with every importable document read into memory first, so that the loop measures evaluation.
+struct InMemory {
+    fakes: fakes::Fakes,
+    docs: HashMap<String, Arc<str>>,
+}
+
+impl InMemory {
+    fn new(dir: &Path, case: &str) -> InMemory {
+        let mut docs = HashMap::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".yaml") {
+                docs.insert(stem.to_owned(), Arc::from(std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+        InMemory {
+            fakes: fakes::Fakes::new(dir, case),
+            docs,
+        }
+    }
+}
+
+impl Effects for InMemory {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+        match self.docs.get(name) {
+            Some(d) => Answer::Ready(Ok(d.clone())),
+            None => self.fakes.load(name),
+        }
+    }
+    fn decrypt(&self, req: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
+        self.fakes.decrypt(req)
+    }
+    fn provider(&self, name: &str) -> Option<ProviderSchema> {
+        self.fakes.provider(name)
+    }
+    fn rotator(&self, name: &str) -> Option<RotatorSchema> {
+        self.fakes.rotator(name)
+    }
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
+        self.fakes.call(call)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(root) = suite() else {
+        eprintln!("esc_eval bench: skipped: the conformance suite is not present");
+        return;
+    };
+    let opts = Options {
+        mode: Mode::Eval,
+        context: BTreeMap::from([(
+            "pulumi".to_string(),
+            Value::from_json(&serde_json::json!({"user": {"id": "USER_123"}})),
+        )]),
+    };
+    for case in ["omnibus", "bench"] {
+        let dir = root.join("eval").join(case);
+        let src = std::fs::read_to_string(dir.join("env.yaml")).unwrap();
+        let fakes = InMemory::new(&dir, case);
+        let loaded = load(case, &src);
+        let check = eval::evaluate(&loaded, &fakes, &opts);
+        assert!(check.diags.is_empty(), "{case}: {:?}", check.diags);
+        c.bench_function(&format!("esc/{case}/load+eval"), |b| {
+            b.iter(|| {
+                let loaded = load(case, &src);
+                eval::evaluate(&loaded, &fakes, &opts)
+            })
+        });
+        c.bench_function(&format!("esc/{case}/eval"), |b| {
+            b.iter(|| eval::evaluate(&loaded, &fakes, &opts))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
