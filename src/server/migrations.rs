@@ -14,7 +14,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::keyring::now_ms;
-use crate::migrate::{self, MigrateConfig, MigrateError};
+use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
@@ -60,7 +60,7 @@ pub fn spawn_run(app: &Arc<AppState>, id: String) {
             &app.keyring,
             &id,
             &app.replica_id,
-            &MigrateConfig::default(),
+            &app.migrate_config,
         )
         .await
         {
