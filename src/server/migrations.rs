@@ -3,6 +3,7 @@
 //! whichever replica holds its lease. Only the instance administrator may use these until roles arrive (issue 5).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -51,23 +52,30 @@ fn migrate_error(e: MigrateError) -> ApiError {
     }
 }
 
-/// Runs a migration in the background of this replica (it stops by itself if another replica holds the lease).
+/// Runs a migration in the background of this replica until it is done, paused or failed.
+///
+/// While another owner holds the job's lease, the runner tries again every half lease: the owner may be a replica
+/// that crashed (or this process before a restart, under its old id), whose lease only lapses, so giving up at the
+/// first refusal would leave a `running` job that nobody runs.
 pub fn spawn_run(app: &Arc<AppState>, id: String) {
     let app = app.clone();
     tokio::spawn(async move {
-        match migrate::run(
-            &app.store,
-            &app.keyring,
-            &id,
-            &app.replica_id,
-            &app.migrate_config,
-        )
-        .await
-        {
-            Ok(m) => {
-                tracing::info!(migration = %id, state = m.state.as_str(), migrated = m.migrated, "migration stopped")
+        let config = &app.migrate_config;
+        loop {
+            match migrate::run(&app.store, &app.keyring, &id, &app.replica_id, config).await {
+                // Only a lease held by another owner stops a run that is still `running`.
+                Ok(m) if m.state == MigrationState::Running => {
+                    tokio::time::sleep((config.lease / 2).max(Duration::from_millis(50))).await;
+                }
+                Ok(m) => {
+                    tracing::info!(migration = %id, state = m.state.as_str(), migrated = m.migrated, "migration stopped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(migration = %id, error = %e, "migration failed");
+                    return;
+                }
             }
-            Err(e) => tracing::warn!(migration = %id, error = %e, "migration failed"),
         }
     });
 }

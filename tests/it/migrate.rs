@@ -156,3 +156,47 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
     assert_eq!(wraps_under(&store, &ghost.id).await, 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), None);
+    cfg.migration.lease = Duration::from_millis(300);
+    let srv = TestServer::start(cfg.clone(), None).await.unwrap();
+    let store = srv.server.state.store.clone();
+    srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
+        .await;
+    let system = store.default_kek(None).await.unwrap().unwrap().id;
+    let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
+    let target = target["id"].as_str().unwrap().to_owned();
+    // A job leased by a replica that died: nobody renews its lease.
+    let job = store
+        .start_or_resume_migration(&new_job(&system, &target))
+        .await
+        .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(store.lease_migration(&job.id, "dead", now, now + 300).await.unwrap());
+    let token = srv.token.clone();
+    srv.stop().await;
+
+    // The restarted server finds the lease taken, waits for it to lapse, and runs the job (it does not give up).
+    let srv = TestServer::start(cfg, Some(token)).await.unwrap();
+    let store = srv.server.state.store.clone();
+    let started = std::time::Instant::now();
+    loop {
+        let m = store.migration(&job.id).await.unwrap().unwrap();
+        if m.state == MigrationState::Done {
+            assert_eq!((m.total, m.migrated), (2, 2), "{m:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not taken over: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    srv.stop().await;
+}
