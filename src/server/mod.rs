@@ -56,6 +56,8 @@ pub struct AppState {
     pub replica_id: String,
     /// How this replica runs KEK migrations.
     pub migrate_config: MigrateConfig,
+    /// The migrations this replica is running, each with whether another start or resume came in meanwhile.
+    migration_runs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             keyring,
             kek_options,
             migrate_config,
+            migration_runs: Default::default(),
             replica_id: uuid::Uuid::new_v4().to_string(),
             tokens: Cache::builder()
                 .max_capacity(100_000)
