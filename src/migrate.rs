@@ -76,7 +76,7 @@ pub async fn run(
             .lease_migration(id, owner, now, now.saturating_add(lease_ms))
             .await?
         {
-            tracing::info!(migration = %id, "another replica holds the migration lease");
+            tracing::debug!(migration = %id, "another replica holds the migration lease");
             return current(store, id).await;
         }
         let m = current(store, id).await?;

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::instance::InstanceConfig;
 use crate::keyring::KeyringConfig;
+use crate::migrate::MigrateConfig;
 use crate::server::{ServeConfig, TlsFiles};
 
 /// Flags of `sesame serve`.
@@ -49,6 +50,18 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes, after gzip decompression.
     #[arg(long, env = "SESAME_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// KEK migrations: DEKs re-wrapped per transaction (the cursor moves once per batch).
+    #[arg(long, env = "SESAME_MIGRATION_BATCH", default_value_t = MigrateConfig::default().batch,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub migration_batch: i64,
+    /// KEK migrations: re-wraps in flight toward the KMS at once.
+    #[arg(long, env = "SESAME_MIGRATION_CONCURRENCY", default_value_t = MigrateConfig::default().concurrency)]
+    pub migration_concurrency: usize,
+    /// KEK migrations: how long a replica's claim on a running job lasts, in milliseconds (renewed every batch).
+    /// After a crash, the job is taken over once the dead owner's claim lapses.
+    #[arg(long, env = "SESAME_MIGRATION_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub migration_lease_ms: u64,
 }
 
 fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
@@ -72,6 +85,11 @@ impl ServeArgs {
             },
             insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
+            migration: MigrateConfig {
+                batch: self.migration_batch,
+                concurrency: self.migration_concurrency.max(1),
+                lease: std::time::Duration::from_millis(self.migration_lease_ms),
+            },
             instance: InstanceConfig {
                 data_dir: self.data_dir,
                 database_url: self.database_url,

@@ -2,7 +2,8 @@
 //! progress, pause, resume, verify, retire. The job itself runs in [`crate::migrate`], in the background of
 //! whichever replica holds its lease. Only the instance administrator may use these until roles arrive (issue 5).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::keyring::now_ms;
-use crate::migrate::{self, MigrateConfig, MigrateError};
+use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
@@ -51,23 +52,46 @@ fn migrate_error(e: MigrateError) -> ApiError {
     }
 }
 
-/// Runs a migration in the background of this replica (it stops by itself if another replica holds the lease).
+/// Runs a migration in the background of this replica until it is done, paused or failed.
+///
+/// One runner per job per replica: a second one would hold the lease under the same owner id and re-wrap the same
+/// batches, so a start or resume that arrives while one runs only asks it to run once more before it stops.
+///
+/// While another owner holds the job's lease, the runner tries again every half lease: the owner may be a replica
+/// that crashed (or this process before a restart, under its old id), whose lease only lapses, so giving up at the
+/// first refusal would leave a `running` job that nobody runs.
 pub fn spawn_run(app: &Arc<AppState>, id: String) {
+    {
+        let mut runs = app.migration_runs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(again) = runs.get_mut(&id) {
+            *again = true;
+            return;
+        }
+        runs.insert(id.clone(), false);
+    }
     let app = app.clone();
     tokio::spawn(async move {
-        match migrate::run(
-            &app.store,
-            &app.keyring,
-            &id,
-            &app.replica_id,
-            &MigrateConfig::default(),
-        )
-        .await
-        {
-            Ok(m) => {
-                tracing::info!(migration = %id, state = m.state.as_str(), migrated = m.migrated, "migration stopped")
+        let config = &app.migrate_config;
+        loop {
+            match migrate::run(&app.store, &app.keyring, &id, &app.replica_id, config).await {
+                // Only a lease held by another owner stops a run that is still `running`.
+                Ok(m) if m.state == MigrationState::Running => {
+                    tokio::time::sleep((config.lease / 2).max(Duration::from_millis(50))).await;
+                    continue;
+                }
+                Ok(m) => {
+                    tracing::info!(migration = %id, state = m.state.as_str(), migrated = m.migrated, "migration stopped")
+                }
+                Err(e) => tracing::warn!(migration = %id, error = %e, "migration failed"),
             }
-            Err(e) => tracing::warn!(migration = %id, error = %e, "migration failed"),
+            let mut runs = app.migration_runs.lock().unwrap_or_else(PoisonError::into_inner);
+            match runs.get_mut(&id) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    runs.remove(&id);
+                    return;
+                }
+            }
         }
     });
 }

@@ -34,6 +34,7 @@ use crate::core::keys::Name;
 use crate::core::tokens::AccessToken;
 use crate::instance::{Instance, InstanceConfig, StartError};
 use crate::keyring::Keyring;
+use crate::migrate::MigrateConfig;
 use crate::store::{OrgRecord, Store};
 use error::ApiError;
 
@@ -53,15 +54,26 @@ pub struct AppState {
     pub kek_options: sesame_kms::OpenOptions,
     /// This process's id as a lease owner (KEK migrations).
     pub replica_id: String,
+    /// How this replica runs KEK migrations.
+    pub migrate_config: MigrateConfig,
+    /// The migrations this replica is running, each with whether another start or resume came in meanwhile.
+    migration_runs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl AppState {
     /// State over a started instance.
-    pub fn new(store: Arc<dyn Store>, keyring: Arc<Keyring>, kek_options: sesame_kms::OpenOptions) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        kek_options: sesame_kms::OpenOptions,
+        migrate_config: MigrateConfig,
+    ) -> AppState {
         AppState {
             store,
             keyring,
             kek_options,
+            migrate_config,
+            migration_runs: Default::default(),
             replica_id: uuid::Uuid::new_v4().to_string(),
             tokens: Cache::builder()
                 .max_capacity(100_000)
@@ -103,6 +115,8 @@ pub struct ServeConfig {
     pub insecure: bool,
     /// Largest request body accepted, after decompression.
     pub max_body_bytes: usize,
+    /// How this replica runs KEK migrations (batch, concurrency, lease).
+    pub migration: MigrateConfig,
     /// The instance.
     pub instance: InstanceConfig,
 }
@@ -264,6 +278,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.store.clone(),
         instance.keyring.clone(),
         instance.kek_options.clone(),
+        config.migration.clone(),
     ));
     // Migrations that were running when a replica stopped continue here (the lease decides who runs each).
     for m in state

@@ -435,7 +435,7 @@ pub trait Store: Send + Sync + 'static {
     async fn migration_batch(&self, m: &MigrationRecord, after: &str, limit: i64) -> StoreResult<Vec<DekWithWraps>>;
 
     /// In one transaction: inserts the new wraps (a wrap that exists already is kept: idempotent), advances the
-    /// cursor and the count. Nothing of a batch lands unless all of it does.
+    /// cursor and adds the wraps actually inserted to the count. Nothing of a batch lands unless all of it does.
     async fn record_migration_batch(
         &self,
         id: &str,

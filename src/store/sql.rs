@@ -146,7 +146,7 @@ async fn insert_wrap(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     w: &WrapRecord,
     on_conflict_ignore: bool,
-) -> StoreResult<()> {
+) -> StoreResult<u64> {
     let sql = if on_conflict_ignore {
         "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, created_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
@@ -154,7 +154,7 @@ async fn insert_wrap(
         "INSERT INTO dek_wraps (dek_id, kek_id, kek_version, wrapped, wrap_alg, binding, is_primary, created_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     };
-    sqlx::query(sql)
+    let n = sqlx::query(sql)
         .bind(&w.dek_id)
         .bind(&w.kek_id)
         .bind(&w.kek_version)
@@ -164,8 +164,9 @@ async fn insert_wrap(
         .bind(bool_int(w.primary))
         .bind(w.created_ms)
         .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected();
+    Ok(n)
 }
 
 fn wrap_from_row(row: &AnyRow) -> StoreResult<WrapRecord> {
@@ -580,15 +581,18 @@ impl Store for SqlStore {
         now_ms: i64,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        // Only the wraps that land count: a wrap another run wrote already (a replica whose lease lapsed mid-batch)
+        // is kept, and counting it again would push `migrated` past `total`.
+        let mut inserted = 0u64;
         for w in wraps {
-            insert_wrap(&mut tx, w, true).await?;
+            inserted += insert_wrap(&mut tx, w, true).await?;
         }
         sqlx::query(
             "UPDATE kek_migrations SET cursor_dek = $2, migrated = migrated + $3, updated_ms = $4 WHERE id = $1",
         )
         .bind(id)
         .bind(cursor)
-        .bind(i64::try_from(wraps.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod crash;
 mod env_eval;
 mod keks;
 mod migrate;

@@ -156,3 +156,88 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
     assert_eq!(wraps_under(&store, &ghost.id).await, 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn two_runs_of_one_job_count_each_dek_once() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let store = srv.server.state.store.clone();
+    let keyring = srv.server.state.keyring.clone();
+    for i in 0..60 {
+        let (status, _) = srv
+            .post(
+                &format!("/api/stacks/acme/twice/s{i}/encrypt"),
+                &json!({"plaintext": "eA=="}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let system = store.default_kek(None).await.unwrap().unwrap().id;
+    let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
+    let target = target["id"].as_str().unwrap().to_owned();
+    let job = store
+        .start_or_resume_migration(&new_job(&system, &target))
+        .await
+        .unwrap();
+    // The same owner twice (as when a replica's lease lapses mid-batch and two runs overlap): both re-wrap the same
+    // batches, and only the wraps that land are counted.
+    let cfg = MigrateConfig {
+        batch: 4,
+        concurrency: 2,
+        lease: Duration::from_secs(30),
+    };
+    let (a, b) = tokio::join!(
+        migrate::run(&store, &keyring, &job.id, "r", &cfg),
+        migrate::run(&store, &keyring, &job.id, "r", &cfg)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.state, b.state), (MigrationState::Done, MigrationState::Done));
+    let done = store.migration(&job.id).await.unwrap().unwrap();
+    assert_eq!((done.total, done.migrated), (61, 61), "{done:?}");
+    assert_eq!(wraps_under(&store, &target).await, 61);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), None);
+    cfg.migration.lease = Duration::from_millis(300);
+    let srv = TestServer::start(cfg.clone(), None).await.unwrap();
+    let store = srv.server.state.store.clone();
+    srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
+        .await;
+    let system = store.default_kek(None).await.unwrap().unwrap().id;
+    let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
+    let target = target["id"].as_str().unwrap().to_owned();
+    // A job leased by a replica that died: nobody renews its lease.
+    let job = store
+        .start_or_resume_migration(&new_job(&system, &target))
+        .await
+        .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(store.lease_migration(&job.id, "dead", now, now + 300).await.unwrap());
+    let token = srv.token.clone();
+    srv.stop().await;
+
+    // The restarted server finds the lease taken, waits for it to lapse, and runs the job (it does not give up).
+    let srv = TestServer::start(cfg, Some(token)).await.unwrap();
+    let store = srv.server.state.store.clone();
+    let started = std::time::Instant::now();
+    loop {
+        let m = store.migration(&job.id).await.unwrap().unwrap();
+        if m.state == MigrationState::Done {
+            assert_eq!((m.total, m.migrated), (2, 2), "{m:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not taken over: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    srv.stop().await;
+}
