@@ -341,7 +341,17 @@ impl Loader {
         {
             return k;
         }
-        let (parts, diags) = parse_interpolation(value, node.span, path, &self.env);
+        let (mut parts, diags) = parse_interpolation(value, node.span, path, &self.env);
+        if !plain {
+            // Offsets inside quoted text do not map to columns: accessors point at the whole scalar.
+            for p in &mut parts {
+                for a in p.access.iter_mut().flatten() {
+                    match a {
+                        Accessor::Key(_, s) | Accessor::Index(_, s) => *s = node.span,
+                    }
+                }
+            }
+        }
         self.diags.extend(diags);
         match parts.as_slice() {
             [] => ExprKind::String(String::new()),
@@ -597,7 +607,17 @@ fn parse_access(
 ) -> (usize, Vec<Accessor>) {
     let b = s.as_bytes();
     let mut out = Vec::new();
-    let mut err = |at: usize, msg: &str| diags.push(Diagnostic::error(env, span.within(at, 1), path, msg));
+    let mut err =
+        |at: usize, len: usize, msg: &str| diags.push(Diagnostic::error(env, span.within(at, len), path, msg));
+    let start_at = i;
+    let empty = |out: &mut Vec<Accessor>| {
+        if out.is_empty() {
+            out.push(Accessor::Key(
+                String::new(),
+                span.within(start_at, (b.len() - start_at).min(1)),
+            ));
+        }
+    };
     let name_end = |from: usize| {
         let mut j = from;
         while j < b.len() && !matches!(b[j], b'.' | b'[' | b'}') {
@@ -607,11 +627,15 @@ fn parse_access(
     };
     loop {
         if i >= b.len() {
-            err(b.len(), "missing closing brace '}' in interpolation");
+            err(b.len(), 0, "missing closing brace '}' in interpolation");
+            empty(&mut out);
             return (b.len(), out);
         }
         match b[i] {
-            b'}' => return (i + 1, out),
+            b'}' => {
+                empty(&mut out);
+                return (i + 1, out);
+            }
             b'[' => {
                 let start = i;
                 if b.get(i + 1) == Some(&b'"') {
@@ -636,12 +660,12 @@ fn parse_access(
                         }
                     }
                     if !closed {
-                        err(i + 1, "key subscript is missing closing quote '\"'");
+                        err(i + 1, j - (i + 1), "key subscript is missing closing quote '\"'");
                     }
                     if j < b.len() && b[j] == b']' {
                         j += 1;
                     } else {
-                        err(start, "subscript is missing closing bracket ']'");
+                        err(start, j - start, "subscript is missing closing bracket ']'");
                     }
                     out.push(Accessor::Key(
                         String::from_utf8_lossy(&key).into_owned(),
@@ -654,21 +678,27 @@ fn parse_access(
                         j += 1;
                     }
                     let digits = &s[i + 1..j];
+                    let digits_end = j;
                     let index = match digits.parse::<i64>() {
                         Ok(n) => n,
                         Err(_) => {
-                            err(i + 1, "numeric subscript must be a positive base-10 integer");
+                            err(
+                                i + 1,
+                                digits.len(),
+                                "numeric subscript must be a positive base-10 integer",
+                            );
                             0
                         }
                     };
                     if j < b.len() && b[j] == b']' {
                         j += 1;
                     } else {
-                        err(start, "subscript is missing closing bracket ']'");
+                        err(start, j - start, "subscript is missing closing bracket ']'");
                     }
                     if out.is_empty() {
                         err(
                             start,
+                            digits_end - start,
                             "the first accessor must be a property name or key subscript, not a numeric subscript",
                         );
                     }
@@ -680,7 +710,7 @@ fn parse_access(
                 let start = i;
                 let end = name_end(i + 1);
                 if end == i + 1 {
-                    err(start, "property name must not be empty");
+                    err(start, 1, "property name must not be empty");
                 } else {
                     out.push(Accessor::Key(s[i + 1..end].to_owned(), span.within(start, end - start)));
                 }

@@ -640,7 +640,13 @@ impl<'a> Run<'a> {
                 };
                 let target = format!("{p}/{e}");
                 if self.stack.contains(&target) {
-                    self.error(&name, *span, &at_path, format!("cyclic import of {target}"));
+                    let _ = span;
+                    self.error(
+                        &name,
+                        env.nodes[at].expr.span,
+                        &at_path,
+                        format!("cyclic import of {target}"),
+                    );
                     return Value::unknown(None);
                 }
                 match self.import(&target, &name, env.nodes[at].expr.span, &at_path) {
@@ -656,10 +662,6 @@ impl<'a> Run<'a> {
                 None => Cur::Val(env.base.clone().unwrap_or_else(|| Value::object(BTreeMap::new()))),
             },
         };
-        if accessors.is_empty() {
-            self.error(&name, env.nodes[at].expr.span, &at_path, "unknown property \"\"");
-            return Value::unknown(None);
-        }
         let mut secret = false;
         for acc in rest {
             if let Cur::Node(id) = cur {

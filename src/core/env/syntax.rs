@@ -148,7 +148,9 @@ impl MarkedEventReceiver for Builder<'_> {
                 // A block mapping's first key is where the mapping begins.
                 if let NodeKind::Map(pairs) = &kind
                     && let Some((k, _)) = pairs.first()
-                    && k.span.begin.byte > span.begin.byte
+                    && !self.src[..k.span.begin.byte.min(self.src.len())]
+                        .trim_end()
+                        .ends_with('{')
                 {
                     span.begin = k.span.begin;
                 }
