@@ -21,10 +21,11 @@ use sesame::core::env::eval::{self, Evaluated, Mode, Options};
 use sesame::core::env::{Value, load};
 
 /// The least each tier must pass; raise these as the evaluator improves, never lower them.
-const FLOORS: [(&str, usize); 5] = [
+const FLOORS: [(&str, usize); 6] = [
     ("values", 54),
     ("diagnostics", 54),
     ("ranges", 53),
+    ("traces", 54),
     ("parse", 7),
     ("crypt", 4),
 ];
@@ -83,6 +84,15 @@ fn normalise(list: &[Json], ranges: bool) -> Vec<String> {
     out
 }
 
+fn traces(e: &Evaluated) -> Json {
+    let mut out = Vec::new();
+    for (k, v) in e.properties.iter().flatten() {
+        defs_of_value(v, k.clone(), &mut out);
+    }
+    out.sort();
+    json!(out)
+}
+
 fn props_json(e: &Evaluated, redact: bool) -> Json {
     match &e.properties {
         None => Json::Null,
@@ -129,7 +139,58 @@ fn value_plain(v: &Value) -> Json {
     if v.secret { json!({"secret": inner}) } else { inner }
 }
 
+/// `path → environment@begin-end` of every value's `trace.def` (no source: `-`).
+fn defs_of_model(v: &Json, path: String, out: &mut Vec<String>) {
+    let def = &v["trace"]["def"];
+    let text = if def.is_null() || def["begin"]["line"] == 0 {
+        "-".to_string()
+    } else {
+        format!(
+            "{}@{}:{}-{}:{}",
+            def["environment"].as_str().unwrap_or(""),
+            def["begin"]["line"],
+            def["begin"]["column"],
+            def["end"]["line"],
+            def["end"]["column"]
+        )
+    };
+    out.push(format!("{path} {text}"));
+    match v.get("value") {
+        Some(Json::Object(m)) => m.iter().for_each(|(k, c)| defs_of_model(c, format!("{path}.{k}"), out)),
+        Some(Json::Array(a)) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| defs_of_model(c, format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+fn defs_of_value(v: &Value, path: String, out: &mut Vec<String>) {
+    let text = match &v.def {
+        Some(d) if d.span.begin.line > 0 => format!(
+            "{}@{}:{}-{}:{}",
+            d.env, d.span.begin.line, d.span.begin.column, d.span.end.line, d.span.end.column
+        ),
+        _ => "-".to_string(),
+    };
+    out.push(format!("{path} {text}"));
+    if v.unknown {
+        return;
+    }
+    match &v.repr {
+        sesame::core::env::value::Repr::Object(m) => {
+            m.iter().for_each(|(k, c)| defs_of_value(c, format!("{path}.{k}"), out))
+        }
+        sesame::core::env::value::Repr::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| defs_of_value(c, format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
 struct Outcome {
+    traces: Vec<String>,
     values: Vec<String>,
     diags: Vec<String>,
     ranges: Vec<String>,
@@ -138,6 +199,7 @@ struct Outcome {
 impl Outcome {
     fn new() -> Outcome {
         Outcome {
+            traces: Vec::new(),
             values: Vec::new(),
             diags: Vec::new(),
             ranges: Vec::new(),
@@ -182,9 +244,11 @@ fn run_case(dir: &Path, case: &str, deferred: bool) -> (BTreeMap<&'static str, J
     });
     got.insert("checkDiags", Json::Array(check.diags.iter().map(diag_json).collect()));
     got.insert("checkJson", props_json(&check, true));
+    got.insert("checkTraces", traces(&check));
     let ev = run(Mode::Eval);
     got.insert("evalDiags", Json::Array(ev.diags.iter().map(diag_json).collect()));
     got.insert("evalJsonRedacted", props_json(&ev, true));
+    got.insert("evalTraces", traces(&ev));
     got.insert("evalJSONRevealed", props_json(&ev, false));
     if overrides["rotate"].as_bool() == Some(true) {
         let paths = overrides["rotatePaths"].as_array().map(|ps| {
@@ -241,6 +305,33 @@ fn compare(dir: &Path, case: &str, got: &BTreeMap<&'static str, Json>, out: &mut
                 );
             }
         }
+    }
+    let mut traces_ok = true;
+    for (key, model) in [("checkTraces", "check"), ("evalTraces", "eval")] {
+        let mut want = Vec::new();
+        if let Some(props) = expected
+            .get(model)
+            .and_then(|m| m.get("properties"))
+            .and_then(Json::as_object)
+        {
+            for (k, v) in props {
+                defs_of_model(v, k.clone(), &mut want);
+            }
+        }
+        want.sort();
+        let have = got.get(key).cloned().unwrap_or(json!([]));
+        if json!(want) != have {
+            traces_ok = false;
+            if std::env::var_os("ESC_TRACES").is_some() {
+                let have: Vec<String> = serde_json::from_value(have).unwrap_or_default();
+                let w: Vec<&String> = want.iter().filter(|x| !have.contains(x)).collect();
+                let h: Vec<&String> = have.iter().filter(|x| !want.contains(x)).collect();
+                eprintln!("  {case} {key}:\n    want-only {w:?}\n    have-only {h:?}");
+            }
+        }
+    }
+    if !traces_ok {
+        out.traces.push(case.to_owned());
     }
     let (mut diags_ok, mut ranges_ok) = (true, true);
     for key in ["loadDiags", "checkDiags", "evalDiags", "rotateDiags"] {
@@ -353,6 +444,7 @@ fn main() {
     passed.insert("values", line("values", total, &out.values));
     passed.insert("diagnostics", line("diagnostics", total, &out.diags));
     passed.insert("ranges", line("ranges", total, &out.ranges));
+    passed.insert("traces", line("traces", total, &out.traces));
     let (n, failed) = parse_cases(&root);
     passed.insert("parse", line("parse", n, &failed));
     let (n, failed) = fakes::crypt_cases(&root.join("crypt"));

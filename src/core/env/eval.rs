@@ -8,7 +8,7 @@
 //! with the answers in hand, until nothing is pending. Evaluation is deterministic, so each round only adds answers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +17,7 @@ use serde_json::{Value as Json, json};
 use super::ast::{self, Accessor, Call, Decl, Expr, ExprKind, Loaded};
 use super::diag::{Diagnostic, DocPath, Seg, Span};
 use super::schema;
-use super::value::{Repr, Value};
+use super::value::{Def, Repr, Value};
 
 /// How deep imports may nest.
 pub const MAX_IMPORT_DEPTH: usize = 64;
@@ -120,7 +120,7 @@ pub trait Effects {
 pub enum Need {
     Load(String),
     Decrypt(DecryptRequest),
-    Call(ProviderCall),
+    Call(Box<ProviderCall>),
 }
 
 /// A rotation's new state, to be written back into the document at `doc_path`.
@@ -270,6 +270,11 @@ const JOIN_SCHEMA: &str =
     r#"{"type":"array","prefixItems":[{"type":"string"},{"type":"array","items":{"type":"string"}}]}"#;
 const SPLIT_SCHEMA: &str = r#"{"type":"array","prefixItems":[{"type":"string"},{"type":"string"}]}"#;
 const CONCAT_SCHEMA: &str = r#"{"type":"array","items":{"type":"array"}}"#;
+
+static JOIN: LazyLock<Json> = LazyLock::new(|| fixed_schema(JOIN_SCHEMA));
+static SPLIT: LazyLock<Json> = LazyLock::new(|| fixed_schema(SPLIT_SCHEMA));
+static CONCAT: LazyLock<Json> = LazyLock::new(|| fixed_schema(CONCAT_SCHEMA));
+static STRING: LazyLock<Json> = LazyLock::new(|| json!({"type": "string"}));
 
 fn fixed_schema(text: &str) -> Json {
     serde_json::from_str(text).unwrap_or(Json::Bool(true))
@@ -548,10 +553,37 @@ impl<'a> Run<'a> {
                 self.merge(v, base.as_ref(), Some((&at.0, at.1, &at.2)))
             }
             Shape::Leaf => {
-                let v = self.leaf(env, id, expr);
+                let mut v = self.leaf(env, id, expr);
+                let def = Def {
+                    env: env.name.clone(),
+                    span: expr.span,
+                };
+                match &expr.kind {
+                    ExprKind::Builtin(b) => match &b.call {
+                        // A plaintext secret is defined by its text; `fn::final` keeps what its argument defined.
+                        Call::Plaintext(_) if matches!(b.arg.kind, ExprKind::String(_)) => {
+                            v = v.with_def_deep(&Def {
+                                env: env.name.clone(),
+                                span: b.arg.span,
+                            })
+                        }
+                        Call::Plaintext(_) => v.def = None,
+                        // These keep what their arguments defined inside.
+                        Call::Final(_) | Call::Concat(_) => v.def = Some(def),
+                        _ => v = v.with_def_deep(&def),
+                    },
+                    _ => v.def = Some(def),
+                }
                 self.merge(v, base.as_ref(), Some((&at.0, at.1, &at.2)))
             }
         };
+        let mut value = value;
+        if !matches!(env.nodes[id].shape, Shape::Leaf) && !value.is_final {
+            value.def = Some(Def {
+                env: env.name.clone(),
+                span: expr.span,
+            });
+        }
         env.nodes[id].state = State::Done(value.clone());
         value
     }
@@ -625,10 +657,23 @@ impl<'a> Run<'a> {
         let name = env.name.clone();
         let mut rest = accessors;
         let mut cur = match accessors.first() {
-            Some(Accessor::Key(k, _)) if k == "imports" => {
-                rest = &accessors[1..];
-                Cur::Val(Value::object(env.imports.clone()))
-            }
+            Some(Accessor::Key(k, _)) if k == "imports" => match accessors.get(1) {
+                // `${imports.NAME…}`: straight to that import, without copying the others.
+                Some(Accessor::Key(name, span)) => match env.imports.get(name) {
+                    Some(v) => {
+                        rest = &accessors[2..];
+                        Cur::Val(v.clone())
+                    }
+                    None => {
+                        self.error(&env.name.clone(), *span, &at_path, format!("unknown property {name:?}"));
+                        return Value::unknown(None);
+                    }
+                },
+                _ => {
+                    rest = &accessors[1..];
+                    Cur::Val(Value::object(env.imports.clone()))
+                }
+            },
             Some(Accessor::Key(k, _)) if k == "context" => {
                 rest = &accessors[1..];
                 Cur::Val(env.context.clone())
@@ -988,12 +1033,7 @@ impl<'a> Run<'a> {
                 let av = self.sub(env, a);
                 let lv = self.sub(env, l);
                 let arg = Value::new(Repr::Array(vec![av.clone(), lv.clone()]));
-                let ok = self.validate(
-                    env,
-                    &b.arg,
-                    &arg,
-                    &fixed_schema(if is_join { JOIN_SCHEMA } else { SPLIT_SCHEMA }),
-                );
+                let ok = self.validate(env, &b.arg, &arg, if is_join { &JOIN } else { &SPLIT });
                 let secret = arg.contains_secrets();
                 if !ok || arg.contains_unknowns() {
                     return Value {
@@ -1032,7 +1072,7 @@ impl<'a> Run<'a> {
             }
             Call::Concat(arg) => {
                 let av = self.sub(env, arg);
-                let ok = self.validate(env, arg, &av, &fixed_schema(CONCAT_SCHEMA));
+                let ok = self.validate(env, arg, &av, &CONCAT);
                 if !ok || av.contains_unknowns() {
                     return Value {
                         secret: av.contains_secrets(),
@@ -1081,7 +1121,7 @@ impl<'a> Run<'a> {
             }
             Call::FromJson(arg) | Call::ToBase64(arg) | Call::FromBase64(arg) => {
                 let v = self.sub(env, arg);
-                let ok = self.validate(env, arg, &v, &json!({"type": "string"}));
+                let ok = self.validate(env, arg, &v, &STRING);
                 let secret = v.contains_secrets();
                 if !ok || v.unknown {
                     return Value {
@@ -1151,7 +1191,7 @@ impl<'a> Run<'a> {
     fn perform(&mut self, env: &Arc<str>, expr: &Expr, call: ProviderCall, outputs: Option<Arc<Json>>) -> Value {
         match self.effects.call(&call) {
             Answer::Pending => {
-                self.pending.push(Need::Call(call));
+                self.pending.push(Need::Call(Box::new(call)));
                 Value::unknown(outputs)
             }
             Answer::Ready(Err(msg)) => {

@@ -145,6 +145,20 @@ impl MarkedEventReceiver for Builder<'_> {
                 } else {
                     NodeKind::Seq(children)
                 };
+                // A block sequence begins at its first `-`.
+                if let NodeKind::Seq(items) = &kind
+                    && let Some(first) = items.first()
+                {
+                    let before = self.src[..first.span.begin.byte.min(self.src.len())].trim_end_matches([' ', '\t']);
+                    if before.ends_with('-') && first.span.begin.byte > before.len() {
+                        let back = first.span.begin.byte - (before.len() - 1);
+                        span.begin = Pos {
+                            line: first.span.begin.line,
+                            column: first.span.begin.column.saturating_sub(back),
+                            byte: before.len() - 1,
+                        };
+                    }
+                }
                 // A block mapping's first key is where the mapping begins.
                 if let NodeKind::Map(pairs) = &kind
                     && let Some((k, _)) = pairs.first()

@@ -7,6 +7,15 @@ use std::sync::Arc;
 
 use serde_json::{Number, Value as Json};
 
+use super::diag::Span;
+
+/// Where a value was defined: the environment and the source range of the expression that produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Def {
+    pub env: Arc<str>,
+    pub span: Span,
+}
+
 #[derive(Clone, PartialEq)]
 pub enum Repr {
     Null,
@@ -32,6 +41,8 @@ pub struct Value {
     /// Merged over an unknown value: what the merge would add is unknown, so merging this over anything else adds
     /// nothing either.
     pub partial: bool,
+    /// The defining expression (`trace.def`); `None` for values with no source (context, provider-built values).
+    pub def: Option<Def>,
 }
 
 impl fmt::Debug for Value {
@@ -51,6 +62,7 @@ impl Value {
             schema: None,
             inherited: Vec::new(),
             partial: false,
+            def: None,
         }
     }
     pub fn null() -> Value {
@@ -68,6 +80,20 @@ impl Value {
     }
     pub fn object(map: BTreeMap<String, Value>) -> Value {
         Value::new(Repr::Object(map))
+    }
+
+    /// This value and everything inside it defined at `def`.
+    pub fn with_def_deep(mut self, def: &Def) -> Value {
+        self.set_def_deep(def);
+        self
+    }
+    fn set_def_deep(&mut self, def: &Def) {
+        self.def = Some(def.clone());
+        match &mut self.repr {
+            Repr::Array(items) => items.iter_mut().for_each(|v| v.set_def_deep(def)),
+            Repr::Object(map) => map.values_mut().for_each(|v| v.set_def_deep(def)),
+            _ => {}
+        }
     }
 
     /// This value with itself and everything inside it marked secret.
