@@ -289,7 +289,7 @@ pub fn drive_deferred(loaded: &Loaded, fakes: &Fakes, opts: &Options) -> Evaluat
                     let Answer::Ready(r) = fakes.call(&call) else {
                         unreachable!()
                     };
-                    d.calls.borrow_mut().push((call, r));
+                    d.calls.borrow_mut().push((*call, r));
                 }
             }
         }
