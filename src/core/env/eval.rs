@@ -1208,3 +1208,115 @@ impl<'a> Run<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::env::ast::load;
+
+    /// Documents by name, no providers, ciphertexts refused.
+    struct Docs(BTreeMap<String, String>);
+
+    impl Effects for Docs {
+        fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+            Answer::Ready(
+                self.0
+                    .get(name)
+                    .map(|s| Arc::from(s.as_str()))
+                    .ok_or_else(|| format!("no {name}")),
+            )
+        }
+        fn decrypt(&self, _: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
+            Answer::Ready(Err(DecryptError::Failed("no keys".into())))
+        }
+        fn provider(&self, _: &str) -> Option<ProviderSchema> {
+            None
+        }
+        fn rotator(&self, _: &str) -> Option<RotatorSchema> {
+            None
+        }
+        fn call(&self, _: &ProviderCall) -> Answer<Result<Value, String>> {
+            Answer::Ready(Err("no providers".into()))
+        }
+    }
+
+    fn run(src: &str, docs: &[(&str, String)]) -> Evaluated {
+        let docs = Docs(docs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+        let opts = Options {
+            mode: Mode::Eval,
+            context: BTreeMap::new(),
+        };
+        evaluate(&load("root", src), &docs, &opts)
+    }
+
+    fn summaries(e: &Evaluated) -> Vec<String> {
+        e.diags.iter().map(|d| d.summary.clone()).collect()
+    }
+
+    #[test]
+    fn validate_passes_good_values_and_reports_bad_ones() {
+        let e = run(
+            "values:\n  ok:\n    fn::validate:\n      schema: {type: number, minimum: 1}\n      value: 3\n  bad:\n    \
+             fn::validate:\n      schema: {type: string}\n      value: [1]\n",
+            &[],
+        );
+        let p = e.properties.as_ref().unwrap();
+        assert_eq!(p["ok"].to_json(false), serde_json::json!(3));
+        assert!(p["bad"].unknown);
+        assert_eq!(summaries(&e), ["expected string, got array"]);
+        assert_eq!(e.diags[0].path, "values.bad[\"fn::validate\"].value");
+    }
+
+    #[test]
+    fn exponential_strings_are_bounded() {
+        let mut src = String::from("values:\n  l0: 0123456789abcdef0123456789abcdef\n");
+        for i in 1..40 {
+            src.push_str(&format!("  l{i}: ${{l{}}}${{l{}}}\n", i - 1, i - 1));
+        }
+        let e = run(&src, &[]);
+        assert!(
+            summaries(&e).iter().any(|s| s.contains("larger than")),
+            "{:?}",
+            summaries(&e)
+        );
+        assert!(e.properties.unwrap()["l39"].unknown);
+    }
+
+    #[test]
+    fn import_chains_are_bounded() {
+        let docs: Vec<(&str, String)> = (0..200)
+            .map(|i| {
+                (
+                    Box::leak(format!("e{i}").into_boxed_str()) as &str,
+                    format!("imports: [e{}]\nvalues:\n  v{i}: {i}\n", i + 1),
+                )
+            })
+            .collect();
+        let e = run("imports: [e0]\n", &docs);
+        assert!(
+            summaries(&e).iter().any(|s| s.contains("nest deeper")),
+            "{:?}",
+            summaries(&e)
+        );
+    }
+
+    #[test]
+    fn deep_documents_and_garbage_give_diagnostics() {
+        let deep = format!("values:\n  a: {}1{}\n", "[".repeat(500), "]".repeat(500));
+        let loaded = load("deep", &deep);
+        assert!(loaded.decl.is_none());
+        assert_eq!(loaded.diags.len(), 1);
+        for junk in [
+            "\u{0}\u{1}",
+            "values: {a: [",
+            "- 1\n- 2\n",
+            "values: 3\n",
+            "imports: 7\n",
+            "values:\n  a: ${b[\"\n",
+        ] {
+            let loaded = load("junk", junk);
+            assert!(loaded.diags.iter().any(Diagnostic::is_error), "{junk:?}");
+            let _ = run(junk, &[]);
+        }
+    }
+}

@@ -184,6 +184,21 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
             pos: None,
         });
     }
+    // YAML allows no C0 control characters but tab and line breaks (and the parser would stop at a NUL).
+    if let Some((at, c)) = src
+        .char_indices()
+        .find(|(_, c)| (c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}')) || *c == '\u{FFFE}')
+    {
+        let line = src[..at].matches('\n').count() + 1;
+        let column = at - src[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+        return Err(SyntaxError {
+            message: format!(
+                "yaml: line {line}: control characters are not allowed (U+{:04X})",
+                c as u32
+            ),
+            pos: Some(Pos { line, column, byte: at }),
+        });
+    }
     let char_bytes = (!src.is_ascii()).then(|| src.char_indices().map(|(b, _)| b).collect());
     let mut builder = Builder {
         src,
