@@ -412,8 +412,33 @@ impl Keyring {
             dek: stored.dek.clone(),
             wraps: stored.wraps.iter().filter(|w| w.kek_id == from_kek).cloned().collect(),
         };
-        let dek = self.unwrap(&source_only).await?;
         let ctx = wrap_context(&stored.dek.id, &stored.dek.scope);
+        // Inside one KMS (AWS ReEncrypt) the DEK never leaves it; the new wrap is then proven by unwrapping it.
+        if let (Some(source), Some(wrap)) = (self.kek(from_kek), source_only.wraps.first()) {
+            let old = WrappedDek {
+                ciphertext: wrap.wrapped.clone(),
+                wrap_alg: wrap.wrap_alg.clone(),
+                kek_version: wrap.kek_version.clone(),
+                binding: wrap.binding.clone(),
+            };
+            if let Some(result) = target.rewrap_from(source.as_ref(), &old, &ctx).await {
+                self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
+                let wrapped = result?;
+                self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
+                target.unwrap(&wrapped, &ctx).await?;
+                return Ok(WrapRecord {
+                    dek_id: stored.dek.id.clone(),
+                    kek_id: to_kek.to_owned(),
+                    kek_version: wrapped.kek_version,
+                    wrapped: wrapped.ciphertext,
+                    wrap_alg: wrapped.wrap_alg,
+                    binding: wrapped.binding,
+                    primary: false,
+                    created_ms: now_ms(),
+                });
+            }
+        }
+        let dek = self.unwrap(&source_only).await?;
         self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
         let wrapped = target.wrap(&dek, &ctx).await?;
         self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);

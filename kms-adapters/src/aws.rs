@@ -37,6 +37,8 @@ pub struct AwsKmsKek {
     uri: KekUri,
     client: Client,
     key_arn: String,
+    /// Region and endpoint: keys in the same partition can `ReEncrypt` into each other.
+    partition: String,
 }
 
 impl fmt::Debug for AwsKmsKek {
@@ -114,7 +116,13 @@ impl AwsKmsKek {
                 }
             }
         }
-        let client = Client::new(&loader.load().await);
+        let config = loader.load().await;
+        let partition = format!(
+            "{}|{}",
+            config.region().map(|r| r.to_string()).unwrap_or_default(),
+            query.split('&').find_map(|p| p.strip_prefix("endpoint=")).unwrap_or("")
+        );
+        let client = Client::new(&config);
         let key_arn = match client.describe_key().key_id(key).send().await {
             Ok(out) => {
                 let meta = out.key_metadata.ok_or_else(|| KmsError::Unavailable {
@@ -157,6 +165,7 @@ impl AwsKmsKek {
             uri: uri.clone(),
             client,
             key_arn,
+            partition,
         })
     }
 
@@ -218,6 +227,49 @@ impl Kek for AwsKmsKek {
             kek: self.uri.to_string(),
         })?;
         Ok(Dek::from_bytes(bytes))
+    }
+
+    fn kms_partition(&self) -> Option<(&'static str, String)> {
+        Some(("aws-kms", self.partition.clone()))
+    }
+
+    async fn rewrap_from(
+        &self,
+        source: &dyn Kek,
+        wrapped: &WrappedDek,
+        ctx: &WrapContext,
+    ) -> Option<Result<WrappedDek, KmsError>> {
+        if source.kms_partition() != self.kms_partition() || wrapped.wrap_alg != WRAP_ALG {
+            return None;
+        }
+        let context = encryption_context(ctx);
+        let result = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(wrapped.ciphertext.clone()))
+            .source_key_id(&wrapped.kek_version)
+            .set_source_encryption_context(Some(context.clone()))
+            .destination_key_id(&self.key_arn)
+            .set_destination_encryption_context(Some(context))
+            .send()
+            .await
+            .map_err(|e| classify(&self.uri, &e))
+            .and_then(|out| {
+                let ciphertext = out
+                    .ciphertext_blob
+                    .map(Blob::into_inner)
+                    .ok_or_else(|| KmsError::Unavailable {
+                        kek: self.uri.to_string(),
+                        detail: "ReEncrypt returned no ciphertext".into(),
+                    })?;
+                Ok(WrappedDek {
+                    ciphertext,
+                    wrap_alg: WRAP_ALG.into(),
+                    kek_version: out.key_id.unwrap_or_else(|| self.key_arn.clone()),
+                    binding: None,
+                })
+            });
+        Some(result)
     }
 }
 

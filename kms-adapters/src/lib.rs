@@ -43,4 +43,21 @@ pub trait Kek: Send + Sync + std::fmt::Debug {
     /// Unwraps a DEK wrapped by this KEK under the same `ctx`. A different context, altered bytes or another key
     /// fail with [`KmsError::InvalidCiphertext`] or [`KmsError::KeyMismatch`], never with a wrong key.
     async fn unwrap(&self, wrapped: &WrappedDek, ctx: &WrapContext) -> Result<Dek, KmsError>;
+
+    /// Where this KEK lives, for KMS-side re-wrapping: the service and the partition (region and endpoint) inside
+    /// which one key's ciphertext can be re-encrypted under another without the plaintext leaving the KMS.
+    fn kms_partition(&self) -> Option<(&'static str, String)> {
+        None
+    }
+
+    /// Re-wraps `wrapped` (made by `source` under `ctx`) under this KEK inside the KMS (AWS `ReEncrypt`), so the DEK
+    /// never leaves it. `None` when this pair cannot: the caller unwraps with `source` and wraps with this KEK.
+    async fn rewrap_from(
+        &self,
+        _source: &dyn Kek,
+        _wrapped: &WrappedDek,
+        _ctx: &WrapContext,
+    ) -> Option<Result<WrappedDek, KmsError>> {
+        None
+    }
 }

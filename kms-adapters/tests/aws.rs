@@ -96,3 +96,42 @@ async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
     let by_arn = open_kek(&uri(m, &wrapped.kek_version), &opts(false)).await.unwrap();
     assert_eq!(by_arn.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
 }
+
+#[tokio::test]
+async fn reencrypt_moves_a_wrap_between_aws_keys_inside_kms() {
+    let Some(m) = moto() else { return };
+    let a = open_kek(&uri(m, "alias/sesame-re-a"), &opts(true)).await.unwrap();
+    let b = open_kek(&uri(m, "alias/sesame-re-b"), &opts(true)).await.unwrap();
+    assert!(a.kms_partition().is_some() && a.kms_partition() == b.kms_partition());
+    let ctx = WrapContext::new().with("dek", "d1").with("scope", "stack:o:p/s");
+    let dek = Dek::generate();
+    let under_a = a.wrap(&dek, &ctx).await.unwrap();
+    let under_b = b
+        .rewrap_from(a.as_ref(), &under_a, &ctx)
+        .await
+        .expect("two AWS keys in one region re-encrypt inside KMS")
+        .unwrap();
+    assert_ne!(
+        under_b.kek_version, under_a.kek_version,
+        "the new wrap records the target key"
+    );
+    assert_eq!(b.unwrap(&under_b, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
+    // Bound to the same context: another context does not unwrap it.
+    let other = WrapContext::new().with("dek", "d2").with("scope", "stack:o:p/s");
+    assert!(b.unwrap(&under_b, &other).await.is_err());
+    // A tampered source wrap is refused by KMS, classified.
+    let mut bad = under_a.clone();
+    let n = bad.ciphertext.len();
+    bad.ciphertext[n / 2] ^= 1;
+    let err = b.rewrap_from(a.as_ref(), &bad, &ctx).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, KmsError::InvalidCiphertext { .. } | KmsError::Unavailable { .. }),
+        "{err}"
+    );
+    // Another region is another partition: no KMS-side re-encryption, the caller unwraps and wraps.
+    let elsewhere: KekUri = format!("awskms://alias/sesame-re-c?region=us-east-1&endpoint={}", m.endpoint)
+        .parse()
+        .unwrap();
+    let c = open_kek(&elsewhere, &opts(true)).await.unwrap();
+    assert!(c.rewrap_from(a.as_ref(), &under_a, &ctx).await.is_none());
+}
