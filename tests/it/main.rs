@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 mod env_eval;
 mod keks;
+#[cfg(feature = "aws")]
+mod kms_migrate;
 mod migrate;
 mod store;
 mod support;
