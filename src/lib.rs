@@ -5,6 +5,7 @@
 //! [`cli`].
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod core;
 pub mod instance;

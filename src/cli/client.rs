@@ -115,7 +115,28 @@ impl Client {
         self.send(self.http.get(url)).await
     }
 
+    /// GETs `path` and returns the body as text (for JSON-lines answers).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("building the URL for {path}"))?;
+        self.send_raw(self.http.get(url))
+            .await?
+            .text()
+            .await
+            .context("reading the server's answer")
+    }
+
     async fn send<Resp: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Resp> {
+        self.send_raw(request)
+            .await?
+            .json()
+            .await
+            .context("the server's answer was not the expected JSON")
+    }
+
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request
             .header("Authorization", format!("token {}", self.token.expose()))
             .send()
@@ -138,9 +159,6 @@ impl Client {
             }
             .into());
         }
-        response
-            .json()
-            .await
-            .context("the server's answer was not the expected JSON")
+        Ok(response)
     }
 }

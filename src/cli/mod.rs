@@ -4,6 +4,7 @@
 //! flags, from clap); 3 the server refused the request (4xx: authentication, permission, bad input); 4 the server
 //! failed (5xx).
 
+pub mod audit;
 pub mod client;
 pub mod env;
 pub mod kek;
@@ -49,6 +50,8 @@ pub enum Command {
     Kek(kek::KekArgs),
     /// Environments: evaluate a local definition offline (`env eval`).
     Env(env::EnvArgs),
+    /// The audit log: export a chain, verify an export.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs the parsed command line.
@@ -58,6 +61,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Stack(args) => stack::run(args).await,
         Command::Kek(args) => kek::run(args).await,
         Command::Env(args) => env::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! Nothing under `core` touches tokio, sqlx, axum, reqwest, `std::fs` or `std::net`; time and randomness come in as
 //! arguments. `tests/it/tidy.rs` keeps it so.
 
+pub mod audit;
 pub mod env;
 pub mod keys;
 pub mod tokens;

@@ -85,6 +85,29 @@ impl FromRequestParts<Arc<AppState>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, app).await {
+            Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+                // Every authentication failure goes to the instance chain (the caller is nobody we know).
+                let source = super::client_addr(parts);
+                app.audit(
+                    None,
+                    &source,
+                    None,
+                    "auth.failed",
+                    parts.uri.path(),
+                    "denied",
+                    e.message().to_owned(),
+                )
+                .await?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+async fn authenticate(parts: &mut Parts, app: &Arc<AppState>) -> Result<Auth, ApiError> {
+    {
         let token = presented_token(parts)?;
         let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
         if !token.is_well_formed() {

@@ -56,6 +56,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The message shown to the caller (never a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<KeyringError> for ApiError {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sesame_kms::{Dek, KekUri, KmsError, WrapContext};
 
 use super::AppState;
+use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
@@ -71,9 +72,10 @@ async fn info(app: &AppState, k: KekRecord) -> Result<KekInfo, ApiError> {
 pub async fn add(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
     let org_id = match &req.org {
         Some(name) => Some(
@@ -133,6 +135,16 @@ pub async fn add(
             ));
         }
     }
+    app.audit(
+        Some(&principal),
+        &addr,
+        record.org_id.as_deref(),
+        "kek.add",
+        &record.id,
+        "ok",
+        format!("{uri}{}", if record.is_default { " (default)" } else { "" }),
+    )
+    .await?;
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
     Ok((StatusCode::CREATED, Json(info(&app, record).await?)))
@@ -186,9 +198,10 @@ async fn find(app: &AppState, id: &str) -> Result<KekRecord, ApiError> {
 pub async fn make_default(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let kek = find(&app, &id).await?;
     if kek.state != KekState::Active {
         return Err(ApiError::new(
@@ -200,6 +213,16 @@ pub async fn make_default(
         .set_default_kek(&id)
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        kek.org_id.as_deref(),
+        "kek.default",
+        &id,
+        "ok",
+        kek.uri.clone(),
+    )
+    .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK made default");
     Ok(Json(info(&app, find(&app, &id).await?).await?))
 }
@@ -208,9 +231,10 @@ pub async fn make_default(
 pub async fn disable(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let kek = find(&app, &id).await?;
     if kek.is_default {
         return Err(ApiError::new(
@@ -219,6 +243,34 @@ pub async fn disable(
         ));
     }
     app.store.disable_kek(&id).await.map_err(|e| ApiError::internal(&e))?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        kek.org_id.as_deref(),
+        "kek.disable",
+        &id,
+        "ok",
+        kek.uri.clone(),
+    )
+    .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK disabled");
     Ok(Json(info(&app, find(&app, &id).await?).await?))
+}
+
+/// [`require_admin`], with a refusal written to the audit log.
+async fn deny_unless_admin(app: &AppState, principal: &Principal, addr: &str) -> Result<(), ApiError> {
+    let refused = require_admin(principal);
+    if refused.is_err() {
+        app.audit(
+            Some(principal),
+            addr,
+            principal.org_id.as_deref(),
+            "admin.denied",
+            "keks",
+            "denied",
+            String::new(),
+        )
+        .await?;
+    }
+    refused
 }

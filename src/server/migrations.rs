@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::AppState;
+use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
@@ -116,9 +117,10 @@ fn resolve<'a>(keks: &'a [KekRecord], what: &str, org_id: Option<&str>) -> Resul
 pub async fn start(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let org_id = match &req.org {
         Some(name) => Some(
             app.org_by_name(name)
@@ -160,6 +162,16 @@ pub async fn start(
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        m.org_id.as_deref(),
+        "kek.migration.requested",
+        &m.id,
+        "ok",
+        format!("{} -> {}", from.uri, to.uri),
+    )
+    .await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
     spawn_run(&app, m.id.clone());
     Ok((StatusCode::ACCEPTED, Json(info(m))))
@@ -196,9 +208,10 @@ pub async fn get(
 pub async fn pause(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let m = get_record(&app, &id).await?;
     if m.state != MigrationState::Running {
         return Err(ApiError::new(
@@ -210,6 +223,16 @@ pub async fn pause(
         .set_migration_state(&id, MigrationState::Paused, "", now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        m.org_id.as_deref(),
+        "kek.migration.pause-requested",
+        &id,
+        "ok",
+        String::new(),
+    )
+    .await?;
     tracing::info!(migration = %id, "migration paused");
     Ok(Json(info(get_record(&app, &id).await?)))
 }
@@ -218,9 +241,10 @@ pub async fn pause(
 pub async fn resume(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let m = get_record(&app, &id).await?;
     if !matches!(
         m.state,
@@ -235,6 +259,16 @@ pub async fn resume(
         .set_migration_state(&id, MigrationState::Running, "", now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        m.org_id.as_deref(),
+        "kek.migration.resume-requested",
+        &id,
+        "ok",
+        String::new(),
+    )
+    .await?;
     tracing::info!(migration = %id, "migration resumed");
     spawn_run(&app, id.clone());
     Ok(Json(info(get_record(&app, &id).await?)))
@@ -244,12 +278,23 @@ pub async fn resume(
 pub async fn verify(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id)
         .await
         .map_err(migrate_error)?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        None,
+        "kek.migration.verify-requested",
+        &id,
+        "ok",
+        format!("{checked} checked, {failed} failed"),
+    )
+    .await?;
     tracing::info!(migration = %id, checked, failed, "migration verified");
     Ok(Json(VerifyResponse {
         checked,
@@ -262,10 +307,39 @@ pub async fn verify(
 pub async fn retire(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    require_admin(&principal)?;
+    deny_unless_admin(&app, &principal, &addr).await?;
     let removed = migrate::retire(&app.store, &id).await.map_err(migrate_error)?;
+    app.audit(
+        Some(&principal),
+        &addr,
+        None,
+        "kek.migration.retire-requested",
+        &id,
+        "ok",
+        format!("{removed} wraps removed"),
+    )
+    .await?;
     tracing::info!(migration = %id, removed, "source wraps retired");
     Ok(Json(info(get_record(&app, &id).await?)))
+}
+
+/// [`require_admin`], with a refusal written to the audit log.
+async fn deny_unless_admin(app: &AppState, principal: &Principal, addr: &str) -> Result<(), ApiError> {
+    let refused = require_admin(principal);
+    if refused.is_err() {
+        app.audit(
+            Some(principal),
+            addr,
+            principal.org_id.as_deref(),
+            "admin.denied",
+            "kek-migrations",
+            "denied",
+            String::new(),
+        )
+        .await?;
+    }
+    refused
 }

@@ -4,6 +4,7 @@
 //! Handlers live in one module per resource ([`stacks`], [`ops`]); authentication is the [`auth::Principal`]
 //! extractor; every error leaves through [`error::ApiError`] in ESC's shape.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -58,9 +59,67 @@ pub struct AppState {
     pub migrate_config: MigrateConfig,
     /// The migrations this replica is running, each with whether another start or resume came in meanwhile.
     migration_runs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+    /// The audit writer.
+    pub audit: crate::audit::AuditLog,
+}
+
+/// The caller's address (`unknown` when the server was not started with connection info).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(parts)))
+    }
+}
+
+/// The peer address of a request, for the audit log.
+pub fn client_addr(parts: &axum::http::request::Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl AppState {
+    /// Writes one audit event by `principal` (or `anonymous`) into `chain` (an org id; `None`: the instance chain)
+    /// and waits for it to be committed; a failure to audit fails the request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit(
+        &self,
+        principal: Option<&auth::Principal>,
+        source: &str,
+        chain: Option<&str>,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: String,
+    ) -> Result<(), error::ApiError> {
+        let actor = match principal {
+            Some(p) => match &p.user_login {
+                Some(login) => format!("user:{login}"),
+                None => format!("token:{}", p.token_id),
+            },
+            None => "anonymous".into(),
+        };
+        let event = crate::core::audit::AuditEvent {
+            chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
+            time_ms: crate::keyring::now_ms(),
+            actor,
+            source: source.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        self.audit
+            .record(event)
+            .await
+            .map_err(|e| error::ApiError::internal(&e))
+    }
+
     /// State over a started instance.
     pub fn new(
         store: Arc<dyn Store>,
@@ -69,6 +128,7 @@ impl AppState {
         migrate_config: MigrateConfig,
     ) -> AppState {
         AppState {
+            audit: crate::audit::AuditLog::start(store.clone()),
             store,
             keyring,
             kek_options,
@@ -184,7 +244,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/sesame/v1/kek-migrations/{id}/pause", post(migrations::pause))
         .route("/api/sesame/v1/kek-migrations/{id}/resume", post(migrations::resume))
         .route("/api/sesame/v1/kek-migrations/{id}/verify", post(migrations::verify))
-        .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire));
+        .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire))
+        .route("/api/sesame/v1/audit", get(audit::export_instance))
+        .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -13,6 +13,8 @@ mod sqlite;
 
 use std::sync::Arc;
 
+pub use crate::core::audit::{AuditEvent, AuditRecord};
+
 pub use sql::SqlStore;
 
 /// Errors of the store layer.
@@ -454,6 +456,12 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64>;
 
     /// Every DEK in the migration's scope that has a wrap under `kek_id`, in id order, after `after`.
+    /// Appends events to their chains, in order, in one transaction; returns them as stored.
+    async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The records of one chain with `seq > after`, in order, at most `limit`.
+    async fn audit_records(&self, chain: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
     async fn deks_under(
         &self,
         kek_id: &str,

@@ -9,8 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState, MigrationRecord, MigrationState,
-    OrgRecord, Store, StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser, UserRecord, WrapRecord,
+    AuditEvent, AuditRecord, Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState,
+    MigrationRecord, MigrationState, OrgRecord, Store, StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser,
+    UserRecord, WrapRecord,
 };
 
 /// Which SQL dialect the pool speaks.
@@ -141,6 +142,93 @@ fn migration_from_row(row: &AnyRow) -> StoreResult<MigrationRecord> {
 
 const MIGRATION_COLUMNS: &str = "id, from_kek, to_kek, org_id, state, cursor_dek, total, migrated, verified_ms, \
      error, created_ms, updated_ms";
+
+/// Appends `events` to their chains inside `tx`: each chain's head row is created if missing, locked, and moved.
+async fn append_audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    events: &[AuditEvent],
+) -> StoreResult<Vec<AuditRecord>> {
+    use crate::core::audit::{GENESIS, hex, link, unhex};
+    let mut out = Vec::with_capacity(events.len());
+    let mut chains: Vec<&str> = Vec::new();
+    for e in events {
+        if !chains.contains(&e.chain.as_str()) {
+            chains.push(&e.chain);
+        }
+    }
+    for chain in chains {
+        sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
+            .bind(chain)
+            .bind(hex(&GENESIS))
+            .execute(&mut **tx)
+            .await?;
+        let lock = match dialect {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let head = sqlx::query(&format!("SELECT seq, hash FROM audit_heads WHERE chain = $1{lock}"))
+            .bind(chain)
+            .fetch_one(&mut **tx)
+            .await?;
+        let seq: i64 = head.try_get("seq")?;
+        let hash: String = head.try_get("hash")?;
+        let prev = unhex(&hash).ok_or_else(|| StoreError::Corrupt {
+            table: "audit_heads",
+            detail: format!("the head of chain {chain} is not a hash"),
+        })?;
+        let mine: Vec<AuditEvent> = events.iter().filter(|e| e.chain == chain).cloned().collect();
+        let records = link(seq, prev, mine);
+        for r in &records {
+            let e = &r.event;
+            sqlx::query(
+                "INSERT INTO audit_events (chain, seq, time_ms, actor, source, action, target, outcome, detail, \
+                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&e.chain)
+            .bind(r.seq)
+            .bind(e.time_ms)
+            .bind(&e.actor)
+            .bind(&e.source)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.outcome)
+            .bind(&e.detail)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if let Some(last) = records.last() {
+            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
+                .bind(chain)
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut **tx)
+                .await?;
+        }
+        out.extend(records);
+    }
+    Ok(out)
+}
+
+/// The audit event of a migration step taken by the migration machinery itself.
+fn migration_event(m: &MigrationRecord, action: &str, detail: String, now_ms: i64) -> AuditEvent {
+    AuditEvent {
+        chain: m
+            .org_id
+            .clone()
+            .filter(|o| !o.is_empty())
+            .unwrap_or_else(|| crate::core::audit::INSTANCE_CHAIN.to_owned()),
+        time_ms: now_ms,
+        actor: "system:kek-migration".into(),
+        source: "internal".into(),
+        action: action.into(),
+        target: m.id.clone(),
+        outcome: "ok".into(),
+        detail,
+    }
+}
 
 async fn insert_wrap(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -485,6 +573,13 @@ impl Store for SqlStore {
                 .bind(new.created_ms)
                 .execute(&mut *tx)
                 .await?;
+            let detail = format!("resumed from {}; {} of {} done", m.state.as_str(), m.migrated, m.total);
+            append_audit_in(
+                &mut tx,
+                self.dialect,
+                &[migration_event(&m, "kek.migration.resume", detail, new.created_ms)],
+            )
+            .await?;
             tx.commit().await?;
             m.state = MigrationState::Running;
             m.error.clear();
@@ -512,6 +607,13 @@ impl Store for SqlStore {
         .bind(total)
         .bind(new.created_ms)
         .execute(&mut *tx)
+        .await?;
+        let detail = format!("{} -> {}; {total} DEKs", new.from_kek, new.to_kek);
+        append_audit_in(
+            &mut tx,
+            self.dialect,
+            &[migration_event(new, "kek.migration.start", detail, new.created_ms)],
+        )
         .await?;
         tx.commit().await?;
         Ok(MigrationRecord {
@@ -596,6 +698,25 @@ impl Store for SqlStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            let m = migration_from_row(&row)?;
+            let detail = format!(
+                "re-wrapped {inserted} of {} DEKs in this batch; {} of {} done; cursor {cursor}",
+                wraps.len(),
+                m.migrated,
+                m.total
+            );
+            append_audit_in(
+                &mut tx,
+                self.dialect,
+                &[migration_event(&m, "kek.migration.batch", detail, now_ms)],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -634,20 +755,92 @@ impl Store for SqlStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+        let mut event = migration_event(
+            &m,
+            &format!("kek.migration.{}", state.as_str()),
+            format!(
+                "{} -> {}; {} of {} done",
+                m.state.as_str(),
+                state.as_str(),
+                m.migrated,
+                m.total
+            ),
+            now_ms,
+        );
+        if state == MigrationState::Failed {
+            event.outcome = "failed".into();
+            event.detail = format!("{}; {error}", event.detail);
+        }
+        append_audit_in(&mut tx, self.dialect, &[event]).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn mark_migration_verified(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE kek_migrations SET verified_ms = $2, updated_ms = $2 WHERE id = $1")
             .bind(id)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            let m = migration_from_row(&row)?;
+            let detail = format!("every one of {} DEKs unwrapped under {}", m.total, m.to_kek);
+            append_audit_in(
+                &mut tx,
+                self.dialect,
+                &[migration_event(&m, "kek.migration.verified", detail, now_ms)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
+    async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<AuditRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let out = append_audit_in(&mut tx, self.dialect, events).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn audit_records(&self, chain: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT chain, seq, time_ms, actor, source, action, target, outcome, detail, prev_hash, hash \
+             FROM audit_events WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(chain)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    seq: r.try_get("seq")?,
+                    event: AuditEvent {
+                        chain: r.try_get("chain")?,
+                        time_ms: r.try_get("time_ms")?,
+                        actor: r.try_get("actor")?,
+                        source: r.try_get("source")?,
+                        action: r.try_get("action")?,
+                        target: r.try_get("target")?,
+                        outcome: r.try_get("outcome")?,
+                        detail: r.try_get("detail")?,
+                    },
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
     async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "DELETE FROM dek_wraps WHERE kek_id = $1 AND dek_id IN \
              (SELECT t.dek_id FROM dek_wraps t JOIN deks d ON d.id = t.dek_id \
@@ -656,9 +849,22 @@ impl Store for SqlStore {
         .bind(&m.from_kek)
         .bind(&m.to_kek)
         .bind(m.org_id.as_deref().unwrap_or(""))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        let detail = format!("removed {n} wraps under {}", m.from_kek);
+        append_audit_in(
+            &mut tx,
+            self.dialect,
+            &[migration_event(
+                m,
+                "kek.migration.retire",
+                detail,
+                crate::keyring::now_ms(),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(n)
     }
 

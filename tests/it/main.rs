@@ -2,6 +2,7 @@
 //! and PostgreSQL, the HTTP API on 127.0.0.1:0, the `sesame` binary, and the tidy check on the pure core.
 
 mod api;
+mod audit;
 mod cli;
 mod crash;
 mod env_eval;
