@@ -259,18 +259,6 @@ pub async fn disable(
 
 /// [`require_admin`], with a refusal written to the audit log.
 async fn deny_unless_admin(app: &AppState, principal: &Principal, addr: &str) -> Result<(), ApiError> {
-    let refused = require_admin(principal);
-    if refused.is_err() {
-        app.audit(
-            Some(principal),
-            addr,
-            principal.org_id.as_deref(),
-            "admin.denied",
-            "keks",
-            "denied",
-            String::new(),
-        )
-        .await?;
-    }
-    refused
+    app.audit_refusal(principal, addr, "keks", require_admin(principal))
+        .await
 }

@@ -120,6 +120,30 @@ impl AppState {
             .map_err(|e| error::ApiError::internal(&e))
     }
 
+    /// Passes `decision` through, writing a refusal to the audit log first.
+    pub async fn audit_refusal(
+        &self,
+        principal: &auth::Principal,
+        source: &str,
+        target: &str,
+        decision: Result<(), error::ApiError>,
+    ) -> Result<(), error::ApiError> {
+        if let Err(refused) = &decision {
+            let detail = refused.message().to_owned();
+            self.audit(
+                Some(principal),
+                source,
+                principal.org_id.as_deref(),
+                "admin.denied",
+                target,
+                "denied",
+                detail,
+            )
+            .await?;
+        }
+        decision
+    }
+
     /// State over a started instance.
     pub fn new(
         store: Arc<dyn Store>,
