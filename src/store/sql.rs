@@ -29,6 +29,17 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// Begins a transaction that reads before it writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that read first and then tries to write fails with "database is locked"
+    /// when another writer committed meanwhile, where an immediate one waits its turn (busy timeout). Transactions
+    /// that write first need not: their first statement takes the lock, waiting as it must.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
         SqlStore { pool, dialect }
     }
@@ -555,7 +566,7 @@ impl Store for SqlStore {
     }
 
     async fn start_or_resume_migration(&self, new: &MigrationRecord) -> StoreResult<MigrationRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let org = new.org_id.as_deref().unwrap_or("");
         let existing = sqlx::query(&format!(
             "SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE from_kek = $1 AND to_kek = $2 AND org_id = $3 \
@@ -722,7 +733,7 @@ impl Store for SqlStore {
     }
 
     async fn set_migration_state(&self, id: &str, state: MigrationState, error: &str, now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *tx)
