@@ -406,10 +406,12 @@ impl AzureKeyVaultKek {
 }
 
 fn parameters(alg: WrapAlg, value: Vec<u8>) -> Result<RequestContent<KeyOperationParameters>, azure_core::Error> {
-    let mut p = KeyOperationParameters::default();
-    p.algorithm = Some(alg.service());
-    p.value = Some(value);
-    p.try_into()
+    KeyOperationParameters {
+        algorithm: Some(alg.service()),
+        value: Some(value),
+        ..Default::default()
+    }
+    .try_into()
 }
 
 #[async_trait::async_trait]
@@ -623,7 +625,16 @@ mod tests {
     fn responses_are_classified() {
         let k = "azurekeyvault://v.vault.azure.net/keys/k";
         type Check = fn(&KmsError) -> bool;
-        let cases: [(u16, Option<&str>, Option<&str>, &str, bool, Check); 9] = [
+        /// Status, error code, inner error code, message, whether unwrapping, and the expected class.
+        type Case = (
+            u16,
+            Option<&'static str>,
+            Option<&'static str>,
+            &'static str,
+            bool,
+            Check,
+        );
+        let cases: [Case; 9] = [
             (401, Some("Unauthorized"), None, "AKV10000", false, |e| {
                 matches!(e, KmsError::PermissionDenied { .. })
             }),
