@@ -14,6 +14,8 @@
 mod aead;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod conformance;
 mod dek;
 mod error;
