@@ -17,6 +17,8 @@ pub mod aws;
 pub mod conformance;
 mod dek;
 mod error;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 mod local;
 mod open;
 mod passphrase;

@@ -79,6 +79,8 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
         "awskms" => Ok(Arc::new(
             crate::aws::AwsKmsKek::open(uri, opts.create_if_missing).await?,
         )),
+        #[cfg(feature = "gcp")]
+        "gcpkms" => Ok(Arc::new(crate::gcp::GcpKmsKek::open(uri).await?)),
         #[cfg(feature = "pkcs11")]
         "pkcs11" => {
             let (uri, pin, create) = (uri.clone(), opts.pkcs11_pin.clone(), opts.create_if_missing);
