@@ -23,7 +23,8 @@ pub enum KekCommand {
     /// wraps and unwraps.
     #[command(
         after_help = "URIs: local://NAME (key file in the server's data folder), passphrase:// \
-(SESAME_PASSPHRASE on the server), awskms://KEY?region=R, pkcs11:token=T;object=K?module-path=M (PIN from \
+(SESAME_PASSPHRASE on the server), awskms://KEY?region=R, \
+gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K, pkcs11:token=T;object=K?module-path=M (PIN from \
 SESAME_PKCS11_PIN on the server or pin-source=file:PATH). Secrets never go in the URI.\n\nExample:\n  sesame kek add \
 local://acme-own --org acme --default"
     )]
