@@ -19,6 +19,8 @@ pub mod azure;
 pub mod conformance;
 mod dek;
 mod error;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 mod local;
 mod open;
 mod passphrase;

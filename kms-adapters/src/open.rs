@@ -81,6 +81,8 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
         )),
         #[cfg(feature = "azure")]
         "azurekeyvault" => Ok(Arc::new(crate::azure::AzureKeyVaultKek::open(uri).await?)),
+        #[cfg(feature = "gcp")]
+        "gcpkms" => Ok(Arc::new(crate::gcp::GcpKmsKek::open(uri).await?)),
         #[cfg(feature = "pkcs11")]
         "pkcs11" => {
             let (uri, pin, create) = (uri.clone(), opts.pkcs11_pin.clone(), opts.create_if_missing);

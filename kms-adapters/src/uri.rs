@@ -77,7 +77,13 @@ impl FromStr for KekUri {
                     return Err(invalid("passphrase://NAME needs a name from [A-Za-z0-9._-]"));
                 }
             }
-            "awskms" | "azurekeyvault" | "gcpkms" => {
+            "gcpkms" => {
+                let rest = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| invalid("expected gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K"))?;
+                GcpKeyRef::parse(rest).map_err(|reason| invalid(&reason))?;
+            }
+            "awskms" | "azurekeyvault" => {
                 if rest.strip_prefix("//").is_none_or(str::is_empty) {
                     return Err(invalid(&format!("expected {scheme_lower}://KEY…")));
                 }
@@ -98,6 +104,90 @@ impl FromStr for KekUri {
             text: format!("{scheme_lower}:{rest}"),
             scheme_len: scheme_lower.len(),
         })
+    }
+}
+
+/// The parts of a `gcpkms://` URI: the CryptoKey's resource name, the version it pins (if any), and a test
+/// endpoint. Checked when any `gcpkms://` URI is parsed, so a build without the `gcp` feature still refuses a
+/// malformed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "gcp"), allow(dead_code))]
+pub(crate) struct GcpKeyRef {
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub key_name: String,
+    /// `…/cryptoKeyVersions/N` when the URI pins a version.
+    pub version_name: Option<String>,
+    /// `endpoint=` (a test server), as given.
+    pub endpoint: Option<String>,
+}
+
+impl GcpKeyRef {
+    /// Parses what follows `gcpkms://`.
+    pub(crate) fn parse(rest: &str) -> Result<GcpKeyRef, String> {
+        const SHAPE: &str = "expected gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K[/cryptoKeyVersions/N]";
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let parts: Vec<&str> = path.split('/').collect();
+        let labels = ["projects", "locations", "keyRings", "cryptoKeys", "cryptoKeyVersions"];
+        if !matches!(parts.len(), 8 | 10) || parts.chunks(2).zip(labels).any(|(pair, label)| pair[0] != label) {
+            return Err(SHAPE.to_owned());
+        }
+        // Project ids may be domain-scoped (`example.com:p`); locations, key rings and keys are [A-Za-z0-9_-].
+        let id_ok = |id: &str, extra: &[u8]| {
+            !id.is_empty()
+                && id.len() <= 100
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') || extra.contains(&b))
+        };
+        if !id_ok(parts[1], b".:") || !parts[3..8].iter().step_by(2).all(|id| id_ok(id, b"")) {
+            return Err(format!("{SHAPE}, with ids from [A-Za-z0-9_-]"));
+        }
+        if parts.len() == 10 && (parts[9].is_empty() || !parts[9].bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("{SHAPE}: the version N is a number"));
+        }
+        let mut endpoint = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("endpoint", e)) if endpoint.is_none() => {
+                    check_gcp_endpoint(e)?;
+                    endpoint = Some(e.to_owned());
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown or repeated parameter {pair:?} (gcpkms:// takes only endpoint=)"
+                    ));
+                }
+            }
+        }
+        Ok(GcpKeyRef {
+            key_name: parts[..8].join("/"),
+            version_name: (parts.len() == 10).then(|| path.to_owned()),
+            endpoint,
+        })
+    }
+}
+
+/// An `endpoint=` is `https://HOST[:PORT]`, or plain `http://` to a loopback address only (a test server): bearer
+/// tokens never travel over plain HTTP.
+fn check_gcp_endpoint(e: &str) -> Result<(), String> {
+    let (scheme, after) = e
+        .split_once("://")
+        .ok_or_else(|| format!("endpoint={e:?} is not http(s)://HOST[:PORT]"))?;
+    let authority = after.trim_end_matches('/');
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(format!("endpoint={e:?} is not http(s)://HOST[:PORT]"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    match scheme {
+        "https" => Ok(()),
+        "http" if matches!(host, "127.0.0.1" | "::1" | "localhost") => Ok(()),
+        "http" => Err(format!(
+            "endpoint={e:?}: plain http:// is allowed to a loopback address only (a test server)"
+        )),
+        _ => Err(format!("endpoint={e:?} is not http(s)://HOST[:PORT]")),
     }
 }
 

@@ -181,6 +181,29 @@ fn uris_are_parsed_once_and_refuse_secrets() {
     ] {
         assert!(bad.parse::<KekUri>().is_err(), "{bad} must be refused");
     }
+    // gcpkms:// names a CryptoKey (or one of its versions) by its full resource name, with or without the feature.
+    for good in [
+        "gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k",
+        "gcpkms://projects/example.com:p-1/locations/us-east1/keyRings/r_1/cryptoKeys/k-2/cryptoKeyVersions/3",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?endpoint=http://127.0.0.1:8080",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?endpoint=https://kms.example.internal",
+    ] {
+        assert!(good.parse::<KekUri>().is_ok(), "{good} must parse");
+    }
+    for bad in [
+        "gcpkms://",
+        "gcpkms://k",
+        "gcpkms://projects/p/locations/l/keyRings/r",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/",
+        "gcpkms://projects/p/locations/l/keyRings/r/keys/k",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/x",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1/extra",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?region=x",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?endpoint=http://kms.example.com",
+        "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k?endpoint=ftp://127.0.0.1",
+    ] {
+        assert!(bad.parse::<KekUri>().is_err(), "{bad} must be refused");
+    }
     let err = "pkcs11:token=t;object=k?pin-value=1234".parse::<KekUri>().unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("pin-value") && !msg.contains("1234"), "{msg}");
@@ -189,7 +212,10 @@ fn uris_are_parsed_once_and_refuse_secrets() {
 #[tokio::test]
 async fn cloud_schemes_name_the_missing_feature() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cases = vec![("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", "gcp")];
+    let mut cases = Vec::new();
+    if cfg!(not(feature = "gcp")) {
+        cases.push(("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", "gcp"));
+    }
     if cfg!(not(feature = "azure")) {
         cases.push(("azurekeyvault://v.vault.azure.net/keys/k", "azure"));
     }
@@ -199,6 +225,15 @@ async fn cloud_schemes_name_the_missing_feature() {
     if cfg!(not(feature = "pkcs11")) {
         cases.push(("pkcs11:token=t;object=k", "pkcs11"));
     }
+    // With every feature on, only the unknown scheme is left to refuse.
+    assert!(
+        "nosuch://k".parse::<sesame_kms::KekUri>().is_err() || {
+            let err = open_kek(&uri("nosuch://k"), &opts(dir.path(), false, None))
+                .await
+                .unwrap_err();
+            err.to_string().contains("nosuch")
+        }
+    );
     for (u, feature) in cases {
         let err = open_kek(&uri(u), &opts(dir.path(), false, None)).await.unwrap_err();
         assert!(

@@ -24,8 +24,9 @@ pub enum KekCommand {
     #[command(
         after_help = "URIs: local://NAME (key file in the server's data folder), passphrase:// \
 (SESAME_PASSPHRASE on the server), awskms://KEY?region=R, azurekeyvault://VAULT.vault.azure.net/keys/KEY, \
-pkcs11:token=T;object=K?module-path=M (PIN from SESAME_PKCS11_PIN on the server or pin-source=file:PATH). Secrets \
-never go in the URI.\n\nExample:\n  sesame kek add local://acme-own --org acme --default"
+gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K, pkcs11:token=T;object=K?module-path=M (PIN from \
+SESAME_PKCS11_PIN on the server or pin-source=file:PATH). Secrets never go in the URI.\n\nExample:\n  sesame kek add \
+local://acme-own --org acme --default"
     )]
     Add {
         /// The KEK URI.
