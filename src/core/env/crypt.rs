@@ -49,8 +49,9 @@ pub fn seal_plaintexts<E>(
         } else {
             let indent = " ".repeat(key.span.begin.column - 1 + 2);
             // Replace from just after the colon so that the ciphertext starts on its own line.
-            let colon = src[key.span.end.byte..value.span.begin.byte]
-                .find(':')
+            let colon = src
+                .get(key.span.end.byte..value.span.begin.byte)
+                .and_then(|between| between.find(':'))
                 .map(|i| key.span.end.byte + i + 1);
             if let Some(colon) = colon {
                 edits.push(Edit {
@@ -103,13 +104,17 @@ pub fn open_ciphertexts<E>(
             line: cv.span.begin.line,
             error,
         })?;
-        let Some(colon) = src[key.span.end.byte..].find(':').map(|i| key.span.end.byte + i + 1) else {
+        let Some(colon) = src
+            .get(key.span.end.byte..)
+            .and_then(|rest| rest.find(':'))
+            .map(|i| key.span.end.byte + i + 1)
+        else {
             continue;
         };
         // A flow mapping `{ciphertext: …}` also loses its closing brace.
-        let rest = &src[end..];
+        let Some(rest) = src.get(end..) else { continue };
         let trimmed = rest.trim_start_matches([' ', '\t']);
-        if src[colon..ck.span.begin.byte].contains('{') && trimmed.starts_with('}') {
+        if src.get(colon..ck.span.begin.byte).is_some_and(|b| b.contains('{')) && trimmed.starts_with('}') {
             end += rest.len() - trimmed.len() + 1;
         }
         edits.push(Edit {
