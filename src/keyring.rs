@@ -116,6 +116,30 @@ impl std::fmt::Debug for Keyring {
 }
 
 /// The current time in Unix milliseconds.
+/// A stored wrap as the KEK adapters take it.
+fn wrapped_of(w: &WrapRecord) -> WrappedDek {
+    WrappedDek {
+        ciphertext: w.wrapped.clone(),
+        wrap_alg: w.wrap_alg.clone(),
+        kek_version: w.kek_version.clone(),
+        binding: w.binding.clone(),
+    }
+}
+
+/// A new (not yet primary) wrap of DEK `dek_id` under KEK `kek_id`, to store.
+fn record_of(dek_id: &str, kek_id: &str, wrapped: WrappedDek) -> WrapRecord {
+    WrapRecord {
+        dek_id: dek_id.to_owned(),
+        kek_id: kek_id.to_owned(),
+        kek_version: wrapped.kek_version,
+        wrapped: wrapped.ciphertext,
+        wrap_alg: wrapped.wrap_alg,
+        binding: wrapped.binding,
+        primary: false,
+        created_ms: now_ms(),
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -218,12 +242,7 @@ impl Keyring {
                 failures.push(format!("KEK {} is not registered", wrap.kek_id));
                 continue;
             };
-            let wrapped = WrappedDek {
-                ciphertext: wrap.wrapped.clone(),
-                wrap_alg: wrap.wrap_alg.clone(),
-                kek_version: wrap.kek_version.clone(),
-                binding: wrap.binding.clone(),
-            };
+            let wrapped = wrapped_of(wrap);
             self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
             match kek
                 .unwrap(&wrapped, &wrap_context(&stored.dek.id, &stored.dek.scope))
@@ -414,29 +433,14 @@ impl Keyring {
         };
         let ctx = wrap_context(&stored.dek.id, &stored.dek.scope);
         // Inside one KMS (AWS ReEncrypt) the DEK never leaves it; the new wrap is then proven by unwrapping it.
-        if let (Some(source), Some(wrap)) = (self.kek(from_kek), source_only.wraps.first()) {
-            let old = WrappedDek {
-                ciphertext: wrap.wrapped.clone(),
-                wrap_alg: wrap.wrap_alg.clone(),
-                kek_version: wrap.kek_version.clone(),
-                binding: wrap.binding.clone(),
-            };
-            if let Some(result) = target.rewrap_from(source.as_ref(), &old, &ctx).await {
-                self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
-                let wrapped = result?;
-                self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
-                target.unwrap(&wrapped, &ctx).await?;
-                return Ok(WrapRecord {
-                    dek_id: stored.dek.id.clone(),
-                    kek_id: to_kek.to_owned(),
-                    kek_version: wrapped.kek_version,
-                    wrapped: wrapped.ciphertext,
-                    wrap_alg: wrapped.wrap_alg,
-                    binding: wrapped.binding,
-                    primary: false,
-                    created_ms: now_ms(),
-                });
-            }
+        if let (Some(source), Some(wrap)) = (self.kek(from_kek), source_only.wraps.first())
+            && let Some(result) = target.rewrap_from(source.as_ref(), &wrapped_of(wrap), &ctx).await
+        {
+            self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
+            let wrapped = result?;
+            self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
+            target.unwrap(&wrapped, &ctx).await?;
+            return Ok(record_of(&stored.dek.id, to_kek, wrapped));
         }
         let dek = self.unwrap(&source_only).await?;
         self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
@@ -449,16 +453,7 @@ impl Keyring {
                 detail: format!("target KEK {} did not give back the DEK it wrapped", target.uri()),
             });
         }
-        Ok(WrapRecord {
-            dek_id: stored.dek.id.clone(),
-            kek_id: to_kek.to_owned(),
-            kek_version: wrapped.kek_version,
-            wrapped: wrapped.ciphertext,
-            wrap_alg: wrapped.wrap_alg,
-            binding: wrapped.binding,
-            primary: false,
-            created_ms: now_ms(),
-        })
+        Ok(record_of(&stored.dek.id, to_kek, wrapped))
     }
 
     /// Unwraps a stored DEK through one KEK only (a migration's verification).

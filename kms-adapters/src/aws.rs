@@ -173,6 +173,20 @@ impl AwsKmsKek {
     pub fn key_arn(&self) -> &str {
         &self.key_arn
     }
+
+    /// The wrap an Encrypt or ReEncrypt answered, recording the key that made it.
+    fn wrapped(&self, blob: Option<Blob>, key_id: Option<String>, call: &str) -> Result<WrappedDek, KmsError> {
+        let ciphertext = blob.map(Blob::into_inner).ok_or_else(|| KmsError::Unavailable {
+            kek: self.uri.to_string(),
+            detail: format!("{call} returned no ciphertext"),
+        })?;
+        Ok(WrappedDek {
+            ciphertext,
+            wrap_alg: WRAP_ALG.into(),
+            kek_version: key_id.unwrap_or_else(|| self.key_arn.clone()),
+            binding: None,
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -191,19 +205,7 @@ impl Kek for AwsKmsKek {
             .send()
             .await
             .map_err(|e| classify(&self.uri, &e))?;
-        let ciphertext = out
-            .ciphertext_blob
-            .map(Blob::into_inner)
-            .ok_or_else(|| KmsError::Unavailable {
-                kek: self.uri.to_string(),
-                detail: "Encrypt returned no ciphertext".into(),
-            })?;
-        Ok(WrappedDek {
-            ciphertext,
-            wrap_alg: WRAP_ALG.into(),
-            kek_version: out.key_id.unwrap_or_else(|| self.key_arn.clone()),
-            binding: None,
-        })
+        self.wrapped(out.ciphertext_blob, out.key_id, "Encrypt")
     }
 
     async fn unwrap(&self, wrapped: &WrappedDek, ctx: &WrapContext) -> Result<Dek, KmsError> {
@@ -254,21 +256,7 @@ impl Kek for AwsKmsKek {
             .send()
             .await
             .map_err(|e| classify(&self.uri, &e))
-            .and_then(|out| {
-                let ciphertext = out
-                    .ciphertext_blob
-                    .map(Blob::into_inner)
-                    .ok_or_else(|| KmsError::Unavailable {
-                        kek: self.uri.to_string(),
-                        detail: "ReEncrypt returned no ciphertext".into(),
-                    })?;
-                Ok(WrappedDek {
-                    ciphertext,
-                    wrap_alg: WRAP_ALG.into(),
-                    kek_version: out.key_id.unwrap_or_else(|| self.key_arn.clone()),
-                    binding: None,
-                })
-            });
+            .and_then(|out| self.wrapped(out.ciphertext_blob, out.key_id, "ReEncrypt"));
         Some(result)
     }
 }

@@ -223,6 +223,15 @@ async fn append_audit_in(
     Ok(out)
 }
 
+/// Migration `id` as `tx` sees it.
+async fn migration_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> StoreResult<Option<MigrationRecord>> {
+    let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(migration_from_row).transpose()
+}
+
 /// The audit event of a migration step taken by the migration machinery itself.
 fn migration_event(m: &MigrationRecord, action: &str, detail: String, now_ms: i64) -> AuditEvent {
     AuditEvent {
@@ -709,12 +718,7 @@ impl Store for SqlStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = row {
-            let m = migration_from_row(&row)?;
+        if let Some(m) = migration_in(&mut tx, id).await? {
             let detail = format!(
                 "re-wrapped {inserted} of {} DEKs in this batch; {} of {} done; cursor {cursor}",
                 wraps.len(),
@@ -734,15 +738,10 @@ impl Store for SqlStore {
 
     async fn set_migration_state(&self, id: &str, state: MigrationState, error: &str, now_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
+        let Some(m) = migration_in(&mut tx, id).await? else {
             tx.rollback().await?;
             return Ok(());
         };
-        let m = migration_from_row(&row)?;
         if state == MigrationState::Done {
             // The target's wraps become the ones tried first; the source's stay until retired.
             for (kek, primary) in [(&m.from_kek, 0i64), (&m.to_kek, 1i64)] {
@@ -794,12 +793,7 @@ impl Store for SqlStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = row {
-            let m = migration_from_row(&row)?;
+        if let Some(m) = migration_in(&mut tx, id).await? {
             let detail = format!("every one of {} DEKs unwrapped under {}", m.total, m.to_kek);
             append_audit_in(
                 &mut tx,
