@@ -1153,7 +1153,13 @@ impl<'a> Run<'a> {
                             return Value::unknown(None);
                         }
                         Err(e) => {
-                            self.error(&name, arg.span, &arg.path, format!("decoding base64 string: {e}"));
+                            // The decoder names the offending byte: not shown when the input is a secret.
+                            let why = if secret {
+                                "not valid base64".to_owned()
+                            } else {
+                                e.to_string()
+                            };
+                            self.error(&name, arg.span, &arg.path, format!("decoding base64 string: {why}"));
                             return Value::unknown(None);
                         }
                     },
@@ -1265,6 +1271,21 @@ mod tests {
         assert!(p["bad"].unknown);
         assert_eq!(summaries(&e), ["expected string, got array"]);
         assert_eq!(e.diags[0].path, "values.bad[\"fn::validate\"].value");
+    }
+
+    #[test]
+    fn a_bad_base64_secret_is_not_quoted_in_diagnostics() {
+        let e = run(
+            "values:\n  s:\n    fn::secret: \"ab~d\"\n  d:\n    fn::fromBase64: ${s}\n",
+            &[],
+        );
+        assert_eq!(summaries(&e), ["decoding base64 string: not valid base64"]);
+        let e = run("values:\n  d:\n    fn::fromBase64: \"ab~d\"\n", &[]);
+        assert!(
+            summaries(&e)[0].starts_with("decoding base64 string: Invalid"),
+            "{:?}",
+            summaries(&e)
+        );
     }
 
     #[test]
