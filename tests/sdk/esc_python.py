@@ -80,18 +80,19 @@ class Recorder:
 
 
 class Checks:
-    def __init__(self, recorder):
+    def __init__(self, recorder, state):
         self.recorder = recorder
+        self.state = state
         self.results = []  # (name, ok)
-        self.passed = set()
 
     def check(self, name, needs=()):
-        """Runs the decorated function now as the check `name`; it passes unless it raises."""
+        """Runs the decorated function now as the check `name`; it passes unless it raises. `needs` are keys of
+        the shared state that earlier checks must have filled in (a session id, revision numbers)."""
 
         def run(fn):
-            missing = [n for n in needs if n not in self.passed]
+            missing = [n for n in needs if n not in self.state]
             if missing:
-                self.fail(name, "not run: needs " + ", ".join(missing))
+                self.fail(name, f"not run: no {', '.join(missing)} from an earlier check")
                 return fn
             self.recorder.last = None
             try:
@@ -106,7 +107,6 @@ class Checks:
                                 f"{where.lineno})" + self.recorder.describe())
             else:
                 self.results.append((name, True))
-                self.passed.add(name)
                 print(f"PASS {name}", flush=True)
             return fn
 
@@ -152,7 +152,6 @@ def main():
     client = esc_client.default_client()
     assert client.esc_api.api_client.configuration.host == url + "/api/esc", client.esc_api.api_client.configuration.host
     recorder = Recorder(client.esc_api.api_client)
-    c = Checks(recorder)
 
     run = uuid.uuid4().hex[:10]
     proj = f"sdk-py-{run}"
@@ -164,7 +163,8 @@ def main():
     secret = f"s3cret-{uuid.uuid4().hex}"
     count = int(uuid.uuid4().int % 1000) + 1
     items = [f"one-{run}", f"two-{run}"]
-    st = {}
+    st = {"greeting": greeting1}
+    c = Checks(recorder, st)
 
     def base_yaml(greeting):
         return (
@@ -190,26 +190,25 @@ def main():
         for name in (base, app):
             client.create_environment(org, proj, name)
 
-    @c.check("create_environment: a duplicate is 409", needs=["create_environment"])
+    @c.check("create_environment: a duplicate is 409")
     def _():
         expect_status(409, client.create_environment, org, proj, base)
 
     # --- update ---------------------------------------------------------------------------------------------
-    @c.check("update_environment_yaml", needs=["create_environment"])
+    @c.check("update_environment_yaml")
     def _():
         result = client.update_environment_yaml(org, proj, base, base_yaml(greeting1))
         assert isinstance(result, models.EnvironmentDiagnostics), f"answer is {type(result).__name__}, not EnvironmentDiagnostics"
         assert diagnostics_of(result) == [], f"diagnostics on a valid definition: {result}"
-        st["greeting"] = greeting1
 
-    @c.check("update_environment_yaml: an invalid definition is 400 with diagnostics", needs=["create_environment"])
+    @c.check("update_environment_yaml: an invalid definition is 400 with diagnostics")
     def _():
         bad = f"values:\n  broken: ${{undefined_{run}}}\n"
         e = expect_status(400, client.update_environment_yaml, org, proj, app, bad)
         assert isinstance(e.data, models.EnvironmentDiagnostics), f"400 body not parsed as EnvironmentDiagnostics: {clip(e.body)!r}"
         assert diagnostics_of(e.data), f"400 without diagnostics: {clip(e.body)!r}"
 
-    @c.check("update_environment", needs=["create_environment"])
+    @c.check("update_environment")
     def _():
         definition = models.EnvironmentDefinition(
             imports=[f"{proj}/{base}"],
@@ -223,7 +222,7 @@ def main():
         assert diagnostics_of(result) == [], f"diagnostics on a valid definition: {result}"
 
     # --- read definitions -----------------------------------------------------------------------------------
-    @c.check("get_environment", needs=["update_environment_yaml"])
+    @c.check("get_environment")
     def _():
         definition, raw = client.get_environment(org, proj, base)
         text = raw.decode("utf-8")
@@ -243,7 +242,7 @@ def main():
     def _():
         expect_status(404, client.get_environment, org, proj, missing_env)
 
-    @c.check("get_environment_e_tag", needs=["update_environment_yaml"])
+    @c.check("get_environment_e_tag")
     def _():
         resp = client.esc_api.get_environment_e_tag_with_http_info(org, proj, base)
         assert resp.status_code == 200, resp.status_code
@@ -251,7 +250,7 @@ def main():
         assert etag, f"no ETag header in {dict(resp.headers or {})}"
         expect_status(404, client.esc_api.get_environment_e_tag, org, proj, missing_env)
 
-    @c.check("check_environment_yaml", needs=["create_environment"])
+    @c.check("check_environment_yaml")
     def _():
         ok = client.check_environment_yaml(org, f"values:\n  probe: {greeting1}\n  shout: ${{probe}}-!\n")
         assert isinstance(ok, models.CheckEnvironment), f"answer is {type(ok).__name__}"
@@ -262,7 +261,7 @@ def main():
         assert isinstance(bad, models.CheckEnvironment), f"400 answer parsed as {type(bad).__name__}: {bad!r}"
         assert diagnostics_of(bad), "an undefined reference gave no diagnostics"
 
-    @c.check("check_environment", needs=["create_environment"])
+    @c.check("check_environment")
     def _():
         definition = models.EnvironmentDefinition(
             values=models.EnvironmentDefinitionValues.from_dict({
@@ -276,7 +275,7 @@ def main():
         assert env_vars is not None and esc_client.convertPropertyToValue(env_vars.value) == {"PROBE": region}, \
             f"environmentVariables evaluated to {env_vars}"
 
-    @c.check("decrypt_environment", needs=["update_environment_yaml"])
+    @c.check("decrypt_environment")
     def _():
         definition, raw = client.decrypt_environment(org, proj, base)
         values = definition.values.to_dict() if definition.values else {}
@@ -284,7 +283,7 @@ def main():
         assert values.get("greeting") == greeting1, f"greeting is {values.get('greeting')!r}"
         assert secret in raw
 
-    @c.check("list_environments", needs=["create_environment"])
+    @c.check("list_environments")
     def _():
         seen = {}
         token, pages = None, 0
@@ -318,23 +317,23 @@ def main():
         assert props["password"].secret is True, f"password property is not marked secret: {props['password']}"
         assert not props["greeting"].secret, "a plain value is marked secret"
 
-    @c.check("open_environment", needs=["update_environment", "update_environment_yaml"])
+    @c.check("open_environment")
     def _():
         opened = client.open_environment(org, proj, app)
         assert isinstance(opened.id, str) and opened.id, f"open answered id {opened.id!r}"
         st["session"] = opened.id
 
-    @c.check("read_open_environment", needs=["open_environment"])
+    @c.check("read_open_environment", needs=["session"])
     def _():
         environment, values, raw = client.read_open_environment(org, proj, app, st["session"])
         assert_app_values(values, environment)
         assert isinstance(raw, str) and secret in raw
 
-    @c.check("read_open_environment: an unknown session is 404", needs=["create_environment"])
+    @c.check("read_open_environment: an unknown session is 404")
     def _():
         expect_status(404, client.read_open_environment, org, proj, app, f"no-such-session-{run}")
 
-    @c.check("read_open_environment_property", needs=["open_environment"])
+    @c.check("read_open_environment_property", needs=["session"])
     def _():
         prop, value = client.read_open_environment_property(org, proj, app, st["session"], "greeting")
         assert value == st["greeting"], f"greeting property is {value!r}"
@@ -345,13 +344,13 @@ def main():
         prop, value = client.read_open_environment_property(org, proj, app, st["session"], "items[1]")
         assert value == items[1], f"items[1] is {value!r}"
 
-    @c.check("open_and_read_environment", needs=["update_environment", "update_environment_yaml"])
+    @c.check("open_and_read_environment")
     def _():
         environment, values, _raw = client.open_and_read_environment(org, proj, app)
         assert_app_values(values, environment)
 
     # --- revisions ------------------------------------------------------------------------------------------
-    @c.check("list_environment_revisions", needs=["update_environment_yaml"])
+    @c.check("list_environment_revisions")
     def _():
         before = client.list_environment_revisions(org, proj, base)
         numbers = [r.number for r in before]
@@ -370,7 +369,7 @@ def main():
         assert [r.number for r in page] == [st["rev1"]], \
             f"before={st['rev2']}&count=1 gave {[r.number for r in page]}, expected [{st['rev1']}]"
 
-    @c.check("get_environment_at_version", needs=["list_environment_revisions"])
+    @c.check("get_environment_at_version", needs=["rev1", "rev2"])
     def _():
         old, _raw = client.get_environment_at_version(org, proj, base, str(st["rev1"]))
         new, _raw = client.get_environment_at_version(org, proj, base, str(st["rev2"]))
@@ -381,14 +380,14 @@ def main():
         current, _raw = client.get_environment(org, proj, base)
         assert current.values.to_dict().get("greeting") == greeting2, "the current definition is not the newest"
 
-    @c.check("open_environment_at_version", needs=["list_environment_revisions"])
+    @c.check("open_environment_at_version", needs=["rev1", "rev2"])
     def _():
         opened = client.open_environment_at_version(org, proj, base, str(st["rev1"]))
         assert opened.id, f"open answered id {opened.id!r}"
         _env, values, _raw = client.read_open_environment(org, proj, base, opened.id)
         assert values.get("greeting") == greeting1, f"revision {st['rev1']} opens with greeting {values.get('greeting')!r}"
 
-    @c.check("open_and_read_environment_at_version", needs=["list_environment_revisions"])
+    @c.check("open_and_read_environment_at_version", needs=["rev1", "rev2"])
     def _():
         _env, values, _raw = client.open_and_read_environment_at_version(org, proj, base, str(st["rev2"]))
         assert values.get("greeting") == greeting2, f"revision {st['rev2']} opens with greeting {values.get('greeting')!r}"
@@ -397,32 +396,32 @@ def main():
     # --- revision tags --------------------------------------------------------------------------------------
     rtag = f"stable-{run}"
 
-    @c.check("create_environment_revision_tag", needs=["list_environment_revisions"])
+    @c.check("create_environment_revision_tag", needs=["rev1", "rev2"])
     def _():
         client.create_environment_revision_tag(org, proj, base, rtag, st["rev1"])
 
-    @c.check("create_environment_revision_tag: a duplicate is 409", needs=["create_environment_revision_tag"])
+    @c.check("create_environment_revision_tag: a duplicate is 409", needs=["rev1", "rev2"])
     def _():
         expect_status(409, client.create_environment_revision_tag, org, proj, base, rtag, st["rev1"])
 
-    @c.check("get_environment_revision_tag", needs=["create_environment_revision_tag"])
+    @c.check("get_environment_revision_tag", needs=["rev1", "rev2"])
     def _():
         tag = client.get_environment_revision_tag(org, proj, base, rtag)
         assert tag.name == rtag and tag.revision == st["rev1"], f"tag reads back as {tag}"
 
-    @c.check("list_environment_revision_tags", needs=["create_environment_revision_tag"])
+    @c.check("list_environment_revision_tags", needs=["rev1", "rev2"])
     def _():
         listed = client.list_environment_revision_tags(org, proj, base)
         tags = {t.name: t.revision for t in listed.tags or []}
         assert tags.get(rtag) == st["rev1"], f"listed revision tags are {tags}"
 
-    @c.check("get_environment_at_version: by revision tag", needs=["create_environment_revision_tag"])
+    @c.check("get_environment_at_version: by revision tag", needs=["rev1", "rev2"])
     def _():
         definition, _raw = client.get_environment_at_version(org, proj, base, rtag)
         got = definition.values.to_dict().get("greeting") if definition.values else None
         assert got == greeting1, f"version {rtag} has greeting {got!r}, tagged revision has {greeting1!r}"
 
-    @c.check("update_environment_revision_tag", needs=["create_environment_revision_tag"])
+    @c.check("update_environment_revision_tag", needs=["rev1", "rev2"])
     def _():
         client.update_environment_revision_tag(org, proj, base, rtag, st["rev2"])
         tag = client.get_environment_revision_tag(org, proj, base, rtag)
@@ -430,7 +429,7 @@ def main():
         _env, values, _raw = client.open_and_read_environment_at_version(org, proj, base, rtag)
         assert values.get("greeting") == greeting2, f"version {rtag} opens with greeting {values.get('greeting')!r}"
 
-    @c.check("delete_environment_revision_tag", needs=["create_environment_revision_tag"])
+    @c.check("delete_environment_revision_tag")
     def _():
         client.delete_environment_revision_tag(org, proj, base, rtag)
         expect_status(404, client.get_environment_revision_tag, org, proj, base, rtag)
@@ -440,30 +439,30 @@ def main():
     # --- environment tags -----------------------------------------------------------------------------------
     etag_name, value1, value2 = f"team-{run}", f"core-{run}", f"platform-{run}"
 
-    @c.check("create_environment_tag", needs=["create_environment"])
+    @c.check("create_environment_tag")
     def _():
         tag = client.create_environment_tag(org, proj, base, etag_name, value1)
         assert tag.name == etag_name and tag.value == value1, f"created tag answered {tag}"
 
-    @c.check("get_environment_tag", needs=["create_environment_tag"])
+    @c.check("get_environment_tag")
     def _():
         tag = client.get_environment_tag(org, proj, base, etag_name)
         assert tag.name == etag_name and tag.value == value1, f"tag reads back as {tag}"
 
-    @c.check("list_environment_tags", needs=["create_environment_tag"])
+    @c.check("list_environment_tags")
     def _():
         listed = client.list_environment_tags(org, proj, base)
         tag = listed.tags.get(etag_name)
         assert tag is not None and tag.value == value1, f"listed tags are {listed.tags}"
 
-    @c.check("update_environment_tag", needs=["create_environment_tag"])
+    @c.check("update_environment_tag")
     def _():
         tag = client.update_environment_tag(org, proj, base, etag_name, value1, etag_name, value2)
         assert tag.name == etag_name and tag.value == value2, f"updated tag answered {tag}"
         again = client.get_environment_tag(org, proj, base, etag_name)
         assert again.value == value2, f"updated tag reads back as {again}"
 
-    @c.check("delete_environment_tag", needs=["create_environment_tag"])
+    @c.check("delete_environment_tag")
     def _():
         client.delete_environment_tag(org, proj, base, etag_name)
         expect_status(404, client.get_environment_tag, org, proj, base, etag_name)
@@ -471,7 +470,7 @@ def main():
         assert etag_name not in listed.tags, f"a deleted tag is still listed: {listed.tags}"
 
     # --- clone and delete -----------------------------------------------------------------------------------
-    @c.check("clone_environment", needs=["list_environment_revisions"])
+    @c.check("clone_environment", needs=["rev1", "rev2"])
     def _():
         client.clone_environment(org, proj, base, proj, copy, {"preserve_history": True})
         definition, raw = client.get_environment(org, proj, copy)
@@ -483,7 +482,7 @@ def main():
         got = old.values.to_dict().get("greeting") if old.values else None
         assert got == greeting1, f"preserveHistory: the clone's revision {st['rev1']} has greeting {got!r}"
 
-    @c.check("delete_environment", needs=["clone_environment"])
+    @c.check("delete_environment")
     def _():
         client.delete_environment(org, proj, copy)
         expect_status(404, client.get_environment, org, proj, copy)
