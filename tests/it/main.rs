@@ -10,6 +10,7 @@ mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;
 mod migrate;
+mod sdk;
 mod store;
 mod support;
 mod tidy;
