@@ -4,6 +4,7 @@
 //! arguments. `tests/it/tidy.rs` keeps it so.
 
 pub mod audit;
+pub mod authz;
 pub mod env;
 pub mod keys;
 pub mod tokens;

@@ -4,6 +4,7 @@
 //! Handlers live in one module per resource ([`stacks`], [`ops`]); authentication is the [`auth::Principal`]
 //! extractor; every error leaves through [`error::ApiError`] in ESC's shape.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
     orgs: Cache<String, Arc<OrgRecord>>,
+    /// (token id, org id) → the caller's grants there, for [`access::ACCESS_CACHE_TTL`].
+    access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
     pub kek_options: sesame_kms::OpenOptions,
     /// This process's id as a lease owner (KEK migrations).
@@ -166,6 +169,10 @@ impl AppState {
             orgs: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ORG_CACHE_TTL)
+                .build(),
+            access_cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(access::ACCESS_CACHE_TTL)
                 .build(),
         }
     }
