@@ -7,4 +7,5 @@ pub mod audit;
 pub mod authz;
 pub mod env;
 pub mod keys;
+pub mod timefmt;
 pub mod tokens;

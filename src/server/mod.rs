@@ -9,6 +9,9 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod esc;
+pub mod esc_eval;
+pub mod esc_wire;
 pub mod keks;
 pub mod migrations;
 pub mod ops;
@@ -278,11 +281,51 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire))
         .route("/api/sesame/v1/audit", get(audit::export_instance))
         .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org));
+    let e = "/api/esc/environments";
+    let env = format!("{e}/{{org}}/{{project}}/{{env}}");
+    let environments = Router::new()
+        .route(e, get(esc::list_all))
+        .route(&format!("{e}/{{org}}"), get(esc::list_org).post(esc::create))
+        .route(&format!("{e}/{{org}}/yaml/check"), post(esc::check))
+        .route(&format!("{e}/{{org}}/yaml/open"), post(esc::open_yaml))
+        .route(&format!("{e}/{{org}}/yaml/open/{{id}}"), get(esc::read_open_yaml))
+        .route(
+            &env,
+            get(esc::get_definition)
+                .head(esc::head_definition)
+                .patch(esc::update)
+                .delete(esc::delete),
+        )
+        .route(&format!("{env}/decrypt"), get(esc::decrypt))
+        .route(&format!("{env}/clone"), post(esc::clone))
+        .route(&format!("{env}/open"), post(esc::open))
+        .route(&format!("{env}/open/{{id}}"), get(esc::read_open))
+        .route(&format!("{env}/open//{{id}}"), get(esc::read_open))
+        .route(&format!("{env}/versions"), get(esc::list_revisions))
+        .route(
+            &format!("{env}/versions/tags"),
+            get(esc::list_revision_tags).post(esc::create_revision_tag),
+        )
+        .route(
+            &format!("{env}/versions/tags/{{tag}}"),
+            get(esc::get_revision_tag)
+                .patch(esc::update_revision_tag)
+                .delete(esc::delete_revision_tag),
+        )
+        .route(&format!("{env}/versions/{{version}}"), get(esc::get_version))
+        .route(&format!("{env}/versions/{{version}}/open"), post(esc::open_version))
+        .route(&format!("{env}/versions/{{version}}/retract"), post(esc::retract))
+        .route(&format!("{env}/tags"), get(esc::list_tags).post(esc::create_tag))
+        .route(
+            &format!("{env}/tags/{{tag}}"),
+            get(esc::get_tag).patch(esc::update_tag).delete(esc::delete_tag),
+        );
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(stacks)
+        .merge(environments)
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(esc_error_shape))
