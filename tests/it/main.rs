@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod crash;
 mod env_eval;
+mod esc;
 mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;
