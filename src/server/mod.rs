@@ -318,6 +318,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route(&format!("{env}/decrypt"), get(esc::decrypt))
         .route(&format!("{env}/clone"), post(esc::clone))
+        .route(&format!("{env}/rename"), post(esc::rename))
         .route(&format!("{env}/open"), post(esc::open))
         .route(&format!("{env}/open/{{id}}"), get(esc::read_open))
         .route(&format!("{env}/open//{{id}}"), get(esc::read_open))
