@@ -440,9 +440,41 @@ async fn flow(s: &TestServer) {
         400
     );
 
-    // Delete.
-    assert_eq!(c.call("DELETE", "/acme/copy/base2", None, &[]).await.status, 204);
+    // A secret moved within the document, then the environment renamed: both keep opening (the associated data
+    // names the environment's id, not its name nor the secret's path).
+    let stored = c.call("GET", "/acme/copy/base2", None, &[]).await.text;
+    let moved = stored.replacen("values:\n  password:", "values:\n  nested:\n    moved:", 1);
+    let moved = moved.replace(
+        "\n    fn::secret:\n      ciphertext:",
+        "\n      fn::secret:\n        ciphertext:",
+    );
+    assert_ne!(moved, stored);
+    let r = c.patch("/acme/copy/base2", &moved).await;
+    assert_eq!(r.status, 200, "{moved}: {}", r.text);
+    let r = c
+        .call(
+            "POST",
+            "/acme/copy/base2/rename",
+            Some(r#"{"project":"moved","name":"renamed"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(c.call("GET", "/acme/copy/base2", None, &[]).await.status, 404);
+    assert_eq!(props(&c.open("/acme/moved/renamed").await)["nested"]["moved"], "s3cret");
+    let r = c
+        .call(
+            "POST",
+            "/acme/moved/renamed/rename",
+            Some(r#"{"project":"app","name":"dev"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+
+    // Delete.
+    assert_eq!(c.call("DELETE", "/acme/moved/renamed", None, &[]).await.status, 204);
+    assert_eq!(c.call("GET", "/acme/moved/renamed", None, &[]).await.status, 404);
 
     // No secret reached the audit log.
     let audit = c.call("GET", "/api/sesame/v1/orgs/acme/audit", None, &[]).await;

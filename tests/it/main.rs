@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod env_eval;
 mod esc;
+mod esc_authz;
 mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;
