@@ -515,10 +515,18 @@ async function scenario(prefix, client, makeStranger) {
     const after = (await client.listEnvironmentRevisions(proj, base)).map((r) => r.number);
     assert(after[0] > numbers[0], `an update made no newer revision: ${fmt(numbers)} then ${fmt(after)}`);
     assert(deepEqual(after.slice(1), numbers), `revisions before ${fmt(numbers)}, after one update ${fmt(after)}`);
-    const page = (await client.listEnvironmentRevisions(proj, base, after[0], 1)).map((r) => r.number);
-    assert(deepEqual(page, [numbers[0]]), `before=${after[0]}&count=1 gave ${fmt(page)}, expected [${numbers[0]}]`);
     st.rev1 = numbers[0];
     st.rev2 = after[0];
+  });
+  await check(n("listEnvironmentRevisions: before and count page"), st, ["rev1", "rev2"], async () => {
+    // `before` is exclusive and 0 means "from the newest": the esc CLI pages from before=0 with before = the last
+    // number it got, and reads one revision R with before=R+1&count=1.
+    const page = (await client.listEnvironmentRevisions(proj, base, st.rev2, 1)).map((r) => r.number);
+    assert(deepEqual(page, [st.rev1]), `before=${st.rev2}&count=1 gave ${fmt(page)}, expected [${st.rev1}]`);
+    const one = (await client.listEnvironmentRevisions(proj, base, st.rev1 + 1, 1)).map((r) => r.number);
+    assert(deepEqual(one, [st.rev1]), `before=${st.rev1 + 1}&count=1 gave ${fmt(one)}, expected [${st.rev1}]`);
+    const newest = (await client.listEnvironmentRevisions(proj, base, 0, 1)).map((r) => r.number);
+    assert(deepEqual(newest, [st.rev2]), `before=0&count=1 gave ${fmt(newest)}, expected [${st.rev2}]`);
   });
   await check(n("getEnvironmentAtVersion"), st, ["rev1", "rev2"], async () => {
     const old = valuesOf((await client.getEnvironmentAtVersion(proj, base, String(st.rev1))).definition);

@@ -365,9 +365,17 @@ def main():
         assert after_numbers[0] > numbers[0], f"an update made no newer revision: {numbers} then {after_numbers}"
         assert after_numbers[1:] == numbers, f"revisions before {numbers}, after one update {after_numbers}"
         st["rev1"], st["rev2"] = numbers[0], after_numbers[0]
-        page = client.list_environment_revisions(org, proj, base, before=st["rev2"], count=1)
-        assert [r.number for r in page] == [st["rev1"]], \
-            f"before={st['rev2']}&count=1 gave {[r.number for r in page]}, expected [{st['rev1']}]"
+
+    @c.check("list_environment_revisions: before and count page", needs=["rev1", "rev2"])
+    def _():
+        # `before` is exclusive and 0 means "from the newest": the esc CLI pages from before=0 with before = the
+        # last number it got, and reads one revision R with before=R+1&count=1.
+        page = [r.number for r in client.list_environment_revisions(org, proj, base, before=st["rev2"], count=1)]
+        assert page == [st["rev1"]], f"before={st['rev2']}&count=1 gave {page}, expected [{st['rev1']}]"
+        one = [r.number for r in client.list_environment_revisions(org, proj, base, before=st["rev1"] + 1, count=1)]
+        assert one == [st["rev1"]], f"before={st['rev1'] + 1}&count=1 gave {one}, expected [{st['rev1']}]"
+        newest = [r.number for r in client.list_environment_revisions(org, proj, base, before=0, count=1)]
+        assert newest == [st["rev2"]], f"before=0&count=1 gave {newest}, expected [{st['rev2']}]"
 
     @c.check("get_environment_at_version", needs=["rev1", "rev2"])
     def _():
