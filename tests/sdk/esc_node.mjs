@@ -202,7 +202,8 @@ function plainProperties(properties) {
 function parseYamlBody(data, what) {
   assert(typeof data === "string", () => `${what}: expected a YAML document, got ${typeof data} ${fmt(data)}`);
   const doc = jsyaml.load(data);
-  assert(doc && typeof doc === "object", `${what}: YAML ${fmt(data)} is not a mapping`);
+  assert(doc === undefined || doc === null || (typeof doc === "object" && !Array.isArray(doc)),
+    `${what}: YAML ${fmt(data)} is not a mapping`);
   return { definition: doc, yaml: data };
 }
 
@@ -369,6 +370,14 @@ async function scenario(prefix, client, makeStranger) {
   });
   await check(n("createEnvironment: a duplicate is 409"), st, [], async () => {
     await expectStatus(409, () => client.createEnvironment(proj, base));
+  });
+
+  await check(n("openAndReadEnvironment: a new environment is empty"), st, [], async () => {
+    const { definition, yaml } = await client.getEnvironment(proj, app);
+    assert(!definition || (!(definition.imports || []).length && !Object.keys(definition.values || {}).length),
+      `a new environment's definition is ${fmt(yaml)}`);
+    const { values } = await client.openAndReadEnvironment(proj, app);
+    assert(!values || Object.keys(values).length === 0, `a new environment opens with values ${fmt(values)}`);
   });
 
   // --- update ---

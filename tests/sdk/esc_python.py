@@ -194,6 +194,14 @@ def main():
     def _():
         expect_status(409, client.create_environment, org, proj, base)
 
+    @c.check("open_and_read_environment: a new environment is empty")
+    def _():
+        definition, raw = client.get_environment(org, proj, app)
+        assert definition is None or not (definition.imports or (definition.values and definition.values.to_dict())), \
+            f"a new environment's definition is {clip(raw)!r}"
+        _env, values, _raw = client.open_and_read_environment(org, proj, app)
+        assert not values, f"a new environment opens with values {values!r}"
+
     # --- update ---------------------------------------------------------------------------------------------
     @c.check("update_environment_yaml")
     def _():
