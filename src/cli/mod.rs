@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod client;
 pub mod env;
+pub mod envs;
 pub mod kek;
 pub mod login;
 pub mod serve;
@@ -62,7 +63,8 @@ with --org here, or --org / SESAME_ORG on each command)."
     Stack(stack::StackArgs),
     /// Manage key-encryption keys: register your own (bring your own key), list, make default, disable.
     Kek(kek::KekArgs),
-    /// Environments: evaluate a local definition offline (`env eval`).
+    /// Environments on the server: create, list, read, edit, open, run a command with, version, diff; and
+    /// evaluate a local definition offline (`env eval`).
     Env(env::EnvArgs),
     /// The audit log: export a chain, verify an export.
     Audit(audit::AuditArgs),
