@@ -318,6 +318,7 @@ fn first_state(
             kind: TokenKind::Personal,
             user_id: Some(admin_id),
             org_id: None,
+            team_id: None,
             description: "first administrator token".into(),
             created_ms: now,
             expires_ms: None,

@@ -88,6 +88,13 @@ pub enum Scope {
         /// The stack name.
         stack: Name,
     },
+    /// One environment's DEK: seals its `fn::secret` values at rest and its open sessions.
+    Environment {
+        /// The org's immutable id.
+        org_id: String,
+        /// The environment's immutable id (not its name, so a rename keeps every ciphertext valid).
+        env_id: String,
+    },
 }
 
 impl Scope {
@@ -95,7 +102,7 @@ impl Scope {
     pub fn org_id(&self) -> Option<&str> {
         match self {
             Scope::System => None,
-            Scope::Stack { org_id, .. } => Some(org_id),
+            Scope::Stack { org_id, .. } | Scope::Environment { org_id, .. } => Some(org_id),
         }
     }
 }
@@ -105,6 +112,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::System => f.write_str("system"),
             Scope::Stack { org_id, project, stack } => write!(f, "stack:{org_id}:{project}/{stack}"),
+            Scope::Environment { org_id, env_id } => write!(f, "env:{org_id}:{env_id}"),
         }
     }
 }
@@ -133,6 +141,16 @@ impl FromStr for Scope {
                 stack: stack.parse().map_err(|_| ScopeParseError)?,
             });
         }
+        if let Some(rest) = s.strip_prefix("env:") {
+            let (org_id, env_id) = rest.split_once(':').ok_or(ScopeParseError)?;
+            if org_id.is_empty() || env_id.is_empty() || env_id.contains(':') {
+                return Err(ScopeParseError);
+            }
+            return Ok(Scope::Environment {
+                org_id: org_id.to_owned(),
+                env_id: env_id.to_owned(),
+            });
+        }
         Err(ScopeParseError)
     }
 }
@@ -147,6 +165,22 @@ pub fn stack_secret_aad(org_id: &str, project: &Name, stack: &Name) -> Vec<u8> {
             project.as_str().as_bytes(),
             stack.as_str().as_bytes(),
         ],
+    )
+}
+
+/// Associated data for a `fn::secret` value stored in an environment's definition: the org and the environment's
+/// immutable id — not its name nor the path inside the document, so renaming the environment or moving the secret
+/// within it keeps it valid, while a ciphertext pasted into another environment does not open.
+pub fn env_secret_aad(org_id: &str, env_id: &str) -> Vec<u8> {
+    sesame_envelope::context("sesame/env-secret/v1", &[org_id.as_bytes(), env_id.as_bytes()])
+}
+
+/// Associated data for an open session's sealed result: names the session, so one session's blob cannot be served
+/// as another's.
+pub fn open_session_aad(org_id: &str, env_id: &str, session_id: &str) -> Vec<u8> {
+    sesame_envelope::context(
+        "sesame/open-session/v1",
+        &[org_id.as_bytes(), env_id.as_bytes(), session_id.as_bytes()],
     )
 }
 
@@ -187,7 +221,11 @@ mod tests {
             project: "web".parse().unwrap(),
             stack: "prod".parse().unwrap(),
         };
-        for scope in [Scope::System, stack] {
+        let env = Scope::Environment {
+            org_id: "0190-org".into(),
+            env_id: "0190-env".into(),
+        };
+        for scope in [Scope::System, stack, env] {
             assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
         }
         assert!("stack:org:web".parse::<Scope>().is_err());

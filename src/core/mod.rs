@@ -4,6 +4,8 @@
 //! arguments. `tests/it/tidy.rs` keeps it so.
 
 pub mod audit;
+pub mod authz;
 pub mod env;
 pub mod keys;
+pub mod timefmt;
 pub mod tokens;

@@ -35,8 +35,11 @@ pub struct Principal {
     pub kind: TokenKind,
     /// The org an organization/team token belongs to.
     pub org_id: Option<String>,
-    /// The user a personal token acts as.
+    /// The user a personal token acts as: id and login.
+    pub user_id: Option<String>,
     pub user_login: Option<String>,
+    /// The team a team token acts as.
+    pub team_id: Option<String>,
     /// Whether the caller administers the instance.
     pub instance_admin: bool,
     expires_ms: Option<i64>,
@@ -48,7 +51,9 @@ impl Principal {
             token_id: r.token.id.clone(),
             kind: r.token.kind,
             org_id: r.token.org_id.clone(),
+            user_id: r.user.as_ref().map(|u| u.id.clone()),
             user_login: r.user.as_ref().map(|u| u.login.clone()),
+            team_id: r.token.team_id.clone(),
             instance_admin: r.user.as_ref().is_some_and(|u| u.instance_admin),
             expires_ms: r.token.expires_ms,
         }

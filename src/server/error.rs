@@ -14,6 +14,8 @@ use crate::keyring::KeyringError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// ESC's `diagnostics` list, for invalid environment documents.
+    diagnostics: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -22,7 +24,26 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            diagnostics: None,
         }
+    }
+
+    /// 400 with ESC's diagnostics list (an invalid environment definition).
+    pub fn with_diagnostics(message: impl Into<String>, diagnostics: serde_json::Value) -> Self {
+        ApiError {
+            diagnostics: Some(diagnostics),
+            ..Self::bad_request(message)
+        }
+    }
+
+    /// 403: the caller sees the target but its role does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 409: a conflicting write (stale etag, name taken).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
     }
 
     /// 400: the request is malformed.
@@ -84,6 +105,14 @@ impl From<KeyringError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(diagnostics) = self.diagnostics {
+            let body = serde_json::json!({
+                "code": self.status.as_u16(),
+                "message": self.message,
+                "diagnostics": diagnostics,
+            });
+            return (self.status, Json(body)).into_response();
+        }
         let body = ErrorBody {
             code: self.status.as_u16(),
             message: self.message,

@@ -4,10 +4,14 @@
 //! Handlers live in one module per resource ([`stacks`], [`ops`]); authentication is the [`auth::Principal`]
 //! extractor; every error leaves through [`error::ApiError`] in ESC's shape.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod esc;
+pub mod esc_eval;
+pub mod esc_wire;
 pub mod keks;
 pub mod migrations;
 pub mod ops;
@@ -51,6 +55,8 @@ pub struct AppState {
     /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
     orgs: Cache<String, Arc<OrgRecord>>,
+    /// (token id, org id) → the caller's grants there, for [`access::ACCESS_CACHE_TTL`].
+    access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
     pub kek_options: sesame_kms::OpenOptions,
     /// This process's id as a lease owner (KEK migrations).
@@ -167,6 +173,10 @@ impl AppState {
                 .max_capacity(10_000)
                 .time_to_live(ORG_CACHE_TTL)
                 .build(),
+            access_cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(access::ACCESS_CACHE_TTL)
+                .build(),
         }
     }
 
@@ -271,11 +281,51 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire))
         .route("/api/sesame/v1/audit", get(audit::export_instance))
         .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org));
+    let e = "/api/esc/environments";
+    let env = format!("{e}/{{org}}/{{project}}/{{env}}");
+    let environments = Router::new()
+        .route(e, get(esc::list_all))
+        .route(&format!("{e}/{{org}}"), get(esc::list_org).post(esc::create))
+        .route(&format!("{e}/{{org}}/yaml/check"), post(esc::check))
+        .route(&format!("{e}/{{org}}/yaml/open"), post(esc::open_yaml))
+        .route(&format!("{e}/{{org}}/yaml/open/{{id}}"), get(esc::read_open_yaml))
+        .route(
+            &env,
+            get(esc::get_definition)
+                .head(esc::head_definition)
+                .patch(esc::update)
+                .delete(esc::delete),
+        )
+        .route(&format!("{env}/decrypt"), get(esc::decrypt))
+        .route(&format!("{env}/clone"), post(esc::clone))
+        .route(&format!("{env}/open"), post(esc::open))
+        .route(&format!("{env}/open/{{id}}"), get(esc::read_open))
+        .route(&format!("{env}/open//{{id}}"), get(esc::read_open))
+        .route(&format!("{env}/versions"), get(esc::list_revisions))
+        .route(
+            &format!("{env}/versions/tags"),
+            get(esc::list_revision_tags).post(esc::create_revision_tag),
+        )
+        .route(
+            &format!("{env}/versions/tags/{{tag}}"),
+            get(esc::get_revision_tag)
+                .patch(esc::update_revision_tag)
+                .delete(esc::delete_revision_tag),
+        )
+        .route(&format!("{env}/versions/{{version}}"), get(esc::get_version))
+        .route(&format!("{env}/versions/{{version}}/open"), post(esc::open_version))
+        .route(&format!("{env}/versions/{{version}}/retract"), post(esc::retract))
+        .route(&format!("{env}/tags"), get(esc::list_tags).post(esc::create_tag))
+        .route(
+            &format!("{env}/tags/{{tag}}"),
+            get(esc::get_tag).patch(esc::update_tag).delete(esc::delete_tag),
+        );
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(stacks)
+        .merge(environments)
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(esc_error_shape))

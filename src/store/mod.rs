@@ -7,6 +7,8 @@
 //! `migrations/sqlite` and `migrations/postgres` — lives in [`sqlite`] and [`postgres`]. The backend is chosen from
 //! the URL scheme by [`connect`].
 
+pub mod envs;
+pub mod identity;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -15,6 +17,8 @@ use std::sync::Arc;
 
 pub use crate::core::audit::{AuditEvent, AuditRecord};
 
+pub use envs::EnvStore;
+pub use identity::IdentityStore;
 pub use sql::SqlStore;
 
 /// Errors of the store layer.
@@ -119,6 +123,8 @@ pub struct TokenRecord {
     pub user_id: Option<String>,
     /// The org an organization or team token belongs to.
     pub org_id: Option<String>,
+    /// The team a team token acts as.
+    pub team_id: Option<String>,
     /// A note from whoever made it.
     pub description: String,
     /// Creation time, Unix milliseconds.
@@ -365,7 +371,7 @@ pub struct TokenWithUser {
 /// The persistence interface. Every method is one transaction at most; a method that writes either fully lands or
 /// leaves nothing behind.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -43,6 +43,16 @@ impl SqlStore {
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
         SqlStore { pool, dialect }
     }
+
+    /// The pool, for the repositories in sibling modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// [`SqlStore::begin_write`], for sibling modules.
+    pub(crate) async fn begin_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.begin_write().await
+    }
 }
 
 fn bool_int(b: bool) -> i64 {
@@ -89,6 +99,7 @@ fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
         kind,
         user_id: row.try_get("user_id")?,
         org_id: row.try_get("org_id")?,
+        team_id: row.try_get("team_id")?,
         description: row.try_get("description")?,
         created_ms: row.try_get("created_ms")?,
         expires_ms: row.try_get("expires_ms")?,
@@ -395,7 +406,7 @@ impl Store for SqlStore {
         let t = &boot.admin_token;
         sqlx::query(
             "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, \
-             revoked_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             revoked_ms, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&t.id)
         .bind(t.token_hash.to_vec())
@@ -406,6 +417,7 @@ impl Store for SqlStore {
         .bind(t.created_ms)
         .bind(t.expires_ms)
         .bind(t.revoked_ms)
+        .bind(&t.team_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -429,8 +441,8 @@ impl Store for SqlStore {
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenWithUser>> {
         let row = sqlx::query(
-            "SELECT t.id, t.token_hash, t.kind, t.user_id, t.org_id, t.description, t.created_ms, t.expires_ms, \
-             t.revoked_ms, u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, \
+            "SELECT t.id, t.token_hash, t.kind, t.user_id, t.org_id, t.team_id, t.description, t.created_ms, \
+             t.expires_ms, t.revoked_ms, u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, \
              u.instance_admin AS u_instance_admin, u.created_ms AS u_created_ms \
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )

@@ -71,6 +71,7 @@ fn bootstrap_rows(org: &str, token_hash: [u8; 32]) -> Bootstrap {
             kind: TokenKind::Personal,
             user_id: Some(user_id),
             org_id: None,
+            team_id: None,
             description: "first".into(),
             created_ms: 1,
             expires_ms: Some(9_999),

@@ -1,0 +1,119 @@
+//! The access check every handler makes: the caller's grants in an org, gathered from the store (cached briefly),
+//! handed to `core::authz` for the decision; refusals are audited on the org's chain.
+//!
+//! A target the caller may not see is answered exactly like a missing one (same status, same message), so a caller
+//! learns nothing about other orgs' or hidden environments' existence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::ApiError;
+use crate::core::authz::{Access, Action, Decision};
+use crate::store::identity::Subject;
+use crate::store::{OrgRecord, TokenKind};
+
+/// How long a caller's grants in one org are reused without asking the store again. A revoked role can therefore
+/// still be used for at most this long on a replica that had it cached.
+pub const ACCESS_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The answer for an org that does not exist or that the caller may not see.
+pub fn org_not_found(org: &str) -> ApiError {
+    ApiError::not_found(format!("organization '{org}' not found"))
+}
+
+impl AppState {
+    /// The caller's access in `org`.
+    pub async fn access(&self, p: &Principal, org: &OrgRecord) -> Result<Arc<Access>, ApiError> {
+        let key = (p.token_id.clone(), org.id.clone());
+        if let Some(a) = self.access_cache.get(&key).await {
+            return Ok(a);
+        }
+        let mut access = Access {
+            instance_admin: p.instance_admin,
+            org_token: p.kind == TokenKind::Organization && p.org_id.as_deref() == Some(org.id.as_str()),
+            grants: Vec::new(),
+        };
+        if !access.instance_admin && !access.org_token {
+            let who = match (p.kind, &p.user_id, &p.team_id) {
+                (TokenKind::Personal, Some(user), _) => Some(Subject::User(user)),
+                (TokenKind::Team, _, Some(team)) if p.org_id.as_deref() == Some(org.id.as_str()) => {
+                    Some(Subject::Team(team))
+                }
+                _ => None,
+            };
+            if let Some(who) = who {
+                let grants = self
+                    .store
+                    .grants_for(&org.id, who)
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?;
+                access.grants = grants.iter().map(|g| g.to_grant()).collect();
+            }
+        }
+        let access = Arc::new(access);
+        self.access_cache.insert(key, access.clone()).await;
+        Ok(access)
+    }
+
+    /// The org named `name` and the caller's access in it; 404 when it does not exist or the caller has no role
+    /// anywhere in it.
+    pub async fn org_access(&self, p: &Principal, name: &str) -> Result<(Arc<OrgRecord>, Arc<Access>), ApiError> {
+        let org = self.org_by_name(name).await?.ok_or_else(|| org_not_found(name))?;
+        let access = self.access(p, &org).await?;
+        if !access.sees_org() {
+            return Err(org_not_found(name));
+        }
+        Ok((org, access))
+    }
+
+    /// Decides `action` on a target in `org` (the org itself when `project` is `None`). A refusal is audited on
+    /// the org's chain and answered 403, or — when the caller may not see the target — with `hidden`, the same
+    /// error a missing target gets.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn authorize(
+        &self,
+        p: &Principal,
+        source: &str,
+        org: &OrgRecord,
+        access: &Access,
+        project: Option<&str>,
+        env: Option<&str>,
+        action: Action,
+        hidden: impl FnOnce() -> ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = access.decide(project, env, action);
+        if decision == Decision::Allow {
+            return Ok(());
+        }
+        let target = match (project, env) {
+            (Some(p), Some(e)) => format!("{}/{p}/{e}", org.name),
+            (Some(p), None) => format!("{}/{p}", org.name),
+            _ => org.name.clone(),
+        };
+        let role = access.role(project, env);
+        self.audit(
+            Some(p),
+            source,
+            Some(&org.id),
+            "access.denied",
+            &target,
+            "denied",
+            format!("{action:?} needs {}; caller has {role}", action.needs()),
+        )
+        .await?;
+        Err(match decision {
+            Decision::Hidden => hidden(),
+            _ => ApiError::forbidden(format!(
+                "the {role} role does not allow this; it needs {}",
+                action.needs()
+            )),
+        })
+    }
+
+    /// Forgets cached grants (after a role, team or membership change on this replica).
+    pub fn forget_access(&self) {
+        self.access_cache.invalidate_all();
+    }
+}

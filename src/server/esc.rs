@@ -1,0 +1,1391 @@
+//! The Pulumi ESC environments API under `/api/esc/environments` (conformance/esc-api/swagger.yaml), served so that
+//! the official clients work unchanged.
+//!
+//! Every handler resolves the org and the caller's access first and makes one `authorize` call for what it does;
+//! environments the caller may not see answer 404 exactly like missing ones. Definitions are stored with their
+//! `fn::secret` plaintexts sealed under the environment's DEK (associated data: org id and environment id), spliced
+//! in by byte range so comments and formatting survive. Open results are sealed under the same DEK (associated data
+//! naming the session) and kept in the database until they expire, so any replica answers reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value as JsonValue, json};
+
+use super::auth::{Auth, Principal};
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
+use super::esc_wire;
+use super::{AppState, ClientAddr};
+use crate::core::authz::{Access, Action};
+use crate::core::env::Mode;
+use crate::core::keys::{Name, open_session_aad};
+use crate::core::timefmt::{parse_go_duration, rfc3339};
+use crate::keyring::now_ms;
+use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Written};
+use crate::store::{Inserted, OrgRecord};
+
+/// The longest an open session may last.
+pub const MAX_OPEN_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// How long an open session lasts when the request names no duration (swagger's default).
+pub const DEFAULT_OPEN_DURATION: Duration = Duration::from_secs(3600);
+/// Page size of listings.
+const PAGE: i64 = 500;
+/// The id under which anonymous documents (`yaml/open`) seal their sessions: one DEK per org for them.
+const ANONYMOUS_ENV: &str = "anonymous";
+
+const YAML: &str = "application/x-yaml";
+
+fn yaml_response(status: StatusCode, text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
+    let mut resp = (status, text).into_response();
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(name.clone(), v);
+        }
+    }
+    resp
+}
+
+fn internal(e: impl std::error::Error) -> ApiError {
+    ApiError::internal(&e)
+}
+
+/// Who did it, as ESC's `*Login` fields show it.
+fn login_of(p: &Principal) -> String {
+    p.user_login.clone().unwrap_or_else(|| format!("token:{}", p.token_id))
+}
+
+fn parse_name(what: &str, s: &str) -> Result<(), ApiError> {
+    s.parse::<Name>()
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(format!("invalid {what} name '{s}': {e}")))
+}
+
+/// The ETag of a revision: the revision number and a digest binding it to the environment's id.
+pub fn etag(env_id: &str, revision: i64) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{env_id}:{revision}").as_bytes());
+    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{revision}-{hex}\"")
+}
+
+/// The revision an ETag names, if it is one of this environment's.
+fn etag_revision(env_id: &str, tag: &str) -> Option<i64> {
+    let t = tag.trim().trim_start_matches("W/");
+    let rev: i64 = t.trim_matches('"').split_once('-')?.0.parse().ok()?;
+    (etag(env_id, rev) == format!("\"{}\"", t.trim_matches('"'))).then_some(rev)
+}
+
+/// Everything a handler on one environment needs.
+struct Target {
+    org: Arc<OrgRecord>,
+    access: Arc<Access>,
+    env: EnvRecord,
+}
+
+fn env_not_found(project: &str, env: &str) -> ApiError {
+    ApiError::not_found(format!("environment '{project}/{env}' not found"))
+}
+
+async fn target(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    (org, project, env): (&str, &str, &str),
+    action: Action,
+) -> Result<Target, ApiError> {
+    parse_name("project", project)?;
+    parse_name("environment", env)?;
+    let (org, access) = app.org_access(p, org).await?;
+    app.authorize(p, source, &org, &access, Some(project), Some(env), action, || {
+        env_not_found(project, env)
+    })
+    .await?;
+    let env_rec = app
+        .store
+        .env_by_name(&org.id, project, env)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| env_not_found(project, env))?;
+    Ok(Target {
+        org,
+        access,
+        env: env_rec,
+    })
+}
+
+fn target_name(t: &Target) -> String {
+    format!("{}/{}/{}", t.org.name, t.env.project, t.env.name)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Listing and creating
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "continuationToken")]
+    continuation_token: Option<String>,
+}
+
+fn decode_cursor(token: Option<&str>) -> Result<Option<(String, String, String)>, ApiError> {
+    use base64::Engine;
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request("invalid continuationToken");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(o), Some(p), Some(n)) => Ok(Some((o.to_owned(), p.to_owned(), n.to_owned()))),
+        _ => Err(bad()),
+    }
+}
+
+fn encode_cursor(org: &str, project: &str, name: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{org}/{project}/{name}"))
+}
+
+async fn list(
+    app: &AppState,
+    p: &Principal,
+    org: Option<&str>,
+    token: Option<&str>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let only = match org {
+        Some(name) => Some(app.org_access(p, name).await?),
+        None => None,
+    };
+    let cursor = decode_cursor(token)?;
+    let after = cursor.as_ref().map(|(o, p, n)| (o.as_str(), p.as_str(), n.as_str()));
+    let rows = app
+        .store
+        .list_envs(only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
+        .await
+        .map_err(internal)?;
+    let mut out = Vec::new();
+    let mut accesses: std::collections::HashMap<String, Option<Arc<Access>>> = Default::default();
+    for (org_name, env) in &rows {
+        let access = match &only {
+            Some((_, a)) => Some(a.clone()),
+            None => {
+                if !accesses.contains_key(&env.org_id) {
+                    let a = match app.org_by_name(org_name).await? {
+                        Some(o) => Some(app.access(p, &o).await?),
+                        None => None,
+                    };
+                    accesses.insert(env.org_id.clone(), a);
+                }
+                accesses[&env.org_id].clone()
+            }
+        };
+        let visible = access.is_some_and(|a| {
+            a.decide(Some(&env.project), Some(&env.name), Action::Read) == crate::core::authz::Decision::Allow
+        });
+        if visible {
+            out.push(json!({
+                "organization": org_name,
+                "project": env.project,
+                "name": env.name,
+                "created": rfc3339(env.created_ms),
+                "modified": rfc3339(env.modified_ms),
+            }));
+        }
+    }
+    let mut body = json!({ "environments": out });
+    if rows.len() as i64 == PAGE
+        && let Some((o, last)) = rows.last()
+    {
+        body["nextToken"] = json!(encode_cursor(o, &last.project, &last.name));
+    }
+    Ok(axum::Json(body))
+}
+
+/// `GET /api/esc/environments`: every environment the caller can see, in every org.
+pub async fn list_all(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    list(&app, &p, None, q.continuation_token.as_deref()).await
+}
+
+/// `GET /api/esc/environments/{org}`
+pub async fn list_org(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    list(&app, &p, Some(&org), q.continuation_token.as_deref()).await
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    project: String,
+    name: String,
+}
+
+/// `POST /api/esc/environments/{org}` with `{"project", "name"}`.
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path(org): Path<String>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    parse_name("project", &body.project)?;
+    parse_name("environment", &body.name)?;
+    if matches!(body.name.as_str(), "yaml" | "open") {
+        return Err(ApiError::bad_request(format!(
+            "'{}' is a reserved environment name",
+            body.name
+        )));
+    }
+    let (org, access) = app.org_access(&p, &org).await?;
+    app.authorize(
+        &p,
+        &source,
+        &org,
+        &access,
+        Some(&body.project),
+        Some(&body.name),
+        Action::Write,
+        || env_not_found(&body.project, &body.name),
+    )
+    .await?;
+    let now = now_ms();
+    let env = EnvRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: org.id.clone(),
+        project: body.project.clone(),
+        name: body.name.clone(),
+        head: 1,
+        created_ms: now,
+        modified_ms: now,
+    };
+    let target = format!("{}/{}/{}", org.name, body.project, body.name);
+    match app.store.create_env(&env, "", &login_of(&p)).await.map_err(internal)? {
+        Inserted::New => {}
+        Inserted::AlreadyExists => {
+            return Err(ApiError::conflict(format!(
+                "environment '{}/{}' already exists",
+                body.project, body.name
+            )));
+        }
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&org.id),
+        "env.create",
+        &target,
+        "ok",
+        String::new(),
+    )
+    .await?;
+    Ok(axum::Json(json!({})))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Definitions
+
+fn revision_headers(env: &EnvRecord, revision: i64) -> Vec<(axum::http::HeaderName, String)> {
+    vec![
+        (ETAG, etag(&env.id, revision)),
+        (
+            axum::http::HeaderName::from_static("pulumi-esc-revision"),
+            revision.to_string(),
+        ),
+    ]
+}
+
+/// `GET …/{org}/{project}/{env}`: the latest definition (secrets sealed), with `ETag` and `Pulumi-ESC-Revision`.
+pub async fn get_definition(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
+    Ok(yaml_response(
+        StatusCode::OK,
+        yaml,
+        &revision_headers(&t.env, t.env.head),
+    ))
+}
+
+/// `HEAD …/{org}/{project}/{env}`: the headers only.
+pub async fn head_definition(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    Ok(yaml_response(
+        StatusCode::OK,
+        String::new(),
+        &revision_headers(&t.env, t.env.head),
+    ))
+}
+
+/// `GET …/versions/{version}`: a definition at a revision number or tag.
+pub async fn get_version(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, version)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let rev = resolve_version(&app, &t.env, Some(&version)).await?;
+    let yaml = revision_yaml(&app, &t.env, rev).await?;
+    Ok(yaml_response(StatusCode::OK, yaml, &revision_headers(&t.env, rev)))
+}
+
+/// `GET …/decrypt`: the latest definition with its secrets in plaintext (editors only).
+pub async fn decrypt(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
+    let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
+    let plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.decrypt",
+        &target_name(&t),
+        "ok",
+        format!("revision {}", t.env.head),
+    )
+    .await?;
+    Ok(yaml_response(
+        StatusCode::OK,
+        plain,
+        &revision_headers(&t.env, t.env.head),
+    ))
+}
+
+/// Checks a definition the way a write does: it must load and evaluate (symbolically) without errors. Secrets
+/// already sealed must open under this environment.
+async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) -> Result<(), ApiError> {
+    let caller = Caller {
+        principal: p,
+        access: &t.access,
+        org: &t.org,
+        import_action: Action::Read,
+    };
+    let name = format!("{}/{}", t.env.project, t.env.name);
+    let out = esc_eval::run(
+        app,
+        &caller,
+        &name,
+        text,
+        Some(&t.env),
+        Mode::Check { show_secrets: false },
+    )
+    .await?;
+    if out.has_errors() {
+        let errors: Vec<_> = out.diags.iter().filter(|d| d.is_error()).cloned().collect();
+        return Err(ApiError::with_diagnostics(
+            "the environment definition has errors",
+            esc_wire::diagnostics(&errors),
+        ));
+    }
+    Ok(())
+}
+
+fn body_text(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the definition is not UTF-8 text"))
+}
+
+/// `PATCH …/{org}/{project}/{env}` with a YAML body (whatever the Content-Type says). With an `ETag` or `If-Match`
+/// header the write applies only if that is still the latest revision (409 otherwise).
+pub async fn update(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    let text = body_text(&body)?;
+    let expected =
+        match headers.get(IF_MATCH).or_else(|| headers.get(ETAG)) {
+            Some(v) => {
+                let v = v.to_str().map_err(|_| ApiError::bad_request("malformed ETag header"))?;
+                Some(etag_revision(&t.env.id, v).ok_or_else(|| {
+                    ApiError::conflict("the environment has changed since it was read (unknown etag)")
+                })?)
+            }
+            None => None,
+        };
+    if let Some(rev) = expected
+        && rev != t.env.head
+    {
+        return Err(ApiError::conflict(
+            "the environment has changed since it was read; read it again and retry",
+        ));
+    }
+    check_for_write(&app, &t, &p, text).await?;
+    let sealed = esc_eval::seal_secrets(&app, &t.org.id, &t.env.id, text).await?;
+    let written = app
+        .store
+        .write_revision(&t.env.id, expected, &sealed, &login_of(&p), now_ms())
+        .await
+        .map_err(internal)?;
+    let Written::Revision(rev) = written else {
+        return Err(ApiError::conflict(
+            "the environment has changed since it was read; read it again and retry",
+        ));
+    };
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.update",
+        &target_name(&t),
+        "ok",
+        format!("revision {rev}"),
+    )
+    .await?;
+    let mut resp = axum::Json(json!({"diagnostics": []})).into_response();
+    for (name, value) in revision_headers(&t.env, rev) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// `DELETE …/{org}/{project}/{env}` (admins).
+pub async fn delete(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
+    if !app.store.delete_env(&t.env.id).await.map_err(internal)? {
+        return Err(env_not_found(&project, &env));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.delete",
+        &target_name(&t),
+        "ok",
+        String::new(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneBody {
+    project: String,
+    name: String,
+    #[serde(default)]
+    preserve_history: bool,
+    #[serde(default)]
+    preserve_environment_tags: bool,
+    #[serde(default)]
+    preserve_revision_tags: bool,
+    #[serde(default)]
+    preserve_access: bool,
+}
+
+/// `POST …/clone`: a new environment with the same definition, every secret re-sealed under the new environment.
+pub async fn clone(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<CloneBody>,
+) -> Result<Response, ApiError> {
+    // Cloning reveals the secrets to the clone's editors, so it needs what decrypt needs.
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
+    parse_name("project", &body.project)?;
+    parse_name("environment", &body.name)?;
+    app.authorize(
+        &p,
+        &source,
+        &t.org,
+        &t.access,
+        Some(&body.project),
+        Some(&body.name),
+        Action::Write,
+        || env_not_found(&body.project, &body.name),
+    )
+    .await?;
+    let now = now_ms();
+    let new = EnvRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: t.org.id.clone(),
+        project: body.project.clone(),
+        name: body.name.clone(),
+        head: 1,
+        created_ms: now,
+        modified_ms: now,
+    };
+    let first = if body.preserve_history { 1 } else { t.env.head };
+    let mut resealed = Vec::new();
+    for rev in first..=t.env.head {
+        let yaml = revision_yaml(&app, &t.env, rev).await?;
+        let plain = zeroize::Zeroizing::new(esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?);
+        resealed.push((rev, esc_eval::seal_secrets(&app, &t.org.id, &new.id, &plain).await?));
+    }
+    let creator = login_of(&p);
+    let (_, first_yaml) = &resealed[0];
+    if app
+        .store
+        .create_env(&new, first_yaml, &creator)
+        .await
+        .map_err(internal)?
+        == Inserted::AlreadyExists
+    {
+        return Err(ApiError::conflict(format!(
+            "environment '{}/{}' already exists",
+            body.project, body.name
+        )));
+    }
+    // Revision numbers are kept when history is preserved (revision n of the clone is revision n of the source).
+    let mut map = std::collections::HashMap::new();
+    map.insert(resealed[0].0, 1);
+    for (rev, yaml) in &resealed[1..] {
+        if let Written::Revision(n) = app
+            .store
+            .write_revision(&new.id, None, yaml, &creator, now)
+            .await
+            .map_err(internal)?
+        {
+            map.insert(*rev, n);
+        }
+    }
+    if body.preserve_revision_tags {
+        for tag in app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
+            if let Some(&n) = map.get(&tag.revision) {
+                let rec = RevisionTagRecord { revision: n, ..tag };
+                app.store
+                    .put_revision_tag(&new.id, &rec, true)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+    }
+    if body.preserve_environment_tags {
+        for tag in app.store.env_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
+            app.store.create_env_tag(&new.id, &tag).await.map_err(internal)?;
+        }
+    }
+    let detail = format!(
+        "to {}/{}/{}{}",
+        t.org.name,
+        body.project,
+        body.name,
+        if body.preserve_access {
+            " (access is not copied: grant roles on the clone)"
+        } else {
+            ""
+        }
+    );
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.clone",
+        &target_name(&t),
+        "ok",
+        detail,
+    )
+    .await?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Check and open
+
+/// `POST /api/esc/environments/{org}/yaml/check`: evaluates an anonymous definition symbolically.
+pub async fn check(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (org, access) = app.org_access(&p, &org).await?;
+    let text = body_text(&body)?;
+    let caller = Caller {
+        principal: &p,
+        access: &access,
+        org: &org,
+        import_action: Action::Read,
+    };
+    let out = esc_eval::run(&app, &caller, "<yaml>", text, None, Mode::Check { show_secrets: false }).await?;
+    let status = if out.has_errors() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "properties": esc_wire::properties(out.properties.as_ref()),
+        "diagnostics": esc_wire::diagnostics(&out.diags),
+    });
+    Ok((status, axum::Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct OpenQuery {
+    duration: Option<String>,
+}
+
+fn open_duration(q: &OpenQuery) -> Result<Duration, ApiError> {
+    let Some(text) = q.duration.as_deref().filter(|d| !d.is_empty()) else {
+        return Ok(DEFAULT_OPEN_DURATION);
+    };
+    let d = parse_go_duration(text)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid duration '{text}' (e.g. 2h0m0s, 30m)")))?;
+    if d.is_zero() || d > MAX_OPEN_DURATION {
+        return Err(ApiError::bad_request("duration must be more than 0 and at most 24h"));
+    }
+    Ok(d)
+}
+
+/// Evaluates, seals the result for the session and stores it; answers `{"id"}`.
+#[allow(clippy::too_many_arguments)]
+async fn open_and_store(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    org: &OrgRecord,
+    access: &Access,
+    env: Option<&EnvRecord>,
+    name: &str,
+    yaml: &str,
+    duration: Duration,
+) -> Result<Response, ApiError> {
+    let caller = Caller {
+        principal: p,
+        access,
+        org,
+        import_action: Action::Open,
+    };
+    let out = esc_eval::run(app, &caller, name, yaml, env, Mode::Eval).await?;
+    if out.has_errors() {
+        return Err(ApiError::with_diagnostics(
+            "the environment could not be opened",
+            esc_wire::diagnostics(&out.diags),
+        ));
+    }
+    let body = zeroize::Zeroizing::new(
+        serde_json::to_vec(&json!({ "properties": esc_wire::properties(out.properties.as_ref()) }))
+            .map_err(internal)?,
+    );
+    let env_id = env.map_or(ANONYMOUS_ENV, |e| e.id.as_str());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let sealed = app
+        .keyring
+        .seal(
+            &env_scope(&org.id, env_id),
+            &open_session_aad(&org.id, env_id, &id),
+            &body,
+        )
+        .await?;
+    let now = now_ms();
+    app.store
+        .insert_session(&SessionRecord {
+            id: id.clone(),
+            env_id: env_id.to_owned(),
+            org_id: org.id.clone(),
+            sealed,
+            created_ms: now,
+            expires_ms: now + duration.as_millis() as i64,
+        })
+        .await
+        .map_err(internal)?;
+    let target = match env {
+        Some(e) => format!("{}/{}/{}", org.name, e.project, e.name),
+        None => format!("{}/<yaml>", org.name),
+    };
+    app.audit(
+        Some(p),
+        source,
+        Some(&org.id),
+        "env.open",
+        &target,
+        "ok",
+        format!("session {id}, {}s", duration.as_secs()),
+    )
+    .await?;
+    Ok(axum::Json(json!({ "id": id })).into_response())
+}
+
+/// `POST …/{org}/{project}/{env}/open?duration=`
+pub async fn open(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    Query(q): Query<OpenQuery>,
+) -> Result<Response, ApiError> {
+    let duration = open_duration(&q)?;
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
+    let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
+    let name = format!("{}/{}", t.env.project, t.env.name);
+    open_and_store(
+        &app,
+        &p,
+        &source,
+        &t.org,
+        &t.access,
+        Some(&t.env),
+        &name,
+        &yaml,
+        duration,
+    )
+    .await
+}
+
+/// `POST …/versions/{version}/open?duration=`
+pub async fn open_version(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, version)): Path<(String, String, String, String)>,
+    Query(q): Query<OpenQuery>,
+) -> Result<Response, ApiError> {
+    let duration = open_duration(&q)?;
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
+    let rev = resolve_version(&app, &t.env, Some(&version)).await?;
+    let yaml = revision_yaml(&app, &t.env, rev).await?;
+    let name = format!("{}/{}", t.env.project, t.env.name);
+    open_and_store(
+        &app,
+        &p,
+        &source,
+        &t.org,
+        &t.access,
+        Some(&t.env),
+        &name,
+        &yaml,
+        duration,
+    )
+    .await
+}
+
+/// `POST /api/esc/environments/{org}/yaml/open?duration=`: opens an anonymous definition (the `pulumi` CLI sends a
+/// stack's `environment:` imports this way). Each import needs the opener role.
+pub async fn open_yaml(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path(org): Path<String>,
+    Query(q): Query<OpenQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let duration = open_duration(&q)?;
+    let (org, access) = app.org_access(&p, &org).await?;
+    let text = body_text(&body)?;
+    open_and_store(&app, &p, &source, &org, &access, None, "<yaml>", text, duration).await
+}
+
+#[derive(Deserialize)]
+pub struct PropertyQuery {
+    property: Option<String>,
+}
+
+fn session_not_found() -> ApiError {
+    ApiError::not_found("open session not found or expired")
+}
+
+async fn read_session(
+    app: &AppState,
+    org: &OrgRecord,
+    env_id: &str,
+    id: &str,
+    property: Option<&str>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let s = app
+        .store
+        .session(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(session_not_found)?;
+    if s.org_id != org.id || s.env_id != env_id {
+        return Err(session_not_found());
+    }
+    let now = now_ms();
+    if s.expires_ms <= now {
+        app.store.purge_sessions(now).await.map_err(internal)?;
+        return Err(session_not_found());
+    }
+    let plain = app
+        .keyring
+        .open(
+            &env_scope(&org.id, env_id),
+            &open_session_aad(&org.id, env_id, id),
+            &s.sealed,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::keyring::KeyringError::Undecryptable => session_not_found(),
+            other => other.into(),
+        })?;
+    let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
+    match property.filter(|p| !p.is_empty()) {
+        None => Ok(axum::Json(env)),
+        Some(path) => {
+            let steps = esc_wire::parse_path(path).map_err(ApiError::bad_request)?;
+            let v = esc_wire::lookup(&env["properties"], &steps)
+                .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))?;
+            Ok(axum::Json(v.clone()))
+        }
+    }
+}
+
+/// `GET …/{org}/{project}/{env}/open/{id}` and `…/open//{id}?property=`
+pub async fn read_open(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, id)): Path<(String, String, String, String)>,
+    Query(q): Query<PropertyQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
+    read_session(&app, &t.org, &t.env.id, &id, q.property.as_deref()).await
+}
+
+/// `GET /api/esc/environments/{org}/yaml/open/{id}`
+pub async fn read_open_yaml(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    Path((org, id)): Path<(String, String)>,
+    Query(q): Query<PropertyQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let (org, _) = app.org_access(&p, &org).await?;
+    read_session(&app, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Revisions and revision tags
+
+#[derive(Deserialize)]
+pub struct RevisionsQuery {
+    before: Option<i64>,
+    count: Option<i64>,
+}
+
+/// `GET …/versions?before=&count=`: newest first.
+pub async fn list_revisions(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    Query(q): Query<RevisionsQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let before = q.before.unwrap_or(t.env.head).min(t.env.head);
+    let count = q.count.unwrap_or(500).clamp(1, 500);
+    let revs = app.store.revisions(&t.env.id, before, count).await.map_err(internal)?;
+    let tags = app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)?;
+    let out: Vec<JsonValue> = revs
+        .iter()
+        .map(|r| {
+            let mut names: Vec<&str> = tags
+                .iter()
+                .filter(|tag| tag.revision == r.revision)
+                .map(|tag| tag.name.as_str())
+                .collect();
+            if r.revision == t.env.head {
+                names.insert(0, "latest");
+            }
+            let mut j = json!({
+                "number": r.revision,
+                "created": rfc3339(r.created_ms),
+                "creatorLogin": r.creator,
+                "creatorName": r.creator,
+                "tags": names,
+            });
+            if let Some(x) = &r.retracted {
+                j["retracted"] = json!({
+                    "replacement": x.replacement,
+                    "at": rfc3339(x.at_ms),
+                    "byLogin": x.by,
+                    "reason": x.reason,
+                });
+            }
+            j
+        })
+        .collect();
+    Ok(axum::Json(JsonValue::Array(out)))
+}
+
+#[derive(Deserialize)]
+pub struct RetractBody {
+    replacement: Option<i64>,
+    reason: Option<String>,
+}
+
+/// `POST …/versions/{version}/retract`: withdraws a revision; reads of it get `replacement` (default: the one
+/// before it). The latest revision cannot be retracted (write a new one instead).
+pub async fn retract(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, version)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    let body: RetractBody = if body.is_empty() {
+        RetractBody {
+            replacement: None,
+            reason: None,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid retract body"))?
+    };
+    let rev = resolve_version(&app, &t.env, Some(&version)).await?;
+    if rev == t.env.head {
+        return Err(ApiError::bad_request(
+            "the latest revision cannot be retracted; write a new revision",
+        ));
+    }
+    let replacement = body.replacement.unwrap_or(rev - 1);
+    if replacement < 1 || replacement > t.env.head || replacement == rev {
+        return Err(ApiError::bad_request(
+            "the replacement must be another existing revision",
+        ));
+    }
+    let r = Retraction {
+        at_ms: now_ms(),
+        by: login_of(&p),
+        reason: body.reason.unwrap_or_default(),
+        replacement,
+    };
+    if !app.store.retract_revision(&t.env.id, rev, &r).await.map_err(internal)? {
+        return Err(ApiError::conflict(format!("revision {rev} is already retracted")));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.revision.retract",
+        &target_name(&t),
+        "ok",
+        format!("revision {rev} → {replacement}"),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn rev_tag_json(t: &RevisionTagRecord) -> JsonValue {
+    json!({
+        "name": t.name,
+        "revision": t.revision,
+        "created": rfc3339(t.created_ms),
+        "modified": rfc3339(t.modified_ms),
+        "editorLogin": t.editor,
+        "editorName": t.editor,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct TagsQuery {
+    after: Option<String>,
+    count: Option<i64>,
+}
+
+/// `GET …/versions/tags`
+pub async fn list_revision_tags(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    Query(q): Query<TagsQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let count = q.count.unwrap_or(500).clamp(1, 500);
+    let tags = app
+        .store
+        .revision_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
+        .await
+        .map_err(internal)?;
+    let mut out: Vec<JsonValue> = Vec::new();
+    if q.after.as_deref().unwrap_or("").is_empty() {
+        out.push(json!({
+            "name": "latest",
+            "revision": t.env.head,
+            "created": rfc3339(t.env.created_ms),
+            "modified": rfc3339(t.env.modified_ms),
+            "editorLogin": "",
+            "editorName": "",
+        }));
+    }
+    out.extend(tags.iter().filter(|t| t.name != "latest").map(rev_tag_json));
+    let next = if tags.len() as i64 == count {
+        tags.last().map(|t| t.name.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(axum::Json(json!({ "tags": out, "nextToken": next })))
+}
+
+fn check_tag_name(name: &str) -> Result<(), ApiError> {
+    parse_name("tag", name)?;
+    if name == "latest" {
+        return Err(ApiError::bad_request(
+            "'latest' is built in and always names the latest revision",
+        ));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "a tag name may not be a number (it would read as a revision)",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct RevisionTagBody {
+    name: Option<String>,
+    revision: i64,
+}
+
+async fn put_revision_tag(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    path: (String, String, String),
+    name: String,
+    revision: i64,
+    create: bool,
+) -> Result<Response, ApiError> {
+    let t = target(app, p, source, (&path.0, &path.1, &path.2), Action::Write).await?;
+    check_tag_name(&name)?;
+    if revision < 1 || revision > t.env.head {
+        return Err(ApiError::bad_request(format!("revision {revision} does not exist")));
+    }
+    let now = now_ms();
+    let rec = RevisionTagRecord {
+        name: name.clone(),
+        revision,
+        created_ms: now,
+        modified_ms: now,
+        editor: login_of(p),
+    };
+    if !app
+        .store
+        .put_revision_tag(&t.env.id, &rec, create)
+        .await
+        .map_err(internal)?
+    {
+        return Err(if create {
+            ApiError::conflict(format!("tag '{name}' already exists"))
+        } else {
+            ApiError::not_found(format!("tag '{name}' not found"))
+        });
+    }
+    let action = if create {
+        "env.revision_tag.create"
+    } else {
+        "env.revision_tag.update"
+    };
+    app.audit(
+        Some(p),
+        source,
+        Some(&t.org.id),
+        action,
+        &target_name(&t),
+        "ok",
+        format!("{name} → {revision}"),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/versions/tags` with `{"name", "revision"}`
+pub async fn create_revision_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path(path): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<RevisionTagBody>,
+) -> Result<Response, ApiError> {
+    let name = body.name.ok_or_else(|| ApiError::bad_request("name is required"))?;
+    put_revision_tag(&app, &p, &source, path, name, body.revision, true).await
+}
+
+/// `PATCH …/versions/tags/{tag}` with `{"revision"}`
+pub async fn update_revision_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+    JsonBody(body): JsonBody<RevisionTagBody>,
+) -> Result<Response, ApiError> {
+    put_revision_tag(&app, &p, &source, (org, project, env), tag, body.revision, false).await
+}
+
+/// `GET …/versions/tags/{tag}`
+pub async fn get_revision_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    if tag == "latest" {
+        return Ok(axum::Json(json!({
+            "name": "latest", "revision": t.env.head, "created": rfc3339(t.env.created_ms),
+            "modified": rfc3339(t.env.modified_ms), "editorLogin": "", "editorName": "",
+        })));
+    }
+    let rec = app
+        .store
+        .revision_tag(&t.env.id, &tag)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+    Ok(axum::Json(rev_tag_json(&rec)))
+}
+
+/// `DELETE …/versions/tags/{tag}`
+pub async fn delete_revision_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    if !app.store.delete_revision_tag(&t.env.id, &tag).await.map_err(internal)? {
+        return Err(ApiError::not_found(format!("tag '{tag}' not found")));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.revision_tag.delete",
+        &target_name(&t),
+        "ok",
+        tag,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Environment (key/value) tags
+
+fn env_tag_json(t: &EnvTagRecord) -> JsonValue {
+    json!({
+        "name": t.name,
+        "value": t.value,
+        "created": rfc3339(t.created_ms),
+        "modified": rfc3339(t.modified_ms),
+        "editorLogin": t.editor,
+        "editorName": t.editor,
+    })
+}
+
+/// `GET …/tags`: `{"tags": {name: tag}, "nextToken"}`
+pub async fn list_tags(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    Query(q): Query<TagsQuery>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let count = q.count.unwrap_or(500).clamp(1, 500);
+    let tags = app
+        .store
+        .env_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
+        .await
+        .map_err(internal)?;
+    let map: serde_json::Map<String, JsonValue> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
+    let next = if tags.len() as i64 == count {
+        tags.last().map(|t| t.name.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(axum::Json(json!({ "tags": map, "nextToken": next })))
+}
+
+#[derive(Deserialize)]
+pub struct CreateTagBody {
+    name: String,
+    value: String,
+}
+
+fn check_env_tag_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("a tag name is 1–100 printable characters"));
+    }
+    Ok(())
+}
+
+/// `POST …/tags` with `{"name", "value"}`
+pub async fn create_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<CreateTagBody>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    check_env_tag_name(&body.name)?;
+    let now = now_ms();
+    let rec = EnvTagRecord {
+        name: body.name.clone(),
+        value: body.value,
+        created_ms: now,
+        modified_ms: now,
+        editor: login_of(&p),
+    };
+    if !app.store.create_env_tag(&t.env.id, &rec).await.map_err(internal)? {
+        return Err(ApiError::conflict(format!("tag '{}' already exists", body.name)));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.tag.create",
+        &target_name(&t),
+        "ok",
+        body.name,
+    )
+    .await?;
+    Ok(axum::Json(env_tag_json(&rec)))
+}
+
+/// `GET …/tags/{tag}`
+pub async fn get_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
+    let rec = app
+        .store
+        .env_tag(&t.env.id, &tag)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+    Ok(axum::Json(env_tag_json(&rec)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateTagBody {
+    current_tag: CurrentTag,
+    new_tag: CreateTagBody,
+}
+
+#[derive(Deserialize)]
+pub struct CurrentTag {
+    value: String,
+}
+
+/// `PATCH …/tags/{tag}` with `{"currentTag": {"value"}, "newTag": {"name", "value"}}`: applies only if the tag
+/// still has `currentTag.value` (409 otherwise).
+pub async fn update_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+    JsonBody(body): JsonBody<UpdateTagBody>,
+) -> Result<axum::Json<JsonValue>, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    check_env_tag_name(&body.new_tag.name)?;
+    let current = app
+        .store
+        .env_tag(&t.env.id, &tag)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+    if current.value != body.current_tag.value {
+        return Err(ApiError::conflict(format!("tag '{tag}' has changed since it was read")));
+    }
+    let rec = EnvTagRecord {
+        name: body.new_tag.name,
+        value: body.new_tag.value,
+        created_ms: current.created_ms,
+        modified_ms: now_ms(),
+        editor: login_of(&p),
+    };
+    if !app
+        .store
+        .update_env_tag(&t.env.id, &tag, &rec)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::conflict(format!("tag '{}' already exists", rec.name)));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.tag.update",
+        &target_name(&t),
+        "ok",
+        format!("{tag} → {}", rec.name),
+    )
+    .await?;
+    Ok(axum::Json(env_tag_json(&rec)))
+}
+
+/// `DELETE …/tags/{tag}`
+pub async fn delete_tag(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
+    if !app.store.delete_env_tag(&t.env.id, &tag).await.map_err(internal)? {
+        return Err(ApiError::not_found(format!("tag '{tag}' not found")));
+    }
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.tag.delete",
+        &target_name(&t),
+        "ok",
+        tag,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_name_their_revision_and_environment() {
+        let e = etag("env-1", 7);
+        assert_eq!(etag_revision("env-1", &e), Some(7));
+        assert_eq!(etag_revision("env-2", &e), None);
+        assert_eq!(etag_revision("env-1", "\"7-0000000000000000\""), None);
+        assert_eq!(etag_revision("env-1", "garbage"), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! ESC's JSON shapes for evaluated values, diagnostics and property paths, as the official clients read them.
+//!
+//! Client needs honoured here (conformance/esc-api/CLIENT-NOTES.md): every range carries `environment`; nested
+//! nulls are an explicit `"value": null`; open results carry `properties` only (no `exprs`, whose Go shape breaks
+//! the Python SDK).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::core::env::Diagnostic;
+use crate::core::env::diag::{Pos, Span};
+use crate::core::env::value::{Repr, Value};
+
+fn pos(p: &Pos) -> Json {
+    json!({"line": p.line, "column": p.column, "byte": p.byte})
+}
+
+/// A `Range`: `environment` is always present (empty when unknown).
+pub fn range(env: &str, span: &Span) -> Json {
+    json!({"environment": env, "begin": pos(&span.begin), "end": pos(&span.end)})
+}
+
+/// One evaluated value as ESC's `Value`: `{"value", "secret"?, "unknown"?, "trace"}`; containers hold `Value`s.
+pub fn value(v: &Value) -> Json {
+    let inner = match &v.repr {
+        Repr::Null => Json::Null,
+        Repr::Bool(b) => Json::Bool(*b),
+        Repr::Number(n) => Json::Number(n.clone()),
+        Repr::String(s) => Json::String(s.clone()),
+        Repr::Array(items) => Json::Array(items.iter().map(value).collect()),
+        Repr::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), value(v))).collect()),
+    };
+    let mut out = Map::new();
+    out.insert("value".into(), if v.unknown { Json::Null } else { inner });
+    if v.secret {
+        out.insert("secret".into(), Json::Bool(true));
+    }
+    if v.unknown {
+        out.insert("unknown".into(), Json::Bool(true));
+    }
+    let mut trace = Map::new();
+    if let Some(def) = &v.def {
+        trace.insert("def".into(), range(&def.env, &def.span));
+    }
+    out.insert("trace".into(), Json::Object(trace));
+    Json::Object(out)
+}
+
+/// The `properties` of an `Environment`.
+pub fn properties(props: Option<&BTreeMap<String, Value>>) -> Json {
+    Json::Object(
+        props
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), value(v)))
+            .collect(),
+    )
+}
+
+/// One diagnostic as ESC's `EnvironmentDiagnostic`.
+pub fn diagnostic(d: &Diagnostic) -> Json {
+    let mut out = Map::new();
+    out.insert("summary".into(), Json::String(d.summary.clone()));
+    if !d.path.is_empty() {
+        out.insert("path".into(), Json::String(d.path.clone()));
+    }
+    if let Some((env, span)) = &d.subject {
+        out.insert("range".into(), range(env, span));
+    }
+    Json::Object(out)
+}
+
+/// A diagnostics list.
+pub fn diagnostics(ds: &[Diagnostic]) -> Json {
+    Json::Array(ds.iter().map(diagnostic).collect())
+}
+
+/// One step of a property path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses a property path as ESC writes them: `a.b[0]`, `a["key.with.dots"]`, `["x"].y`.
+pub fn parse_path(path: &str) -> Result<Vec<Step>, String> {
+    let bad = |why: &str| format!("invalid property path {path:?}: {why}");
+    let mut steps = Vec::new();
+    let b = path.as_bytes();
+    let mut i = 0;
+    let mut expect_key = true;
+    while i < b.len() {
+        match b[i] {
+            b'[' => {
+                let close = path[i..].find(']').map(|j| i + j).ok_or_else(|| bad("unclosed '['"))?;
+                let inner = &path[i + 1..close];
+                if let Some(quoted) = inner.strip_prefix('"') {
+                    let key = quoted.strip_suffix('"').ok_or_else(|| bad("unterminated string key"))?;
+                    steps.push(Step::Key(key.to_owned()));
+                } else {
+                    let n = inner.parse::<usize>().map_err(|_| bad("an index must be a number"))?;
+                    steps.push(Step::Index(n));
+                }
+                i = close + 1;
+                expect_key = false;
+            }
+            b'.' => {
+                if expect_key {
+                    return Err(bad("empty key"));
+                }
+                i += 1;
+                expect_key = true;
+            }
+            _ => {
+                let end = path[i..].find(['.', '[']).map_or(b.len(), |j| i + j);
+                steps.push(Step::Key(path[i..end].to_owned()));
+                i = end;
+                expect_key = false;
+            }
+        }
+    }
+    if steps.is_empty() || expect_key && !path.is_empty() && path.ends_with('.') {
+        return Err(bad("empty path"));
+    }
+    Ok(steps)
+}
+
+/// Follows a property path through rendered `properties` (objects and arrays of `Value`s).
+pub fn lookup<'a>(properties: &'a Json, steps: &[Step]) -> Option<&'a Json> {
+    let (first, rest) = steps.split_first()?;
+    let Step::Key(k) = first else { return None };
+    let mut cur = properties.get(k)?;
+    for step in rest {
+        let inner = cur.get("value")?;
+        cur = match step {
+            Step::Key(k) => inner.as_object()?.get(k)?,
+            Step::Index(n) => inner.as_array()?.get(*n)?,
+        };
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse() {
+        assert_eq!(
+            parse_path("a.b[2]").unwrap(),
+            vec![Step::Key("a".into()), Step::Key("b".into()), Step::Index(2)]
+        );
+        assert_eq!(
+            parse_path(r#"["x.y"].z"#).unwrap(),
+            vec![Step::Key("x.y".into()), Step::Key("z".into())]
+        );
+        for bad in ["", "a..b", "a[", "a[x]", "a.", r#"["x]"#] {
+            assert!(parse_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lookup_walks_values() {
+        let props = json!({"a": {"value": {"b": {"value": [{"value": 1, "trace": {}}, {"value": null, "trace": {}}], "trace": {}}}, "trace": {}}});
+        let got = lookup(&props, &parse_path("a.b[1]").unwrap()).unwrap();
+        assert_eq!(got, &json!({"value": null, "trace": {}}));
+        assert!(lookup(&props, &parse_path("a.c").unwrap()).is_none());
+        assert!(lookup(&props, &parse_path("a.b[5]").unwrap()).is_none());
+    }
+
+    #[test]
+    fn null_values_are_explicit() {
+        let v = Value::object(BTreeMap::from([("n".to_owned(), Value::null())]));
+        let j = value(&v);
+        assert!(j["value"]["n"].as_object().unwrap().contains_key("value"));
+        assert_eq!(j["value"]["n"]["value"], Json::Null);
+    }
+}

@@ -1,0 +1,547 @@
+//! Environment records: environments, their immutable revisions, revision tags, key/value tags and open sessions.
+//!
+//! Writes are optimistic: a new revision is `head + 1`, taken by one conditional `UPDATE … RETURNING head`, so two
+//! writers never both get the same revision and a writer holding a stale head gets nothing (the caller answers 409).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::sql::SqlStore;
+use super::{Inserted, StoreResult};
+
+/// An environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRecord {
+    /// Immutable id (UUID text): names the DEK scope and binds the secrets' associated data.
+    pub id: String,
+    pub org_id: String,
+    pub project: String,
+    pub name: String,
+    /// The latest revision.
+    pub head: i64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}
+
+/// A revision withdrawn from use: reads of it answer with `replacement` instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retraction {
+    pub at_ms: i64,
+    pub by: String,
+    pub reason: String,
+    pub replacement: i64,
+}
+
+/// One immutable revision. `yaml` is empty in listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRecord {
+    pub revision: i64,
+    pub yaml: String,
+    pub created_ms: i64,
+    pub creator: String,
+    pub retracted: Option<Retraction>,
+}
+
+/// A named pointer at a revision (`stable`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionTagRecord {
+    pub name: String,
+    pub revision: i64,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub editor: String,
+}
+
+/// A key/value tag on an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvTagRecord {
+    pub name: String,
+    pub value: String,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub editor: String,
+}
+
+/// An open session: the evaluated environment, sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub env_id: String,
+    pub org_id: String,
+    /// Envelope v1 under the environment's DEK.
+    pub sealed: Vec<u8>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("env_id", &self.env_id)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The new revision.
+    Revision(i64),
+    /// The expected head was stale (or the environment is gone).
+    Stale,
+}
+
+/// The environment queries.
+#[async_trait::async_trait]
+pub trait EnvStore: Send + Sync {
+    /// Creates an environment with revision 1 holding `yaml`. `AlreadyExists` when the name is taken.
+    async fn create_env(&self, env: &EnvRecord, yaml: &str, creator: &str) -> StoreResult<Inserted>;
+    async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>>;
+    /// Environments ordered by org name, project, name, after the given `(org name, project, name)`; with each its
+    /// org's name.
+    async fn list_envs(
+        &self,
+        org_id: Option<&str>,
+        after: Option<(&str, &str, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, EnvRecord)>>;
+    /// Appends a revision, if `expected_head` (when given) is still the head.
+    async fn write_revision(
+        &self,
+        env_id: &str,
+        expected_head: Option<i64>,
+        yaml: &str,
+        creator: &str,
+        now_ms: i64,
+    ) -> StoreResult<Written>;
+    async fn revision(&self, env_id: &str, revision: i64) -> StoreResult<Option<RevisionRecord>>;
+    /// Revisions newest first, at or below `before`, without their YAML.
+    async fn revisions(&self, env_id: &str, before: i64, limit: i64) -> StoreResult<Vec<RevisionRecord>>;
+    /// Retracts a revision (not the head); false when it does not exist or is already retracted.
+    async fn retract_revision(&self, env_id: &str, revision: i64, retraction: &Retraction) -> StoreResult<bool>;
+    /// Deletes the environment with its revisions, tags and sessions.
+    async fn delete_env(&self, env_id: &str) -> StoreResult<bool>;
+
+    async fn revision_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<RevisionTagRecord>>;
+    async fn revision_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<RevisionTagRecord>>;
+    /// Creates (`create`) or moves (`!create`) a revision tag; false when it already exists / does not exist.
+    async fn put_revision_tag(&self, env_id: &str, tag: &RevisionTagRecord, create: bool) -> StoreResult<bool>;
+    async fn delete_revision_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
+
+    async fn env_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<EnvTagRecord>>;
+    async fn env_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<EnvTagRecord>>;
+    /// Creates a tag; false when the name is taken.
+    async fn create_env_tag(&self, env_id: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
+    /// Renames and/or changes a tag; false when `name` does not exist or `tag.name` is taken.
+    async fn update_env_tag(&self, env_id: &str, name: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
+    async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
+
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()>;
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Deletes sessions that expired at or before `now_ms`; how many.
+    async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64>;
+}
+
+fn env_from_row(row: &AnyRow) -> StoreResult<EnvRecord> {
+    Ok(EnvRecord {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        project: row.try_get("project")?,
+        name: row.try_get("name")?,
+        head: row.try_get("head")?,
+        created_ms: row.try_get("created_ms")?,
+        modified_ms: row.try_get("modified_ms")?,
+    })
+}
+
+fn revision_from_row(row: &AnyRow, with_yaml: bool) -> StoreResult<RevisionRecord> {
+    let retracted = match row.try_get::<Option<i64>, _>("retracted_ms")? {
+        Some(at_ms) => Some(Retraction {
+            at_ms,
+            by: row.try_get::<Option<String>, _>("retracted_by")?.unwrap_or_default(),
+            reason: row
+                .try_get::<Option<String>, _>("retraction_reason")?
+                .unwrap_or_default(),
+            replacement: row.try_get::<Option<i64>, _>("replacement")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(RevisionRecord {
+        revision: row.try_get("revision")?,
+        yaml: if with_yaml { row.try_get("yaml")? } else { String::new() },
+        created_ms: row.try_get("created_ms")?,
+        creator: row.try_get("creator")?,
+        retracted,
+    })
+}
+
+fn rev_tag_from_row(row: &AnyRow) -> StoreResult<RevisionTagRecord> {
+    Ok(RevisionTagRecord {
+        name: row.try_get("name")?,
+        revision: row.try_get("revision")?,
+        created_ms: row.try_get("created_ms")?,
+        modified_ms: row.try_get("modified_ms")?,
+        editor: row.try_get("editor")?,
+    })
+}
+
+fn env_tag_from_row(row: &AnyRow) -> StoreResult<EnvTagRecord> {
+    Ok(EnvTagRecord {
+        name: row.try_get("name")?,
+        value: row.try_get("value")?,
+        created_ms: row.try_get("created_ms")?,
+        modified_ms: row.try_get("modified_ms")?,
+        editor: row.try_get("editor")?,
+    })
+}
+
+const ENV_COLUMNS: &str = "e.id, e.org_id, e.project, e.name, e.head, e.created_ms, e.modified_ms";
+const REVISION_COLUMNS: &str =
+    "revision, created_ms, creator, retracted_ms, retracted_by, retraction_reason, replacement";
+
+#[async_trait::async_trait]
+impl EnvStore for SqlStore {
+    async fn create_env(&self, env: &EnvRecord, yaml: &str, creator: &str) -> StoreResult<Inserted> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO environments (id, org_id, project, name, head, created_ms, modified_ms) \
+             VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (org_id, project, name) DO NOTHING",
+        )
+        .bind(&env.id)
+        .bind(&env.org_id)
+        .bind(&env.project)
+        .bind(&env.name)
+        .bind(env.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(Inserted::AlreadyExists);
+        }
+        sqlx::query(
+            "INSERT INTO env_revisions (env_id, revision, yaml, created_ms, creator) VALUES ($1, 1, $2, $3, $4)",
+        )
+        .bind(&env.id)
+        .bind(yaml)
+        .bind(env.created_ms)
+        .bind(creator)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::New)
+    }
+
+    async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
+        ))
+        .bind(org_id)
+        .bind(project)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(env_from_row).transpose()
+    }
+
+    async fn list_envs(
+        &self,
+        org_id: Option<&str>,
+        after: Option<(&str, &str, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, EnvRecord)>> {
+        let (o, p, n) = after.unwrap_or(("", "", ""));
+        let rows = sqlx::query(&format!(
+            "SELECT o.name AS org_name, {ENV_COLUMNS} FROM environments e JOIN orgs o ON o.id = e.org_id \
+             WHERE ($1 = '' OR e.org_id = $1) AND (o.name > $2 OR (o.name = $2 AND (e.project > $3 OR \
+             (e.project = $3 AND e.name > $4)))) ORDER BY o.name, e.project, e.name LIMIT $5"
+        ))
+        .bind(org_id.unwrap_or(""))
+        .bind(o)
+        .bind(p)
+        .bind(n)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("org_name")?, env_from_row(r)?)))
+            .collect()
+    }
+
+    async fn write_revision(
+        &self,
+        env_id: &str,
+        expected_head: Option<i64>,
+        yaml: &str,
+        creator: &str,
+        now_ms: i64,
+    ) -> StoreResult<Written> {
+        let mut tx = self.pool().begin().await?;
+        // One conditional statement takes the next revision: concurrent writers serialise on the row, and a
+        // stale `expected_head` matches nothing.
+        let row = sqlx::query(
+            "UPDATE environments SET head = head + 1, modified_ms = $2 WHERE id = $1 AND ($3 < 0 OR head = $3) \
+             RETURNING head",
+        )
+        .bind(env_id)
+        .bind(now_ms)
+        .bind(expected_head.unwrap_or(-1))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Written::Stale);
+        };
+        let head: i64 = row.try_get("head")?;
+        sqlx::query(
+            "INSERT INTO env_revisions (env_id, revision, yaml, created_ms, creator) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(env_id)
+        .bind(head)
+        .bind(yaml)
+        .bind(now_ms)
+        .bind(creator)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Written::Revision(head))
+    }
+
+    async fn revision(&self, env_id: &str, revision: i64) -> StoreResult<Option<RevisionRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT yaml, {REVISION_COLUMNS} FROM env_revisions WHERE env_id = $1 AND revision = $2"
+        ))
+        .bind(env_id)
+        .bind(revision)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(|r| revision_from_row(r, true)).transpose()
+    }
+
+    async fn revisions(&self, env_id: &str, before: i64, limit: i64) -> StoreResult<Vec<RevisionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVISION_COLUMNS} FROM env_revisions WHERE env_id = $1 AND revision <= $2 \
+             ORDER BY revision DESC LIMIT $3"
+        ))
+        .bind(env_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| revision_from_row(r, false)).collect()
+    }
+
+    async fn retract_revision(&self, env_id: &str, revision: i64, r: &Retraction) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE env_revisions SET retracted_ms = $3, retracted_by = $4, retraction_reason = $5, replacement = $6 \
+             WHERE env_id = $1 AND revision = $2 AND retracted_ms IS NULL",
+        )
+        .bind(env_id)
+        .bind(revision)
+        .bind(r.at_ms)
+        .bind(&r.by)
+        .bind(&r.reason)
+        .bind(r.replacement)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_env(&self, env_id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        for table in ["open_sessions", "env_tags", "env_revision_tags", "env_revisions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE env_id = $1"))
+                .bind(env_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM environments WHERE id = $1")
+            .bind(env_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revision_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<RevisionTagRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, revision, created_ms, modified_ms, editor FROM env_revision_tags \
+             WHERE env_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(env_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(rev_tag_from_row).collect()
+    }
+
+    async fn revision_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<RevisionTagRecord>> {
+        let row = sqlx::query(
+            "SELECT name, revision, created_ms, modified_ms, editor FROM env_revision_tags \
+             WHERE env_id = $1 AND name = $2",
+        )
+        .bind(env_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(rev_tag_from_row).transpose()
+    }
+
+    async fn put_revision_tag(&self, env_id: &str, t: &RevisionTagRecord, create: bool) -> StoreResult<bool> {
+        let done = if create {
+            sqlx::query(
+                "INSERT INTO env_revision_tags (env_id, name, revision, created_ms, modified_ms, editor) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (env_id, name) DO NOTHING",
+            )
+            .bind(env_id)
+            .bind(&t.name)
+            .bind(t.revision)
+            .bind(t.created_ms)
+            .bind(t.modified_ms)
+            .bind(&t.editor)
+            .execute(self.pool())
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE env_revision_tags SET revision = $3, modified_ms = $4, editor = $5 \
+                 WHERE env_id = $1 AND name = $2",
+            )
+            .bind(env_id)
+            .bind(&t.name)
+            .bind(t.revision)
+            .bind(t.modified_ms)
+            .bind(&t.editor)
+            .execute(self.pool())
+            .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_revision_tag(&self, env_id: &str, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM env_revision_tags WHERE env_id = $1 AND name = $2")
+            .bind(env_id)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn env_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<EnvTagRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, value, created_ms, modified_ms, editor FROM env_tags \
+             WHERE env_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(env_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(env_tag_from_row).collect()
+    }
+
+    async fn env_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<EnvTagRecord>> {
+        let row = sqlx::query(
+            "SELECT name, value, created_ms, modified_ms, editor FROM env_tags WHERE env_id = $1 AND name = $2",
+        )
+        .bind(env_id)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(env_tag_from_row).transpose()
+    }
+
+    async fn create_env_tag(&self, env_id: &str, t: &EnvTagRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO env_tags (env_id, name, value, created_ms, modified_ms, editor) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (env_id, name) DO NOTHING",
+        )
+        .bind(env_id)
+        .bind(&t.name)
+        .bind(&t.value)
+        .bind(t.created_ms)
+        .bind(t.modified_ms)
+        .bind(&t.editor)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_env_tag(&self, env_id: &str, name: &str, t: &EnvTagRecord) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
+        if t.name != name {
+            let taken = sqlx::query("SELECT 1 AS one FROM env_tags WHERE env_id = $1 AND name = $2")
+                .bind(env_id)
+                .bind(&t.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_some() {
+                return Ok(false);
+            }
+        }
+        let done = sqlx::query(
+            "UPDATE env_tags SET name = $3, value = $4, modified_ms = $5, editor = $6 WHERE env_id = $1 AND name = $2",
+        )
+        .bind(env_id)
+        .bind(name)
+        .bind(&t.name)
+        .bind(&t.value)
+        .bind(t.modified_ms)
+        .bind(&t.editor)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM env_tags WHERE env_id = $1 AND name = $2")
+            .bind(env_id)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO open_sessions (id, env_id, org_id, sealed, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.id)
+        .bind(&s.env_id)
+        .bind(&s.org_id)
+        .bind(&s.sealed)
+        .bind(s.created_ms)
+        .bind(s.expires_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let row =
+            sqlx::query("SELECT id, env_id, org_id, sealed, created_ms, expires_ms FROM open_sessions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                id: r.try_get("id")?,
+                env_id: r.try_get("env_id")?,
+                org_id: r.try_get("org_id")?,
+                sealed: r.try_get("sealed")?,
+                created_ms: r.try_get("created_ms")?,
+                expires_ms: r.try_get("expires_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM open_sessions WHERE expires_ms <= $1")
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
