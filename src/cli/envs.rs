@@ -27,6 +27,33 @@ use crate::core::env::project;
 use crate::core::env::value::{Repr, Value};
 use crate::core::keys::Name;
 
+/// Writes to standard output. A closed pipe (`sesame env ls | head`) ends the process quietly with 141, as a process
+/// killed by SIGPIPE would; any other write error ends it with 1.
+fn emit(args: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! say {
+    ($($t:tt)*) => {
+        emit(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!` through [`emit`].
+macro_rules! say_raw {
+    ($($t:tt)*) => {
+        emit(format_args!($($t)*))
+    };
+}
+
 /// The org of names without one, when neither `--org`, `SESAME_ORG` nor the credentials file names one.
 pub const DEFAULT_ORG: &str = "default";
 /// The project of names without one (ESC's convention for a bare environment name).
@@ -650,13 +677,13 @@ pub async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             Some(409) => e.context(format!("environment {env} exists already")),
             _ => e.context(format!("creating environment {env}")),
         })?;
-    println!("Created {env}.");
+    say!("Created {env}.");
     if let Some(yaml) = initial {
         let file = args.file.as_deref().unwrap_or("-");
         match s.patch(&env, &yaml, None).await {
             Ok(answer) => {
                 print_write_diagnostics(file, &env, &answer);
-                println!("{}", saved_message(&env, &answer));
+                say!("{}", saved_message(&env, &answer));
             }
             Err(e) => {
                 if let Some(diags) = diagnostics_of(&e) {
@@ -701,11 +728,11 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
         all.retain(|e| field(e, "project") == *p);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&all).context("printing JSON")?);
+        say!("{}", serde_json::to_string_pretty(&all).context("printing JSON")?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("No environments in {org}.");
+        say!("No environments in {org}.");
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = all
@@ -735,12 +762,12 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     };
     match (&args.value, args.format) {
         (None, DefinitionFormat::Yaml) => {
-            print!("{yaml}");
+            say_raw!("{yaml}");
             if !yaml.is_empty() && !yaml.ends_with('\n') {
-                println!();
+                say_raw!("\n");
             }
         }
-        (None, DefinitionFormat::Json) => println!("{}", serde_json::to_string_pretty(&yaml_to_json(&yaml)?)?),
+        (None, DefinitionFormat::Json) => say!("{}", serde_json::to_string_pretty(&yaml_to_json(&yaml)?)?),
         (Some(path), format) => {
             let path: PropertyPath = path.parse()?;
             let mut full = vec![Seg::Key("values".into())];
@@ -750,8 +777,8 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                 bail!("{env} defines no value at {path}");
             };
             match format {
-                DefinitionFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
-                DefinitionFormat::Yaml => print!("{}", project::to_yaml(value)),
+                DefinitionFormat::Json => say!("{}", serde_json::to_string_pretty(value)?),
+                DefinitionFormat::Yaml => say_raw!("{}", project::to_yaml(value)),
             }
         }
     }
@@ -797,6 +824,7 @@ pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
     let path = file.path().to_owned();
     let shown = path.display().to_string();
     let mut given = original.clone();
+    let mut refused: Option<anyhow::Error> = None;
     loop {
         std::fs::write(&path, given.as_bytes()).with_context(|| format!("writing {shown}"))?;
         run_editor(&path)?;
@@ -804,15 +832,18 @@ pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
             zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| format!("reading {shown}"))?);
         if *edited == *given {
             if *given == *original {
-                println!("No changes; {env} was left as it was.");
+                say!("No changes; {env} was left as it was.");
                 return Ok(ExitCode::SUCCESS);
             }
-            bail!("the definition still has the errors above; nothing was saved");
+            return Err(match refused.take() {
+                Some(e) => e.context("the definition still has the errors above; nothing was saved"),
+                None => anyhow::anyhow!("the definition still has the errors above; nothing was saved"),
+            });
         }
         match s.patch(&env, &edited, current.etag.as_deref()).await {
             Ok(answer) => {
                 print_write_diagnostics(&shown, &env, &answer);
-                println!("{}", saved_message(&env, &answer));
+                say!("{}", saved_message(&env, &answer));
                 return Ok(ExitCode::SUCCESS);
             }
             Err(e) if status_of(&e) == Some(400) => {
@@ -829,12 +860,12 @@ pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
                         .context("reading the terminal")?;
                 }
                 given = edited;
+                refused = Some(e);
             }
             Err(e) if status_of(&e) == Some(409) => {
                 let (_, kept) = file.keep().context("keeping the edited file")?;
                 return Err(e.context(format!(
-                    "{env} was changed by someone else while you edited it, so nothing was saved; your text is in {} \
-                     (delete it when done)",
+                    "nothing was saved; your text is in {} (delete it when done)",
                     kept.display()
                 )));
             }
@@ -896,7 +927,7 @@ pub async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("setting {path}"))?;
     print_write_diagnostics(&env.to_string(), &env, &answer);
-    println!("{}", saved_message(&env, &answer));
+    say!("{}", saved_message(&env, &answer));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -912,7 +943,7 @@ pub async fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
         let answer = update(&s, &env, |yaml| definition::remove(yaml, &full))
             .await
             .with_context(|| format!("removing {path}"))?;
-        println!("{}", saved_message(&env, &answer));
+        say!("{}", saved_message(&env, &answer));
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes {
@@ -934,7 +965,7 @@ pub async fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
     }
     let url = s.url(&env, &[], &[])?;
     s.call(Method::DELETE, url).await.map_err(|e| about(e, &env))?;
-    println!("Deleted {env}.");
+    say!("Deleted {env}.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -960,9 +991,9 @@ pub async fn open(args: OpenArgs) -> anyhow::Result<ExitCode> {
         }
     };
     match args.format {
-        OpenFormat::Json => println!("{}", serde_json::to_string_pretty(&value.to_json(false))?),
-        OpenFormat::Yaml => print!("{}", project::to_yaml(&value.to_json(false))),
-        OpenFormat::String => println!("{}", value.to_text()),
+        OpenFormat::Json => say!("{}", serde_json::to_string_pretty(&value.to_json(false))?),
+        OpenFormat::Yaml => say_raw!("{}", project::to_yaml(&value.to_json(false))),
+        OpenFormat::String => say!("{}", value.to_text()),
         OpenFormat::Dotenv | OpenFormat::Shell => {
             let (vars, bad) = project::environment_variables(&props, true);
             for b in bad {
@@ -970,8 +1001,8 @@ pub async fn open(args: OpenArgs) -> anyhow::Result<ExitCode> {
             }
             for v in vars {
                 match (&v.value, args.format) {
-                    (Some(val), OpenFormat::Shell) => println!("export {}={}", v.name, project::shell_quote(val)),
-                    (Some(val), _) => println!("{}={}", v.name, project::dotenv_quote(val)),
+                    (Some(val), OpenFormat::Shell) => say!("export {}={}", v.name, project::shell_quote(val)),
+                    (Some(val), _) => say!("{}={}", v.name, project::dotenv_quote(val)),
                     (None, _) => eprintln!("note: {} withheld: {}", v.name, v.why_withheld.unwrap_or("withheld")),
                 }
             }
@@ -1110,7 +1141,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
             env.no_version("version ls")?;
             let revisions = s.revisions(&env).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&revisions)?);
+                say!("{}", serde_json::to_string_pretty(&revisions)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let text = |r: &Json, k: &str| r.get(k).and_then(Json::as_str).unwrap_or("").to_owned();
@@ -1159,7 +1190,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
             let body = serde_json::json!({"name": tag, "revision": number});
             let created = s.client.execute(s.client.request(Method::POST, url).json(&body)).await;
             match created {
-                Ok(_) => println!("Tagged revision {number} of {env} as {tag}."),
+                Ok(_) => say!("Tagged revision {number} of {env} as {tag}."),
                 Err(e) if status_of(&e) == Some(409) => {
                     let url = s.url(&env, &["versions", "tags", &tag], &[])?;
                     let body = serde_json::json!({"revision": number});
@@ -1168,7 +1199,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
                         .await
                         .map_err(|e| about(e, &env))
                         .with_context(|| format!("moving the tag {tag}"))?;
-                    println!("Moved the tag {tag} of {env} to revision {number}.");
+                    say!("Moved the tag {tag} of {env} to revision {number}.");
                 }
                 Err(e) => return Err(about(e, &env).context(format!("creating the tag {tag}"))),
             }
@@ -1183,7 +1214,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
             let old = s.definition(&env.at(Some(revision.clone()))).await?;
             let current = s.definition(&env).await?;
             if old.yaml == current.yaml {
-                println!("The latest definition of {env} is already that of {revision}; nothing to do.");
+                say!("The latest definition of {env} is already that of {revision}; nothing to do.");
                 return Ok(ExitCode::SUCCESS);
             }
             let answer = s
@@ -1191,8 +1222,8 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("restoring revision {revision}"))?;
             match answer.revision {
-                Some(r) => println!("Restored revision {revision} of {env} as revision {r}."),
-                None => println!("Restored revision {revision} of {env}."),
+                Some(r) => say!("Restored revision {revision} of {env} as revision {r}."),
+                None => say!("Restored revision {revision} of {env}."),
             }
         }
     }
@@ -1228,7 +1259,7 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
         None => (String::new(), "/dev/null".to_owned()),
     };
     let right = s.definition(&b).await?.yaml;
-    print!("{}", unified_diff(&left, &right, &left_label, &b.to_string()));
+    say_raw!("{}", unified_diff(&left, &right, &left_label, &b.to_string()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1263,7 +1294,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[n]));
             }
         }
-        println!("{}", out.trim_end());
+        say!("{}", out.trim_end());
     };
     line(header.to_vec());
     for row in rows {

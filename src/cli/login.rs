@@ -15,7 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::client::{Client, DEFAULT_URL};
+use super::client::{Client, DEFAULT_URL, ServerRefused};
 use crate::core::tokens::AccessToken;
 
 /// The credentials file's name inside the config folder.
@@ -225,10 +225,23 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     };
     let token = read_token(&args)?;
     let client = Client::with_token(&url, token.clone(), args.insecure)?;
-    let user: User = client
-        .get("api/user")
-        .await
-        .with_context(|| format!("checking the token with {url}"))?;
+    let user = match client.get::<User>("api/user").await {
+        Ok(user) => Some(user),
+        // A server without `/api/user`: the token is checked by listing environments, which needs it too.
+        Err(e) if e.downcast_ref::<ServerRefused>().is_some_and(|r| r.status == 404) => {
+            client
+                .get::<serde_json::Value>("api/esc/environments")
+                .await
+                .with_context(|| format!("checking the token with {url}"))?;
+            None
+        }
+        Err(e) => return Err(e.context(format!("checking the token with {url}"))),
+    };
+    let user = user.unwrap_or(User {
+        github_login: String::new(),
+        name: String::new(),
+        organizations: Vec::new(),
+    });
     let org = args
         .org
         .clone()
@@ -239,7 +252,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         org: org.clone(),
     })?;
     let who = match (user.github_login.as_str(), user.name.as_str()) {
-        ("", "") => "an unnamed user".to_owned(),
+        ("", "") => "the token's user".to_owned(),
         (login, "") | ("", login) => login.to_owned(),
         (login, name) if login == name => login.to_owned(),
         (login, name) => format!("{login} ({name})"),
