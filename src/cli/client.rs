@@ -116,7 +116,10 @@ impl Client {
     /// Builds a client from the flags, falling back to the credentials file, and refusing plain HTTP off loopback
     /// unless `--insecure`.
     pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
-        let saved = super::login::load()?;
+        // The credentials file is read only when a flag is missing, so a broken or unreadable one (or no HOME)
+        // does not stand in the way of explicit flags.
+        let needs_saved = args.url.is_none() || (args.token.is_none() && args.token_file.is_none());
+        let saved = if needs_saved { super::login::load()? } else { None };
         let url = match (&args.url, &saved) {
             (Some(u), _) => u.clone(),
             (None, Some(c)) => c.url.clone(),

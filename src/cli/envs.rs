@@ -804,6 +804,24 @@ fn run_editor(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks on the terminal whether to edit again: Enter says yes; Ctrl-C or the end of input says no. The line is
+/// read on a thread of its own, which is left behind if Ctrl-C comes first.
+async fn again(sigint: &mut tokio::signal::unix::Signal) -> bool {
+    use futures::FutureExt;
+    // A Ctrl-C meant for the editor is not an answer.
+    while sigint.recv().now_or_never().is_some() {}
+    eprint!("The server refused the definition. Press Enter to edit it again (Ctrl-C gives up): ");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(std::io::stdin().lock().read_line(&mut line));
+    });
+    tokio::select! {
+        _ = sigint.recv() => false,
+        read = rx => matches!(read, Ok(Ok(n)) if n > 0),
+    }
+}
+
 /// Runs `env edit`.
 pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
     let s = Session::new(&args.remote)?;
@@ -823,6 +841,10 @@ pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
         .context("creating a temporary file to edit")?;
     let path = file.path().to_owned();
     let shown = path.display().to_string();
+    // Ctrl-C belongs to the editor while it runs: this process stays alive through it, so the file (which may hold
+    // secrets in plaintext) is always removed.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("setting up the interrupt handler")?;
     let mut given = original.clone();
     let mut refused: Option<anyhow::Error> = None;
     loop {
@@ -851,13 +873,9 @@ pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
                     Some(diags) => print_diagnostics(&shown, &env, diags),
                     None => eprintln!("error: {e:#}"),
                 }
-                if std::io::stdin().is_terminal() {
-                    eprint!("The server refused the definition. Press Enter to edit it again (Ctrl-C gives up): ");
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_line(&mut line)
-                        .context("reading the terminal")?;
+                if std::io::stdin().is_terminal() && !again(&mut sigint).await {
+                    eprintln!();
+                    return Err(e.context("given up; nothing was saved"));
                 }
                 given = edited;
                 refused = Some(e);
