@@ -63,6 +63,17 @@ impl AppState {
         let org = self.org_by_name(name).await?.ok_or_else(|| org_not_found(name))?;
         let access = self.access(p, &org).await?;
         if !access.sees_org() {
+            // Recorded on the org's own chain: its admins see who probed it.
+            self.audit(
+                Some(p),
+                "",
+                Some(&org.id),
+                "access.denied",
+                &org.name,
+                "denied",
+                "caller has no role in this org".into(),
+            )
+            .await?;
             return Err(org_not_found(name));
         }
         Ok((org, access))

@@ -58,12 +58,6 @@ impl Principal {
             expires_ms: r.token.expires_ms,
         }
     }
-
-    /// Whether the caller may use the org with this id. Until roles arrive, an instance administrator may use every
-    /// org and an org's own tokens may use that org.
-    pub fn may_use_org(&self, org_id: &str) -> bool {
-        self.instance_admin || self.org_id.as_deref() == Some(org_id)
-    }
 }
 
 /// The presented token, if the header has one of the accepted forms.

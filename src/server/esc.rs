@@ -499,6 +499,67 @@ pub async fn delete(
 }
 
 #[derive(Deserialize)]
+pub struct RenameBody {
+    project: String,
+    name: String,
+}
+
+/// `POST …/rename` with `{"project", "name"}` (a Sesame addition; admins): the environment keeps its id, so its
+/// sealed secrets, revisions, tags and open sessions keep working. Grants name environments by name, so the roles
+/// that apply may change: that is why it needs the admin role on both names.
+pub async fn rename(
+    State(app): State<Arc<AppState>>,
+    Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
+    Path((org, project, env)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<RenameBody>,
+) -> Result<Response, ApiError> {
+    let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
+    parse_name("project", &body.project)?;
+    parse_name("environment", &body.name)?;
+    if matches!(body.name.as_str(), "yaml" | "open") {
+        return Err(ApiError::bad_request(format!(
+            "'{}' is a reserved environment name",
+            body.name
+        )));
+    }
+    app.authorize(
+        &p,
+        &source,
+        &t.org,
+        &t.access,
+        Some(&body.project),
+        Some(&body.name),
+        Action::Delete,
+        || env_not_found(&body.project, &body.name),
+    )
+    .await?;
+    if !app
+        .store
+        .rename_env(&t.env.id, &body.project, &body.name, now_ms())
+        .await
+        .map_err(internal)?
+    {
+        return Err(ApiError::conflict(format!(
+            "environment '{}/{}' already exists",
+            body.project, body.name
+        )));
+    }
+    let detail = format!("to {}/{}", body.project, body.name);
+    app.audit(
+        Some(&p),
+        &source,
+        Some(&t.org.id),
+        "env.rename",
+        &target_name(&t),
+        "ok",
+        detail,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloneBody {
     project: String,

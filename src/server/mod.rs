@@ -253,6 +253,26 @@ pub enum ServeError {
     },
 }
 
+/// How often expired open sessions are deleted (reads refuse them at once in any case).
+const SESSION_PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes expired open sessions periodically, for as long as the state lives.
+fn spawn_session_purger(state: &Arc<AppState>) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SESSION_PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { return };
+            match state.store.purge_sessions(crate::keyring::now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sessions = n, "purged expired open sessions"),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired open sessions"),
+            }
+        }
+    });
+}
+
 /// Builds the router over `state`.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let stacks = Router::new()
@@ -298,6 +318,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route(&format!("{env}/decrypt"), get(esc::decrypt))
         .route(&format!("{env}/clone"), post(esc::clone))
+        .route(&format!("{env}/rename"), post(esc::rename))
         .route(&format!("{env}/open"), post(esc::open))
         .route(&format!("{env}/open/{{id}}"), get(esc::read_open))
         .route(&format!("{env}/open//{{id}}"), get(esc::read_open))
@@ -427,6 +448,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
             migrations::spawn_run(&state, m.id);
         }
     }
+    spawn_session_purger(&state);
     let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,

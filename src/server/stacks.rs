@@ -43,13 +43,20 @@ async fn resolve(
     let stack: Name = stack
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid stack name: {e}")))?;
-    // Unknown orgs and orgs the caller may not use get the same answer, so existence does not leak.
-    let not_found = || ApiError::not_found(format!("organization '{org}' not found"));
-    let org = app.org_by_name(&org).await?.ok_or_else(not_found)?;
-    if !principal.may_use_org(&org.id) {
-        tracing::info!(token_id = %principal.token_id, org_id = %org.id, "access denied");
-        return Err(not_found());
-    }
+    // Unknown orgs and orgs the caller may not see get the same answer, so existence does not leak. Stack secrets
+    // are the stack's project's secrets: using them (either way) needs the opener role on the project.
+    let (org, access) = app.org_access(principal, &org).await?;
+    app.authorize(
+        principal,
+        "",
+        &org,
+        &access,
+        Some(project.as_str()),
+        None,
+        crate::core::authz::Action::Open,
+        || super::access::org_not_found(&org.name),
+    )
+    .await?;
     Ok(StackTarget {
         aad: stack_secret_aad(&org.id, &project, &stack),
         scope: Scope::Stack {

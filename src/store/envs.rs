@@ -121,6 +121,9 @@ pub trait EnvStore: Send + Sync {
     async fn revisions(&self, env_id: &str, before: i64, limit: i64) -> StoreResult<Vec<RevisionRecord>>;
     /// Retracts a revision (not the head); false when it does not exist or is already retracted.
     async fn retract_revision(&self, env_id: &str, revision: i64, retraction: &Retraction) -> StoreResult<bool>;
+    /// Renames (or moves to another project); false when the new name is taken. The id — and with it every
+    /// sealed secret — stays.
+    async fn rename_env(&self, env_id: &str, project: &str, name: &str, now_ms: i64) -> StoreResult<bool>;
     /// Deletes the environment with its revisions, tags and sessions.
     async fn delete_env(&self, env_id: &str) -> StoreResult<bool>;
 
@@ -344,6 +347,21 @@ impl EnvStore for SqlStore {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn rename_env(&self, env_id: &str, project: &str, name: &str, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE environments SET project = $2, name = $3, modified_ms = $4 WHERE id = $1")
+            .bind(env_id)
+            .bind(project)
+            .bind(name)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await;
+        match done {
+            Ok(d) => Ok(d.rows_affected() == 1),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn delete_env(&self, env_id: &str) -> StoreResult<bool> {

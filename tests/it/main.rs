@@ -7,6 +7,8 @@ mod cli;
 mod cli_env;
 mod crash;
 mod env_eval;
+mod esc;
+mod esc_authz;
 mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;

@@ -1,0 +1,229 @@
+//! Table-driven access test: every environments endpoint × every role (none, reader, opener, editor, admin) × a
+//! caller from another org. Allowed calls succeed; refused calls answer 403 when the caller can see the target and
+//! 404 otherwise — with exactly the body a missing target gets, so nothing leaks — and change nothing.
+
+use serde_json::json;
+
+use crate::esc::{Esc, Resp};
+use crate::support::{self, TestServer};
+
+const ROLES: [&str; 5] = ["none", "reader", "opener", "editor", "admin"];
+
+fn rank(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).expect("role")
+}
+
+/// (method, path under the environment, body, least role).
+fn endpoints() -> Vec<(&'static str, &'static str, Option<&'static str>, &'static str)> {
+    vec![
+        ("GET", "", None, "reader"),
+        ("HEAD", "", None, "reader"),
+        ("GET", "/versions", None, "reader"),
+        ("GET", "/versions/1", None, "reader"),
+        ("GET", "/versions/tags", None, "reader"),
+        ("GET", "/versions/tags/stable", None, "reader"),
+        ("GET", "/tags", None, "reader"),
+        ("GET", "/tags/k", None, "reader"),
+        ("POST", "/open", None, "opener"),
+        ("POST", "/versions/1/open", None, "opener"),
+        ("GET", "/decrypt", None, "editor"),
+        ("PATCH", "", Some("values:\n  changed: true\n"), "editor"),
+        ("POST", "/tags", Some(r#"{"name":"new","value":"v"}"#), "editor"),
+        ("DELETE", "/tags/k", None, "editor"),
+        (
+            "POST",
+            "/versions/tags",
+            Some(r#"{"name":"other","revision":1}"#),
+            "editor",
+        ),
+        ("PATCH", "/versions/tags/stable", Some(r#"{"revision":1}"#), "editor"),
+        ("POST", "/versions/1/retract", None, "editor"),
+        ("POST", "/clone", Some(r#"{"project":"p","name":"CLONE"}"#), "editor"),
+        ("DELETE", "", None, "admin"),
+    ]
+}
+
+/// Adds a member with an org-level role and returns their token.
+async fn member(s: &TestServer, org: &str, login: &str, role: &str) -> String {
+    let (status, body) = s
+        .post(
+            &format!("/api/sesame/v1/orgs/{org}/members"),
+            &json!({"login": login, "role": role}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "member add {login}: {status} {body}");
+    body["token"].as_str().expect("a new member's first token").to_owned()
+}
+
+async fn fresh_env(admin: &Esc<'_>, name: &str) {
+    assert_eq!(admin.create("acme", "p", name).await.status, 200);
+    let path = format!("/acme/p/{name}");
+    let r = admin
+        .patch(&path, "values:\n  a: 1\n  s:\n    fn::secret: topsecret\n")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin
+        .call(
+            "POST",
+            &format!("{path}/versions/tags"),
+            Some(r#"{"name":"stable","revision":2}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = admin
+        .call(
+            "POST",
+            &format!("{path}/tags"),
+            Some(r#"{"name":"k","value":"v"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+fn same_but_names(a: &Resp, b: &Resp, from: &str, to: &str) -> bool {
+    a.status == b.status && a.text.replace(from, to) == b.text
+}
+
+#[tokio::test]
+async fn every_endpoint_every_role_and_a_foreign_org() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let admin = Esc::admin(&s);
+    let (status, body) = s.post("/api/sesame/v1/orgs", &json!({"name": "other"})).await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let mut callers = Vec::new();
+    for role in ROLES {
+        callers.push((role, member(&s, "acme", &format!("u-{role}"), role).await));
+    }
+    let foreign = member(&s, "other", "outsider", "admin").await;
+
+    for (i, (method, suffix, body, least)) in endpoints().into_iter().enumerate() {
+        for (role, token) in &callers {
+            let name = format!("e{i}-{role}");
+            fresh_env(&admin, &name).await;
+            let c = Esc {
+                s: &s,
+                token: token.clone(),
+            };
+            let path = format!("/acme/p/{name}{suffix}");
+            let body = body.map(|b| b.replace("CLONE", &format!("c{i}-{role}")));
+            let before = admin
+                .call("GET", &format!("/acme/p/{name}/versions"), None, &[])
+                .await
+                .text;
+            let r = c.call(method, &path, body.as_deref(), &[]).await;
+            let what = format!("{method} {path} as {role}");
+            if rank(role) >= rank(least) {
+                assert!(r.status < 300, "{what}: expected success, got {} {}", r.status, r.text);
+                continue;
+            }
+            if rank(role) >= rank("reader") {
+                assert_eq!(r.status, 403, "{what}: {}", r.text);
+            } else {
+                assert_eq!(r.status, 404, "{what}: {}", r.text);
+                if method != "HEAD" {
+                    let missing = c
+                        .call(method, &format!("/acme/p/zz{name}{suffix}"), body.as_deref(), &[])
+                        .await;
+                    assert!(
+                        same_but_names(&r, &missing, &name, &format!("zz{name}")),
+                        "{what}: a hidden environment answers differently from a missing one: {} vs {}",
+                        r.text,
+                        missing.text
+                    );
+                }
+            }
+            assert!(!r.text.contains("topsecret"), "{what}: a secret leaked");
+            let after = admin
+                .call("GET", &format!("/acme/p/{name}/versions"), None, &[])
+                .await
+                .text;
+            assert_eq!(before, after, "{what}: a refused call changed the environment");
+            let tags = admin
+                .call("GET", &format!("/acme/p/{name}/tags"), None, &[])
+                .await
+                .json();
+            assert!(
+                tags["tags"].get("k").is_some() && tags["tags"].get("new").is_none(),
+                "{what}: tags changed"
+            );
+        }
+
+        // A caller from another org: 404 with the body of an org that does not exist at all.
+        let name = format!("e{i}-none");
+        let c = Esc {
+            s: &s,
+            token: foreign.clone(),
+        };
+        let r = c.call(method, &format!("/acme/p/{name}{suffix}"), body, &[]).await;
+        assert_eq!(r.status, 404, "{method} {suffix} from another org: {}", r.text);
+        if method != "HEAD" {
+            let missing = c.call(method, &format!("/nosuchorg/p/{name}{suffix}"), body, &[]).await;
+            assert!(
+                same_but_names(&r, &missing, "acme", "nosuchorg"),
+                "another org's environment answers differently from a missing org: {} vs {}",
+                r.text,
+                missing.text
+            );
+        }
+    }
+
+    // Org-level calls: listing shows only what the caller may read; creating needs editor on the project.
+    for (role, token) in &callers {
+        let c = Esc {
+            s: &s,
+            token: token.clone(),
+        };
+        let list = c.call("GET", "/acme", None, &[]).await;
+        let r = c.create("acme", "p", &format!("new-{role}")).await;
+        if rank(role) >= rank("reader") {
+            assert_eq!(list.status, 200, "{role}: {}", list.text);
+            assert!(!list.json()["environments"].as_array().unwrap().is_empty());
+        } else {
+            assert_eq!(list.status, 404, "{role}: {}", list.text);
+        }
+        let expected = match rank(role) {
+            r if r >= rank("editor") => 200,
+            r if r >= rank("reader") => 403,
+            _ => 404,
+        };
+        assert_eq!(r.status, expected, "create as {role}: {}", r.text);
+    }
+    let c = Esc {
+        s: &s,
+        token: foreign.clone(),
+    };
+    let r = c.call("GET", "", None, &[]).await;
+    assert_eq!(r.json()["environments"].as_array().map(Vec::len), Some(0), "{}", r.text);
+
+    // Project- and environment-level grants: the most specific wins.
+    let reader = &callers[rank("reader")].1;
+    let (status, body) = s
+        .post_as(
+            "/api/sesame/v1/orgs/acme/roles",
+            &json!({"subject": "user:u-reader", "project": "p", "environment": "e0-admin", "role": "editor"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let r = s
+        .http
+        .put(format!("{}/api/sesame/v1/orgs/acme/roles", s.base))
+        .header("Authorization", format!("token {}", s.token))
+        .json(&json!({"subject": "user:u-reader", "project": "p", "environment": "e0-admin", "role": "editor"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let c = Esc {
+        s: &s,
+        token: reader.clone(),
+    };
+    assert_eq!(c.call("GET", "/acme/p/e0-admin/decrypt", None, &[]).await.status, 200);
+    assert_eq!(c.call("GET", "/acme/p/e0-reader/decrypt", None, &[]).await.status, 403);
+    s.stop().await;
+}
