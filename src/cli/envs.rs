@@ -1326,6 +1326,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        crate::cli::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn names_take_defaults_and_versions() {
         let e = EnvRef::parse("web/prod", "acme").unwrap();
         assert_eq!(
