@@ -915,11 +915,12 @@ where
     F: Fn(&str) -> anyhow::Result<String>,
 {
     const ATTEMPTS: usize = 3;
-    for attempt in 1..=ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let current = s.definition(env).await?;
         let new = change(&current.yaml)?;
         match s.patch(env, &new, current.etag.as_deref()).await {
-            Err(e) if status_of(&e) == Some(409) && attempt < ATTEMPTS => continue,
+            Err(e) if status_of(&e) == Some(409) && attempt < ATTEMPTS => attempt += 1,
             Err(e) => {
                 if let Some(diags) = diagnostics_of(&e) {
                     print_diagnostics(&env.to_string(), env, diags);
@@ -929,7 +930,6 @@ where
             Ok(answer) => return Ok(answer),
         }
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Runs `env set`.

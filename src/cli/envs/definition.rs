@@ -159,8 +159,9 @@ pub fn set(src: &str, path: &[Seg], value: &Json) -> anyhow::Result<String> {
                     node = vn;
                 }
                 None => {
-                    let (first_key, _) = &pairs[0];
-                    let (last_key, last_value) = &pairs[pairs.len() - 1];
+                    let (Some((first_key, _)), Some((last_key, last_value))) = (pairs.first(), pairs.last()) else {
+                        return Err(t.unsupported(node.span.begin.byte));
+                    };
                     let indent = t.column(first_key.span.begin.byte);
                     let end = t.pair_owner(last_key, last_value)?.end;
                     let text = format!(
@@ -178,7 +179,10 @@ pub fn set(src: &str, path: &[Seg], value: &Json) -> anyhow::Result<String> {
                     node = item;
                 }
                 None if *i == items.len() => {
-                    let last = t.item_owner(&items[items.len() - 1])?;
+                    let Some(last) = items.last() else {
+                        return Err(t.unsupported(node.span.begin.byte));
+                    };
+                    let last = t.item_owner(last)?;
                     let text = format!(
                         "\n{}-{}",
                         " ".repeat(last.indent),
