@@ -127,8 +127,8 @@ async fn flow(s: &TestServer) {
     let c = Esc::admin(s);
     let base = "/acme/default/base";
     let app = "/acme/app/dev";
-    assert_eq!(c.create("acme", "default", "base").await.status, 200);
-    assert_eq!(c.create("acme", "app", "dev").await.status, 200);
+    assert_eq!(c.create("acme", "default", "base").await.status, 204);
+    assert_eq!(c.create("acme", "app", "dev").await.status, 204);
     let dup = c.create("acme", "app", "dev").await;
     assert_eq!(dup.status, 409, "{}", dup.text);
     assert_eq!(c.create("acme", "app", "bad/name").await.status, 400);
@@ -518,7 +518,7 @@ async fn environments_on_postgres() {
 
 async fn concurrent_writers(s: &TestServer) {
     let c = Esc::admin(s);
-    assert_eq!(c.create("acme", "race", "env").await.status, 200);
+    assert_eq!(c.create("acme", "race", "env").await.status, 204);
     let path = "/acme/race/env";
     let (_, start) = head(&c, path).await;
     let tasks: Vec<_> = (0..100)
