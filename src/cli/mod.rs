@@ -7,7 +7,9 @@
 pub mod audit;
 pub mod client;
 pub mod env;
+pub mod envs;
 pub mod kek;
+pub mod login;
 pub mod serve;
 pub mod stack;
 
@@ -44,11 +46,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the Sesame server.
     Serve(serve::ServeArgs),
+    /// Check an access token with a server and save both for the other commands.
+    #[command(
+        long_about = "Check an access token with a server and save both for the other commands.\n\n\
+The token comes from SESAME_TOKEN, else --token-file, else a prompt that does not echo (or one line of standard input \
+when it is not a terminal). It is checked with GET /api/user, then saved with the URL in \
+$SESAME_CONFIG_DIR/credentials.json (default ~/.sesame/credentials.json), a file only you can read (mode 0600). \
+Later commands use that URL when neither --url nor SESAME_URL is given, and that token when none is given and the URL \
+is the saved one. The first org the server lists for you becomes the default org of environment names (override \
+with --org here, or --org / SESAME_ORG on each command)."
+    )]
+    Login(login::LoginArgs),
+    /// Forget the saved server and token (removes the credentials file).
+    Logout(login::LogoutArgs),
     /// Encrypt and decrypt stack secrets (the Pulumi service secrets-manager API).
     Stack(stack::StackArgs),
     /// Manage key-encryption keys: register your own (bring your own key), list, make default, disable.
     Kek(kek::KekArgs),
-    /// Environments: evaluate a local definition offline (`env eval`).
+    /// Environments on the server: create, list, read, edit, open, run a command with, version, diff; and
+    /// evaluate a local definition offline (`env eval`).
     Env(env::EnvArgs),
     /// The audit log: export a chain, verify an export.
     Audit(audit::AuditArgs),
@@ -58,6 +74,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
         Command::Stack(args) => stack::run(args).await,
         Command::Kek(args) => kek::run(args).await,
         Command::Env(args) => env::run(args).await,

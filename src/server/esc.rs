@@ -243,7 +243,7 @@ pub async fn create(
     ClientAddr(source): ClientAddr,
     Path(org): Path<String>,
     JsonBody(body): JsonBody<CreateBody>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<Response, ApiError> {
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
     if matches!(body.name.as_str(), "yaml" | "open") {
@@ -294,7 +294,7 @@ pub async fn create(
         String::new(),
     )
     .await?;
-    Ok(axum::Json(json!({})))
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------

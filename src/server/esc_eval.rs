@@ -177,23 +177,28 @@ pub async fn run(
             out.diags.dedup();
             return Ok(out);
         }
+        // Imports of one round are fetched concurrently; decrypts need the documents, so they follow.
+        let mut loads = Vec::new();
+        let mut decrypts = Vec::new();
         for need in out.pending {
             match need {
-                Need::Load(name) => {
-                    let doc = load_import(app, caller, &name).await?;
-                    answers.docs.insert(name, doc);
-                }
-                Need::Decrypt(req) => {
-                    let env_id = answers
-                        .docs
-                        .get(&req.env)
-                        .and_then(|d| d.as_ref().ok())
-                        .and_then(|d| d.env_id.clone());
-                    let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
-                    answers.plain.insert(req, answer);
-                }
+                Need::Load(name) => loads.push(name),
+                Need::Decrypt(req) => decrypts.push(req),
                 Need::Call(_) => {}
             }
+        }
+        let fetched = futures::future::join_all(loads.iter().map(|name| load_import(app, caller, name))).await;
+        for (name, doc) in loads.into_iter().zip(fetched) {
+            answers.docs.insert(name, doc?);
+        }
+        for req in decrypts {
+            let env_id = answers
+                .docs
+                .get(&req.env)
+                .and_then(|d| d.as_ref().ok())
+                .and_then(|d| d.env_id.clone());
+            let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
+            answers.plain.insert(req, answer);
         }
     }
     Err(ApiError::bad_request(

@@ -127,8 +127,8 @@ async fn flow(s: &TestServer) {
     let c = Esc::admin(s);
     let base = "/acme/default/base";
     let app = "/acme/app/dev";
-    assert_eq!(c.create("acme", "default", "base").await.status, 200);
-    assert_eq!(c.create("acme", "app", "dev").await.status, 200);
+    assert_eq!(c.create("acme", "default", "base").await.status, 204);
+    assert_eq!(c.create("acme", "app", "dev").await.status, 204);
     let dup = c.create("acme", "app", "dev").await;
     assert_eq!(dup.status, 409, "{}", dup.text);
     assert_eq!(c.create("acme", "app", "bad/name").await.status, 400);
@@ -518,7 +518,7 @@ async fn environments_on_postgres() {
 
 async fn concurrent_writers(s: &TestServer) {
     let c = Esc::admin(s);
-    assert_eq!(c.create("acme", "race", "env").await.status, 200);
+    assert_eq!(c.create("acme", "race", "env").await.status, 204);
     let path = "/acme/race/env";
     let (_, start) = head(&c, path).await;
     let tasks: Vec<_> = (0..100)
@@ -613,4 +613,61 @@ async fn concurrent_patches_on_postgres() {
     concurrent_writers(&s).await;
     s.stop().await;
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn listings_page_with_continuation_tokens() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    let total = 520;
+    let creates: Vec<_> = (0..total)
+        .map(|i| {
+            let (base, token, http) = (s.base.clone(), s.token.clone(), s.http.clone());
+            async move {
+                http.post(format!("{base}{BASE}/acme"))
+                    .header("Authorization", format!("token {token}"))
+                    .json(&json!({"project": format!("p{}", i % 7), "name": format!("e{i:04}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .collect();
+    for status in futures::future::join_all(creates).await {
+        assert_eq!(status, 204);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/acme?continuationToken={t}"),
+            None => "/acme".to_owned(),
+        };
+        let r = c.call("GET", &path, None, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        for e in body["environments"].as_array().unwrap() {
+            let key = format!("{}/{}", e["project"].as_str().unwrap(), e["name"].as_str().unwrap());
+            assert!(seen.insert(key.clone()), "{key} listed twice");
+        }
+        pages += 1;
+        match body["nextToken"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen.len(), total);
+    assert!(pages >= 2, "{total} environments fit one page; paging untested");
+    assert_eq!(
+        c.call("GET", "/acme?continuationToken=%%%", None, &[]).await.status,
+        400
+    );
+    s.stop().await;
 }

@@ -4,6 +4,7 @@
 mod api;
 mod audit;
 mod cli;
+mod cli_env;
 mod crash;
 mod env_eval;
 mod esc;
