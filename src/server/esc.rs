@@ -294,7 +294,8 @@ pub async fn create(
         String::new(),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
+    Ok(axum::Json(json!({})).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -495,7 +496,8 @@ pub async fn delete(
         String::new(),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
+    Ok(axum::Json(json!({})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -678,7 +680,8 @@ pub async fn clone(
         detail,
     )
     .await?;
-    Ok(axum::Json(json!({})).into_response())
+    // 204, as the contract and the TypeScript SDK's wrapper expect.
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -962,7 +965,12 @@ pub async fn list_revisions(
     Query(q): Query<RevisionsQuery>,
 ) -> Result<axum::Json<JsonValue>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
-    let before = q.before.unwrap_or(t.env.head).min(t.env.head);
+    // `before` is exclusive (the Go client reads revision R with `before=R+1&count=1` and pages with the last
+    // number it got); absent or 0 means from the newest.
+    let before = match q.before {
+        Some(b) if b > 0 => (b - 1).min(t.env.head),
+        _ => t.env.head,
+    };
     let count = q.count.unwrap_or(500).clamp(1, 500);
     let revs = app.store.revisions(&t.env.id, before, count).await.map_err(internal)?;
     let tags = app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)?;

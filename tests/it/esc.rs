@@ -127,8 +127,8 @@ async fn flow(s: &TestServer) {
     let c = Esc::admin(s);
     let base = "/acme/default/base";
     let app = "/acme/app/dev";
-    assert_eq!(c.create("acme", "default", "base").await.status, 204);
-    assert_eq!(c.create("acme", "app", "dev").await.status, 204);
+    assert_eq!(c.create("acme", "default", "base").await.status, 200);
+    assert_eq!(c.create("acme", "app", "dev").await.status, 200);
     let dup = c.create("acme", "app", "dev").await;
     assert_eq!(dup.status, 409, "{}", dup.text);
     assert_eq!(c.create("acme", "app", "bad/name").await.status, 400);
@@ -384,7 +384,7 @@ async fn flow(s: &TestServer) {
             &[],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 204, "{}", r.text);
     let src_ct = c.call("GET", base, None, &[]).await.text;
     let clone_ct = c.call("GET", "/acme/copy/base2", None, &[]).await.text;
     assert_ne!(src_ct, clone_ct, "the clone must be re-sealed");
@@ -473,7 +473,7 @@ async fn flow(s: &TestServer) {
     assert_eq!(r.status, 409, "{}", r.text);
 
     // Delete.
-    assert_eq!(c.call("DELETE", "/acme/moved/renamed", None, &[]).await.status, 204);
+    assert_eq!(c.call("DELETE", "/acme/moved/renamed", None, &[]).await.status, 200);
     assert_eq!(c.call("GET", "/acme/moved/renamed", None, &[]).await.status, 404);
 
     // No secret reached the audit log.
@@ -518,7 +518,7 @@ async fn environments_on_postgres() {
 
 async fn concurrent_writers(s: &TestServer) {
     let c = Esc::admin(s);
-    assert_eq!(c.create("acme", "race", "env").await.status, 204);
+    assert_eq!(c.create("acme", "race", "env").await.status, 200);
     let path = "/acme/race/env";
     let (_, start) = head(&c, path).await;
     let tasks: Vec<_> = (0..100)
@@ -639,7 +639,7 @@ async fn listings_page_with_continuation_tokens() {
         })
         .collect();
     for status in futures::future::join_all(creates).await {
-        assert_eq!(status, 204);
+        assert_eq!(status, 200);
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut token: Option<String> = None;

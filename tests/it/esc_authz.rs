@@ -56,7 +56,7 @@ async fn member(s: &TestServer, org: &str, login: &str, role: &str) -> String {
 }
 
 async fn fresh_env(admin: &Esc<'_>, name: &str) {
-    assert_eq!(admin.create("acme", "p", name).await.status, 204);
+    assert_eq!(admin.create("acme", "p", name).await.status, 200);
     let path = format!("/acme/p/{name}");
     let r = admin
         .patch(&path, "values:\n  a: 1\n  s:\n    fn::secret: topsecret\n")
@@ -187,7 +187,7 @@ async fn every_endpoint_every_role_and_a_foreign_org() {
             assert_eq!(list.status, 404, "{role}: {}", list.text);
         }
         let expected = match rank(role) {
-            r if r >= rank("editor") => 204,
+            r if r >= rank("editor") => 200,
             r if r >= rank("reader") => 403,
             _ => 404,
         };
