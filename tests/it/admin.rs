@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sesame::core::tokens::AccessToken;
 use sesame::store::{TokenKind, TokenRecord};
 
-use crate::support::{TestServer, config, temp_dir};
+use crate::support::{PgDb, TestServer, config, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 const V1: &str = "/api/sesame/v1";
@@ -84,10 +84,40 @@ fn assert_error(status: u16, body: &Value, want: u16) {
     assert_eq!(body["code"], json!(want), "{body}");
 }
 
-#[tokio::test]
-async fn orgs_are_made_by_the_instance_administrator_only() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+/// A scenario as two tests: on SQLite, and on a fresh PostgreSQL database (skipped when there is none).
+macro_rules! on_both {
+    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = temp_dir();
+            let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+            $scenario(&srv).await;
+            srv.stop().await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let Some(db) = PgDb::create().await else {
+                return;
+            };
+            let dir = temp_dir();
+            let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
+                .await
+                .unwrap();
+            $scenario(&srv).await;
+            srv.stop().await;
+            db.drop_db().await;
+        }
+    };
+}
+
+on_both!(
+    orgs,
+    orgs_are_made_by_the_instance_administrator_only,
+    orgs_are_made_by_the_instance_administrator_only_on_postgres
+);
+
+async fn orgs(srv: &TestServer) {
     let alice = new_user(&srv, "acme", "alice", "admin").await;
 
     let (status, body) = call(
@@ -149,13 +179,15 @@ async fn orgs_are_made_by_the_instance_administrator_only() {
     let (_, admin) = get(&srv, "/api/user", &srv.token).await;
     assert_eq!(admin["githubLogin"], json!("admin"));
     assert_eq!(admin["organizations"].as_array().unwrap().len(), 2, "{admin}");
-    srv.stop().await;
 }
 
-#[tokio::test]
-async fn members_get_a_working_token_and_their_roles_take_effect() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+on_both!(
+    members,
+    members_get_a_working_token_and_their_roles_take_effect,
+    members_get_a_working_token_and_their_roles_take_effect_on_postgres
+);
+
+async fn members(srv: &TestServer) {
     let members = format!("{V1}/orgs/acme/members");
     let alice = new_user(&srv, "acme", "alice", "admin").await;
     let bob = new_user(&srv, "acme", "bob", "reader").await;
@@ -297,13 +329,15 @@ async fn members_get_a_working_token_and_their_roles_take_effect() {
     assert_eq!(status, 404);
     let (_, list) = get(&srv, &members, &alice).await;
     assert_eq!(logins(&list), ["alice", "bob", "carol", "dave"]);
-    srv.stop().await;
 }
 
-#[tokio::test]
-async fn team_grants_apply_to_the_team_members_and_team_tokens() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+on_both!(
+    teams,
+    team_grants_apply_to_the_team_members_and_team_tokens,
+    team_grants_apply_to_the_team_members_and_team_tokens_on_postgres
+);
+
+async fn teams(srv: &TestServer) {
     let members = format!("{V1}/orgs/acme/members");
     let teams = format!("{V1}/orgs/acme/teams");
     let roles = format!("{V1}/orgs/acme/roles");
@@ -507,13 +541,15 @@ async fn team_grants_apply_to_the_team_members_and_team_tokens() {
     assert!(!list.to_string().contains("team:"), "{list}");
     let (status, _) = call(&srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
     assert_eq!(status, 404);
-    srv.stop().await;
 }
 
-#[tokio::test]
-async fn tokens_are_made_listed_and_revoked_at_once() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+on_both!(
+    tokens,
+    tokens_are_made_listed_and_revoked_at_once,
+    tokens_are_made_listed_and_revoked_at_once_on_postgres
+);
+
+async fn tokens(srv: &TestServer) {
     let tokens = format!("{V1}/tokens");
     let alice = new_user(&srv, "acme", "alice", "reader").await;
     let bob = new_user(&srv, "acme", "bob", "reader").await;
@@ -658,7 +694,6 @@ async fn tokens_are_made_listed_and_revoked_at_once() {
     assert_eq!(status, 401);
     let (_, list) = get(&srv, &format!("{tokens}?org=acme"), &srv.token).await;
     assert!(list["tokens"][0]["revokedMs"].as_i64().is_some(), "{list}");
-    srv.stop().await;
 }
 
 fn now_ms() -> i64 {
@@ -732,10 +767,13 @@ fn actions(export: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_write_is_audited_and_no_token_text_reaches_the_log() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+on_both!(
+    audit,
+    every_write_is_audited_and_no_token_text_reaches_the_log,
+    every_write_is_audited_and_no_token_text_reaches_the_log_on_postgres
+);
+
+async fn audit(srv: &TestServer) {
     let mut secrets = vec![srv.token.clone()];
     let alice = new_user(&srv, "acme", "alice", "reader").await;
     secrets.push(alice.clone());
@@ -888,7 +926,6 @@ async fn every_write_is_audited_and_no_token_text_reaches_the_log() {
             assert!(!text.contains(body), "a token's text is in the audit log");
         }
     }
-    srv.stop().await;
 }
 
 async fn sesame(srv: &TestServer, token: &str, args: &[&str]) -> (i32, String, String) {
