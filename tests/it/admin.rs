@@ -118,10 +118,10 @@ on_both!(
 );
 
 async fn orgs(srv: &TestServer) {
-    let alice = new_user(&srv, "acme", "alice", "admin").await;
+    let alice = new_user(srv, "acme", "alice", "admin").await;
 
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &alice,
@@ -130,7 +130,7 @@ async fn orgs(srv: &TestServer) {
     .await;
     assert_error(status, &body, 403);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &srv.token,
@@ -140,7 +140,7 @@ async fn orgs(srv: &TestServer) {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], json!("beta"));
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &srv.token,
@@ -149,7 +149,7 @@ async fn orgs(srv: &TestServer) {
     .await;
     assert_error(status, &body, 409);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &srv.token,
@@ -166,17 +166,17 @@ async fn orgs(srv: &TestServer) {
             .map(|o| o["name"].as_str().unwrap().to_owned())
             .collect()
     };
-    let (_, all) = get(&srv, &format!("{V1}/orgs"), &srv.token).await;
+    let (_, all) = get(srv, &format!("{V1}/orgs"), &srv.token).await;
     assert_eq!(names(&all), ["acme", "beta"]);
-    let (_, mine) = get(&srv, &format!("{V1}/orgs"), &alice).await;
+    let (_, mine) = get(srv, &format!("{V1}/orgs"), &alice).await;
     assert_eq!(names(&mine), ["acme"]);
 
     // What the Pulumi/ESC CLI asks at login.
-    let (status, user) = get(&srv, "/api/user", &alice).await;
+    let (status, user) = get(srv, "/api/user", &alice).await;
     assert_eq!(status, 200, "{user}");
     assert_eq!(user["githubLogin"], json!("alice"));
     assert_eq!(user["organizations"], json!([{"githubLogin": "acme", "name": "acme"}]));
-    let (_, admin) = get(&srv, "/api/user", &srv.token).await;
+    let (_, admin) = get(srv, "/api/user", &srv.token).await;
     assert_eq!(admin["githubLogin"], json!("admin"));
     assert_eq!(admin["organizations"].as_array().unwrap().len(), 2, "{admin}");
 }
@@ -189,15 +189,15 @@ on_both!(
 
 async fn members(srv: &TestServer) {
     let members = format!("{V1}/orgs/acme/members");
-    let alice = new_user(&srv, "acme", "alice", "admin").await;
-    let bob = new_user(&srv, "acme", "bob", "reader").await;
+    let alice = new_user(srv, "acme", "alice", "admin").await;
+    let bob = new_user(srv, "acme", "bob", "reader").await;
 
     // The token alice got works, and her admin role lets her add members.
-    let (status, list) = get(&srv, &members, &alice).await;
+    let (status, list) = get(srv, &members, &alice).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(logins(&list), ["alice", "bob"]);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &alice,
@@ -208,10 +208,10 @@ async fn members(srv: &TestServer) {
     assert!(body["token"].as_str().is_some_and(|t| t.starts_with("sesame_")));
 
     // A reader reads but may not manage.
-    let (status, _) = get(&srv, &members, &bob).await;
+    let (status, _) = get(srv, &members, &bob).await;
     assert_eq!(status, 200);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &bob,
@@ -220,7 +220,7 @@ async fn members(srv: &TestServer) {
     .await;
     assert_error(status, &body, 403);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::PATCH,
         &format!("{members}/bob"),
         &bob,
@@ -231,7 +231,7 @@ async fn members(srv: &TestServer) {
 
     // Adding a member twice conflicts; an existing user joins another org without a new token.
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &srv.token,
@@ -241,10 +241,10 @@ async fn members(srv: &TestServer) {
     assert_error(status, &body, 409);
 
     // An org bob has no role in answers exactly like one that does not exist.
-    let (missing_status, missing) = get(&srv, &format!("{V1}/orgs/beta/members"), &bob).await;
+    let (missing_status, missing) = get(srv, &format!("{V1}/orgs/beta/members"), &bob).await;
     assert_error(missing_status, &missing, 404);
     let (status, _) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &srv.token,
@@ -252,19 +252,19 @@ async fn members(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 201);
-    let (status, _) = get(&srv, &format!("{V1}/orgs/beta/members"), &alice).await;
+    let (status, _) = get(srv, &format!("{V1}/orgs/beta/members"), &alice).await;
     assert_eq!(status, 404);
     assert_eq!(
-        add_member(&srv, "beta", "alice", "reader").await,
+        add_member(srv, "beta", "alice", "reader").await,
         None,
         "alice exists: no new token"
     );
-    let (status, _) = get(&srv, &format!("{V1}/orgs/beta/members"), &alice).await;
+    let (status, _) = get(srv, &format!("{V1}/orgs/beta/members"), &alice).await;
     assert_eq!(status, 200, "alice's new membership counts at once");
-    let (status, hidden) = get(&srv, &format!("{V1}/orgs/beta/members"), &bob).await;
+    let (status, hidden) = get(srv, &format!("{V1}/orgs/beta/members"), &bob).await;
     assert_eq!((status, &hidden), (missing_status, &missing));
     let (status, hidden) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs/beta/members"),
         &bob,
@@ -275,10 +275,10 @@ async fn members(srv: &TestServer) {
 
     // Promoted, bob manages at once (though his reader role was just used, and so cached); set to none, acme
     // disappears for him.
-    let (status, _) = get(&srv, &members, &bob).await;
+    let (status, _) = get(srv, &members, &bob).await;
     assert_eq!(status, 200);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::PATCH,
         &format!("{members}/bob"),
         &alice,
@@ -288,7 +288,7 @@ async fn members(srv: &TestServer) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["role"], json!("admin"));
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &bob,
@@ -297,7 +297,7 @@ async fn members(srv: &TestServer) {
     .await;
     assert_eq!(status, 201, "{body}");
     let (status, _) = call(
-        &srv,
+        srv,
         Method::PATCH,
         &format!("{members}/bob"),
         &alice,
@@ -305,10 +305,10 @@ async fn members(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, body) = get(&srv, &members, &bob).await;
+    let (status, body) = get(srv, &members, &bob).await;
     assert_error(status, &body, 404);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::PATCH,
         &format!("{members}/bob"),
         &alice,
@@ -318,16 +318,16 @@ async fn members(srv: &TestServer) {
     assert_error(status, &body, 400);
 
     // Removed, erin loses access at once and leaves the member list.
-    let erin = new_user(&srv, "acme", "erin", "reader").await;
-    let (status, _) = get(&srv, &members, &erin).await;
+    let erin = new_user(srv, "acme", "erin", "reader").await;
+    let (status, _) = get(srv, &members, &erin).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&srv, Method::DELETE, &format!("{members}/erin"), &alice, None).await;
+    let (status, _) = call(srv, Method::DELETE, &format!("{members}/erin"), &alice, None).await;
     assert_eq!(status, 204);
-    let (status, _) = get(&srv, &members, &erin).await;
+    let (status, _) = get(srv, &members, &erin).await;
     assert_eq!(status, 404);
-    let (status, _) = call(&srv, Method::DELETE, &format!("{members}/erin"), &alice, None).await;
+    let (status, _) = call(srv, Method::DELETE, &format!("{members}/erin"), &alice, None).await;
     assert_eq!(status, 404);
-    let (_, list) = get(&srv, &members, &alice).await;
+    let (_, list) = get(srv, &members, &alice).await;
     assert_eq!(logins(&list), ["alice", "bob", "carol", "dave"]);
 }
 
@@ -341,12 +341,12 @@ async fn teams(srv: &TestServer) {
     let members = format!("{V1}/orgs/acme/members");
     let teams = format!("{V1}/orgs/acme/teams");
     let roles = format!("{V1}/orgs/acme/roles");
-    let dave = new_user(&srv, "acme", "dave", "none").await;
-    let (status, _) = get(&srv, &members, &dave).await;
+    let dave = new_user(srv, "acme", "dave", "none").await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 404, "a member with no role sees nothing");
 
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &teams,
         &srv.token,
@@ -354,16 +354,16 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = call(&srv, Method::POST, &teams, &srv.token, Some(json!({"name": "ops"}))).await;
+    let (status, body) = call(srv, Method::POST, &teams, &srv.token, Some(json!({"name": "ops"}))).await;
     assert_error(status, &body, 409);
-    let (status, body) = grant(&srv, "acme", "team:ops", "reader").await;
+    let (status, body) = grant(srv, "acme", "team:ops", "reader").await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 404, "dave is not in the team yet");
 
     // Only members of the org join its teams.
     let (status, _) = call(
-        &srv,
+        srv,
         Method::PUT,
         &format!("{teams}/ops/members/nobody"),
         &srv.token,
@@ -371,23 +371,16 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = call(
-        &srv,
-        Method::PUT,
-        &format!("{teams}/ops/members/dave"),
-        &srv.token,
-        None,
-    )
-    .await;
+    let (status, _) = call(srv, Method::PUT, &format!("{teams}/ops/members/dave"), &srv.token, None).await;
     assert_eq!(status, 204);
-    let (_, list) = get(&srv, &teams, &srv.token).await;
+    let (_, list) = get(srv, &teams, &srv.token).await;
     assert_eq!(list["teams"][0]["members"], json!(["dave"]), "{list}");
 
     // The team's role is dave's, at once.
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 200);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &dave,
@@ -395,10 +388,10 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_error(status, &body, 403);
-    let (status, _) = grant(&srv, "acme", "team:ops", "admin").await;
+    let (status, _) = grant(srv, "acme", "team:ops", "admin").await;
     assert_eq!(status, 200);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &dave,
@@ -408,10 +401,10 @@ async fn teams(srv: &TestServer) {
     assert_eq!(status, 201, "{body}");
 
     // Grants are listed by login and team name, never by id.
-    let (status, body) = grant(&srv, "acme", "user:eve", "none").await;
+    let (status, body) = grant(srv, "acme", "user:eve", "none").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = call(
-        &srv,
+        srv,
         Method::PUT,
         &roles,
         &srv.token,
@@ -419,7 +412,7 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, list) = get(&srv, &roles, &dave).await;
+    let (status, list) = get(srv, &roles, &dave).await;
     assert_eq!(status, 200, "{list}");
     let mut rows: Vec<String> = list["roles"]
         .as_array()
@@ -457,13 +450,13 @@ async fn teams(srv: &TestServer) {
             400,
         ),
     ] {
-        let (status, answer) = call(&srv, Method::PUT, &roles, &srv.token, Some(body.clone())).await;
+        let (status, answer) = call(srv, Method::PUT, &roles, &srv.token, Some(body.clone())).await;
         assert_error(status, &answer, want);
     }
 
     // A team token acts with the team's grants and names itself after the team.
     let (status, created) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/tokens"),
         &srv.token,
@@ -472,15 +465,15 @@ async fn teams(srv: &TestServer) {
     .await;
     assert_eq!(status, 201, "{created}");
     let team_token = created["token"].as_str().unwrap().to_owned();
-    let (_, who) = get(&srv, "/api/user", &team_token).await;
+    let (_, who) = get(srv, "/api/user", &team_token).await;
     assert_eq!(who["githubLogin"], json!("team:acme/ops"), "{who}");
     assert_eq!(who["organizations"], json!([{"githubLogin": "acme", "name": "acme"}]));
-    let (status, _) = get(&srv, &members, &team_token).await;
+    let (status, _) = get(srv, &members, &team_token).await;
     assert_eq!(status, 200);
 
     // The team's grant revoked: dave and the team token see nothing again.
     let (status, _) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{roles}?subject=team:ops"),
         &srv.token,
@@ -489,7 +482,7 @@ async fn teams(srv: &TestServer) {
     .await;
     assert_eq!(status, 204);
     let (status, _) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{roles}?subject=team:ops"),
         &srv.token,
@@ -497,18 +490,18 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 404);
-    let (status, _) = get(&srv, &members, &team_token).await;
+    let (status, _) = get(srv, &members, &team_token).await;
     assert_eq!(status, 404);
 
     // Out of the team, dave no longer gets its grant back.
-    let (status, _) = grant(&srv, "acme", "team:ops", "reader").await;
+    let (status, _) = grant(srv, "acme", "team:ops", "reader").await;
     assert_eq!(status, 200);
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 200);
     let (status, _) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{teams}/ops/members/dave"),
         &srv.token,
@@ -516,30 +509,23 @@ async fn teams(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 204);
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 404);
 
     // A deleted team takes its grants and its tokens with it.
-    let (status, _) = call(
-        &srv,
-        Method::PUT,
-        &format!("{teams}/ops/members/dave"),
-        &srv.token,
-        None,
-    )
-    .await;
+    let (status, _) = call(srv, Method::PUT, &format!("{teams}/ops/members/dave"), &srv.token, None).await;
     assert_eq!(status, 204);
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
+    let (status, _) = call(srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
     assert_eq!(status, 204);
-    let (status, _) = get(&srv, &members, &dave).await;
+    let (status, _) = get(srv, &members, &dave).await;
     assert_eq!(status, 404);
-    let (status, _) = get(&srv, "/api/user", &team_token).await;
+    let (status, _) = get(srv, "/api/user", &team_token).await;
     assert_eq!(status, 401);
-    let (_, list) = get(&srv, &roles, &srv.token).await;
+    let (_, list) = get(srv, &roles, &srv.token).await;
     assert!(!list.to_string().contains("team:"), "{list}");
-    let (status, _) = call(&srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
+    let (status, _) = call(srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
     assert_eq!(status, 404);
 }
 
@@ -551,12 +537,12 @@ on_both!(
 
 async fn tokens(srv: &TestServer) {
     let tokens = format!("{V1}/tokens");
-    let alice = new_user(&srv, "acme", "alice", "reader").await;
-    let bob = new_user(&srv, "acme", "bob", "reader").await;
+    let alice = new_user(srv, "acme", "alice", "reader").await;
+    let bob = new_user(srv, "acme", "bob", "reader").await;
 
     // A personal token for oneself, shown once.
     let (status, created) = call(
-        &srv,
+        srv,
         Method::POST,
         &tokens,
         &alice,
@@ -569,11 +555,11 @@ async fn tokens(srv: &TestServer) {
     assert_eq!(created["kind"], json!("personal"));
     let days = (created["expiresMs"].as_i64().unwrap() - created["createdMs"].as_i64().unwrap()) / 86_400_000;
     assert_eq!(days, 30);
-    let (status, who) = get(&srv, "/api/user", &laptop).await;
+    let (status, who) = get(srv, "/api/user", &laptop).await;
     assert_eq!((status, &who["githubLogin"]), (200, &json!("alice")));
 
     // Listing shows facts, never text or hash.
-    let (status, list) = get(&srv, &tokens, &alice).await;
+    let (status, list) = get(srv, &tokens, &alice).await;
     assert_eq!(status, 200, "{list}");
     let listed = list["tokens"].as_array().unwrap();
     assert_eq!(listed.len(), 2, "alice's first token and the laptop one: {list}");
@@ -598,13 +584,13 @@ async fn tokens(srv: &TestServer) {
         json!({"kind": "organization"}),
         json!({"kind": "team", "org": "acme"}),
     ] {
-        let (status, answer) = call(&srv, Method::POST, &tokens, &alice, Some(body.clone())).await;
+        let (status, answer) = call(srv, Method::POST, &tokens, &alice, Some(body.clone())).await;
         assert_error(status, &answer, 400);
     }
 
     // Org tokens need org admins; they act as admins of their org.
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &tokens,
         &alice,
@@ -613,7 +599,7 @@ async fn tokens(srv: &TestServer) {
     .await;
     assert_error(status, &body, 403);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &tokens,
         &alice,
@@ -622,7 +608,7 @@ async fn tokens(srv: &TestServer) {
     .await;
     assert_error(status, &body, 404);
     let (status, created) = call(
-        &srv,
+        srv,
         Method::POST,
         &tokens,
         &srv.token,
@@ -632,10 +618,10 @@ async fn tokens(srv: &TestServer) {
     assert_eq!(status, 201, "{created}");
     let org_token = created["token"].as_str().unwrap().to_owned();
     let org_token_id = created["id"].as_str().unwrap().to_owned();
-    let (_, who) = get(&srv, "/api/user", &org_token).await;
+    let (_, who) = get(srv, "/api/user", &org_token).await;
     assert_eq!(who["githubLogin"], json!("org:acme"), "{who}");
     let (status, _) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs/acme/members"),
         &org_token,
@@ -644,7 +630,7 @@ async fn tokens(srv: &TestServer) {
     .await;
     assert_eq!(status, 201);
     let (status, body) = call(
-        &srv,
+        srv,
         Method::POST,
         &tokens,
         &org_token,
@@ -653,36 +639,36 @@ async fn tokens(srv: &TestServer) {
     .await;
     assert_error(status, &body, 400);
 
-    let (status, list) = get(&srv, &format!("{tokens}?org=acme"), &srv.token).await;
+    let (status, list) = get(srv, &format!("{tokens}?org=acme"), &srv.token).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["tokens"][0]["id"], json!(org_token_id));
     assert_eq!(list["tokens"][0]["org"], json!("acme"));
-    let (status, body) = get(&srv, &format!("{tokens}?org=acme"), &alice).await;
+    let (status, body) = get(srv, &format!("{tokens}?org=acme"), &alice).await;
     assert_error(status, &body, 403);
 
     // Revoking: not someone else's, and not an org token without admin rights.
-    let (status, body) = call(&srv, Method::DELETE, &format!("{tokens}/{laptop_id}"), &bob, None).await;
+    let (status, body) = call(srv, Method::DELETE, &format!("{tokens}/{laptop_id}"), &bob, None).await;
     assert_error(status, &body, 404);
-    let (status, body) = call(&srv, Method::DELETE, &format!("{tokens}/{org_token_id}"), &alice, None).await;
+    let (status, body) = call(srv, Method::DELETE, &format!("{tokens}/{org_token_id}"), &alice, None).await;
     assert_error(status, &body, 403);
-    let (status, body) = call(&srv, Method::DELETE, &format!("{tokens}/no-such-id"), &alice, None).await;
+    let (status, body) = call(srv, Method::DELETE, &format!("{tokens}/no-such-id"), &alice, None).await;
     assert_error(status, &body, 404);
 
     // A revoked token is refused at once, though it was just used (and so cached).
-    let (status, _) = get(&srv, "/api/user", &laptop).await;
+    let (status, _) = get(srv, "/api/user", &laptop).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&srv, Method::DELETE, &format!("{tokens}/{laptop_id}"), &alice, None).await;
+    let (status, _) = call(srv, Method::DELETE, &format!("{tokens}/{laptop_id}"), &alice, None).await;
     assert_eq!(status, 204);
-    let (status, body) = get(&srv, "/api/user", &laptop).await;
+    let (status, body) = get(srv, "/api/user", &laptop).await;
     assert_error(status, &body, 401);
-    let (status, _) = get(&srv, "/api/user", &alice).await;
+    let (status, _) = get(srv, "/api/user", &alice).await;
     assert_eq!(status, 200, "alice's other token still works");
 
-    let (status, _) = get(&srv, &format!("{V1}/orgs/acme/members"), &org_token).await;
+    let (status, _) = get(srv, &format!("{V1}/orgs/acme/members"), &org_token).await;
     assert_eq!(status, 200);
     let (status, _) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{tokens}/{org_token_id}"),
         &srv.token,
@@ -690,9 +676,9 @@ async fn tokens(srv: &TestServer) {
     )
     .await;
     assert_eq!(status, 204);
-    let (status, _) = get(&srv, &format!("{V1}/orgs/acme/members"), &org_token).await;
+    let (status, _) = get(srv, &format!("{V1}/orgs/acme/members"), &org_token).await;
     assert_eq!(status, 401);
-    let (_, list) = get(&srv, &format!("{tokens}?org=acme"), &srv.token).await;
+    let (_, list) = get(srv, &format!("{tokens}?org=acme"), &srv.token).await;
     assert!(list["tokens"][0]["revokedMs"].as_i64().is_some(), "{list}");
 }
 
@@ -775,14 +761,14 @@ on_both!(
 
 async fn audit(srv: &TestServer) {
     let mut secrets = vec![srv.token.clone()];
-    let alice = new_user(&srv, "acme", "alice", "reader").await;
+    let alice = new_user(srv, "acme", "alice", "reader").await;
     secrets.push(alice.clone());
     let members = format!("{V1}/orgs/acme/members");
     let teams = format!("{V1}/orgs/acme/teams");
     let ok = |status: u16, want: u16, body: &Value| assert_eq!(status, want, "{body}");
 
     let (s, b) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/orgs"),
         &srv.token,
@@ -791,7 +777,7 @@ async fn audit(srv: &TestServer) {
     .await;
     ok(s, 201, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::PATCH,
         &format!("{members}/alice"),
         &srv.token,
@@ -799,10 +785,10 @@ async fn audit(srv: &TestServer) {
     )
     .await;
     ok(s, 200, &b);
-    let (s, b) = call(&srv, Method::POST, &teams, &srv.token, Some(json!({"name": "ops"}))).await;
+    let (s, b) = call(srv, Method::POST, &teams, &srv.token, Some(json!({"name": "ops"}))).await;
     ok(s, 201, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::PUT,
         &format!("{teams}/ops/members/alice"),
         &srv.token,
@@ -810,10 +796,10 @@ async fn audit(srv: &TestServer) {
     )
     .await;
     ok(s, 204, &b);
-    let (s, b) = grant(&srv, "acme", "team:ops", "opener").await;
+    let (s, b) = grant(srv, "acme", "team:ops", "opener").await;
     ok(s, 200, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{V1}/orgs/acme/roles?subject=team:ops"),
         &srv.token,
@@ -822,7 +808,7 @@ async fn audit(srv: &TestServer) {
     .await;
     ok(s, 204, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{teams}/ops/members/alice"),
         &srv.token,
@@ -831,7 +817,7 @@ async fn audit(srv: &TestServer) {
     .await;
     ok(s, 204, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/tokens"),
         &srv.token,
@@ -840,10 +826,10 @@ async fn audit(srv: &TestServer) {
     .await;
     ok(s, 201, &b);
     secrets.push(b["token"].as_str().unwrap().to_owned());
-    let (s, b) = call(&srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
+    let (s, b) = call(srv, Method::DELETE, &format!("{teams}/ops"), &srv.token, None).await;
     ok(s, 204, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/tokens"),
         &srv.token,
@@ -854,7 +840,7 @@ async fn audit(srv: &TestServer) {
     secrets.push(b["token"].as_str().unwrap().to_owned());
     let org_token_id = b["id"].as_str().unwrap().to_owned();
     let (s, b) = call(
-        &srv,
+        srv,
         Method::DELETE,
         &format!("{V1}/tokens/{org_token_id}"),
         &srv.token,
@@ -863,7 +849,7 @@ async fn audit(srv: &TestServer) {
     .await;
     ok(s, 204, &b);
     let (s, b) = call(
-        &srv,
+        srv,
         Method::POST,
         &format!("{V1}/tokens"),
         &alice,
@@ -874,7 +860,7 @@ async fn audit(srv: &TestServer) {
     secrets.push(b["token"].as_str().unwrap().to_owned());
     // A refusal (alice is an editor, not an admin).
     let (s, b) = call(
-        &srv,
+        srv,
         Method::POST,
         &members,
         &alice,
@@ -882,10 +868,10 @@ async fn audit(srv: &TestServer) {
     )
     .await;
     ok(s, 403, &b);
-    let (s, b) = call(&srv, Method::DELETE, &format!("{members}/alice"), &srv.token, None).await;
+    let (s, b) = call(srv, Method::DELETE, &format!("{members}/alice"), &srv.token, None).await;
     ok(s, 204, &b);
 
-    let acme = export(&srv, &format!("{V1}/orgs/acme/audit")).await;
+    let acme = export(srv, &format!("{V1}/orgs/acme/audit")).await;
     let have = actions(&acme);
     for want in [
         "member.add",
@@ -909,12 +895,12 @@ async fn audit(srv: &TestServer) {
         have.contains(&("access.denied".to_owned(), "denied".to_owned())),
         "{have:?}"
     );
-    let beta = export(&srv, &format!("{V1}/orgs/beta/audit")).await;
+    let beta = export(srv, &format!("{V1}/orgs/beta/audit")).await;
     assert!(
         actions(&beta).contains(&("org.create".to_owned(), "ok".to_owned())),
         "{beta}"
     );
-    let instance = export(&srv, &format!("{V1}/audit")).await;
+    let instance = export(srv, &format!("{V1}/audit")).await;
     assert!(
         actions(&instance).contains(&("token.create".to_owned(), "ok".to_owned())),
         "{instance}"
