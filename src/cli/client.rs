@@ -277,6 +277,32 @@ impl Client {
         }
         Ok(response)
     }
+
+    /// Sends `method` to `path` (relative to the server URL, query included) with an optional JSON body, and reads
+    /// JSON back; an empty answer (204) reads as JSON `null`, so `()` or `serde_json::Value` fit it.
+    pub async fn send_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> anyhow::Result<Resp> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("building the URL for {path}"))?;
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let bytes = self
+            .send_raw(request)
+            .await?
+            .bytes()
+            .await
+            .context("reading the server's answer")?;
+        let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(text).context("the server's answer was not the expected JSON")
+    }
 }
 
 /// Whether two server URLs name the same server (scheme, host, port and path, ignoring a trailing slash).

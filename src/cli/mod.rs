@@ -4,6 +4,7 @@
 //! flags, from clap); 3 the server refused the request (4xx: authentication, permission, bad input); 4 the server
 //! failed (5xx).
 
+pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod env;
@@ -68,6 +69,16 @@ with --org here, or --org / SESAME_ORG on each command)."
     Env(env::EnvArgs),
     /// The audit log: export a chain, verify an export.
     Audit(audit::AuditArgs),
+    /// Organizations: list the ones you can use; create one (instance administrator).
+    Org(admin::OrgArgs),
+    /// An organization's members and their org-wide roles.
+    Member(admin::MemberArgs),
+    /// An organization's teams and who is in them.
+    Team(admin::TeamArgs),
+    /// Role grants on an organization, its projects and environments.
+    Role(admin::RoleArgs),
+    /// Access tokens: personal, team and organization; create, list, revoke.
+    Token(admin::TokenArgs),
 }
 
 /// Runs the parsed command line.
@@ -80,6 +91,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Kek(args) => kek::run(args).await,
         Command::Env(args) => env::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Org(args) => admin::run_org(args).await,
+        Command::Member(args) => admin::run_member(args).await,
+        Command::Team(args) => admin::run_team(args).await,
+        Command::Role(args) => admin::run_role(args).await,
+        Command::Token(args) => admin::run_token(args).await,
     };
     match result {
         Ok(code) => code,

@@ -1013,7 +1013,7 @@ pub struct RetractBody {
 }
 
 /// `POST …/versions/{version}/retract`: withdraws a revision; reads of it get `replacement` (default: the one
-/// before it). The latest revision cannot be retracted (write a new one instead).
+/// before it, or the latest for revision 1). The latest revision cannot be retracted (write a new one instead).
 pub async fn retract(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
@@ -1036,7 +1036,7 @@ pub async fn retract(
             "the latest revision cannot be retracted; write a new revision",
         ));
     }
-    let replacement = body.replacement.unwrap_or(rev - 1);
+    let replacement = body.replacement.unwrap_or(if rev > 1 { rev - 1 } else { t.env.head });
     if replacement < 1 || replacement > t.env.head || replacement == rev {
         return Err(ApiError::bad_request(
             "the replacement must be another existing revision",

@@ -5,6 +5,7 @@
 //! extractor; every error leaves through [`error::ApiError`] in ESC's shape.
 
 pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -28,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use moka::future::Cache;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -300,7 +301,36 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/sesame/v1/kek-migrations/{id}/verify", post(migrations::verify))
         .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire))
         .route("/api/sesame/v1/audit", get(audit::export_instance))
-        .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org));
+        .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org))
+        // Admin API: orgs, members, teams, roles, tokens, user
+        .route("/api/user", get(admin::current_user))
+        .route("/api/sesame/v1/orgs", get(admin::list_orgs).post(admin::create_org))
+        .route(
+            "/api/sesame/v1/orgs/{org}/members",
+            get(admin::list_members).post(admin::add_member),
+        )
+        .route(
+            "/api/sesame/v1/orgs/{org}/members/{login}",
+            delete(admin::remove_member).patch(admin::set_member_role),
+        )
+        .route(
+            "/api/sesame/v1/orgs/{org}/teams",
+            get(admin::list_teams).post(admin::create_team),
+        )
+        .route("/api/sesame/v1/orgs/{org}/teams/{team}", delete(admin::delete_team))
+        .route(
+            "/api/sesame/v1/orgs/{org}/teams/{team}/members/{login}",
+            put(admin::add_team_member).delete(admin::remove_team_member),
+        )
+        .route(
+            "/api/sesame/v1/orgs/{org}/roles",
+            get(admin::list_roles).put(admin::put_role).delete(admin::delete_role),
+        )
+        .route(
+            "/api/sesame/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
+        .route("/api/sesame/v1/tokens/{id}", delete(admin::revoke_token));
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
     let environments = Router::new()
