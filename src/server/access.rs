@@ -59,14 +59,19 @@ impl AppState {
 
     /// The org named `name` and the caller's access in it; 404 when it does not exist or the caller has no role
     /// anywhere in it.
-    pub async fn org_access(&self, p: &Principal, name: &str) -> Result<(Arc<OrgRecord>, Arc<Access>), ApiError> {
+    pub async fn org_access(
+        &self,
+        p: &Principal,
+        source: &str,
+        name: &str,
+    ) -> Result<(Arc<OrgRecord>, Arc<Access>), ApiError> {
         let org = self.org_by_name(name).await?.ok_or_else(|| org_not_found(name))?;
         let access = self.access(p, &org).await?;
         if !access.sees_org() {
             // Recorded on the org's own chain: its admins see who probed it.
             self.audit(
                 Some(p),
-                "",
+                source,
                 Some(&org.id),
                 "access.denied",
                 &org.name,

@@ -77,7 +77,7 @@ async fn org_for(
     org: &str,
     action: Action,
 ) -> Result<Arc<OrgRecord>, ApiError> {
-    let (record, access) = app.org_access(p, org).await?;
+    let (record, access) = app.org_access(p, source, org).await?;
     app.authorize(p, source, &record, &access, None, None, action, || org_not_found(org))
         .await?;
     Ok(record)
@@ -909,7 +909,7 @@ pub async fn revoke_token(
                 return Err(token_not_found(&id));
             };
             // The org's name must not leak to a caller who cannot see it: its 404 becomes the token's.
-            let (org, access) = app.org_access(&p, &org.name).await.map_err(|e| {
+            let (org, access) = app.org_access(&p, &addr, &org.name).await.map_err(|e| {
                 if e.status() == StatusCode::NOT_FOUND {
                     token_not_found(&id)
                 } else {

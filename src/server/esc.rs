@@ -103,7 +103,7 @@ async fn target(
 ) -> Result<Target, ApiError> {
     parse_name("project", project)?;
     parse_name("environment", env)?;
-    let (org, access) = app.org_access(p, org).await?;
+    let (org, access) = app.org_access(p, source, org).await?;
     app.authorize(p, source, &org, &access, Some(project), Some(env), action, || {
         env_not_found(project, env)
     })
@@ -159,11 +159,12 @@ fn encode_cursor(org: &str, project: &str, name: &str) -> String {
 async fn list(
     app: &AppState,
     p: &Principal,
+    source: &str,
     org: Option<&str>,
     token: Option<&str>,
 ) -> Result<axum::Json<JsonValue>, ApiError> {
     let only = match org {
-        Some(name) => Some(app.org_access(p, name).await?),
+        Some(name) => Some(app.org_access(p, source, name).await?),
         None => None,
     };
     let cursor = decode_cursor(token)?;
@@ -215,19 +216,21 @@ async fn list(
 pub async fn list_all(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<JsonValue>, ApiError> {
-    list(&app, &p, None, q.continuation_token.as_deref()).await
+    list(&app, &p, &source, None, q.continuation_token.as_deref()).await
 }
 
 /// `GET /api/esc/environments/{org}`
 pub async fn list_org(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
     Path(org): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<JsonValue>, ApiError> {
-    list(&app, &p, Some(&org), q.continuation_token.as_deref()).await
+    list(&app, &p, &source, Some(&org), q.continuation_token.as_deref()).await
 }
 
 #[derive(Deserialize)]
@@ -252,7 +255,7 @@ pub async fn create(
             body.name
         )));
     }
-    let (org, access) = app.org_access(&p, &org).await?;
+    let (org, access) = app.org_access(&p, &source, &org).await?;
     app.authorize(
         &p,
         &source,
@@ -691,10 +694,11 @@ pub async fn clone(
 pub async fn check(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
     Path(org): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (org, access) = app.org_access(&p, &org).await?;
+    let (org, access) = app.org_access(&p, &source, &org).await?;
     let text = body_text(&body)?;
     let caller = Caller {
         principal: &p,
@@ -865,7 +869,7 @@ pub async fn open_yaml(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let duration = open_duration(&q)?;
-    let (org, access) = app.org_access(&p, &org).await?;
+    let (org, access) = app.org_access(&p, &source, &org).await?;
     let text = body_text(&body)?;
     open_and_store(&app, &p, &source, &org, &access, None, "<yaml>", text, duration).await
 }
@@ -940,10 +944,11 @@ pub async fn read_open(
 pub async fn read_open_yaml(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
+    ClientAddr(source): ClientAddr,
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<PropertyQuery>,
 ) -> Result<axum::Json<JsonValue>, ApiError> {
-    let (org, _) = app.org_access(&p, &org).await?;
+    let (org, _) = app.org_access(&p, &source, &org).await?;
     read_session(&app, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
 }
 

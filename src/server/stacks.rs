@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::AppState;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
@@ -21,6 +20,7 @@ use super::wire::{
     BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
     DecryptResponse, EncryptRequest, EncryptResponse,
 };
+use super::{AppState, ClientAddr};
 use crate::core::keys::{Name, Scope, stack_secret_aad};
 
 /// Most values in one batch request.
@@ -35,6 +35,7 @@ struct StackTarget {
 async fn resolve(
     app: &AppState,
     principal: &Principal,
+    source: &str,
     (org, project, stack): (String, String, String),
 ) -> Result<StackTarget, ApiError> {
     let project: Name = project
@@ -45,10 +46,10 @@ async fn resolve(
         .map_err(|e| ApiError::bad_request(format!("invalid stack name: {e}")))?;
     // Unknown orgs and orgs the caller may not see get the same answer, so existence does not leak. Stack secrets
     // are the stack's project's secrets: using them (either way) needs the opener role on the project.
-    let (org, access) = app.org_access(principal, &org).await?;
+    let (org, access) = app.org_access(principal, source, &org).await?;
     app.authorize(
         principal,
-        "",
+        source,
         &org,
         &access,
         Some(project.as_str()),
@@ -84,10 +85,11 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
 pub async fn encrypt(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(source): ClientAddr,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
-    let target = resolve(&app, &principal, path).await?;
+    let target = resolve(&app, &principal, &source, path).await?;
     let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", &req.plaintext)?);
     let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
     Ok(Json(EncryptResponse {
@@ -99,10 +101,11 @@ pub async fn encrypt(
 pub async fn decrypt(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(source): ClientAddr,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
-    let target = resolve(&app, &principal, path).await?;
+    let target = resolve(&app, &principal, &source, path).await?;
     let ciphertext = decode_b64("ciphertext", &req.ciphertext)?;
     let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
     Ok(Json(DecryptResponse {
@@ -114,11 +117,12 @@ pub async fn decrypt(
 pub async fn batch_encrypt(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(source): ClientAddr,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchEncryptRequest>,
 ) -> Result<Json<BatchEncryptResponse>, ApiError> {
     check_batch(req.plaintexts.len())?;
-    let target = resolve(&app, &principal, path).await?;
+    let target = resolve(&app, &principal, &source, path).await?;
     let plaintexts = req
         .plaintexts
         .iter()
@@ -137,11 +141,12 @@ pub async fn batch_encrypt(
 pub async fn batch_decrypt(
     State(app): State<Arc<AppState>>,
     Auth(principal): Auth,
+    ClientAddr(source): ClientAddr,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchDecryptRequest>,
 ) -> Result<Json<BatchDecryptResponse>, ApiError> {
     check_batch(req.ciphertexts.len())?;
-    let target = resolve(&app, &principal, path).await?;
+    let target = resolve(&app, &principal, &source, path).await?;
     let mut plaintexts = BTreeMap::new();
     for text in req.ciphertexts {
         if plaintexts.contains_key(&text) {

@@ -230,5 +230,25 @@ async fn every_endpoint_every_role_and_a_foreign_org() {
     };
     assert_eq!(c.call("GET", "/acme/p/e0-4/decrypt", None, &[]).await.status, 200);
     assert_eq!(c.call("GET", "/acme/p/e1-4/decrypt", None, &[]).await.status, 403);
+
+    // Every refusal is in the org's audit chain, with who, from where, and what; the other org's probes too.
+    let audit = admin.call("GET", "/api/sesame/v1/orgs/acme/audit", None, &[]).await;
+    assert_eq!(audit.status, 200);
+    let denied: Vec<serde_json::Value> = audit
+        .text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["action"] == "access.denied")
+        .collect();
+    for who in ["user:u-reader", "user:u-none", "user:u-elsewhere", "user:outsider"] {
+        let mine: Vec<_> = denied.iter().filter(|r| r["actor"] == who).collect();
+        assert!(!mine.is_empty(), "no refusal of {who} audited");
+        assert!(
+            mine.iter()
+                .all(|r| r["source"] == "127.0.0.1" && r["outcome"] == "denied"),
+            "{mine:?}"
+        );
+    }
+    assert!(!audit.text.contains("topsecret"));
     s.stop().await;
 }
