@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::sql::SqlStore;
-use super::{Inserted, OrgRecord, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord};
+use super::{Inserted, OrgRecord, StoreError, StoreResult, TokenRecord, UserRecord};
 use crate::core::authz::{Grant, Role};
 
 /// A grant as stored.
@@ -190,38 +190,13 @@ pub(crate) fn grant_from_row(row: &sqlx::any::AnyRow) -> StoreResult<GrantRecord
         subject: row.try_get("subject")?,
         project: row.try_get("project")?,
         env: row.try_get("env")?,
-        role: role.parse().map_err(|_| StoreError::Corrupt {
-            table: "role_grants",
-            detail: format!("unknown role {role:?}"),
-        })?,
-        created_ms: row.try_get("created_ms")?,
-    })
-}
-
-fn corrupt(table: &'static str, detail: String) -> StoreError {
-    StoreError::Corrupt { table, detail }
-}
-
-fn org_row(row: &AnyRow) -> StoreResult<OrgRecord> {
-    Ok(OrgRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        role: parse_role(&role, "role_grants")?,
         created_ms: row.try_get("created_ms")?,
     })
 }
 
 const USER_COLUMNS: &str = "u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, u.instance_admin AS \
                             u_instance_admin, u.created_ms AS u_created_ms";
-
-fn user_row(row: &AnyRow) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        id: row.try_get("u_id")?,
-        login: row.try_get("u_login")?,
-        display_name: row.try_get("u_display_name")?,
-        instance_admin: row.try_get::<i64, _>("u_instance_admin")? != 0,
-        created_ms: row.try_get("u_created_ms")?,
-    })
-}
 
 fn team_row(row: &AnyRow) -> StoreResult<TeamRecord> {
     Ok(TeamRecord {
@@ -236,32 +211,11 @@ fn team_row(row: &AnyRow) -> StoreResult<TeamRecord> {
 const TOKEN_COLUMNS: &str =
     "id, token_hash, kind, user_id, org_id, team_id, description, created_ms, expires_ms, revoked_ms";
 
-fn token_row(row: &AnyRow) -> StoreResult<TokenRecord> {
-    let id: String = row.try_get("id")?;
-    let hash: Vec<u8> = row.try_get("token_hash")?;
-    let token_hash: [u8; 32] = hash
-        .try_into()
-        .map_err(|_| corrupt("tokens", format!("token {id} has a hash that is not 32 bytes")))?;
-    let kind: String = row.try_get("kind")?;
-    let kind =
-        TokenKind::parse(&kind).ok_or_else(|| corrupt("tokens", format!("token {id} has unknown kind {kind:?}")))?;
-    Ok(TokenRecord {
-        token_hash,
-        kind,
-        user_id: row.try_get("user_id")?,
-        org_id: row.try_get("org_id")?,
-        team_id: row.try_get("team_id")?,
-        description: row.try_get("description")?,
-        created_ms: row.try_get("created_ms")?,
-        expires_ms: row.try_get("expires_ms")?,
-        revoked_ms: row.try_get("revoked_ms")?,
-        id,
-    })
-}
-
 fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
-    role.parse()
-        .map_err(|_| corrupt(table, format!("unknown role {role:?}")))
+    role.parse().map_err(|_| StoreError::Corrupt {
+        table,
+        detail: format!("unknown role {role:?}"),
+    })
 }
 
 async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRecord) -> StoreResult<()> {
@@ -306,7 +260,7 @@ async fn user_by_login_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, login: &str
         .bind(login)
         .fetch_optional(&mut **tx)
         .await?;
-    row.as_ref().map(user_row).transpose()
+    row.as_ref().map(|r| super::sql::user_from_row(r, "u_")).transpose()
 }
 
 #[async_trait::async_trait]
@@ -358,7 +312,7 @@ impl IdentityStore for SqlStore {
         .bind(user_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(org_row).collect()
+        rows.iter().map(super::sql::org_from_row).collect()
     }
 
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
@@ -366,7 +320,7 @@ impl IdentityStore for SqlStore {
             .bind(login)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(user_row).transpose()
+        row.as_ref().map(|r| super::sql::user_from_row(r, "u_")).transpose()
     }
 
     async fn is_member(&self, org_id: &str, user_id: &str) -> StoreResult<bool> {
@@ -391,7 +345,7 @@ impl IdentityStore for SqlStore {
             .map(|row| {
                 let role: Option<String> = row.try_get("role")?;
                 Ok(MemberRecord {
-                    user: user_row(row)?,
+                    user: super::sql::user_from_row(row, "u_")?,
                     role: role.as_deref().map(|r| parse_role(r, "role_grants")).transpose()?,
                     joined_ms: row.try_get("joined_ms")?,
                 })
@@ -711,7 +665,7 @@ impl IdentityStore for SqlStore {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(token_row).transpose()
+        row.as_ref().map(super::sql::token_from_row).transpose()
     }
 
     async fn tokens_of_user(&self, user_id: &str) -> StoreResult<Vec<TokenRecord>> {
@@ -721,7 +675,7 @@ impl IdentityStore for SqlStore {
         .bind(user_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(token_row).collect()
+        rows.iter().map(super::sql::token_from_row).collect()
     }
 
     async fn tokens_of_org(&self, org_id: &str) -> StoreResult<Vec<TokenRecord>> {
@@ -732,7 +686,7 @@ impl IdentityStore for SqlStore {
         .bind(org_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(token_row).collect()
+        rows.iter().map(super::sql::token_from_row).collect()
     }
 
     async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<bool> {

@@ -66,7 +66,7 @@ fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
     }
 }
 
-fn org_from_row(row: &AnyRow) -> StoreResult<OrgRecord> {
+pub(crate) fn org_from_row(row: &AnyRow) -> StoreResult<OrgRecord> {
     Ok(OrgRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -74,7 +74,7 @@ fn org_from_row(row: &AnyRow) -> StoreResult<OrgRecord> {
     })
 }
 
-fn user_from_row(row: &AnyRow, prefix: &str) -> StoreResult<UserRecord> {
+pub(crate) fn user_from_row(row: &AnyRow, prefix: &str) -> StoreResult<UserRecord> {
     let col = |c: &str| format!("{prefix}{c}");
     Ok(UserRecord {
         id: row.try_get(col("id").as_str())?,
@@ -85,7 +85,7 @@ fn user_from_row(row: &AnyRow, prefix: &str) -> StoreResult<UserRecord> {
     })
 }
 
-fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
+pub(crate) fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
     let id: String = row.try_get("id")?;
     let hash: Vec<u8> = row.try_get("token_hash")?;
     let token_hash: [u8; 32] = hash
