@@ -1,6 +1,7 @@
 //! The audit writer: one task per process appends audit events to the store in batches (group commit), so each
 //! chain stays ordered and a request waits for the commit of its batch rather than for a lock. A request whose event
-//! cannot be written fails: nothing that must be audited happens unaudited.
+//! cannot be written fails: nothing that must be audited happens unaudited. Open sessions ride along: a session row
+//! is inserted in the same transaction as the audit record of its open.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::audit::AuditEvent;
 use crate::store::Store;
+use crate::store::envs::SessionRecord;
 
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -20,7 +22,8 @@ pub enum AuditError {
     Stopped,
 }
 
-type Pending = (AuditEvent, oneshot::Sender<Result<(), String>>);
+/// An event, an open session to insert with it (if any), and who waits for the commit.
+type Pending = (AuditEvent, Option<SessionRecord>, oneshot::Sender<Result<(), String>>);
 
 /// A handle to the process's audit writer; cheap to clone.
 #[derive(Clone)]
@@ -47,12 +50,17 @@ impl AuditLog {
                         Err(_) => break,
                     }
                 }
-                let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
-                let result = store.append_audit(&events).await.map(drop).map_err(|e| e.to_string());
+                let events: Vec<AuditEvent> = batch.iter().map(|(e, _, _)| e.clone()).collect();
+                let sessions: Vec<SessionRecord> = batch.iter().filter_map(|(_, s, _)| s.clone()).collect();
+                let result = store
+                    .append_audit_with_sessions(&events, &sessions)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, events = events.len(), "audit batch not written");
                 }
-                for (_, reply) in batch {
+                for (_, _, reply) in batch {
                     let _ = reply.send(result.clone());
                 }
             }
@@ -62,8 +70,17 @@ impl AuditLog {
 
     /// Appends `event` and waits until its batch is committed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.record_with(event, None).await
+    }
+
+    /// Appends `event` and inserts `session` in the same batch transaction (an open and its session land together,
+    /// one commit for many concurrent opens), and waits until the batch is committed.
+    pub async fn record_with(&self, event: AuditEvent, session: Option<SessionRecord>) -> Result<(), AuditError> {
         let (reply, done) = oneshot::channel();
-        self.tx.send((event, reply)).await.map_err(|_| AuditError::Stopped)?;
+        self.tx
+            .send((event, session, reply))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?.map_err(AuditError::Write)
     }
 }

@@ -777,31 +777,22 @@ async fn open_and_store(
         )
         .await?;
     let now = now_ms();
-    app.store
-        .insert_session(&SessionRecord {
-            id: id.clone(),
-            env_id: env_id.to_owned(),
-            org_id: org.id.clone(),
-            sealed,
-            created_ms: now,
-            expires_ms: now + duration.as_millis() as i64,
-        })
-        .await
-        .map_err(internal)?;
+    let session = SessionRecord {
+        id: id.clone(),
+        env_id: env_id.to_owned(),
+        org_id: org.id.clone(),
+        sealed,
+        created_ms: now,
+        expires_ms: now + duration.as_millis() as i64,
+    };
     let target = match env {
         Some(e) => format!("{}/{}/{}", org.name, e.project, e.name),
         None => format!("{}/<yaml>", org.name),
     };
-    app.audit(
-        Some(p),
-        source,
-        Some(&org.id),
-        "env.open",
-        &target,
-        "ok",
-        format!("session {id}, {}s", duration.as_secs()),
-    )
-    .await?;
+    // The session row and the open's audit record land in one transaction of the audit writer's batch.
+    let detail = format!("session {id}, {}s", duration.as_secs());
+    app.audit_with_session(p, source, &org.id, "env.open", &target, detail, session)
+        .await?;
     Ok(axum::Json(json!({ "id": id })).into_response())
 }
 

@@ -165,10 +165,14 @@ pub async fn run(
             env_id: root_env.map(|e| e.id.clone()),
         }),
     );
+    let validate_only = matches!(mode, Mode::Check { show_secrets: false });
+    prefetch(app, caller, &mut answers, &loaded, validate_only).await?;
     let opts = Options {
         mode,
         context: Default::default(),
     };
+    // With everything prefetched one round is the rule; more happen only for what prefetching cannot see (an
+    // `${environments.P.E}` reference, say).
     for _ in 0..MAX_ROUNDS {
         let mut out = evaluate(&loaded, &answers, &opts);
         if out.pending.is_empty() {
@@ -204,6 +208,60 @@ pub async fn run(
     Err(ApiError::bad_request(
         "the environment needs too many evaluation rounds",
     ))
+}
+
+/// Fetches every import (transitively, each level concurrently) and opens every ciphertext before evaluation, so
+/// the evaluator runs once instead of once per import level and secret.
+async fn prefetch(
+    app: &AppState,
+    caller: &Caller<'_>,
+    answers: &mut Answers,
+    root: &crate::core::env::Loaded,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let mut level: Vec<crate::core::env::Loaded>;
+    let mut this: Vec<&crate::core::env::Loaded> = vec![root];
+    let mut depth = 0;
+    while !this.is_empty() && depth < MAX_ROUNDS {
+        depth += 1;
+        let mut names: Vec<String> = Vec::new();
+        for doc in &this {
+            let Some(decl) = &doc.decl else { continue };
+            let env_id = answers
+                .docs
+                .get(&*doc.name)
+                .and_then(|d| d.as_ref().ok())
+                .and_then(|d| d.env_id.clone());
+            for ct in decl.ciphertexts() {
+                let req = DecryptRequest {
+                    env: doc.name.to_string(),
+                    ciphertext: ct.to_owned(),
+                    validate_only,
+                };
+                if !answers.plain.contains_key(&req) {
+                    let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
+                    answers.plain.insert(req, answer);
+                }
+            }
+            for import in &decl.imports {
+                if !answers.docs.contains_key(&import.name) && !names.contains(&import.name) {
+                    names.push(import.name.clone());
+                }
+            }
+        }
+        let fetched = futures::future::join_all(names.iter().map(|n| load_import(app, caller, n))).await;
+        let mut next = Vec::new();
+        for (name, doc) in names.into_iter().zip(fetched) {
+            let doc = doc?;
+            if let Ok(d) = &doc {
+                next.push(crate::core::env::load(&name, &d.src));
+            }
+            answers.docs.insert(name, doc);
+        }
+        level = next;
+        this = level.iter().collect();
+    }
+    Ok(())
 }
 
 async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, String>, ApiError> {

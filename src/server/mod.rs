@@ -70,6 +70,35 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
 }
 
+/// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain), now.
+fn audit_event(
+    principal: Option<&auth::Principal>,
+    source: &str,
+    chain: Option<&str>,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: String,
+) -> crate::core::audit::AuditEvent {
+    let actor = match principal {
+        Some(p) => match &p.user_login {
+            Some(login) => format!("user:{login}"),
+            None => format!("token:{}", p.token_id),
+        },
+        None => "anonymous".into(),
+    };
+    crate::core::audit::AuditEvent {
+        chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
+        time_ms: crate::keyring::now_ms(),
+        actor,
+        source: source.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+        detail,
+    }
+}
+
 /// The caller's address (`unknown` when the server was not started with connection info).
 pub struct ClientAddr(pub String);
 
@@ -104,25 +133,28 @@ impl AppState {
         outcome: &str,
         detail: String,
     ) -> Result<(), error::ApiError> {
-        let actor = match principal {
-            Some(p) => match &p.user_login {
-                Some(login) => format!("user:{login}"),
-                None => format!("token:{}", p.token_id),
-            },
-            None => "anonymous".into(),
-        };
-        let event = crate::core::audit::AuditEvent {
-            chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
-            time_ms: crate::keyring::now_ms(),
-            actor,
-            source: source.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            outcome: outcome.to_owned(),
-            detail,
-        };
+        let event = audit_event(principal, source, chain, action, target, outcome, detail);
         self.audit
             .record(event)
+            .await
+            .map_err(|e| error::ApiError::internal(&e))
+    }
+
+    /// Like [`AppState::audit`], and inserts `session` in the same transaction as the event.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit_with_session(
+        &self,
+        principal: &auth::Principal,
+        source: &str,
+        chain: &str,
+        action: &str,
+        target: &str,
+        detail: String,
+        session: crate::store::envs::SessionRecord,
+    ) -> Result<(), error::ApiError> {
+        let event = audit_event(Some(principal), source, Some(chain), action, target, "ok", detail);
+        self.audit
+            .record_with(event, Some(session))
             .await
             .map_err(|e| error::ApiError::internal(&e))
     }

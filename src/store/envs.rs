@@ -200,6 +200,23 @@ fn env_tag_from_row(row: &AnyRow) -> StoreResult<EnvTagRecord> {
     })
 }
 
+/// Inserts an open session inside a caller's transaction.
+pub(crate) async fn insert_session_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, s: &SessionRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO open_sessions (id, env_id, org_id, sealed, created_ms, expires_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&s.id)
+    .bind(&s.env_id)
+    .bind(&s.org_id)
+    .bind(&s.sealed)
+    .bind(s.created_ms)
+    .bind(s.expires_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 const ENV_COLUMNS: &str = "e.id, e.org_id, e.project, e.name, e.head, e.created_ms, e.modified_ms";
 const REVISION_COLUMNS: &str =
     "revision, created_ms, creator, retracted_ms, retracted_by, retraction_reason, replacement";
@@ -521,18 +538,9 @@ impl EnvStore for SqlStore {
     }
 
     async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO open_sessions (id, env_id, org_id, sealed, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&s.id)
-        .bind(&s.env_id)
-        .bind(&s.org_id)
-        .bind(&s.sealed)
-        .bind(s.created_ms)
-        .bind(s.expires_ms)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin().await?;
+        insert_session_in(&mut tx, s).await?;
+        tx.commit().await?;
         Ok(())
     }
 

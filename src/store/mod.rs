@@ -465,6 +465,14 @@ pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
     /// Appends events to their chains, in order, in one transaction; returns them as stored.
     async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<AuditRecord>>;
 
+    /// Appends audit events and inserts open sessions in one transaction (the audit writer's group commit: an open
+    /// session exists exactly when its open is audited).
+    async fn append_audit_with_sessions(
+        &self,
+        events: &[AuditEvent],
+        sessions: &[envs::SessionRecord],
+    ) -> StoreResult<Vec<AuditRecord>>;
+
     /// The records of one chain with `seq > after`, in order, at most `limit`.
     async fn audit_records(&self, chain: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 

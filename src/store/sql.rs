@@ -819,7 +819,18 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> StoreResult<Vec<AuditRecord>> {
+        self.append_audit_with_sessions(events, &[]).await
+    }
+
+    async fn append_audit_with_sessions(
+        &self,
+        events: &[AuditEvent],
+        sessions: &[super::envs::SessionRecord],
+    ) -> StoreResult<Vec<AuditRecord>> {
         let mut tx = self.pool.begin().await?;
+        for s in sessions {
+            super::envs::insert_session_in(&mut tx, s).await?;
+        }
         let out = append_audit_in(&mut tx, self.dialect, events).await?;
         tx.commit().await?;
         Ok(out)

@@ -112,6 +112,31 @@ pub struct Decl {
     pub values_span: Span,
 }
 
+impl Decl {
+    /// The ciphertexts of its `fn::secret: {ciphertext: …}` calls, in document order: the edge can open them all
+    /// before evaluating, instead of learning of them one round at a time.
+    pub fn ciphertexts(&self) -> Vec<&str> {
+        fn walk<'e>(e: &'e Expr, out: &mut Vec<&'e str>) {
+            match &e.kind {
+                ExprKind::List(items) => items.iter().for_each(|i| walk(i, out)),
+                ExprKind::Object(fields) => fields.iter().for_each(|(_, _, v)| walk(v, out)),
+                ExprKind::Builtin(b) => {
+                    if let Call::Ciphertext(ct) = &b.call {
+                        out.push(ct);
+                    }
+                    walk(&b.arg, out);
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(v) = &self.values {
+            walk(v, &mut out);
+        }
+        out
+    }
+}
+
 /// The result of loading a document: the declaration (absent when the YAML itself is unreadable) and diagnostics.
 #[derive(Clone, Debug)]
 pub struct Loaded {
