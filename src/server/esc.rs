@@ -880,7 +880,7 @@ async fn read_session(
     env_id: &str,
     id: &str,
     property: Option<&str>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<Response, ApiError> {
     let s = app
         .store
         .session(id)
@@ -907,14 +907,20 @@ async fn read_session(
             crate::keyring::KeyringError::Undecryptable => session_not_found(),
             other => other.into(),
         })?;
-    let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
     match property.filter(|p| !p.is_empty()) {
-        None => Ok(axum::Json(env)),
+        // The sealed body is the answer, byte for byte: no need to parse it.
+        None => {
+            let mut resp = plain.as_ref().to_vec().into_response();
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(resp)
+        }
         Some(path) => {
+            let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
             let steps = esc_wire::parse_path(path).map_err(ApiError::bad_request)?;
             let v = esc_wire::lookup(&env["properties"], &steps)
                 .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))?;
-            Ok(axum::Json(v.clone()))
+            Ok(axum::Json(v.clone()).into_response())
         }
     }
 }
@@ -926,7 +932,7 @@ pub async fn read_open(
     ClientAddr(source): ClientAddr,
     Path((org, project, env, id)): Path<(String, String, String, String)>,
     Query(q): Query<PropertyQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
     read_session(&app, &t.org, &t.env.id, &id, q.property.as_deref()).await
 }
@@ -938,7 +944,7 @@ pub async fn read_open_yaml(
     ClientAddr(source): ClientAddr,
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<PropertyQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<Response, ApiError> {
     let (org, _) = app.org_access(&p, &source, &org).await?;
     read_session(&app, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
 }
