@@ -760,6 +760,14 @@ mod tests {
     }
 
     #[test]
+    fn ciphertexts_are_found_wherever_they_sit() {
+        let src = "values:\n  a:\n    fn::secret: {ciphertext: one}\n  b:\n    - x: {fn::secret: {ciphertext: two}}\n  c:\n    fn::secret: plain\n  d:\n    fn::toJSON:\n      fn::secret:\n        ciphertext: three\n";
+        let loaded = load("t", src);
+        assert!(loaded.diags.is_empty(), "{:?}", loaded.diags);
+        assert_eq!(loaded.decl.unwrap().ciphertexts(), vec!["one", "two", "three"]);
+    }
+
+    #[test]
     fn interpolation_parses_accessors_and_escapes() {
         let (p, d) = parts(r#"a $${x} ${b.c[0]["d\"e"]} z"#);
         assert!(d.is_empty());
