@@ -400,7 +400,7 @@ async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) 
         &caller,
         &name,
         text,
-        Some(&t.env),
+        Some((&t.env, t.env.head)),
         Mode::Check { show_secrets: false },
     )
     .await?;
@@ -744,7 +744,7 @@ async fn open_and_store(
     source: &str,
     org: &OrgRecord,
     access: &Access,
-    env: Option<&EnvRecord>,
+    env: Option<(&EnvRecord, i64)>,
     name: &str,
     yaml: &str,
     duration: Duration,
@@ -755,17 +755,29 @@ async fn open_and_store(
         org,
         import_action: Action::Open,
     };
-    let out = esc_eval::run(app, &caller, name, yaml, env, Mode::Eval).await?;
-    if out.has_errors() {
-        return Err(ApiError::with_diagnostics(
-            "the environment could not be opened",
-            esc_wire::diagnostics(&out.diags),
-        ));
-    }
-    let body = zeroize::Zeroizing::new(
-        serde_json::to_vec(&json!({ "properties": esc_wire::properties(out.properties.as_ref()) }))
-            .map_err(internal)?,
-    );
+    // Imports are resolved (and the caller's right to open each checked) on every open; only when nothing it reads
+    // has changed is the evaluated result reused.
+    let resolved = esc_eval::resolve(app, &caller, name, yaml, env).await?;
+    let key = resolved.digest("open");
+    let body = match app.eval_cache.get(&key).await {
+        Some(body) => body,
+        None => {
+            let out = esc_eval::evaluate_resolved(app, &caller, resolved, Mode::Eval).await?;
+            if out.has_errors() {
+                return Err(ApiError::with_diagnostics(
+                    "the environment could not be opened",
+                    esc_wire::diagnostics(&out.diags),
+                ));
+            }
+            let body = Arc::new(zeroize::Zeroizing::new(
+                serde_json::to_vec(&json!({ "properties": esc_wire::properties(out.properties.as_ref()) }))
+                    .map_err(internal)?,
+            ));
+            app.eval_cache.insert(key, body.clone()).await;
+            body
+        }
+    };
+    let env = env.map(|(e, _)| e);
     let env_id = env.map_or(ANONYMOUS_ENV, |e| e.id.as_str());
     let id = uuid::Uuid::new_v4().simple().to_string();
     let sealed = app
@@ -773,7 +785,7 @@ async fn open_and_store(
         .seal(
             &env_scope(&org.id, env_id),
             &open_session_aad(&org.id, env_id, &id),
-            &body,
+            body.as_slice(),
         )
         .await?;
     let now = now_ms();
@@ -814,7 +826,7 @@ pub async fn open(
         &source,
         &t.org,
         &t.access,
-        Some(&t.env),
+        Some((&t.env, t.env.head)),
         &name,
         &yaml,
         duration,
@@ -841,7 +853,7 @@ pub async fn open_version(
         &source,
         &t.org,
         &t.access,
-        Some(&t.env),
+        Some((&t.env, rev)),
         &name,
         &yaml,
         duration,
@@ -1053,6 +1065,10 @@ pub async fn retract(
     if !app.store.retract_revision(&t.env.id, rev, &r).await.map_err(internal)? {
         return Err(ApiError::conflict(format!("revision {rev} is already retracted")));
     }
+    // Cached texts and results may hold the retracted revision: this replica forgets them at once (others within
+    // DOC_CACHE_TTL / EVAL_CACHE_TTL).
+    app.doc_cache.invalidate_all();
+    app.eval_cache.invalidate_all();
     app.audit(
         Some(&p),
         &source,

@@ -87,18 +87,68 @@ pub async fn resolve_version(app: &AppState, env: &EnvRecord, version: Option<&s
     }
 }
 
+/// A stored revision's text with what prefetching needs from it (its imports and ciphertexts), parsed once.
+pub struct DocInfo {
+    pub src: Arc<str>,
+    imports: Vec<String>,
+    ciphertexts: Vec<String>,
+}
+
+impl DocInfo {
+    fn new(name: &str, src: Arc<str>) -> DocInfo {
+        let loaded = load(name, &src);
+        DocInfo::of(&loaded, src)
+    }
+
+    fn of(loaded: &crate::core::env::Loaded, src: Arc<str>) -> DocInfo {
+        let (imports, ciphertexts) = match &loaded.decl {
+            Some(d) => (
+                d.imports.iter().map(|i| i.name.clone()).collect(),
+                d.ciphertexts().into_iter().map(str::to_owned).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        DocInfo {
+            src,
+            imports,
+            ciphertexts,
+        }
+    }
+}
+
+/// The text of a revision, following a retraction to its replacement. Revisions are immutable, so the text is
+/// cached per (environment id, revision); a retraction on this replica clears the cache, and entries expire after
+/// [`super::DOC_CACHE_TTL`], which bounds how long another replica may serve a revision retracted elsewhere.
+pub async fn revision_doc(app: &AppState, env: &EnvRecord, revision: i64) -> Result<Arc<DocInfo>, ApiError> {
+    let key = (env.id.clone(), revision);
+    if let Some(d) = app.doc_cache.get(&key).await {
+        return Ok(d);
+    }
+    let mut rev = revision;
+    let mut hops = 0;
+    let yaml = loop {
+        let row = app
+            .store
+            .revision(&env.id, rev)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::not_found(format!("revision {rev} not found")))?;
+        match row.retracted {
+            Some(r) if r.replacement != rev && hops < 64 => {
+                rev = r.replacement;
+                hops += 1;
+            }
+            _ => break row.yaml,
+        }
+    };
+    let info = Arc::new(DocInfo::new(&format!("{}/{}", env.project, env.name), Arc::from(yaml)));
+    app.doc_cache.insert(key, info.clone()).await;
+    Ok(info)
+}
+
 /// The YAML of a revision, following a retraction to its replacement.
 pub async fn revision_yaml(app: &AppState, env: &EnvRecord, revision: i64) -> Result<String, ApiError> {
-    let rev = app
-        .store
-        .revision(&env.id, revision)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::not_found(format!("revision {revision} not found")))?;
-    match rev.retracted {
-        Some(r) if r.replacement != revision => Box::pin(revision_yaml(app, env, r.replacement)).await,
-        _ => Ok(rev.yaml),
-    }
+    Ok(revision_doc(app, env, revision).await?.src.to_string())
 }
 
 /// Who is evaluating, and what imports need.
@@ -113,8 +163,10 @@ pub struct Caller<'a> {
 /// A loaded document: its text and, for a stored environment, its ids (to open its ciphertexts).
 #[derive(Clone)]
 struct Doc {
-    src: Arc<str>,
+    info: Arc<DocInfo>,
+    /// The environment and revision, for a stored document.
     env_id: Option<String>,
+    revision: i64,
 }
 
 #[derive(Default)]
@@ -126,7 +178,7 @@ struct Answers {
 impl Effects for Answers {
     fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
         match self.docs.get(name) {
-            Some(r) => Answer::Ready(r.as_ref().map(|d| d.src.clone()).map_err(Clone::clone)),
+            Some(r) => Answer::Ready(r.as_ref().map(|d| d.info.src.clone()).map_err(Clone::clone)),
             None => Answer::Pending,
         }
     }
@@ -147,26 +199,117 @@ impl Effects for Answers {
     }
 }
 
-/// Evaluates a document named `root_name` (a stored environment when `root_env` is given; otherwise anonymous).
-pub async fn run(
+/// Everything an evaluation reads, resolved: the root and every import (transitively), each with its text.
+pub struct Resolved {
+    loaded: crate::core::env::Loaded,
+    answers: Answers,
+}
+
+impl Resolved {
+    /// A digest of everything the evaluation depends on: the root's name and text, and each import's name and
+    /// resolution (environment id and revision, or the error). Evaluation is deterministic (no providers run
+    /// yet), so equal digests mean equal results.
+    pub fn digest(&self, mode: &str) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut put = |b: &[u8]| {
+            ctx.update(&(b.len() as u64).to_be_bytes());
+            ctx.update(b);
+        };
+        put(mode.as_bytes());
+        put(self.loaded.name.as_bytes());
+        let mut names: Vec<&String> = self.answers.docs.keys().collect();
+        names.sort();
+        for name in names {
+            put(name.as_bytes());
+            match &self.answers.docs[name] {
+                Ok(d) => {
+                    put(d.env_id.as_deref().unwrap_or("").as_bytes());
+                    put(&d.revision.to_be_bytes());
+                    if d.env_id.is_none() {
+                        put(d.info.src.as_bytes());
+                    }
+                }
+                Err(e) => put(e.as_bytes()),
+            }
+        }
+        let d = ctx.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+}
+
+/// Resolves a document named `root_name` (a stored environment when `root_env` is given; otherwise anonymous) and
+/// all it imports, each level of imports fetched concurrently.
+pub async fn resolve(
     app: &AppState,
     caller: &Caller<'_>,
     root_name: &str,
     src: &str,
-    root_env: Option<&EnvRecord>,
-    mode: Mode,
-) -> Result<Evaluated, ApiError> {
+    root_env: Option<(&EnvRecord, i64)>,
+) -> Result<Resolved, ApiError> {
     let loaded = load(root_name, src);
     let mut answers = Answers::default();
     answers.docs.insert(
         root_name.to_owned(),
         Ok(Doc {
-            src: Arc::from(src),
-            env_id: root_env.map(|e| e.id.clone()),
+            info: Arc::new(DocInfo::of(&loaded, Arc::from(src))),
+            env_id: root_env.map(|(e, _)| e.id.clone()),
+            revision: root_env.map_or(0, |(_, r)| r),
         }),
     );
+    let mut level = vec![root_name.to_owned()];
+    let mut depth = 0;
+    while !level.is_empty() && depth < MAX_ROUNDS {
+        depth += 1;
+        let mut names: Vec<String> = Vec::new();
+        for name in &level {
+            let Some(Ok(doc)) = answers.docs.get(name) else {
+                continue;
+            };
+            for import in &doc.info.imports {
+                if !answers.docs.contains_key(import) && !names.contains(import) {
+                    names.push(import.clone());
+                }
+            }
+        }
+        let fetched = futures::future::join_all(names.iter().map(|n| load_import(app, caller, n))).await;
+        for (name, doc) in names.iter().zip(fetched) {
+            answers.docs.insert(name.clone(), doc?);
+        }
+        level = names;
+    }
+    Ok(Resolved { loaded, answers })
+}
+
+/// Evaluates what [`resolve`] gathered: opens every ciphertext first, so the evaluator normally runs once.
+pub async fn evaluate_resolved(
+    app: &AppState,
+    caller: &Caller<'_>,
+    mut r: Resolved,
+    mode: Mode,
+) -> Result<Evaluated, ApiError> {
     let validate_only = matches!(mode, Mode::Check { show_secrets: false });
-    prefetch(app, caller, &mut answers, &loaded, validate_only).await?;
+    let mut wanted = Vec::new();
+    for (name, doc) in &r.answers.docs {
+        let Ok(doc) = doc else { continue };
+        for ct in &doc.info.ciphertexts {
+            wanted.push((
+                DecryptRequest {
+                    env: name.clone(),
+                    ciphertext: ct.clone(),
+                    validate_only,
+                },
+                doc.env_id.clone(),
+            ));
+        }
+    }
+    for (req, env_id) in wanted {
+        if !r.answers.plain.contains_key(&req) {
+            let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
+            r.answers.plain.insert(req, answer);
+        }
+    }
     let opts = Options {
         mode,
         context: Default::default(),
@@ -174,14 +317,13 @@ pub async fn run(
     // With everything prefetched one round is the rule; more happen only for what prefetching cannot see (an
     // `${environments.P.E}` reference, say).
     for _ in 0..MAX_ROUNDS {
-        let mut out = evaluate(&loaded, &answers, &opts);
+        let mut out = evaluate(&r.loaded, &r.answers, &opts);
         if out.pending.is_empty() {
-            out.diags.extend(loaded.diags.iter().cloned());
+            out.diags.extend(r.loaded.diags.iter().cloned());
             crate::core::env::diag::sort(&mut out.diags);
             out.diags.dedup();
             return Ok(out);
         }
-        // Imports of one round are fetched concurrently; decrypts need the documents, so they follow.
         let mut loads = Vec::new();
         let mut decrypts = Vec::new();
         for need in out.pending {
@@ -193,16 +335,17 @@ pub async fn run(
         }
         let fetched = futures::future::join_all(loads.iter().map(|name| load_import(app, caller, name))).await;
         for (name, doc) in loads.into_iter().zip(fetched) {
-            answers.docs.insert(name, doc?);
+            r.answers.docs.insert(name, doc?);
         }
         for req in decrypts {
-            let env_id = answers
+            let env_id = r
+                .answers
                 .docs
                 .get(&req.env)
                 .and_then(|d| d.as_ref().ok())
                 .and_then(|d| d.env_id.clone());
             let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
-            answers.plain.insert(req, answer);
+            r.answers.plain.insert(req, answer);
         }
     }
     Err(ApiError::bad_request(
@@ -210,58 +353,17 @@ pub async fn run(
     ))
 }
 
-/// Fetches every import (transitively, each level concurrently) and opens every ciphertext before evaluation, so
-/// the evaluator runs once instead of once per import level and secret.
-async fn prefetch(
+/// Resolves and evaluates in one call.
+pub async fn run(
     app: &AppState,
     caller: &Caller<'_>,
-    answers: &mut Answers,
-    root: &crate::core::env::Loaded,
-    validate_only: bool,
-) -> Result<(), ApiError> {
-    let mut level: Vec<crate::core::env::Loaded>;
-    let mut this: Vec<&crate::core::env::Loaded> = vec![root];
-    let mut depth = 0;
-    while !this.is_empty() && depth < MAX_ROUNDS {
-        depth += 1;
-        let mut names: Vec<String> = Vec::new();
-        for doc in &this {
-            let Some(decl) = &doc.decl else { continue };
-            let env_id = answers
-                .docs
-                .get(&*doc.name)
-                .and_then(|d| d.as_ref().ok())
-                .and_then(|d| d.env_id.clone());
-            for ct in decl.ciphertexts() {
-                let req = DecryptRequest {
-                    env: doc.name.to_string(),
-                    ciphertext: ct.to_owned(),
-                    validate_only,
-                };
-                if !answers.plain.contains_key(&req) {
-                    let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
-                    answers.plain.insert(req, answer);
-                }
-            }
-            for import in &decl.imports {
-                if !answers.docs.contains_key(&import.name) && !names.contains(&import.name) {
-                    names.push(import.name.clone());
-                }
-            }
-        }
-        let fetched = futures::future::join_all(names.iter().map(|n| load_import(app, caller, n))).await;
-        let mut next = Vec::new();
-        for (name, doc) in names.into_iter().zip(fetched) {
-            let doc = doc?;
-            if let Ok(d) = &doc {
-                next.push(crate::core::env::load(&name, &d.src));
-            }
-            answers.docs.insert(name, doc);
-        }
-        level = next;
-        this = level.iter().collect();
-    }
-    Ok(())
+    root_name: &str,
+    src: &str,
+    root_env: Option<(&EnvRecord, i64)>,
+    mode: Mode,
+) -> Result<Evaluated, ApiError> {
+    let r = resolve(app, caller, root_name, src, root_env).await?;
+    evaluate_resolved(app, caller, r, mode).await
 }
 
 async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, String>, ApiError> {
@@ -290,10 +392,11 @@ async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<
         }
         Err(e) => return Err(e),
     };
-    let yaml = revision_yaml(app, &env, revision).await?;
+    let info = revision_doc(app, &env, revision).await?;
     Ok(Ok(Doc {
-        src: Arc::from(yaml),
+        info,
         env_id: Some(env.id),
+        revision,
     }))
 }
 

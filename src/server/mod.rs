@@ -44,6 +44,11 @@ use crate::migrate::MigrateConfig;
 use crate::store::{OrgRecord, Store};
 use error::ApiError;
 
+/// How long a revision's text is reused (a retraction elsewhere is seen by this replica within this time).
+pub const DOC_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long an evaluated open result is reused for identical inputs.
+pub const EVAL_CACHE_TTL: Duration = Duration::from_secs(30);
+
 /// How long an org-name lookup is reused.
 const ORG_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -56,6 +61,11 @@ pub struct AppState {
     /// Token hash → principal, for [`auth::TOKEN_CACHE_TTL`].
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
     orgs: Cache<String, Arc<OrgRecord>>,
+    /// (environment id, revision) → its text, parsed for imports and ciphertexts (revisions are immutable).
+    pub doc_cache: Cache<(String, i64), Arc<esc_eval::DocInfo>>,
+    /// Digest of everything an open evaluates → its rendered result (plaintext secrets included: zeroized when
+    /// the entry goes), so repeated opens of an unchanged environment skip evaluation.
+    pub eval_cache: Cache<[u8; 32], Arc<zeroize::Zeroizing<Vec<u8>>>>,
     /// (token id, org id) → the caller's grants there, for [`access::ACCESS_CACHE_TTL`].
     access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
@@ -205,6 +215,16 @@ impl AppState {
             orgs: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ORG_CACHE_TTL)
+                .build(),
+            doc_cache: Cache::builder()
+                .max_capacity(64 << 20)
+                .weigher(|_, d: &Arc<esc_eval::DocInfo>| u32::try_from(d.src.len()).unwrap_or(u32::MAX))
+                .time_to_live(DOC_CACHE_TTL)
+                .build(),
+            eval_cache: Cache::builder()
+                .max_capacity(64 << 20)
+                .weigher(|_, v: &Arc<zeroize::Zeroizing<Vec<u8>>>| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .time_to_live(EVAL_CACHE_TTL)
                 .build(),
             access_cache: Cache::builder()
                 .max_capacity(100_000)

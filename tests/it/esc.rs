@@ -671,3 +671,88 @@ async fn listings_page_with_continuation_tokens() {
     );
     s.stop().await;
 }
+
+/// Opens reuse an evaluated result only while nothing it read has changed: an import's new revision, a moved tag,
+/// a retraction and a lost right to an import all show at once.
+#[tokio::test]
+async fn cached_opens_follow_every_change() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    for (p, n) in [("lib", "base"), ("lib", "pinned"), ("app", "web")] {
+        assert_eq!(c.create("acme", p, n).await.status, 200);
+    }
+    assert_eq!(c.patch("/acme/lib/base", "values:\n  v: one\n").await.status, 200);
+    assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: a\n").await.status, 200);
+    let r = c
+        .call(
+            "POST",
+            "/acme/lib/pinned/versions/tags",
+            Some(r#"{"name":"stable","revision":2}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: b\n").await.status, 200);
+    let web = "imports:\n  - lib/base\n  - lib/pinned@stable\nvalues:\n  both: ${v}-${w}\n";
+    assert_eq!(c.patch("/acme/app/web", web).await.status, 200);
+    let both = |env: &Value| props(env)["both"].clone();
+    assert_eq!(both(&c.open("/acme/app/web").await), "one-a");
+    assert_eq!(both(&c.open("/acme/app/web").await), "one-a");
+
+    assert_eq!(c.patch("/acme/lib/base", "values:\n  v: two\n").await.status, 200);
+    assert_eq!(both(&c.open("/acme/app/web").await), "two-a");
+    let r = c
+        .call(
+            "PATCH",
+            "/acme/lib/pinned/versions/tags/stable",
+            Some(r#"{"revision":3}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(both(&c.open("/acme/app/web").await), "two-b");
+    assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: c\n").await.status, 200);
+    let r = c
+        .call(
+            "POST",
+            "/acme/lib/pinned/versions/3/retract",
+            Some(r#"{"replacement":2}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        both(&c.open("/acme/app/web").await),
+        "two-a",
+        "a retracted revision was served"
+    );
+
+    // A member who may open the app but not one of its imports: the cached result is not theirs to see.
+    let (status, body) = s
+        .post(
+            "/api/sesame/v1/orgs/acme/members",
+            &json!({"login": "dev", "role": "none"}),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let dev = body["token"].as_str().unwrap().to_owned();
+    for (project, role) in [("app", "opener"), ("lib", "reader")] {
+        let r = s
+            .http
+            .put(format!("{}/api/sesame/v1/orgs/acme/roles", s.base))
+            .header("Authorization", format!("token {}", s.token))
+            .json(&json!({"subject": "user:dev", "project": project, "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let d = Esc { s: &s, token: dev };
+    let r = d.call("POST", "/acme/app/web/open", None, &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("not found") && !r.text.contains("two"), "{}", r.text);
+    s.stop().await;
+}
