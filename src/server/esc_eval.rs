@@ -305,9 +305,9 @@ pub async fn evaluate_resolved(
         }
     }
     for (req, env_id) in wanted {
-        if !r.answers.plain.contains_key(&req) {
-            let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), &req).await?;
-            r.answers.plain.insert(req, answer);
+        if let std::collections::hash_map::Entry::Vacant(slot) = r.answers.plain.entry(req) {
+            let answer = decrypt_one(app, &caller.org.id, env_id.as_deref(), slot.key()).await?;
+            slot.insert(answer);
         }
     }
     let opts = Options {
