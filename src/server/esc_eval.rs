@@ -273,9 +273,9 @@ pub async fn resolve(
                 }
             }
         }
-        let fetched = futures::future::join_all(names.iter().map(|n| load_import(app, caller, n))).await;
+        let fetched = load_imports(app, caller, &names).await?;
         for (name, doc) in names.iter().zip(fetched) {
-            answers.docs.insert(name.clone(), doc?);
+            answers.docs.insert(name.clone(), doc);
         }
         level = names;
     }
@@ -366,38 +366,78 @@ pub async fn run(
     evaluate_resolved(app, caller, r, mode).await
 }
 
-async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, String>, ApiError> {
-    let missing = || Ok(Err(format!("environment \"{name}\" not found")));
-    let Some(r) = EnvRef::parse(name) else {
-        return Ok(Err(format!("invalid environment name \"{name}\"")));
+/// Loads one level of imports: their environments in one query, then each one's revision (cached) concurrently.
+async fn load_imports(
+    app: &AppState,
+    caller: &Caller<'_>,
+    names: &[String],
+) -> Result<Vec<Result<Doc, String>>, ApiError> {
+    let refs: Vec<Option<EnvRef>> = names.iter().map(|n| EnvRef::parse(n)).collect();
+    // Only what the caller may use is looked up; the rest answers like a missing environment.
+    let allowed = |r: &EnvRef| {
+        caller
+            .access
+            .decide(Some(&r.project), Some(&r.name), caller.import_action)
+            == Decision::Allow
     };
-    // An import the caller may not use is reported exactly like a missing one.
-    if caller
-        .access
-        .decide(Some(&r.project), Some(&r.name), caller.import_action)
-        != Decision::Allow
-    {
-        return missing();
-    }
-    let env = app
+    let wanted: Vec<(&str, &str)> = refs
+        .iter()
+        .flatten()
+        .filter(|r| allowed(r))
+        .map(|r| (r.project.as_str(), r.name.as_str()))
+        .collect();
+    let found = app
         .store
-        .env_by_name(&caller.org.id, &r.project, &r.name)
+        .envs_by_names(&caller.org.id, &wanted)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let Some(env) = env else { return missing() };
-    let revision = match resolve_version(app, &env, r.version.as_deref()).await {
+    let docs = names.iter().zip(&refs).map(|(name, r)| {
+        let env = r.as_ref().filter(|r| allowed(r)).and_then(|r| {
+            found
+                .iter()
+                .find(|e| e.project == r.project && e.name == r.name)
+                .map(|e| (e, r.version.as_deref()))
+        });
+        async move {
+            if r.is_none() {
+                return Ok(Err(format!("invalid environment name \"{name}\"")));
+            }
+            let Some((env, version)) = env else {
+                return Ok(Err(format!("environment \"{name}\" not found")));
+            };
+            doc_at(app, name, env, version).await
+        }
+    });
+    futures::future::join_all(docs).await.into_iter().collect()
+}
+
+/// An environment's document at a version (`None`: latest), or the error to report for the import `name`.
+async fn doc_at(
+    app: &AppState,
+    name: &str,
+    env: &EnvRecord,
+    version: Option<&str>,
+) -> Result<Result<Doc, String>, ApiError> {
+    let revision = match resolve_version(app, env, version).await {
         Ok(rev) => rev,
         Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => {
             return Ok(Err(format!("environment \"{name}\": {}", e.message())));
         }
         Err(e) => return Err(e),
     };
-    let info = revision_doc(app, &env, revision).await?;
+    let info = revision_doc(app, env, revision).await?;
     Ok(Ok(Doc {
         info,
-        env_id: Some(env.id),
+        env_id: Some(env.id.clone()),
         revision,
     }))
+}
+
+async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, String>, ApiError> {
+    let mut docs = load_imports(app, caller, std::slice::from_ref(&name.to_owned())).await?;
+    Ok(docs
+        .pop()
+        .unwrap_or_else(|| Err(format!("environment \"{name}\" not found"))))
 }
 
 async fn decrypt_one(
