@@ -201,7 +201,10 @@ impl Effects for Answers {
 
 /// Everything an evaluation reads, resolved: the root and every import (transitively), each with its text.
 pub struct Resolved {
-    loaded: crate::core::env::Loaded,
+    root_name: String,
+    /// The parsed root, when resolving needed it (a document not in the revision cache); parsed on evaluation
+    /// otherwise.
+    loaded: Option<crate::core::env::Loaded>,
     answers: Answers,
 }
 
@@ -216,7 +219,7 @@ impl Resolved {
             ctx.update(b);
         };
         put(mode.as_bytes());
-        put(self.loaded.name.as_bytes());
+        put(self.root_name.as_bytes());
         let mut names: Vec<&String> = self.answers.docs.keys().collect();
         names.sort();
         for name in names {
@@ -248,12 +251,23 @@ pub async fn resolve(
     src: &str,
     root_env: Option<(&EnvRecord, i64)>,
 ) -> Result<Resolved, ApiError> {
-    let loaded = load(root_name, src);
+    // A stored revision's imports come from the revision cache (no parse on the hot path); other text is parsed.
+    let cached = match root_env {
+        Some((e, rev)) => app.doc_cache.get(&(e.id.clone(), rev)).await.filter(|d| &*d.src == src),
+        None => None,
+    };
+    let (info, loaded) = match cached {
+        Some(info) => (info, None),
+        None => {
+            let loaded = load(root_name, src);
+            (Arc::new(DocInfo::of(&loaded, Arc::from(src))), Some(loaded))
+        }
+    };
     let mut answers = Answers::default();
     answers.docs.insert(
         root_name.to_owned(),
         Ok(Doc {
-            info: Arc::new(DocInfo::of(&loaded, Arc::from(src))),
+            info,
             env_id: root_env.map(|(e, _)| e.id.clone()),
             revision: root_env.map_or(0, |(_, r)| r),
         }),
@@ -279,7 +293,11 @@ pub async fn resolve(
         }
         level = names;
     }
-    Ok(Resolved { loaded, answers })
+    Ok(Resolved {
+        root_name: root_name.to_owned(),
+        loaded,
+        answers,
+    })
 }
 
 /// Evaluates what [`resolve`] gathered: opens every ciphertext first, so the evaluator normally runs once.
@@ -310,6 +328,16 @@ pub async fn evaluate_resolved(
             slot.insert(answer);
         }
     }
+    let loaded = match r.loaded.take() {
+        Some(l) => l,
+        None => {
+            let src = match r.answers.docs.get(&r.root_name) {
+                Some(Ok(d)) => d.info.src.clone(),
+                _ => Arc::from(""),
+            };
+            load(&r.root_name, &src)
+        }
+    };
     let opts = Options {
         mode,
         context: Default::default(),
@@ -317,9 +345,9 @@ pub async fn evaluate_resolved(
     // With everything prefetched one round is the rule; more happen only for what prefetching cannot see (an
     // `${environments.P.E}` reference, say).
     for _ in 0..MAX_ROUNDS {
-        let mut out = evaluate(&r.loaded, &r.answers, &opts);
+        let mut out = evaluate(&loaded, &r.answers, &opts);
         if out.pending.is_empty() {
-            out.diags.extend(r.loaded.diags.iter().cloned());
+            out.diags.extend(loaded.diags.iter().cloned());
             crate::core::env::diag::sort(&mut out.diags);
             out.diags.dedup();
             return Ok(out);
