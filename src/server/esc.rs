@@ -784,7 +784,7 @@ async fn open_and_store(
         .keyring
         .seal(
             &env_scope(&org.id, env_id),
-            &open_session_aad(&org.id, env_id, &id),
+            &open_session_aad(&org.id, env_id, &anonymous_binding(env.is_none(), &id, p)),
             body.as_slice(),
         )
         .await?;
@@ -886,13 +886,25 @@ fn session_not_found() -> ApiError {
     ApiError::not_found("open session not found or expired")
 }
 
+/// What a session's associated data names: the session id, and for an anonymous document (`yaml/open`), which
+/// needs no role on any environment to read, also the token that opened it — so only that token can read it.
+fn anonymous_binding(anonymous: bool, id: &str, p: &Principal) -> String {
+    if anonymous {
+        format!("{id}:{}", p.token_id)
+    } else {
+        id.to_owned()
+    }
+}
+
 async fn read_session(
     app: &AppState,
+    p: &Principal,
     org: &OrgRecord,
     env_id: &str,
     id: &str,
     property: Option<&str>,
 ) -> Result<Response, ApiError> {
+    let binding = anonymous_binding(env_id == ANONYMOUS_ENV, id, p);
     let s = app
         .store
         .session(id)
@@ -911,7 +923,7 @@ async fn read_session(
         .keyring
         .open(
             &env_scope(&org.id, env_id),
-            &open_session_aad(&org.id, env_id, id),
+            &open_session_aad(&org.id, env_id, &binding),
             &s.sealed,
         )
         .await
@@ -946,7 +958,7 @@ pub async fn read_open(
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
-    read_session(&app, &t.org, &t.env.id, &id, q.property.as_deref()).await
+    read_session(&app, &p, &t.org, &t.env.id, &id, q.property.as_deref()).await
 }
 
 /// `GET /api/esc/environments/{org}/yaml/open/{id}`
@@ -958,7 +970,7 @@ pub async fn read_open_yaml(
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {
     let (org, _) = app.org_access(&p, &source, &org).await?;
-    read_session(&app, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
+    read_session(&app, &p, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
 }
 
 // ---------------------------------------------------------------------------------------------------------------

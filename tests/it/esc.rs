@@ -421,6 +421,20 @@ async fn flow(s: &TestServer) {
     let id = r.json()["id"].as_str().unwrap().to_owned();
     let r = c.call("GET", &format!("/acme/yaml/open/{id}"), None, &[]).await;
     assert_eq!(props(&r.json())["password"], "s3cret");
+    // An anonymous session is readable by the token that opened it only (it needs no role on any environment).
+    let (status, body) = s
+        .post(
+            "/api/sesame/v1/orgs/acme/members",
+            &json!({"login": "peer", "role": "admin"}),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let peer = Esc {
+        s,
+        token: body["token"].as_str().unwrap().to_owned(),
+    };
+    let r = peer.call("GET", &format!("/acme/yaml/open/{id}"), None, &[]).await;
+    assert_eq!(r.status, 404, "another token read an anonymous session: {}", r.text);
 
     // Expired sessions are refused.
     // (The app's pinned import now names a deleted tag, so it no longer opens.)
