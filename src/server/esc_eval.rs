@@ -287,6 +287,9 @@ pub async fn resolve(
                 }
             }
         }
+        // The evaluator refuses more than MAX_ENVIRONMENTS documents; fetching stops there too, so a document that
+        // names thousands of imports costs bounded work.
+        names.truncate(crate::core::env::eval::MAX_ENVIRONMENTS.saturating_sub(answers.docs.len()));
         let fetched = load_imports(app, caller, &names).await?;
         for (name, doc) in names.iter().zip(fetched) {
             answers.docs.insert(name.clone(), doc);

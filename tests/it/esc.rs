@@ -770,3 +770,25 @@ async fn cached_opens_follow_every_change() {
     assert!(r.text.contains("not found") && !r.text.contains("two"), "{}", r.text);
     s.stop().await;
 }
+
+/// A document naming more imports than the evaluator accepts gets a clear error, after bounded work.
+#[tokio::test]
+async fn too_many_imports_are_refused() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    let mut doc = String::from("imports:\n");
+    for i in 0..1100 {
+        doc.push_str(&format!("  - p/e{i}\n"));
+    }
+    let r = c.call("POST", "/acme/yaml/check", Some(&doc), &[]).await;
+    assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
+    assert!(
+        r.text.contains("more than 1024 environments"),
+        "{}",
+        &r.text[..r.text.len().min(300)]
+    );
+    s.stop().await;
+}
