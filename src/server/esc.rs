@@ -46,6 +46,10 @@ const YAML: &str = "application/x-yaml";
 fn yaml_response(status: StatusCode, text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
     let mut resp = (status, text).into_response();
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
+    with_headers(resp, headers)
+}
+
+fn with_headers(mut resp: Response, headers: &[(axum::http::HeaderName, String)]) -> Response {
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(value) {
             resp.headers_mut().insert(name.clone(), v);
@@ -123,6 +127,19 @@ async fn target(
 
 fn target_name(t: &Target) -> String {
     format!("{}/{}/{}", t.org.name, t.env.project, t.env.name)
+}
+
+/// Audits a successful `action` on the environment `t` in its org's chain.
+async fn audit_ok(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    t: &Target,
+    action: &str,
+    detail: String,
+) -> Result<(), ApiError> {
+    app.audit(Some(p), source, Some(&t.org.id), action, &target_name(t), "ok", detail)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -368,16 +385,7 @@ pub async fn decrypt(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
     let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
     let plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.decrypt",
-        &target_name(&t),
-        "ok",
-        format!("revision {}", t.env.head),
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.decrypt", format!("revision {}", t.env.head)).await?;
     Ok(yaml_response(
         StatusCode::OK,
         plain,
@@ -459,23 +467,11 @@ pub async fn update(
             "the environment has changed since it was read; read it again and retry",
         ));
     };
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.update",
-        &target_name(&t),
-        "ok",
-        format!("revision {rev}"),
-    )
-    .await?;
-    let mut resp = axum::Json(json!({"diagnostics": []})).into_response();
-    for (name, value) in revision_headers(&t.env, rev) {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(name, v);
-        }
-    }
-    Ok(resp)
+    audit_ok(&app, &p, &source, &t, "env.update", format!("revision {rev}")).await?;
+    Ok(with_headers(
+        axum::Json(json!({"diagnostics": []})).into_response(),
+        &revision_headers(&t.env, rev),
+    ))
 }
 
 /// `DELETE …/{org}/{project}/{env}` (admins).
@@ -489,16 +485,7 @@ pub async fn delete(
     if !app.store.delete_env(&t.env.id).await.map_err(internal)? {
         return Err(env_not_found(&project, &env));
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.delete",
-        &target_name(&t),
-        "ok",
-        String::new(),
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.delete", String::new()).await?;
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
     Ok(axum::Json(json!({})).into_response())
 }
@@ -551,16 +538,7 @@ pub async fn rename(
         )));
     }
     let detail = format!("to {}/{}", body.project, body.name);
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.rename",
-        &target_name(&t),
-        "ok",
-        detail,
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.rename", detail).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -673,16 +651,7 @@ pub async fn clone(
             ""
         }
     );
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.clone",
-        &target_name(&t),
-        "ok",
-        detail,
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.clone", detail).await?;
     // 204, as the contract and the TypeScript SDK's wrapper expect.
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1081,13 +1050,12 @@ pub async fn retract(
     // DOC_CACHE_TTL / EVAL_CACHE_TTL).
     app.doc_cache.invalidate_all();
     app.eval_cache.invalidate_all();
-    app.audit(
-        Some(&p),
+    audit_ok(
+        &app,
+        &p,
         &source,
-        Some(&t.org.id),
+        &t,
         "env.revision.retract",
-        &target_name(&t),
-        "ok",
         format!("revision {rev} → {replacement}"),
     )
     .await?;
@@ -1102,6 +1070,18 @@ fn rev_tag_json(t: &RevisionTagRecord) -> JsonValue {
         "modified": rfc3339(t.modified_ms),
         "editorLogin": t.editor,
         "editorName": t.editor,
+    })
+}
+
+/// The built-in `latest` tag: always the head revision.
+fn latest_tag_json(env: &EnvRecord) -> JsonValue {
+    json!({
+        "name": "latest",
+        "revision": env.head,
+        "created": rfc3339(env.created_ms),
+        "modified": rfc3339(env.modified_ms),
+        "editorLogin": "",
+        "editorName": "",
     })
 }
 
@@ -1128,14 +1108,7 @@ pub async fn list_revision_tags(
         .map_err(internal)?;
     let mut out: Vec<JsonValue> = Vec::new();
     if q.after.as_deref().unwrap_or("").is_empty() {
-        out.push(json!({
-            "name": "latest",
-            "revision": t.env.head,
-            "created": rfc3339(t.env.created_ms),
-            "modified": rfc3339(t.env.modified_ms),
-            "editorLogin": "",
-            "editorName": "",
-        }));
+        out.push(latest_tag_json(&t.env));
     }
     out.extend(tags.iter().filter(|t| t.name != "latest").map(rev_tag_json));
     let next = if tags.len() as i64 == count {
@@ -1206,16 +1179,7 @@ async fn put_revision_tag(
     } else {
         "env.revision_tag.update"
     };
-    app.audit(
-        Some(p),
-        source,
-        Some(&t.org.id),
-        action,
-        &target_name(&t),
-        "ok",
-        format!("{name} → {revision}"),
-    )
-    .await?;
+    audit_ok(app, p, source, &t, action, format!("{name} → {revision}")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1251,10 +1215,7 @@ pub async fn get_revision_tag(
 ) -> Result<axum::Json<JsonValue>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     if tag == "latest" {
-        return Ok(axum::Json(json!({
-            "name": "latest", "revision": t.env.head, "created": rfc3339(t.env.created_ms),
-            "modified": rfc3339(t.env.modified_ms), "editorLogin": "", "editorName": "",
-        })));
+        return Ok(axum::Json(latest_tag_json(&t.env)));
     }
     let rec = app
         .store
@@ -1276,16 +1237,7 @@ pub async fn delete_revision_tag(
     if !app.store.delete_revision_tag(&t.env.id, &tag).await.map_err(internal)? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.revision_tag.delete",
-        &target_name(&t),
-        "ok",
-        tag,
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.revision_tag.delete", tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1361,16 +1313,7 @@ pub async fn create_tag(
     if !app.store.create_env_tag(&t.env.id, &rec).await.map_err(internal)? {
         return Err(ApiError::conflict(format!("tag '{}' already exists", body.name)));
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.tag.create",
-        &target_name(&t),
-        "ok",
-        body.name,
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.tag.create", body.name).await?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
 
@@ -1438,16 +1381,7 @@ pub async fn update_tag(
     {
         return Err(ApiError::conflict(format!("tag '{}' already exists", rec.name)));
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.tag.update",
-        &target_name(&t),
-        "ok",
-        format!("{tag} → {}", rec.name),
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.tag.update", format!("{tag} → {}", rec.name)).await?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
 
@@ -1462,16 +1396,7 @@ pub async fn delete_tag(
     if !app.store.delete_env_tag(&t.env.id, &tag).await.map_err(internal)? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&t.org.id),
-        "env.tag.delete",
-        &target_name(&t),
-        "ok",
-        tag,
-    )
-    .await?;
+    audit_ok(&app, &p, &source, &t, "env.tag.delete", tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -143,7 +143,6 @@ pub trait EnvStore: Send + Sync {
     async fn update_env_tag(&self, env_id: &str, name: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
     async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
 
-    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Deletes sessions that expired at or before `now_ms`; how many.
     async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64>;
@@ -560,13 +559,6 @@ impl EnvStore for SqlStore {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    async fn insert_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
-        insert_session_in(&mut tx, s).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
