@@ -1,6 +1,8 @@
 //! Evaluation speed of the ESC language: the upstream suite's `omnibus` case (every builtin, an import, a provider)
 //! and its `bench` case (26 imports each with a ciphertext, `environmentVariables`, `pulumiConfig`, and a provider
-//! call), with the harness's in-memory fakes (no provider delay). Load+eval and eval alone.
+//! call), with the harness's in-memory fakes (no provider delay). Load+eval and eval alone. And the documents
+//! built to exhaust the evaluator — a 5,000-link chain of references, 30 levels of doubling references, 3,000 levels
+//! of values nested by reference — which must answer (with diagnostics) in bounded time.
 //!
 //! Run: `cargo bench --bench esc_eval` (needs `../shared/conformance/esc-eval`, or SESAME_ESC_CONFORMANCE).
 
@@ -68,7 +70,69 @@ impl Effects for InMemory {
     }
 }
 
+/// Fakes that load nothing.
+struct Nothing;
+
+impl Effects for Nothing {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+        Answer::Ready(Err(format!("no {name}")))
+    }
+    fn decrypt(&self, _: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
+        Answer::Ready(Err(DecryptError::Failed("no keys".into())))
+    }
+    fn provider(&self, _: &str) -> Option<ProviderSchema> {
+        None
+    }
+    fn rotator(&self, _: &str) -> Option<RotatorSchema> {
+        None
+    }
+    fn call(&self, _: &ProviderCall) -> Answer<Result<Value, String>> {
+        Answer::Ready(Err("no providers".into()))
+    }
+}
+
+fn adversarial(c: &mut Criterion) {
+    let opts = Options {
+        mode: Mode::Check { show_secrets: false },
+        context: BTreeMap::new(),
+    };
+    let mut chain = String::from("values:\n");
+    for i in 0..5_000 {
+        chain.push_str(&format!("  a{i}: ${{a{}}}\n", i + 1));
+    }
+    chain.push_str("  a5000: end\n");
+    let mut doubling = format!("values:\n  l0: {}\n", "x".repeat(64));
+    for i in 1..=30 {
+        doubling.push_str(&format!("  l{i}: [\"${{l{p}}}\", \"${{l{p}}}\"]\n", p = i - 1));
+    }
+    let mut walked = doubling.clone();
+    walked.push_str("  w: {fn::toJSON: \"${l30}\"}\n");
+    let mut nested = String::from("values:\n  a0: 1\n");
+    for i in 1..3_000 {
+        nested.push_str(&format!("  a{i}: [\"${{a{}}}\"]\n", i - 1));
+    }
+    for (name, src) in [
+        ("chain-5000", chain),
+        ("doubling-30", doubling),
+        ("doubling-30-toJSON", walked),
+        ("nested-3000", nested),
+    ] {
+        let out = eval::evaluate(&load(name, &src), &Nothing, &opts);
+        assert!(out.has_errors(), "{name}: expected a diagnostic");
+        eprintln!(
+            "esc/bounds/{name}: {} values of work, {} bytes of text, {} diagnostics",
+            out.work,
+            out.text,
+            out.diags.len()
+        );
+        c.bench_function(&format!("esc/bounds/{name}"), |b| {
+            b.iter(|| eval::evaluate(&load(name, &src), &Nothing, &opts))
+        });
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    adversarial(c);
     let Some(root) = suite() else {
         eprintln!("esc_eval bench: skipped: the conformance suite is not present");
         return;

@@ -681,11 +681,26 @@ pub async fn check(
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "properties": esc_wire::properties(out.properties.as_ref()),
-        "diagnostics": esc_wire::diagnostics(&out.diags),
-    });
-    Ok((status, axum::Json(body)).into_response())
+    let properties = rendered_properties(&out)?;
+    let diagnostics = serde_json::to_vec(&esc_wire::diagnostics(&out.diags)).map_err(internal)?;
+    let mut body = Vec::with_capacity(properties.len() + diagnostics.len() + 36);
+    body.extend_from_slice(b"{\"properties\":");
+    body.extend_from_slice(&properties);
+    body.extend_from_slice(b",\"diagnostics\":");
+    body.extend_from_slice(&diagnostics);
+    body.push(b'}');
+    Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The evaluated `properties` as JSON text, at most `MAX_RENDERED_BYTES` long (the evaluator already replaced what
+/// would render larger with unknowns; this is the exact check).
+fn rendered_properties(out: &crate::core::env::Evaluated) -> Result<Vec<u8>, ApiError> {
+    use crate::core::env::eval::MAX_RENDERED_BYTES;
+    esc_wire::properties_text(out.properties.as_ref(), MAX_RENDERED_BYTES as usize).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the result renders to more than {MAX_RENDERED_BYTES} bytes (the limit for one answer or open session)"
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -738,10 +753,12 @@ async fn open_and_store(
                     esc_wire::diagnostics(&out.diags),
                 ));
             }
-            let body = Arc::new(zeroize::Zeroizing::new(
-                serde_json::to_vec(&json!({ "properties": esc_wire::properties(out.properties.as_ref()) }))
-                    .map_err(internal)?,
-            ));
+            let properties = zeroize::Zeroizing::new(rendered_properties(&out)?);
+            let mut text = Vec::with_capacity(properties.len() + 16);
+            text.extend_from_slice(b"{\"properties\":");
+            text.extend_from_slice(&properties);
+            text.push(b'}');
+            let body = Arc::new(zeroize::Zeroizing::new(text));
             app.eval_cache.insert(key, body.clone()).await;
             body
         }

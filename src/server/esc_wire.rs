@@ -27,7 +27,7 @@ pub fn value(v: &Value) -> Json {
         Repr::Null => Json::Null,
         Repr::Bool(b) => Json::Bool(*b),
         Repr::Number(n) => Json::Number(n.clone()),
-        Repr::String(s) => Json::String(s.clone()),
+        Repr::String(s) => Json::String(s.to_string()),
         Repr::Array(items) => Json::Array(items.iter().map(value).collect()),
         Repr::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), value(v))).collect()),
     };
@@ -56,6 +56,27 @@ pub fn properties(props: Option<&BTreeMap<String, Value>>) -> Json {
             .map(|(k, v)| (k.clone(), value(v)))
             .collect(),
     )
+}
+
+/// The `properties` of an `Environment` as JSON text, or `None` when that is longer than `limit` bytes (the
+/// writing stops there).
+pub fn properties_text(props: Option<&BTreeMap<String, Value>>, limit: usize) -> Option<Vec<u8>> {
+    struct Limited(Vec<u8>, usize);
+    impl std::io::Write for Limited {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + data.len() > self.1 {
+                return Err(std::io::Error::other("too large"));
+            }
+            self.0.extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Limited(Vec::new(), limit);
+    serde_json::to_writer(&mut out, &properties(props)).ok()?;
+    Some(out.0)
 }
 
 /// One diagnostic as ESC's `EnvironmentDiagnostic`.

@@ -114,7 +114,7 @@ fn field<'v>(v: &'v Value, k: &str) -> Option<&'v Value> {
 
 fn text(v: Option<&Value>) -> Option<&str> {
     match v.map(|v| (&v.repr, v.unknown)) {
-        Some((Repr::String(s), false)) => Some(s),
+        Some((Repr::String(s), false)) => Some(&**s),
         _ => None,
     }
 }

@@ -792,3 +792,68 @@ async fn too_many_imports_are_refused() {
     );
     s.stop().await;
 }
+
+/// Documents built to exhaust the evaluator — a 5,000-link chain of references, 30 levels of doubling references —
+/// answer with diagnostics at once, on the server's own worker threads (2 MiB stacks), store nothing, and leave the
+/// server answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_documents_answer_with_diagnostics() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    let mut chain = String::from("values:\n");
+    for i in 0..5_000 {
+        chain.push_str(&format!("  a{i}: ${{a{}}}\n", i + 1));
+    }
+    chain.push_str("  a5000: end\n");
+    let r = c.call("POST", "/acme/yaml/check", Some(&chain), &[]).await;
+    assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
+    assert!(
+        r.text.contains("chain of more than"),
+        "{}",
+        &r.text[..r.text.len().min(300)]
+    );
+    assert_eq!(r.json()["properties"]["a5000"]["value"], "end");
+
+    let mut doubling = format!("values:\n  l0: {}\n", "x".repeat(64));
+    for i in 1..=30 {
+        doubling.push_str(&format!("  l{i}: [\"${{l{p}}}\", \"${{l{p}}}\"]\n", p = i - 1));
+    }
+    let started = std::time::Instant::now();
+    let r = c.call("POST", "/acme/yaml/check", Some(&doubling), &[]).await;
+    assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
+    assert!(r.text.len() <= 17 << 20, "{}", r.text.len());
+    let body = r.json();
+    assert_eq!(body["properties"]["l30"]["unknown"], true);
+    assert!(
+        body["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["summary"].as_str().unwrap().contains("too large to return")),
+        "{}",
+        body["diagnostics"]
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Neither is stored nor opened.
+    assert_eq!(c.create("acme", "p", "big").await.status, 200);
+    let before = c.call("GET", "/acme/p/big", None, &[]).await.text;
+    for doc in [&chain, &doubling] {
+        let r = c.patch("/acme/p/big", doc).await;
+        assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
+        let r = c.call("POST", "/acme/yaml/open?duration=24h", Some(doc), &[]).await;
+        assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
+    }
+    assert_eq!(c.call("GET", "/acme/p/big", None, &[]).await.text, before);
+
+    let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}

@@ -25,6 +25,26 @@ pub const MAX_IMPORT_DEPTH: usize = 64;
 pub const MAX_ENVIRONMENTS: usize = 1024;
 /// The largest string or JSON text a builtin or interpolation may build.
 pub const MAX_VALUE_BYTES: usize = 4 << 20;
+/// The work one evaluation may do, counted in values: each value evaluated, each value of a list or object built,
+/// each value walked to render, quote, merge, mark secret or check against a schema. Values are shared, not copied,
+/// so a reference costs one; walking what a chain of references built costs its full size.
+pub const MAX_VALUES: u64 = 1_000_000;
+/// The bytes of text one evaluation may build (interpolations, `fn::toJSON`, `fn::toString`, `fn::join`, base64).
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+/// The largest result of one evaluation, as the ESC API renders it (an answer, or what an open session stores),
+/// estimated from the values' sizes at [`RENDERED_BYTES_PER_VALUE`] per value plus their text.
+pub const MAX_RENDERED_BYTES: u64 = 16 << 20;
+/// The rendering of one value without its text: `{"value":…,"trace":{"def":{"environment":…,"begin":{…},"end":{…}}}}`.
+pub const RENDERED_BYTES_PER_VALUE: u64 = 192;
+/// How deeply values may nest. A document nests at most 128 levels (`syntax::MAX_DEPTH`); references can nest values
+/// further (`a1: [${a0}]`, `a2: [${a1}]`, …), up to this.
+pub const MAX_VALUE_DEPTH: u32 = 256;
+/// The longest chain of values evaluated one inside the other: a reference, a builtin's argument, a nested list or
+/// object, an import each add a level. Evaluation recurses along such chains, so this bounds its stack: a level
+/// takes up to about 20 KB in a debug build (much less optimised), so the longest chain fits in 1.5 MiB.
+pub const MAX_EVAL_DEPTH: usize = 64;
+/// The most diagnostics one evaluation reports; the rest are summarised in one more.
+pub const MAX_DIAGNOSTICS: usize = 1000;
 
 /// What kind of evaluation to run.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +158,9 @@ pub struct Evaluated {
     pub patches: Vec<Patch>,
     /// Effects that were not available: perform them and evaluate again.
     pub pending: Vec<Need>,
+    /// The work done, in values, and the text built, in bytes (at most [`MAX_VALUES`], [`MAX_TEXT_BYTES`]).
+    pub work: u64,
+    pub text: u64,
 }
 
 impl Evaluated {
@@ -155,8 +178,13 @@ pub fn evaluate(root: &Loaded, effects: &dyn Effects, opts: &Options) -> Evaluat
         cache: HashMap::new(),
         stack: vec![root.name.to_string()],
         diags: Vec::new(),
+        dropped: 0,
         pending: Vec::new(),
         patches: Vec::new(),
+        values_left: MAX_VALUES,
+        text_left: MAX_TEXT_BYTES,
+        depth: 0,
+        site: None,
     };
     let Some(decl) = &root.decl else {
         return Evaluated::default();
@@ -179,13 +207,33 @@ pub fn evaluate(root: &Loaded, effects: &dyn Effects, opts: &Options) -> Evaluat
         return Evaluated::default();
     }
     let value = run.env(root.name.clone(), decl, true);
-    let properties = match value.repr {
-        Repr::Object(map) => map,
+    let mut properties = match value.repr {
+        Repr::Object(map) => map.into_map(),
         _ => BTreeMap::new(),
     };
-    let mut pending = Vec::new();
+    run.bound_rendering(&root.name, decl, &mut properties);
+    if run.dropped > 0 {
+        run.diags.push(Diagnostic {
+            severity: super::diag::Severity::Error,
+            summary: format!(
+                "{} more diagnostics are not shown (at most {MAX_DIAGNOSTICS} are reported)",
+                run.dropped
+            ),
+            subject: None,
+            path: String::new(),
+        });
+    }
+    // Provider calls are told apart by where they are made (each call site is evaluated once), not by comparing
+    // their inputs, which may be large shared values.
+    let mut pending: Vec<Need> = Vec::new();
     for n in run.pending {
-        if !pending.contains(&n) {
+        let dup = pending.iter().any(|p| match (p, &n) {
+            (Need::Call(a), Need::Call(b)) => {
+                (a.kind, &a.provider, &a.env, &a.path) == (b.kind, &b.provider, &b.env, &b.path)
+            }
+            (a, b) => a == b,
+        });
+        if !dup {
             pending.push(n);
         }
     }
@@ -194,6 +242,8 @@ pub fn evaluate(root: &Loaded, effects: &dyn Effects, opts: &Options) -> Evaluat
         diags: run.diags,
         patches: run.patches,
         pending,
+        work: MAX_VALUES - run.values_left,
+        text: MAX_TEXT_BYTES - run.text_left,
     }
 }
 
@@ -232,8 +282,17 @@ struct Run<'a> {
     /// The environments being evaluated, outermost first.
     stack: Vec<String>,
     diags: Vec<Diagnostic>,
+    /// Diagnostics beyond [`MAX_DIAGNOSTICS`], counted.
+    dropped: usize,
     pending: Vec<Need>,
     patches: Vec<Patch>,
+    /// What is left of the budgets ([`MAX_VALUES`], [`MAX_TEXT_BYTES`]).
+    values_left: u64,
+    text_left: u64,
+    /// How many values are being evaluated one inside the other ([`MAX_EVAL_DEPTH`]).
+    depth: usize,
+    /// Where a merge of imports is reported when it runs out of budget.
+    site: Option<(Arc<str>, Span, DocPath)>,
 }
 
 enum State {
@@ -301,6 +360,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+fn values_exceeded() -> String {
+    format!("evaluating this value takes more than {MAX_VALUES} values of work (the limit for one evaluation)")
+}
+
 /// The property path of a node inside `values` (`a.p`), as cycle messages name it.
 fn property_path(path: &DocPath) -> String {
     DocPath(path.0.iter().skip(1).cloned().collect()).to_string()
@@ -311,8 +374,138 @@ impl<'a> Run<'a> {
         matches!(self.opts.mode, Mode::Check { .. })
     }
 
+    /// Records a diagnostic, up to [`MAX_DIAGNOSTICS`].
+    fn push(&mut self, d: Diagnostic) {
+        if self.diags.len() < MAX_DIAGNOSTICS {
+            self.diags.push(d);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
     fn error(&mut self, env: &Arc<str>, span: Span, path: &DocPath, msg: impl Into<String>) {
-        self.diags.push(Diagnostic::error(env, span, path, msg));
+        self.push(Diagnostic::error(env, span, path, msg));
+    }
+
+    /// Takes `n` values of work from the budget; `false` (and nothing taken) when not that much is left.
+    fn charge(&mut self, n: u64) -> bool {
+        match self.values_left.checked_sub(n) {
+            Some(left) => {
+                self.values_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes `n` bytes of built text from the budget; `false` (and nothing taken) when not that much is left.
+    fn charge_text(&mut self, n: usize) -> bool {
+        match self.text_left.checked_sub(n as u64) {
+            Some(left) => {
+                self.text_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reports that `expr` would take more work than is left, and gives its value as unknown.
+    fn over_values(&mut self, env: &Arc<str>, expr: &Expr) -> Value {
+        self.error(&env.clone(), expr.span, &expr.path, values_exceeded());
+        Value::unknown(None)
+    }
+
+    /// Reports that `expr` would build more text than is left, and gives its value as unknown.
+    fn over_text(&mut self, env: &Arc<str>, expr: &Expr) -> Value {
+        self.error(
+            &env.clone(),
+            expr.span,
+            &expr.path,
+            format!(
+                "evaluating this value builds more than {MAX_TEXT_BYTES} bytes of text (the limit for one evaluation)"
+            ),
+        );
+        Value::unknown(None)
+    }
+
+    /// Takes the work of walking `v` (every value of the tree it stands for) from the budget, reporting at `expr`
+    /// when it is more than is left.
+    fn charge_walk(&mut self, env: &Arc<str>, expr: &Expr, v: &Value) -> bool {
+        if self.charge(v.facts().nodes) {
+            return true;
+        }
+        self.over_values(env, expr);
+        false
+    }
+
+    /// `v` with everything inside it defined at `def`, when the budget allows the walk.
+    fn def_deep(&mut self, v: Value, def: &Def, env: &Arc<str>, expr: &Expr) -> Value {
+        if matches!(v.repr, Repr::Array(_) | Repr::Object(_)) && !self.charge_walk(env, expr, &v) {
+            return Value::unknown(None);
+        }
+        v.with_def_deep(def)
+    }
+
+    /// `v` marked secret throughout, when the budget allows the walk (an unknown, still secret, otherwise).
+    fn secret_deep(&mut self, v: Value, env: &Arc<str>, expr: &Expr) -> Value {
+        if matches!(v.repr, Repr::Array(_) | Repr::Object(_)) && !self.charge_walk(env, expr, &v) {
+            return Value::unknown(None).deep_secret();
+        }
+        v.deep_secret()
+    }
+
+    /// Replaces the top-level values that would make the result render larger than [`MAX_RENDERED_BYTES`] with
+    /// unknowns, each with a diagnostic.
+    fn bound_rendering(&mut self, root: &Arc<str>, decl: &Decl, props: &mut BTreeMap<String, Value>) {
+        let mut total: u64 = 0;
+        for (k, v) in props.iter_mut() {
+            let f = v.facts();
+            let size = f
+                .nodes
+                .saturating_mul(RENDERED_BYTES_PER_VALUE)
+                .saturating_add(f.bytes)
+                .saturating_add(k.len() as u64);
+            if total.saturating_add(size) <= MAX_RENDERED_BYTES {
+                total += size;
+                continue;
+            }
+            let (env, span) = match &v.def {
+                Some(d) => (d.env.clone(), d.span),
+                None => (root.clone(), decl.values_span),
+            };
+            let path = DocPath::default().key("values").key(k);
+            self.error(
+                &env,
+                span,
+                &path,
+                format!(
+                    "this value is too large to return: it renders to about {size} bytes, and the result of an \
+                     evaluation may render to at most {MAX_RENDERED_BYTES} bytes"
+                ),
+            );
+            *v = Value {
+                secret: f.secret,
+                def: v.def.clone(),
+                ..Value::unknown(None)
+            };
+            total += RENDERED_BYTES_PER_VALUE;
+        }
+    }
+
+    /// Reports a merge that ran out of budget, at `at` or else where the imports being merged are named.
+    fn merge_over_budget(&mut self, at: Option<(&Arc<str>, Span, &DocPath)>) {
+        let site = at
+            .map(|(e, s, p)| (e.clone(), s, p.clone()))
+            .or_else(|| self.site.clone());
+        match site {
+            Some((env, span, path)) => self.error(&env, span, &path, values_exceeded()),
+            None => self.push(Diagnostic {
+                severity: super::diag::Severity::Error,
+                summary: values_exceeded(),
+                subject: None,
+                path: String::new(),
+            }),
+        }
     }
 
     /// Evaluates one environment to its value (an object).
@@ -326,10 +519,12 @@ impl<'a> Run<'a> {
             }
             if let Some(v) = self.import(&imp.name, &name, imp.span, &imp.path) {
                 if imp.merge {
+                    self.site = Some((name.clone(), imp.span, imp.path.clone()));
                     base = Some(match base {
                         None => v.clone(),
                         Some(b) => self.merge(v.clone(), Some(&b), None),
                     });
+                    self.site = None;
                 }
                 imports.insert(imp.name.clone(), v);
             }
@@ -402,10 +597,14 @@ impl<'a> Run<'a> {
             Answer::Ready(Ok(src)) => src,
         };
         let loaded = ast::load(name, &src);
-        self.diags.extend(loaded.diags.iter().cloned());
+        for d in &loaded.diags {
+            self.push(d.clone());
+        }
         let value = loaded.decl.as_ref().map(|decl| {
             self.stack.push(name.to_owned());
+            self.depth += 1;
             let v = self.env(loaded.name.clone(), decl, false);
+            self.depth -= 1;
             self.stack.pop();
             v
         });
@@ -476,9 +675,14 @@ impl<'a> Run<'a> {
             return Value { partial: true, ..v };
         }
         match (v.repr, &b.repr) {
-            (Repr::Object(mut top), Repr::Object(under)) => {
+            (Repr::Object(top), Repr::Object(under)) => {
+                if !self.charge(1 + top.len() as u64 + under.len() as u64) {
+                    self.merge_over_budget(at);
+                    return Value::unknown(None);
+                }
+                let mut top = top.into_map();
                 let mut inherited = v.inherited;
-                for (k, bv) in under {
+                for (k, bv) in under.iter() {
                     let merged = match top.remove(k) {
                         Some(tv) => self.merge(tv, Some(bv), at),
                         None => {
@@ -489,7 +693,7 @@ impl<'a> Run<'a> {
                     top.insert(k.clone(), merged);
                 }
                 Value {
-                    repr: Repr::Object(top),
+                    repr: Repr::object(top),
                     inherited,
                     ..v
                 }
@@ -509,7 +713,37 @@ impl<'a> Run<'a> {
             }
             State::Fresh => {}
         }
-        env.nodes[id].state = State::Busy;
+        #[cfg(test)]
+        tests::probe_stack();
+        let expr = env.nodes[id].expr;
+        let value = if self.depth >= MAX_EVAL_DEPTH {
+            let msg = format!(
+                "this value depends on a chain of more than {MAX_EVAL_DEPTH} references, calls and nested values"
+            );
+            self.error(&env.name.clone(), expr.span, &expr.path, msg);
+            Value::unknown(None)
+        } else if !self.charge(1) {
+            self.over_values(&env.name.clone(), expr)
+        } else {
+            env.nodes[id].state = State::Busy;
+            self.depth += 1;
+            let v = self.eval_node(env, id);
+            self.depth -= 1;
+            v
+        };
+        let value = if value.facts().depth > MAX_VALUE_DEPTH {
+            let msg = format!("values nest deeper than {MAX_VALUE_DEPTH} levels");
+            self.error(&env.name.clone(), expr.span, &expr.path, msg);
+            Value::unknown(None)
+        } else {
+            value
+        };
+        env.nodes[id].state = State::Done(value.clone());
+        value
+    }
+
+    /// Evaluates node `id` (by the caller, [`Run::node`], which memoises and bounds it).
+    fn eval_node(&mut self, env: &mut Env<'_>, id: usize) -> Value {
         let expr = env.nodes[id].expr;
         let base = env.nodes[id].base.clone();
         let at = (env.name.clone(), expr.span, expr.path.clone());
@@ -526,30 +760,36 @@ impl<'a> Run<'a> {
                         let v = self.node(env, cid);
                         map.insert(k, v);
                     }
-                    let mut v = Value::object(map);
+                    let (mut inherited, mut partial) = (Vec::new(), false);
                     match &base {
-                        Some(b) if b.unknown => v.partial = true,
+                        Some(b) if b.unknown => partial = true,
                         Some(Value {
                             repr: Repr::Object(under),
                             ..
                         }) => {
-                            let Repr::Object(map) = &mut v.repr else { unreachable!() };
-                            for (k, bv) in under {
+                            if !self.charge(under.len() as u64) {
+                                return self.over_values(&at.0, expr);
+                            }
+                            for (k, bv) in under.iter() {
                                 if !map.contains_key(k) {
                                     map.insert(k.clone(), bv.clone());
-                                    v.inherited.push(k.clone());
+                                    inherited.push(k.clone());
                                 }
                             }
                         }
                         _ => {}
                     }
-                    v
+                    Value {
+                        inherited,
+                        partial,
+                        ..Value::object(map)
+                    }
                 }
             }
             Shape::List(children) => {
                 let children = children.clone();
                 let items = children.into_iter().map(|c| self.node(env, c)).collect();
-                let v = Value::new(Repr::Array(items));
+                let v = Value::array(items);
                 self.merge(v, base.as_ref(), Some((&at.0, at.1, &at.2)))
             }
             Shape::Leaf => {
@@ -562,15 +802,16 @@ impl<'a> Run<'a> {
                     ExprKind::Builtin(b) => match &b.call {
                         // A plaintext secret is defined by its text; `fn::final` keeps what its argument defined.
                         Call::Plaintext(_) if matches!(b.arg.kind, ExprKind::String(_)) => {
-                            v = v.with_def_deep(&Def {
+                            let at = Def {
                                 env: env.name.clone(),
                                 span: b.arg.span,
-                            })
+                            };
+                            v = self.def_deep(v, &at, &env.name, expr)
                         }
                         Call::Plaintext(_) => v.def = None,
                         // These keep what their arguments defined inside.
                         Call::Final(_) | Call::Concat(_) => v.def = Some(def),
-                        _ => v = v.with_def_deep(&def),
+                        _ => v = self.def_deep(v, &def, &env.name.clone(), expr),
                     },
                     _ => v.def = Some(def),
                 }
@@ -584,7 +825,6 @@ impl<'a> Run<'a> {
                 span: expr.span,
             });
         }
-        env.nodes[id].state = State::Done(value.clone());
         value
     }
 
@@ -617,12 +857,21 @@ impl<'a> Run<'a> {
                         if v.unknown {
                             unknown = true;
                         } else {
-                            out.push_str(&v.to_text());
+                            if !self.charge_walk(&env.name.clone(), expr, &v) {
+                                return Value::unknown(None);
+                            }
+                            match v.to_text_within(MAX_VALUE_BYTES.saturating_sub(out.len())) {
+                                Some(text) => out.push_str(&text),
+                                None => return self.too_large(env, expr),
+                            }
                         }
                     }
                     if out.len() > MAX_VALUE_BYTES {
                         return self.too_large(env, expr);
                     }
+                }
+                if !self.charge_text(out.len()) {
+                    return self.over_text(&env.name.clone(), expr);
                 }
                 let mut v = if unknown {
                     Value::unknown(None)
@@ -842,7 +1091,7 @@ impl<'a> Run<'a> {
             Cur::Val(v) => v,
         };
         if secret {
-            v = v.deep_secret();
+            v = self.secret_deep(v, &name, env.nodes[at].expr);
         }
         v
     }
@@ -868,7 +1117,13 @@ impl<'a> Run<'a> {
     /// Validates `value` (produced by `expr`) against `schema`, reporting each violation at the sub-expression that
     /// produced the offending part. Returns whether it passed.
     fn validate(&mut self, env: &Env<'_>, expr: &Expr, value: &Value, schema: &Json) -> bool {
-        let violations = schema::validate(value, schema);
+        let mut steps = self.values_left;
+        let checked = schema::validate_within(value, schema, &mut steps);
+        self.values_left = steps;
+        let Some(violations) = checked else {
+            self.over_values(&env.name, expr);
+            return false;
+        };
         for v in &violations {
             let mut at = expr;
             for seg in &v.at {
@@ -1032,7 +1287,7 @@ impl<'a> Run<'a> {
                 let is_join = matches!(b.call, Call::Join(_));
                 let av = self.sub(env, a);
                 let lv = self.sub(env, l);
-                let arg = Value::new(Repr::Array(vec![av.clone(), lv.clone()]));
+                let arg = Value::array(vec![av.clone(), lv.clone()]);
                 let ok = self.validate(env, &b.arg, &arg, if is_join { &JOIN } else { &SPLIT });
                 let secret = arg.contains_secrets();
                 if !ok || arg.contains_unknowns() {
@@ -1048,22 +1303,48 @@ impl<'a> Run<'a> {
                     let Repr::Array(items) = second else {
                         return Value::unknown(None);
                     };
-                    let parts: Vec<String> = items.iter().map(Value::to_text).collect();
-                    let joined = parts.join(sep);
-                    if joined.len() > MAX_VALUE_BYTES {
+                    if !self.charge_walk(&name, expr, &lv) {
+                        return Value::unknown(None);
+                    }
+                    // The text of each item, then the separators, counted before anything is joined.
+                    let mut room = MAX_VALUE_BYTES;
+                    let mut parts = Vec::with_capacity(items.len());
+                    for item in items.iter() {
+                        match item.to_text_within(room) {
+                            Some(t) => {
+                                room -= t.len();
+                                parts.push(t);
+                            }
+                            None => return self.too_large(env, expr),
+                        }
+                    }
+                    let seps = sep.len().saturating_mul(parts.len().saturating_sub(1));
+                    if seps > room {
                         return self.too_large(env, expr);
+                    }
+                    let joined = parts.join(&**sep);
+                    if !self.charge_text(joined.len()) {
+                        return self.over_text(&name, expr);
                     }
                     Value::string(joined)
                 } else {
                     let Repr::String(s) = second else {
                         return Value::unknown(None);
                     };
+                    let count = if sep.is_empty() {
+                        s.chars().count()
+                    } else {
+                        s.matches(&**sep).count() + 1
+                    };
+                    if !self.charge(count as u64) {
+                        return self.over_values(&name, expr);
+                    }
                     let pieces: Vec<Value> = if sep.is_empty() {
                         s.chars().map(|c| Value::string(c.to_string())).collect()
                     } else {
-                        s.split(sep.as_str()).map(Value::string).collect()
+                        s.split(&**sep).map(Value::string).collect()
                     };
-                    Value::new(Repr::Array(pieces))
+                    Value::array(pieces)
                 };
                 if secret {
                     out = out.deep_secret();
@@ -1082,8 +1363,20 @@ impl<'a> Run<'a> {
                 let Repr::Array(lists) = &av.repr else {
                     return Value::unknown(None);
                 };
+                // Each item is a reference; secret lists are walked to mark what they hold.
+                let work: u64 = lists
+                    .iter()
+                    .map(|l| match &l.repr {
+                        Repr::Array(_) if l.secret => l.facts().nodes,
+                        Repr::Array(inner) => inner.len() as u64,
+                        _ => 0,
+                    })
+                    .fold(0, u64::saturating_add);
+                if !self.charge(work) {
+                    return self.over_values(&name, expr);
+                }
                 let mut items = Vec::new();
-                for l in lists {
+                for l in lists.iter() {
                     if let Repr::Array(inner) = &l.repr {
                         items.extend(
                             inner
@@ -1094,7 +1387,7 @@ impl<'a> Run<'a> {
                 }
                 Value {
                     secret: av.secret,
-                    ..Value::new(Repr::Array(items))
+                    ..Value::array(items)
                 }
             }
             Call::ToJson(arg) | Call::ToString(arg) => {
@@ -1106,13 +1399,19 @@ impl<'a> Run<'a> {
                         ..Value::unknown(None)
                     };
                 }
+                if !self.charge_walk(&name, expr, &v) {
+                    return Value::unknown(None);
+                }
                 let text = if matches!(b.call, Call::ToJson(_)) {
-                    v.to_json_text()
+                    v.to_json_text_within(MAX_VALUE_BYTES)
                 } else {
-                    v.to_text()
+                    v.to_text_within(MAX_VALUE_BYTES)
                 };
-                if text.len() > MAX_VALUE_BYTES {
+                let Some(text) = text else {
                     return self.too_large(env, expr);
+                };
+                if !self.charge_text(text.len()) {
+                    return self.over_text(&name, expr);
                 }
                 Value {
                     secret,
@@ -1134,7 +1433,14 @@ impl<'a> Run<'a> {
                 };
                 let out = match &b.call {
                     Call::FromJson(_) => match serde_json::from_str::<Json>(s) {
-                        Ok(j) => Value::from_json(&j),
+                        Ok(j) => {
+                            let v = Value::from_json(&j);
+                            drop(j);
+                            if !self.charge_walk(&name, expr, &v) {
+                                return Value::unknown(None);
+                            }
+                            v
+                        }
                         Err(e) => {
                             self.error(&name, arg.span, &arg.path, format!("decoding JSON string: {e}"));
                             return Value::unknown(None);
@@ -1164,6 +1470,11 @@ impl<'a> Run<'a> {
                         }
                     },
                 };
+                if let Repr::String(text) = &out.repr
+                    && !self.charge_text(text.len())
+                {
+                    return self.over_text(&name, expr);
+                }
                 if secret { out.deep_secret() } else { out }
             }
             Call::Final(arg) => {
@@ -1178,6 +1489,9 @@ impl<'a> Run<'a> {
                 let sv = self.sub(env, s);
                 let v = self.sub(env, vexpr);
                 if sv.contains_unknowns() {
+                    return Value::unknown(None);
+                }
+                if !self.charge_walk(&name, s, &sv) {
                     return Value::unknown(None);
                 }
                 let sj = sv.to_json(false);
@@ -1206,7 +1520,7 @@ impl<'a> Run<'a> {
             }
             Answer::Ready(Ok(v)) => {
                 if v.secret {
-                    v.deep_secret()
+                    self.secret_deep(v, env, expr)
                 } else {
                     v
                 }
@@ -1318,6 +1632,336 @@ mod tests {
             summaries(&e).iter().any(|s| s.contains("nest deeper")),
             "{:?}",
             summaries(&e)
+        );
+    }
+
+    thread_local! {
+        /// The lowest stack address evaluation reached on this thread.
+        static STACK_LOW: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+
+    /// Records how deep into the stack evaluation went.
+    pub(super) fn probe_stack() {
+        let here = 0u8;
+        let at = std::ptr::addr_of!(here) as usize;
+        STACK_LOW.with(|low| low.set(low.get().min(at)));
+    }
+
+    /// The stack the longest chain allowed takes, for each kind of link, measured: it must fit in 1.5 MiB, leaving
+    /// room on a 2 MiB thread for its caller and for what runs at its end (rendering, schema checks, merging).
+    #[test]
+    fn the_chain_limit_fits_the_stack() {
+        let links = [
+            "${a%}",
+            r#"{fn::final: "${a%}"}"#,
+            r#"{fn::fromJSON: {fn::toJSON: "${a%}"}}"#,
+            r#"{fn::validate: {schema: true, value: "${a%}"}}"#,
+            r#"{fn::join: [',', ["${a%}"]]}"#,
+            r#"{fn::concat: [["${a%}"]]}"#,
+            r#"["${a%}"]"#,
+            r#"{k: "${a%}"}"#,
+            r#"x${a%}"#,
+        ];
+        const LINKS: usize = 500;
+        let mut worst = 0;
+        for link in links {
+            let mut src = String::from("values:\n");
+            for i in 0..LINKS {
+                src.push_str(&format!("  a{i}: {}\n", link.replace('%', &(i + 1).to_string())));
+            }
+            src.push_str(&format!("  a{LINKS}: end\n"));
+            let per_level = on_stack(64 << 20, move || {
+                let top = 0u8;
+                let top = std::ptr::addr_of!(top) as usize;
+                let e = run(&src, &[]);
+                assert!(summaries(&e).iter().any(|m| m.contains("chain of more than")));
+                top - STACK_LOW.with(|l| l.get())
+            });
+            eprintln!("stack used by the longest chain of {link}: {per_level} bytes");
+            worst = worst.max(per_level);
+        }
+        assert!(worst <= 3 << 19, "{worst} bytes");
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, the smallest a server or test thread has.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        on_stack(2 << 20, f)
+    }
+
+    fn on_stack<T: Send + 'static>(size: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(size)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn chain(links: usize) -> String {
+        let mut src = String::from("values:\n");
+        for i in 0..links {
+            src.push_str(&format!("  a{i}: ${{a{}}}\n", i + 1));
+        }
+        src.push_str(&format!("  a{links}: end\n"));
+        src
+    }
+
+    #[test]
+    fn reference_chains_are_bounded_on_a_small_stack() {
+        let short = run(&chain(MAX_EVAL_DEPTH - 4), &[]);
+        assert!(short.diags.is_empty(), "{:?}", summaries(&short));
+        assert_eq!(short.properties.unwrap()["a0"].to_json(false), serde_json::json!("end"));
+        // 5,000 links (about 70 KB) used to overflow the stack.
+        let src = chain(5_000);
+        let e = on_small_stack(move || {
+            let mut outs = Vec::new();
+            for mode in [Mode::Check { show_secrets: false }, Mode::Eval] {
+                let opts = Options {
+                    mode,
+                    context: BTreeMap::new(),
+                };
+                outs.push(evaluate(&load("root", &src), &Docs(BTreeMap::new()), &opts));
+            }
+            outs
+        });
+        for e in e {
+            let s = summaries(&e);
+            assert!(s.iter().any(|m| m.contains("chain of more than")), "{s:?}");
+            let p = e.properties.as_ref().unwrap();
+            assert!(p["a0"].unknown);
+            assert_eq!(p["a5000"].to_json(false), serde_json::json!("end"));
+        }
+    }
+
+    #[test]
+    fn chains_through_every_kind_of_link_are_bounded() {
+        // Calls, nested lists and objects, interpolations and secrets as links, 3,000 deep each.
+        let links = [
+            r#"{fn::final: "${a%}"}"#,
+            r#"{fn::toJSON: "${a%}"}"#,
+            r#"{fn::toString: "${a%}"}"#,
+            r#"{fn::validate: {schema: true, value: "${a%}"}}"#,
+            r#"["${a%}"]"#,
+            r#"{k: "${a%}"}"#,
+            r#"x${a%}"#,
+            r#"{fn::concat: [["${a%}"]]}"#,
+            r#"{fn::join: [',', ["${a%}"]]}"#,
+            r#"{fn::fromJSON: {fn::toJSON: "${a%}"}}"#,
+        ];
+        for link in links {
+            let mut src = String::from("values:\n");
+            for i in 0..3_000 {
+                src.push_str(&format!("  a{i}: {}\n", link.replace('%', &(i + 1).to_string())));
+            }
+            src.push_str("  a3000: {fn::secret: s}\n");
+            let e = on_small_stack(move || run(&src, &[]));
+            let s = summaries(&e);
+            assert!(
+                s.iter().any(|m| m.contains("chain of more than")),
+                "{link}: {:?}",
+                &s[..s.len().min(3)]
+            );
+        }
+    }
+
+    fn doubling(levels: usize, item: &str) -> String {
+        let mut src = format!("values:\n  l0: {}\n", "x".repeat(64));
+        for i in 1..=levels {
+            src.push_str(&format!("  l{i}: {}\n", item.replace('%', &(i - 1).to_string())));
+        }
+        src
+    }
+
+    #[test]
+    fn doubling_references_are_shared_and_bounded() {
+        let start = std::time::Instant::now();
+        let e = run(&doubling(30, "[\"${l%}\", \"${l%}\"]"), &[]);
+        eprintln!(
+            "30 levels of doubling: {:?}, {} values of work",
+            start.elapsed(),
+            e.work
+        );
+        let s = summaries(&e);
+        assert!(s.iter().any(|m| m.contains("too large to return")), "{s:?}");
+        let p = e.properties.as_ref().unwrap();
+        assert_eq!(p["l2"].to_json(false)[1][0], serde_json::json!("x".repeat(64)));
+        assert!(p["l30"].unknown);
+        // What is kept renders within the limit.
+        let kept: u64 = p
+            .values()
+            .map(|v| v.facts().nodes * RENDERED_BYTES_PER_VALUE + v.facts().bytes)
+            .sum();
+        assert!(kept <= MAX_RENDERED_BYTES, "{kept}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn walking_a_doubled_value_is_charged_to_the_budget() {
+        let cases = [
+            (r#"{fn::toJSON: "${l30}"}"#, "values of work"),
+            (r#"{fn::toString: "${l30}"}"#, "values of work"),
+            (r#""x${l30}""#, "values of work"),
+            (r#"{fn::join: [',', "${l30}"]}"#, "expected string"),
+            (r#"{fn::join: [',', "${l30[0]}"]}"#, "expected string"),
+            (
+                r#"{fn::validate: {schema: {type: array, items: {type: array}}, value: "${l30}"}}"#,
+                "values of work",
+            ),
+            (r#"{fn::validate: {schema: "${l30}", value: 1}}"#, "values of work"),
+            (
+                r#"{fn::validate: {schema: {const: 1}, value: "${l30}"}}"#,
+                "values of work",
+            ),
+            (r#"{fn::concat: ["${l30}", "${l30}"]}"#, "too large to return"),
+        ];
+        for (expr, want) in cases {
+            let start = std::time::Instant::now();
+            let src = doubling(30, "[\"${l%}\", \"${l%}\"]") + &format!("  w: {expr}\n");
+            let e = run(&src, &[]);
+            let s = summaries(&e);
+            assert!(s.iter().any(|m| m.contains(want)), "{expr}: {s:?}");
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "{expr}: {:?}",
+                start.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn merging_doubled_objects_is_charged_to_the_budget() {
+        let shape = r#"{a: "${l%}", b: "${l%}"}"#;
+        let base = doubling(40, shape);
+        let start = std::time::Instant::now();
+        let e = run(&format!("imports: [base]\n{}", doubling(40, shape)), &[("base", base)]);
+        let s = summaries(&e);
+        assert!(
+            s.iter().any(|m| m.contains("values of work")),
+            "{:?}",
+            &s[..s.len().min(3)]
+        );
+        eprintln!(
+            "merging doubled objects: {:?}, {} values of work",
+            start.elapsed(),
+            e.work
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn values_nested_by_reference_are_bounded() {
+        let mut src = String::from("values:\n  a0: 1\n");
+        for i in 1..5_000 {
+            src.push_str(&format!("  a{i}: [\"${{a{}}}\"]\n", i - 1));
+        }
+        let e = on_small_stack(move || {
+            let e = run(&src, &[]);
+            let again = run(&src, &[]);
+            let p = e.properties.as_ref().unwrap();
+            // Comparing (two evaluations share nothing), rendering and dropping stay within the stack.
+            assert!(p == again.properties.as_ref().unwrap());
+            drop(again);
+            for v in p.values() {
+                let _ = v.to_json(false);
+                let _ = v.to_text_within(MAX_VALUE_BYTES);
+                let _ = v.to_json_text_within(MAX_VALUE_BYTES);
+                assert!(v.facts().depth <= MAX_VALUE_DEPTH + 2);
+            }
+            e
+        });
+        let s = summaries(&e);
+        assert!(s.iter().any(|m| m.contains("nest deeper than")), "{s:?}");
+    }
+
+    #[test]
+    fn quoting_nested_lists_is_bounded() {
+        // Each level of a list quotes its items' text again, doubling the backslashes.
+        let deep = format!("{}\"\\\"\"{}", "[".repeat(50), "]".repeat(50));
+        let e = run(
+            &format!("values:\n  a: {{fn::toString: {deep}}}\n  b: \"${{a}}\"\n"),
+            &[],
+        );
+        let s = summaries(&e);
+        assert!(s.iter().any(|m| m.contains("larger than")), "{s:?}");
+    }
+
+    #[test]
+    fn wide_fan_out_is_bounded_by_the_text_budget() {
+        let mut src = format!("values:\n  s: {}\n", "y".repeat(100_000));
+        for i in 0..1_000 {
+            src.push_str(&format!("  x{i}: \"${{s}}${{s}}\"\n"));
+        }
+        // And many references to one large value are cheap: they share it.
+        for i in 0..10_000 {
+            src.push_str(&format!("  r{i}: ${{s}}\n"));
+        }
+        let start = std::time::Instant::now();
+        let e = run(&src, &[]);
+        let s = summaries(&e);
+        assert!(
+            s.iter().any(|m| m.contains("bytes of text")),
+            "{:?}",
+            &s[..s.len().min(3)]
+        );
+        assert!(
+            s.iter().any(|m| m.contains("too large to return")),
+            "{:?}",
+            &s[..s.len().min(3)]
+        );
+        assert!(e.diags.len() <= MAX_DIAGNOSTICS + 1);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn references_across_a_long_import_chain_are_bounded() {
+        // Each environment imports the next and refers to it, by merge and by `environments.…`, doubling.
+        let docs: Vec<(&str, String)> = (0..80)
+            .map(|i| {
+                (
+                    Box::leak(format!("default/e{i}").into_boxed_str()) as &str,
+                    format!(
+                        "imports: [default/e{n}]\nvalues:\n  v{i}: [\"${{v{n}}}\", \"${{environments.default.e{n}.v{n}}}\"]\n",
+                        n = i + 1
+                    ),
+                )
+            })
+            .collect();
+        let e = on_small_stack(move || run("imports: [default/e0]\nvalues:\n  top: ${v0}\n", &docs));
+        let s = summaries(&e);
+        assert!(
+            s.iter()
+                .any(|m| m.contains("imports nest deeper") || m.contains("chain of more than")),
+            "{:?}",
+            &s[..s.len().min(5)]
+        );
+        // References alone (no imports) nest one evaluation inside the other, environment after environment.
+        let docs: Vec<(&str, String)> = (0..80)
+            .map(|i| {
+                (
+                    Box::leak(format!("default/x{i}").into_boxed_str()) as &str,
+                    format!("values:\n  x: [\"${{environments.default.x{}.x}}\"]\n", i + 1),
+                )
+            })
+            .collect();
+        let e = on_small_stack(move || run("values:\n  top: ${environments.default.x0.x}\n", &docs));
+        let s = summaries(&e);
+        assert!(
+            s.iter()
+                .any(|m| m.contains("imports nest deeper") || m.contains("chain of more than")),
+            "{:?}",
+            &s[..s.len().min(5)]
         );
     }
 

@@ -45,7 +45,10 @@ pub fn environment_variables(properties: &BTreeMap<String, Value>, show_secrets:
         } else if v.contains_unknowns() {
             (None, Some("unknown"))
         } else {
-            (Some(v.to_text()), None)
+            match v.to_text_within(super::eval::MAX_VALUE_BYTES) {
+                Some(text) => (Some(text), None),
+                None => (None, Some("too large")),
+            }
         };
         vars.push(EnvVar {
             name: name.clone(),

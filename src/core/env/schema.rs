@@ -2,6 +2,12 @@
 //! validated against evaluated values with ESC's messages. An unknown value is checked by its own schema, as far as
 //! types allow. Errors come back with the path inside the value they concern, so the evaluator can point at the
 //! sub-expression that produced it.
+//!
+//! A check walks the value (and, for `anyOf`/`oneOf`, walks it again per branch): it is counted in steps against the
+//! caller's budget, and gives up when the budget runs out, so a large shared value or a many-branched schema costs
+//! bounded work.
+
+use std::collections::HashMap;
 
 use serde_json::{Value as Json, json};
 
@@ -20,12 +26,23 @@ pub struct Violation {
 
 /// Validates `value` against `schema`; `schema` is also the document `$ref`s resolve in.
 pub fn validate(value: &Value, schema: &Json) -> Vec<Violation> {
+    let mut steps = u64::MAX;
+    validate_within(value, schema, &mut steps).unwrap_or_default()
+}
+
+/// [`validate`], taking one step from `steps` per value visited (and the size of every value compared with a
+/// `const` or `enum`); `None` when the steps run out first.
+pub fn validate_within(value: &Value, schema: &Json, steps: &mut u64) -> Option<Vec<Violation>> {
     let mut v = Validator {
         root: schema,
         out: Vec::new(),
+        steps: *steps,
+        exhausted: false,
+        patterns: HashMap::new(),
     };
     v.value(value, schema, &mut Vec::new(), 0);
-    v.out
+    *steps = v.steps;
+    (!v.exhausted).then_some(v.out)
 }
 
 /// The schema of `key` inside values of `schema`.
@@ -88,9 +105,47 @@ fn type_matches(ty: &str, v: &Value) -> bool {
 struct Validator<'s> {
     root: &'s Json,
     out: Vec<Violation>,
+    /// Steps left, and whether they ran out.
+    steps: u64,
+    exhausted: bool,
+    /// Compiled `pattern`s (`None`: not a valid expression).
+    patterns: HashMap<&'s str, Option<regex::Regex>>,
 }
 
 impl<'s> Validator<'s> {
+    /// A validator for one branch of `anyOf`/`oneOf`, sharing this one's steps; give it back with [`Self::join`].
+    fn branch(&mut self) -> Validator<'s> {
+        Validator {
+            root: self.root,
+            out: Vec::new(),
+            steps: self.steps,
+            exhausted: self.exhausted,
+            patterns: std::mem::take(&mut self.patterns),
+        }
+    }
+
+    /// Takes back what a branch used; returns its violations.
+    fn join(&mut self, branch: Validator<'s>) -> Vec<Violation> {
+        self.steps = branch.steps;
+        self.exhausted |= branch.exhausted;
+        self.patterns = branch.patterns;
+        branch.out
+    }
+
+    /// Takes `n` steps; `false` once they have run out.
+    fn take(&mut self, n: u64) -> bool {
+        match self.steps.checked_sub(n) {
+            Some(left) if !self.exhausted => {
+                self.steps = left;
+                true
+            }
+            _ => {
+                self.exhausted = true;
+                false
+            }
+        }
+    }
+
     fn err(&mut self, at: &[Seg], message: String) {
         self.out.push(Violation {
             at: at.to_vec(),
@@ -99,7 +154,7 @@ impl<'s> Validator<'s> {
     }
 
     fn value(&mut self, v: &Value, schema: &'s Json, at: &mut Vec<Seg>, depth: usize) {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.take(1) {
             return;
         }
         let s = resolve(schema, self.root);
@@ -116,13 +171,11 @@ impl<'s> Validator<'s> {
             let mut errs = Vec::new();
             let mut ok = false;
             for sub in any {
-                let mut inner = Validator {
-                    root: self.root,
-                    out: Vec::new(),
-                };
+                let mut inner = self.branch();
                 inner.value(v, sub, at, depth + 1);
-                ok |= inner.out.is_empty();
-                errs.extend(inner.out);
+                let out = self.join(inner);
+                ok |= out.is_empty();
+                errs.extend(out);
             }
             if !ok {
                 self.out.extend(errs);
@@ -133,13 +186,11 @@ impl<'s> Validator<'s> {
             let mut errs = Vec::new();
             let mut passed = 0;
             for sub in one {
-                let mut inner = Validator {
-                    root: self.root,
-                    out: Vec::new(),
-                };
+                let mut inner = self.branch();
                 inner.value(v, sub, at, depth + 1);
-                passed += usize::from(inner.out.is_empty());
-                errs.extend(inner.out);
+                let out = self.join(inner);
+                passed += usize::from(out.is_empty());
+                errs.extend(out);
             }
             if passed != 1 {
                 self.out.extend(errs);
@@ -150,6 +201,9 @@ impl<'s> Validator<'s> {
             for sub in all {
                 self.value(v, sub, at, depth + 1);
             }
+        }
+        if (obj.contains_key("const") || obj.contains_key("enum")) && !self.take(v.facts().nodes) {
+            return;
         }
         if let Some(c) = obj.get("const")
             && v.to_json(false) != *c
@@ -216,7 +270,7 @@ impl<'s> Validator<'s> {
                     self.err(at, format!("expected a string of at most length {m}"));
                 }
                 if let Some(p) = obj.get("pattern").and_then(Json::as_str)
-                    && let Ok(re) = regex::Regex::new(p)
+                    && let Some(re) = self.patterns.entry(p).or_insert_with(|| regex::Regex::new(p).ok())
                     && !re.is_match(text)
                 {
                     self.err(at, format!("string must match the pattern {p:?}"));
@@ -312,6 +366,9 @@ impl<'s> Validator<'s> {
 
     /// An unknown value: what its own schema says about it against the expected one.
     fn unknown(&mut self, v: &Value, s: &'s Json, at: &mut Vec<Seg>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
         let own = v.schema.as_deref().cloned().unwrap_or(Json::Bool(true));
         let own_root = own.clone();
         let got = type_of(&own, &own_root).map(str::to_owned);
@@ -320,13 +377,14 @@ impl<'s> Validator<'s> {
                 let mut errs = Vec::new();
                 let mut ok = false;
                 for sub in subs {
-                    let mut inner = Validator {
-                        root: self.root,
-                        out: Vec::new(),
-                    };
+                    if !self.take(1) {
+                        return;
+                    }
+                    let mut inner = self.branch();
                     inner.unknown(v, sub, at, depth + 1);
-                    ok |= inner.out.is_empty();
-                    errs.extend(inner.out);
+                    let out = self.join(inner);
+                    ok |= out.is_empty();
+                    errs.extend(out);
                 }
                 if !ok {
                     self.out.extend(errs);
@@ -360,7 +418,6 @@ impl<'s> Validator<'s> {
                 }
             }
         }
-        let _ = depth;
     }
 }
 
@@ -377,7 +434,7 @@ pub fn of_value(v: &Value) -> Json {
         Repr::Null => json!({"type": "null"}),
         Repr::Bool(b) => json!({"type": "boolean", "const": b}),
         Repr::Number(n) => json!({"type": "number", "const": n}),
-        Repr::String(s) => json!({"type": "string", "const": s}),
+        Repr::String(s) => json!({"type": "string", "const": &**s}),
         Repr::Array(items) => {
             json!({"type": "array", "prefixItems": items.iter().map(of_value).collect::<Vec<_>>(), "items": false})
         }

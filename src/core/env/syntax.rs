@@ -3,7 +3,8 @@
 //! Positions follow the Go YAML library the upstream goldens were made with: 1-based lines and columns, a scalar ends
 //! at its start plus the byte length of its decoded value, a collection ends where its last child ends. Aliases are
 //! refused (they would let a small document expand without bound), and so are documents nested deeper than
-//! [`MAX_DEPTH`] or larger than [`MAX_DOCUMENT_BYTES`].
+//! [`MAX_DEPTH`] or larger than [`MAX_DOCUMENT_BYTES`]. Reading is a loop over the parser's events, never a recursion
+//! per level, so no nesting of the input reaches the stack.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -207,13 +208,26 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
         root: None,
         error: None,
     };
+    // The parser's own `load` recurses once per level of nesting, and block sequences nest two bytes a level
+    // (`- - - x`): its events are read here in a loop instead, up to the end of the first document or the first
+    // error (the builder's depth limit included).
     let mut parser = Parser::new_from_str(src);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let m = e.marker();
-        return Err(SyntaxError {
-            message: format!("yaml: line {}: {}", m.line(), e.info()),
-            pos: Some(builder.pos(m)),
-        });
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(e) => {
+                let m = e.marker();
+                return Err(SyntaxError {
+                    message: format!("yaml: line {}: {}", m.line(), e.info()),
+                    pos: Some(builder.pos(m)),
+                });
+            }
+        };
+        let done = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
+        builder.on_event(ev, mark);
+        if done || builder.error.is_some() {
+            break;
+        }
     }
     if let Some(e) = builder.error {
         return Err(e);
@@ -253,6 +267,36 @@ mod tests {
         assert!(parse("a: &x [1]\nb: *x\n").is_err());
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert!(parse(&deep).is_err());
+        assert!(parse(&format!("{}1\n", "[".repeat(MAX_DEPTH))).is_err());
         assert_eq!(parse("").unwrap(), None);
+    }
+
+    /// Nesting the parser itself would follow level by level: block sequences on one line (two bytes a level) and
+    /// block mappings, far deeper than the limit, are refused on a thread with a 2 MiB stack, the smallest a server
+    /// thread has.
+    #[test]
+    fn deep_block_nesting_is_refused_without_recursion() {
+        let docs = [
+            format!("{}x\n", "- ".repeat(1_000_000)),
+            (0..2_000)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect::<String>(),
+            format!("{}x{}", "[".repeat(200_000), "]".repeat(200_000)),
+        ];
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for doc in &docs {
+                    let e = parse(doc).unwrap_err();
+                    assert!(
+                        e.message.contains("nests deeper") || e.message.contains("recursion limit"),
+                        "{}",
+                        e.message
+                    );
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
