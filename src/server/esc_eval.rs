@@ -573,8 +573,15 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
             .map_err(|e| ApiError::internal(&e))?;
         let Some(last) = page.last() else { break };
         after = Some((last.env_id.clone(), last.revision));
-        for rev in &page {
-            if !crypt::has_plaintext_secret(&rev.yaml) {
+        let full = page.len() as i64 == PAGE;
+        // The texts may hold plaintext secrets: wiped once looked at.
+        let page: Vec<_> = page
+            .into_iter()
+            .map(|mut r| (zeroize::Zeroizing::new(std::mem::take(&mut r.yaml)), r))
+            .collect();
+        for (yaml, rev) in &page {
+            let yaml: &str = yaml;
+            if !crypt::has_plaintext_secret(yaml) {
                 continue;
             }
             let org = app
@@ -585,8 +592,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
                 .map(|o| o.name)
                 .unwrap_or_else(|| rev.org_id.clone());
             let target = format!("{org}/{}/{}", rev.project, rev.name);
-            let sealed = match seal_with(app, &rev.org_id, &rev.env_id, &rev.yaml, crypt::seal_stored::<ApiError>).await
-            {
+            let sealed = match seal_with(app, &rev.org_id, &rev.env_id, yaml, crypt::seal_stored::<ApiError>).await {
                 Ok(s) if !crypt::has_plaintext_secret(&s) => s,
                 Ok(_) | Err(_) => {
                     tracing::error!(
@@ -613,7 +619,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
             };
             if app
                 .store
-                .reseal_revision_in_place(&rev.env_id, rev.revision, &rev.yaml, &sealed, &event)
+                .reseal_revision_in_place(&rev.env_id, rev.revision, yaml, &sealed, &event)
                 .await
                 .map_err(|e| ApiError::internal(&e))?
             {
@@ -625,7 +631,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
                 repaired += 1;
             }
         }
-        if (page.len() as i64) < PAGE {
+        if !full {
             break;
         }
     }

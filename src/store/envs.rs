@@ -94,8 +94,8 @@ pub enum Written {
 }
 
 /// A stored revision's text with the environment it belongs to, for the repair of revisions an earlier version
-/// stored with plaintext secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// stored with plaintext secrets (so its `Debug` leaves the text out).
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredRevision {
     pub env_id: String,
     pub org_id: String,
@@ -103,6 +103,19 @@ pub struct StoredRevision {
     pub name: String,
     pub revision: i64,
     pub yaml: String,
+}
+
+impl std::fmt::Debug for StoredRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRevision")
+            .field("env_id", &self.env_id)
+            .field("org_id", &self.org_id)
+            .field("project", &self.project)
+            .field("name", &self.name)
+            .field("revision", &self.revision)
+            .field("yaml", &format_args!("<{} bytes>", self.yaml.len()))
+            .finish()
+    }
 }
 
 /// The environment queries.
