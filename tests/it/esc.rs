@@ -1020,9 +1020,15 @@ async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: 
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.text.contains("single YAML document"), "{}", r.text);
     }
+    // A secret the sealer cannot rewrite safely is refused too, never stored as it is.
+    let odd = "values:\n  a:\n    ? fn::secret # note: here\n    : |\n      zqoddx\n";
+    let r = c.patch(path, odd).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("cannot be sealed"), "{}", r.text);
+    assert!(!r.text.contains("zqoddx"), "{}", r.text);
     assert_eq!(head(&c, path).await.1, before);
     let texts = stored_texts(s, dir, pg).await;
-    assert!(texts.iter().all(|t| !t.contains("zqdocx")));
+    assert!(texts.iter().all(|t| !t.contains("zqdocx") && !t.contains("zqoddx")));
 }
 
 #[tokio::test]
