@@ -509,17 +509,28 @@ async fn decrypt_one(
 fn crypt_error(e: CryptError<ApiError>) -> ApiError {
     match e {
         CryptError::Syntax(s) => ApiError::bad_request(format!("invalid YAML: {}", s.message)),
+        CryptError::Unsealable { line } => ApiError::bad_request(format!(
+            "line {line}: this fn::secret is written in a form that cannot be sealed safely; write its value as a \
+             quoted string or a block scalar (| or >) on its own lines"
+        )),
         CryptError::Crypto { line, error } => {
             ApiError::new(error.status(), format!("line {line}: {}", error.message()))
         }
     }
 }
 
-/// Seals every plaintext `fn::secret` of `yaml` under the environment's DEK; the rest of the text is untouched.
+/// Seals every plaintext `fn::secret` of `yaml` under the environment's DEK; the rest of the text is untouched. A
+/// text that is not one YAML document, or whose secrets cannot be rewritten safely, is refused (400).
 pub async fn seal_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str) -> Result<String, ApiError> {
+    seal_with(app, org_id, env_id, yaml, crypt::seal_plaintexts::<ApiError>).await
+}
+
+type Sealer = fn(&str, &mut dyn FnMut(&str) -> Result<String, ApiError>) -> Result<String, CryptError<ApiError>>;
+
+async fn seal_with(app: &AppState, org_id: &str, env_id: &str, yaml: &str, seal: Sealer) -> Result<String, ApiError> {
     // First pass: collect the plaintexts in document order; then seal them under one DEK lookup; then splice.
     let mut plaintexts: Vec<zeroize::Zeroizing<String>> = Vec::new();
-    crypt::seal_plaintexts::<ApiError>(yaml, &mut |p| {
+    seal(yaml, &mut |p| {
         plaintexts.push(zeroize::Zeroizing::new(p.to_owned()));
         Ok(String::new())
     })
@@ -536,12 +547,103 @@ pub async fn seal_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str
         )
         .await?;
     let mut next = sealed.into_iter();
-    crypt::seal_plaintexts::<ApiError>(yaml, &mut |_| {
+    seal(yaml, &mut |_| {
         next.next()
             .map(|ct| STANDARD.encode(ct))
             .ok_or_else(|| ApiError::bad_request("the document changed while it was sealed"))
     })
     .map_err(crypt_error)
+}
+
+/// The repair of stores written by earlier versions, which kept some `fn::secret` values in plaintext (block
+/// scalars, multi-line strings, secrets in a second YAML document): every revision whose text still holds one is
+/// sealed in place under its environment's DEK, with one `env.revision.reseal` audit record per revision on the
+/// org's chain, and the database is then asked to drop the old pages. Idempotent: a second run finds nothing.
+/// Returns how many revisions were sealed; a revision that cannot be sealed is logged (by name and revision, never
+/// content) and left for the next start.
+pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError> {
+    const PAGE: i64 = 200;
+    let mut after: Option<(String, i64)> = None;
+    let mut repaired = 0;
+    loop {
+        let page = app
+            .store
+            .revisions_mentioning_secrets(after.as_ref().map(|(e, r)| (e.as_str(), *r)), PAGE)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.env_id.clone(), last.revision));
+        let full = page.len() as i64 == PAGE;
+        // The texts may hold plaintext secrets: wiped once looked at.
+        let page: Vec<_> = page
+            .into_iter()
+            .map(|mut r| (zeroize::Zeroizing::new(std::mem::take(&mut r.yaml)), r))
+            .collect();
+        for (yaml, rev) in &page {
+            let yaml: &str = yaml;
+            if !crypt::has_plaintext_secret(yaml) {
+                continue;
+            }
+            let org = app
+                .store
+                .org_by_id(&rev.org_id)
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+                .map(|o| o.name)
+                .unwrap_or_else(|| rev.org_id.clone());
+            let target = format!("{org}/{}/{}", rev.project, rev.name);
+            let sealed = match seal_with(app, &rev.org_id, &rev.env_id, yaml, crypt::seal_stored::<ApiError>).await {
+                Ok(s) if !crypt::has_plaintext_secret(&s) => s,
+                Ok(_) | Err(_) => {
+                    tracing::error!(
+                        environment = %target,
+                        revision = rev.revision,
+                        "a stored revision holds a plaintext fn::secret that could not be sealed; retract it and \
+                         rotate the secret"
+                    );
+                    continue;
+                }
+            };
+            let event = crate::store::AuditEvent {
+                chain: rev.org_id.clone(),
+                time_ms: crate::keyring::now_ms(),
+                actor: "system:upgrade".into(),
+                source: "internal".into(),
+                action: "env.revision.reseal".into(),
+                target: target.clone(),
+                outcome: "ok".into(),
+                detail: format!(
+                    "revision {}: plaintext fn::secret values stored by an earlier version sealed in place",
+                    rev.revision
+                ),
+            };
+            if app
+                .store
+                .reseal_revision_in_place(&rev.env_id, rev.revision, yaml, &sealed, &event)
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+            {
+                tracing::warn!(
+                    environment = %target,
+                    revision = rev.revision,
+                    "sealed plaintext fn::secret values an earlier version had stored; backups made before hold them"
+                );
+                repaired += 1;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    if repaired > 0 {
+        app.doc_cache.invalidate_all();
+        app.eval_cache.invalidate_all();
+        app.store
+            .purge_freed_revision_pages()
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+    }
+    Ok(repaired)
 }
 
 /// Opens every sealed `fn::secret` under `values` back to plaintext (for `decrypt` and clones).

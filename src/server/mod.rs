@@ -519,6 +519,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.kek_options.clone(),
         config.migration.clone(),
     ));
+    // Secrets an earlier version stored in plaintext are sealed before anything is served.
+    if let Err(e) = esc_eval::reseal_stored_plaintexts(&state).await {
+        tracing::error!(error = %e.message(), "could not seal the plaintext secrets of earlier versions");
+    }
     // Migrations that were running when a replica stopped continue here (the lease decides who runs each).
     for m in state
         .store

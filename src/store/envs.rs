@@ -6,8 +6,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::SqlStore;
-use super::{Inserted, StoreResult};
+use super::sql::{Dialect, SqlStore, append_audit_in};
+use super::{AuditEvent, Inserted, StoreResult};
 
 /// An environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,31 @@ pub enum Written {
     Stale,
 }
 
+/// A stored revision's text with the environment it belongs to, for the repair of revisions an earlier version
+/// stored with plaintext secrets (so its `Debug` leaves the text out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRevision {
+    pub env_id: String,
+    pub org_id: String,
+    pub project: String,
+    pub name: String,
+    pub revision: i64,
+    pub yaml: String,
+}
+
+impl std::fmt::Debug for StoredRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRevision")
+            .field("env_id", &self.env_id)
+            .field("org_id", &self.org_id)
+            .field("project", &self.project)
+            .field("name", &self.name)
+            .field("revision", &self.revision)
+            .field("yaml", &format_args!("<{} bytes>", self.yaml.len()))
+            .finish()
+    }
+}
+
 /// The environment queries.
 #[async_trait::async_trait]
 pub trait EnvStore: Send + Sync {
@@ -142,6 +167,32 @@ pub trait EnvStore: Send + Sync {
     /// Renames and/or changes a tag; false when `name` does not exist or `tag.name` is taken.
     async fn update_env_tag(&self, env_id: &str, name: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
     async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
+
+    /// Revisions whose text mentions `fn::secret` or holds a backslash (a double-quoted key can spell `fn::secret`
+    /// with escapes), ordered by (environment id, revision), after `after`: the candidates of
+    /// [`EnvStore::reseal_revision_in_place`].
+    async fn revisions_mentioning_secrets(
+        &self,
+        after: Option<(&str, i64)>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRevision>>;
+    /// The one exception to immutable revisions: replaces a revision's text that still holds a plaintext
+    /// `fn::secret` (stored by an earlier version) by the same text with that secret sealed, if the text is still
+    /// `old_yaml`, appending `event` in the same transaction. False when the text changed meanwhile. Callers
+    /// must pass a `new_yaml` that differs from `old_yaml` only in sealed secrets.
+    async fn reseal_revision_in_place(
+        &self,
+        env_id: &str,
+        revision: i64,
+        old_yaml: &str,
+        new_yaml: &str,
+        event: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// After [`EnvStore::reseal_revision_in_place`]: makes the database drop the old texts' bytes where it can
+    /// (SQLite: `VACUUM` rewrites the file without the freed pages, and the WAL is truncated; PostgreSQL:
+    /// `VACUUM FULL env_revisions` rewrites the table, though the WAL segments and base backups already written
+    /// keep the old rows until they are recycled).
+    async fn purge_freed_revision_pages(&self) -> StoreResult<()>;
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Deletes sessions that expired at or before `now_ms`; how many.
@@ -559,6 +610,80 @@ impl EnvStore for SqlStore {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn revisions_mentioning_secrets(
+        &self,
+        after: Option<(&str, i64)>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRevision>> {
+        let (after_env, after_rev) = after.unwrap_or(("", 0));
+        let rows = sqlx::query(
+            "SELECT r.env_id, e.org_id, e.project, e.name, r.revision, r.yaml FROM env_revisions r \
+             JOIN environments e ON e.id = r.env_id \
+             WHERE (r.env_id > $1 OR (r.env_id = $1 AND r.revision > $2)) \
+             AND (r.yaml LIKE '%fn::secret%' OR r.yaml LIKE '%\\%' ESCAPE '!') \
+             ORDER BY r.env_id, r.revision LIMIT $3",
+        )
+        .bind(after_env)
+        .bind(after_rev)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRevision {
+                    env_id: r.try_get("env_id")?,
+                    org_id: r.try_get("org_id")?,
+                    project: r.try_get("project")?,
+                    name: r.try_get("name")?,
+                    revision: r.try_get("revision")?,
+                    yaml: r.try_get("yaml")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reseal_revision_in_place(
+        &self,
+        env_id: &str,
+        revision: i64,
+        old_yaml: &str,
+        new_yaml: &str,
+        event: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
+        let done = sqlx::query("UPDATE env_revisions SET yaml = $4 WHERE env_id = $1 AND revision = $2 AND yaml = $3")
+            .bind(env_id)
+            .bind(revision)
+            .bind(old_yaml)
+            .bind(new_yaml)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, self.dialect(), std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn purge_freed_revision_pages(&self) -> StoreResult<()> {
+        match self.dialect() {
+            Dialect::Sqlite => {
+                // Pages freed from now on are zeroed; VACUUM rewrites the file without the freed ones; the WAL,
+                // which held the old pages too, is checkpointed and truncated.
+                sqlx::query("PRAGMA secure_delete = ON").execute(self.pool()).await?;
+                sqlx::query("VACUUM").execute(self.pool()).await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(self.pool())
+                    .await?;
+            }
+            Dialect::Postgres => {
+                sqlx::query("VACUUM FULL env_revisions").execute(self.pool()).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {

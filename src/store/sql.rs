@@ -49,6 +49,11 @@ impl SqlStore {
         &self.pool
     }
 
+    /// The dialect, for sibling modules.
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     /// [`SqlStore::begin_write`], for sibling modules.
     pub(crate) async fn begin_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         self.begin_write().await
@@ -166,7 +171,7 @@ const MIGRATION_COLUMNS: &str = "id, from_kek, to_kek, org_id, state, cursor_dek
      error, created_ms, updated_ms";
 
 /// Appends `events` to their chains inside `tx`: each chain's head row is created if missing, locked, and moved.
-async fn append_audit_in(
+pub(crate) async fn append_audit_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     dialect: Dialect,
     events: &[AuditEvent],

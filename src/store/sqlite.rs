@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. WAL journal (readers never block the writer), `synchronous=FULL` (a commit that
 //! returned survives a power cut, not only a crash), foreign keys on, and a busy timeout so concurrent writers wait
-//! instead of failing.
+//! instead of failing. `secure_delete` zeroes the pages a deletion or an update frees, so that replaced text does
+//! not linger in the file.
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ pub(super) async fn open(url: &str) -> Result<SqlStore, StoreError> {
             Box::pin(async move {
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                     PRAGMA busy_timeout = 10000;",
+                     PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON;",
                 )
                 .await?;
                 Ok(())

@@ -530,3 +530,86 @@ async fn unknown_environments_and_bad_names_fail_clearly() {
     assert!(err.contains("acme/web/there:") && err.contains("missing"), "{err}");
     srv.stop().await;
 }
+
+/// The revision texts in the server's SQLite database.
+async fn stored_texts(data: &Path) -> Vec<String> {
+    let url = format!("sqlite://{}", data.join("sesame.db").display());
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(y,)| y).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_every_form_are_sealed_through_the_cli() {
+    let (dir, srv) = start().await;
+    let cli = Sesame::new(&srv, &dir.path().join("config"));
+    let data = dir.path().join("data");
+    let markers = ["zqfilex", "zqfoldx", "zqflowx", "zqlistx", "zqdqx", "zqsetx", "zqeditx"];
+    let assert_sealed = |texts: Vec<String>| {
+        for t in &texts {
+            assert!(!sesame::core::env::crypt::has_plaintext_secret(t), "{t}");
+            for m in markers {
+                assert!(!t.contains(m), "{m} stored in plaintext:\n{t}");
+            }
+        }
+    };
+
+    // `env init -f`: block scalars, flow collections, a multi-line double-quoted string, CRLF line ends.
+    let file = dir.path().join("env.yaml");
+    let text = "values:\r\n  cert:\r\n    fn::secret: |\r\n      zqfilex line1\r\n      line2\r\n  folded:\r\n    fn::secret: >-\r\n      zqfoldx\r\n      more\r\n  flow: {fn::secret: 'zqflowx'}\r\n  list:\r\n    - {fn::secret: zqlistx}\r\n  dq:\r\n    fn::secret: \"zqdqx\r\n      two\"\r\n";
+    std::fs::write(&file, text).unwrap();
+    cli.run(&["env", "init", "web/file", "-f", file.to_str().unwrap()])
+        .await
+        .ok();
+    assert_sealed(stored_texts(&data).await);
+    let shown = cli.run(&["env", "get", "web/file"]).await.ok().to_owned();
+    assert!(markers.iter().all(|m| !shown.contains(m)), "{shown}");
+    let opened = cli.run(&["env", "open", "web/file"]).await.json();
+    assert_eq!(opened["cert"], json!("zqfilex line1\nline2\n"), "{opened}");
+    assert_eq!(opened["folded"], json!("zqfoldx more"));
+    assert_eq!(opened["flow"], json!("zqflowx"));
+    assert_eq!(opened["list"], json!(["zqlistx"]));
+    assert_eq!(opened["dq"], json!("zqdqx two"));
+
+    // `env set --secret` with a value over several lines.
+    cli.run(&[
+        "env",
+        "set",
+        "web/file",
+        "key",
+        "--secret",
+        "zqsetx -----BEGIN-----\nAAAA\n-----END-----\n",
+    ])
+    .await
+    .ok();
+    assert_sealed(stored_texts(&data).await);
+    let opened = cli.run(&["env", "open", "web/file"]).await.json();
+    assert_eq!(opened["key"], json!("zqsetx -----BEGIN-----\nAAAA\n-----END-----\n"));
+
+    // `env edit`: an editor that adds a literal block secret.
+    let editor = script(
+        dir.path(),
+        "add-block.sh",
+        "printf '  edited:\\n    fn::secret: |+\\n      zqeditx\\n\\n' >> \"$1\"",
+    );
+    cli.edit(&["env", "edit", "web/file"], &editor).await.ok();
+    assert_sealed(stored_texts(&data).await);
+    let opened = cli.run(&["env", "open", "web/file"]).await.json();
+    assert_eq!(
+        opened["edited"],
+        json!("zqeditx\n\n"),
+        "keep chomping keeps the blank line"
+    );
+
+    // A file with a second document is refused: the environment is created, its text is not stored.
+    std::fs::write(&file, "values:\n  a: 1\n---\nvalues:\n  b: {fn::secret: zqfilex}\n").unwrap();
+    let err = cli.run(&["env", "init", "web/two", "-f", file.to_str().unwrap()]).await;
+    assert_ne!(err.code, Some(0), "{err:#?}");
+    assert!(err.stderr.contains("single YAML document"), "{err:#?}");
+    assert_sealed(stored_texts(&data).await);
+    srv.stop().await;
+}

@@ -857,3 +857,375 @@ async fn adversarial_documents_answer_with_diagnostics() {
     assert_eq!(r.status().as_u16(), 200);
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Every form of `fn::secret` is sealed before it is stored.
+
+/// Scalar styles of a secret whose key sits at column `c`: `(name, is a block scalar, text)`. Every text holds
+/// `marker`, which nothing else in the document does.
+fn secret_styles(marker: &str, c: usize) -> Vec<(&'static str, bool, String)> {
+    let i = |extra: usize| " ".repeat(c + extra);
+    vec![
+        ("plain", false, format!("{marker}-plain")),
+        (
+            "plain-multiline",
+            false,
+            format!("{marker} first\n{}second\n\n{}third", i(2), i(2)),
+        ),
+        ("single", false, format!("'{marker} it''s # not a comment'")),
+        ("single-multiline", false, format!("'{marker} one\n{}two'", i(2))),
+        ("double", false, format!("\"{marker} \\\"q\\\" \\t\\u00e9\"")),
+        (
+            "double-multiline",
+            false,
+            format!("\"{marker} one\n{}two\\\n{}three\\n\"", i(2), i(2)),
+        ),
+        ("literal", true, format!("|\n{0}{marker} line1\n{0}  line2\n", i(2))),
+        ("literal-strip", true, format!("|-\n{0}{marker}\n\n{0}b\n\n", i(2))),
+        (
+            "literal-keep",
+            true,
+            format!("|+ # header comment\n{0}{marker}\n\n", i(2)),
+        ),
+        (
+            "literal-indicator",
+            true,
+            format!("|2-\n{0}  {marker} indented\n{0}x\n", i(2)),
+        ),
+        (
+            "folded",
+            true,
+            format!(">\n{0}{marker} folded\n{0}text\n\n{0}para\n", i(2)),
+        ),
+        ("folded-strip", true, format!(">-\n{0}{marker}\n{0}  more\n", i(2))),
+        (
+            "folded-keep-indicator",
+            true,
+            format!(">1+\n{0} {marker} one\n{0}two\n\n", i(1)),
+        ),
+        ("unicode-tab", false, format!("\"{marker}\tünï ☃\"")),
+    ]
+}
+
+/// A definition with every style at four positions (under `values`, in nested maps, in a list, in a flow map),
+/// and the names of the secrets' paths in document order with the markers used.
+fn every_secret_form() -> (String, Vec<(String, String)>) {
+    let mut doc = String::from("# every form of a secret\nvalues:\n");
+    let mut markers = Vec::new();
+    let count = secret_styles("m", 0).len();
+    for n in 0..count {
+        let m = |pos: &str| format!("zq{n}{pos}x");
+        let (name, _, text) = secret_styles(&m("t"), 4).swap_remove(n);
+        doc.push_str(&format!("  top{n}: # {name}\n    fn::secret: {text}\n"));
+        markers.push((format!("top{n}"), m("t")));
+        let (_, _, text) = secret_styles(&m("n"), 8).swap_remove(n);
+        doc.push_str(&format!(
+            "  nest{n}:\n    a:\n      b:\n        fn::secret: {text}\n        # after\n"
+        ));
+        markers.push((format!("nest{n}.a.b"), m("n")));
+        let (_, _, text) = secret_styles(&m("l"), 6).swap_remove(n);
+        doc.push_str(&format!("  list{n}:\n    - fn::secret: {text}\n    - 1\n"));
+        markers.push((format!("list{n}[0]"), m("l")));
+        let (_, block, text) = secret_styles(&m("f"), 4).swap_remove(n);
+        if !block {
+            doc.push_str(&format!("  flow{n}: {{fn::secret: {text}, }}\n"));
+            markers.push((format!("flow{n}"), m("f")));
+        }
+    }
+    doc.push_str("  plainValue: visible\n");
+    (doc, markers)
+}
+
+/// The `fn::secret` values of a text, in document order: `(text, sealed)`.
+fn secret_values(yaml: &str) -> Vec<(String, bool)> {
+    use sesame::core::env::syntax::{Node, NodeKind};
+    fn walk(n: &Node, out: &mut Vec<(String, bool)>) {
+        match &n.kind {
+            NodeKind::Map(pairs) => {
+                for (k, v) in pairs {
+                    if matches!(&k.kind, NodeKind::Scalar { value, .. } if value == "fn::secret") {
+                        match &v.kind {
+                            NodeKind::Scalar { value, .. } => out.push((value.clone(), false)),
+                            NodeKind::Map(f) => match &f[0].1.kind {
+                                NodeKind::Scalar { value, .. } if f.len() == 1 => out.push((value.clone(), true)),
+                                _ => panic!("not a ciphertext"),
+                            },
+                            _ => panic!("not a scalar"),
+                        }
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            NodeKind::Seq(items) => items.iter().for_each(|i| walk(i, out)),
+            NodeKind::Scalar { .. } => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(root) = sesame::core::env::syntax::parse(yaml).expect("YAML") {
+        walk(&root, &mut out);
+    }
+    out
+}
+
+/// The value at a path like `a.b`, `l[0]` in plain JSON.
+fn at<'v>(v: &'v Value, path: &str) -> &'v Value {
+    path.split('.').fold(v, |v, seg| match seg.split_once('[') {
+        Some((k, i)) => &v[k][i.trim_end_matches(']').parse::<usize>().unwrap()],
+        None => &v[seg],
+    })
+}
+
+/// Every revision text in the store, read from the database itself.
+async fn stored_texts(s: &TestServer, dir: &std::path::Path, pg: Option<&str>) -> Vec<String> {
+    let _ = s;
+    let url = match pg {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", dir.join("sesame.db").display()),
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(y,)| y).collect()
+}
+
+/// The SQLite database's files, as bytes.
+fn sqlite_bytes(dir: &std::path::Path) -> Vec<u8> {
+    ["sesame.db", "sesame.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(dir.join(f)).ok())
+        .flatten()
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: Option<&str>) {
+    let c = Esc::admin(s);
+    let path = "/acme/forms/env";
+    assert_eq!(c.create("acme", "forms", "env").await.status, 200);
+    let (doc, markers) = every_secret_form();
+    let expected: Vec<String> = secret_values(&doc).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(expected.len(), markers.len());
+    let r = c.patch(path, &doc).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // What a reader sees, and what the database holds: ciphertext only.
+    let stored = c.call("GET", path, None, &[]).await.text;
+    assert!(stored.starts_with("# every form of a secret\nvalues:\n"));
+    assert!(!sesame::core::env::crypt::has_plaintext_secret(&stored), "{stored}");
+    let sealed = secret_values(&stored);
+    assert_eq!(sealed.len(), markers.len());
+    assert!(sealed.iter().all(|(_, s)| *s), "{stored}");
+    let check_store = |texts: Vec<String>, bytes: Vec<u8>| {
+        for (_, m) in &markers {
+            assert!(texts.iter().all(|t| !t.contains(m.as_str())), "{m} stored in plaintext");
+            assert!(!contains(&bytes, m), "{m} in the database file");
+        }
+    };
+    check_store(stored_texts(s, dir, pg).await, sqlite_bytes(dir));
+
+    // Opening gives back exactly the values written (trailing newlines of `|` and `|+`, folding of `>`).
+    let opened = props(&c.open(path).await);
+    for ((p, _), want) in markers.iter().zip(&expected) {
+        assert_eq!(at(&opened, p), &json!(want), "{p}");
+    }
+    assert_eq!(opened["plainValue"], "visible");
+    let decrypted = c.call("GET", &format!("{path}/decrypt"), None, &[]).await;
+    assert_eq!(decrypted.status, 200);
+    let opened_texts: Vec<String> = secret_values(&decrypted.text).into_iter().map(|(v, _)| v).collect();
+    assert_eq!(opened_texts, expected);
+
+    // A clone re-seals every one under the new environment; a rename keeps them; both open to the same values.
+    let r = c
+        .call(
+            "POST",
+            &format!("{path}/clone"),
+            Some(r#"{"project":"forms","name":"copy"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = c
+        .call(
+            "POST",
+            "/acme/forms/copy/rename",
+            Some(r#"{"project":"forms","name":"moved"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let copy = c.call("GET", "/acme/forms/moved", None, &[]).await.text;
+    assert!(!sesame::core::env::crypt::has_plaintext_secret(&copy));
+    assert_ne!(copy, stored);
+    let opened = props(&c.open("/acme/forms/moved").await);
+    for ((p, _), want) in markers.iter().zip(&expected) {
+        assert_eq!(at(&opened, p), &json!(want), "clone {p}");
+    }
+    // The opened text written back (what `env edit --show-secrets` does) is sealed again.
+    let r = c.patch(path, &decrypted.text).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    check_store(stored_texts(s, dir, pg).await, sqlite_bytes(dir));
+
+    // A second YAML document is refused everywhere a definition is accepted, and nothing is stored.
+    let (_, before) = head(&c, path).await;
+    for two in [
+        "values:\n  a: 1\n---\nvalues:\n  b:\n    fn::secret: zqdocx\n",
+        "values:\n  a: 1\n...\n--- |\n  zqdocx\n",
+    ] {
+        let r = c.patch(path, two).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("single YAML document"), "{}", r.text);
+        let r = c.call("POST", "/acme/yaml/check", Some(two), &[]).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("single YAML document"), "{}", r.text);
+    }
+    // A secret the sealer cannot rewrite safely is refused too, never stored as it is.
+    let odd = "values:\n  a:\n    ? fn::secret # note: here\n    : |\n      zqoddx\n";
+    let r = c.patch(path, odd).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("cannot be sealed"), "{}", r.text);
+    assert!(!r.text.contains("zqoddx"), "{}", r.text);
+    assert_eq!(head(&c, path).await.1, before);
+    let texts = stored_texts(s, dir, pg).await;
+    assert!(texts.iter().all(|t| !t.contains("zqdocx") && !t.contains("zqoddx")));
+}
+
+#[tokio::test]
+async fn every_secret_form_is_sealed_on_sqlite() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    every_secret_form_is_sealed(&s, dir.path(), None).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_secret_form_is_sealed_on_postgres() {
+    let Some(db) = PgDb::create().await else { return };
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
+        .await
+        .unwrap();
+    every_secret_form_is_sealed(&s, dir.path(), Some(&db.url)).await;
+    s.stop().await;
+    db.drop_db().await;
+}
+
+/// A store written by an earlier version, which kept block-scalar and second-document secrets in plaintext, is
+/// repaired at start: sealed in place, audited once per revision, the old bytes gone from the SQLite file, and a
+/// second start finds nothing to do.
+async fn earlier_plaintexts_are_sealed_on_start(dir: &std::path::Path, pg: Option<&str>) {
+    let s = TestServer::start(support::config(dir, pg), None).await.unwrap();
+    let token = s.token.clone();
+    let c = Esc::admin(&s);
+    assert_eq!(c.create("acme", "old", "env").await.status, 200);
+    assert_eq!(c.patch("/acme/old/env", "values:\n  a: 1\n").await.status, 200);
+    s.stop().await;
+
+    // What an earlier version stored: revision 3 with a second document, revision 4 with a block scalar.
+    let url = match pg {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", dir.join("sesame.db").display()),
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let (env_id,): (String,) = sqlx::query_as("SELECT id FROM environments WHERE name = 'env'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let old = [
+        (3, "values:\n  a: 1\n---\nvalues:\n  b:\n    fn::secret: zqdoc2x\n"),
+        // The key spelt with an escape: found all the same.
+        (
+            4,
+            "values:\n  esc:\n    \"fn::secr\\x65t\": >-\n      zqescx\n      two\n",
+        ),
+        (
+            5,
+            "values:\n  key:\n    fn::secret: |\n      zqoldx line1\n      line2\n  other: 2\n",
+        ),
+    ];
+    for (rev, yaml) in old {
+        sqlx::query(
+            "INSERT INTO env_revisions (env_id, revision, yaml, created_ms, creator) VALUES ($1, $2, $3, 0, 'old')",
+        )
+        .bind(&env_id)
+        .bind(rev)
+        .bind(yaml)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE environments SET head = 5 WHERE id = $1")
+        .bind(&env_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    if pg.is_none() {
+        // The test means something: the plaintext is in the file before the repair.
+        assert!(contains(&sqlite_bytes(dir), "zqoldx"));
+    }
+
+    let s = TestServer::start(support::config(dir, pg), Some(token.clone()))
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    let texts = stored_texts(&s, dir, pg).await;
+    assert_eq!(texts.len(), 5);
+    let markers = ["zqoldx", "zqdoc2x", "zqescx"];
+    for t in &texts {
+        assert!(markers.iter().all(|m| !t.contains(m)), "{t}");
+        assert!(!sesame::core::env::crypt::has_plaintext_secret(t), "{t}");
+    }
+    if pg.is_none() {
+        let bytes = sqlite_bytes(dir);
+        for m in markers {
+            assert!(!contains(&bytes, m), "{m} left in the database file");
+        }
+    }
+    // The rest of the text is kept, and the secrets open to the same values.
+    let stored = c.call("GET", "/acme/old/env", None, &[]).await.text;
+    assert!(stored.starts_with("values:\n  key:\n    fn::secret:"), "{stored}");
+    assert!(stored.ends_with("  other: 2\n"), "{stored}");
+    assert_eq!(props(&c.open("/acme/old/env").await)["key"], "zqoldx line1\nline2\n");
+    let v3 = c.call("GET", "/acme/old/env/versions/3", None, &[]).await.text;
+    assert!(v3.contains("---") && v3.contains("ciphertext"), "{v3}");
+    let r = c
+        .call("POST", "/acme/old/env/versions/4/open?duration=1h", None, &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = c.call("GET", &format!("/acme/old/env/open/{id}"), None, &[]).await;
+    assert_eq!(props(&r.json())["esc"], "zqescx two", "{}", r.text);
+    let audit = c.call("GET", "/api/sesame/v1/orgs/acme/audit", None, &[]).await.text;
+    assert_eq!(audit.matches("env.revision.reseal").count(), 3, "{audit}");
+    s.stop().await;
+
+    // Idempotent: nothing more to seal, nothing more audited.
+    let s = TestServer::start(support::config(dir, pg), Some(token)).await.unwrap();
+    let c = Esc::admin(&s);
+    let audit = c.call("GET", "/api/sesame/v1/orgs/acme/audit", None, &[]).await.text;
+    assert_eq!(audit.matches("env.revision.reseal").count(), 3);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn earlier_plaintexts_are_sealed_on_start_on_sqlite() {
+    let dir = support::temp_dir();
+    earlier_plaintexts_are_sealed_on_start(dir.path(), None).await;
+}
+
+#[tokio::test]
+async fn earlier_plaintexts_are_sealed_on_start_on_postgres() {
+    let Some(db) = PgDb::create().await else { return };
+    let dir = support::temp_dir();
+    earlier_plaintexts_are_sealed_on_start(dir.path(), Some(&db.url)).await;
+    db.drop_db().await;
+}

@@ -216,6 +216,8 @@ impl Loader {
                 self.error(k.span, &root, "object keys must be strings");
                 continue;
             };
+            // A repeated top-level key is a warning and the last one wins, as upstream (nested duplicates are
+            // errors, reported by evaluation, and the first one wins there).
             if seen.contains(&key) {
                 self.diags.push(Diagnostic::warning(
                     &self.env,
@@ -223,12 +225,13 @@ impl Loader {
                     &root.key(key),
                     format!("duplicate key {key:?}"),
                 ));
-                continue;
+            } else {
+                seen.push(key);
             }
-            seen.push(key);
             match key {
                 "imports" => decl.imports = self.imports(v, &root.key("imports")),
                 "values" => {
+                    decl.values = None;
                     decl.values_span = v.span;
                     let path = root.key("values");
                     if let NodeKind::Map(vp) = &v.kind
@@ -261,9 +264,9 @@ impl Loader {
     }
 
     fn imports(&mut self, node: &Node, path: &DocPath) -> Vec<Import> {
+        // `imports:` with nothing (null) is not a list either: upstream refuses it too.
         let items = match &node.kind {
             NodeKind::Seq(items) => items,
-            NodeKind::Scalar { value, plain: true, .. } if is_null(value) => return Vec::new(),
             _ => {
                 self.error(node.span, path, "imports must be a list");
                 return Vec::new();
@@ -767,6 +770,54 @@ mod tests {
         let loaded = load("t", src);
         assert!(loaded.diags.is_empty(), "{:?}", loaded.diags);
         assert_eq!(loaded.decl.unwrap().ciphertexts(), vec!["one", "two", "three"]);
+    }
+
+    fn keys(d: &Decl) -> Vec<String> {
+        match d.values.as_ref().map(|v| &v.kind) {
+            Some(ExprKind::Object(f)) => f.iter().map(|(k, _, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_repeated_top_level_key_warns_and_the_last_one_wins() {
+        let loaded = load("t", "values:\n  foo: 1\nvalues:\n  bar: 2\n");
+        let summaries: Vec<_> = loaded.diags.iter().map(|d| (d.severity, d.summary.as_str())).collect();
+        assert_eq!(summaries, [(Severity::Warning, "duplicate key \"values\"")]);
+        assert_eq!(loaded.diags[0].subject.as_ref().map(|(_, s)| s.begin.line), Some(3));
+        assert_eq!(keys(loaded.decl.as_ref().unwrap()), ["bar"]);
+        // Last wins for imports too, and a last `values:` with nothing clears the earlier one.
+        let loaded = load("t", "imports: [a]\nimports: [b, c]\nvalues: {x: 1}\nvalues:\n");
+        let d = loaded.decl.unwrap();
+        assert_eq!(
+            d.imports.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        assert!(d.values.is_none());
+        // Nested duplicates are left to evaluation (an error there, the first one kept).
+        let loaded = load("t", "values:\n  a: 1\n  a: 2\n");
+        assert!(loaded.diags.is_empty());
+    }
+
+    #[test]
+    fn imports_must_be_a_list_even_when_empty() {
+        for src in [
+            "imports:\nvalues: {a: 1}\n",
+            "imports: null\n",
+            "imports: ~\n",
+            "imports: {}\n",
+            "imports: x\n",
+        ] {
+            let loaded = load("t", src);
+            let errors: Vec<_> = loaded
+                .diags
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| (d.summary.as_str(), d.path.as_str()))
+                .collect();
+            assert_eq!(errors, [("imports must be a list", "imports")], "{src:?}");
+        }
+        assert!(load("t", "imports: []\n").diags.is_empty());
     }
 
     #[test]

@@ -512,7 +512,17 @@ impl<'a> Run<'a> {
     fn env(&mut self, name: Arc<str>, decl: &Decl, is_root: bool) -> Value {
         let mut base: Option<Value> = None;
         let mut imports = BTreeMap::new();
-        for imp in &decl.imports {
+        // A list longer than an evaluation may load is refused once, first, so that the reason is not lost among the
+        // diagnostics of the imports that fit (which are still evaluated, as before).
+        if let Some(over) = decl.imports.get(MAX_ENVIRONMENTS) {
+            self.error(
+                &name,
+                over.span,
+                &over.path,
+                format!("more than {MAX_ENVIRONMENTS} environments are imported"),
+            );
+        }
+        for imp in decl.imports.iter().take(MAX_ENVIRONMENTS) {
             if self.stack.contains(&imp.name) {
                 self.error(&name, imp.span, &imp.path, format!("cyclic import of {}", imp.name));
                 continue;

@@ -3,8 +3,9 @@
 //! Positions follow the Go YAML library the upstream goldens were made with: 1-based lines and columns, a scalar ends
 //! at its start plus the byte length of its decoded value, a collection ends where its last child ends. Aliases are
 //! refused (they would let a small document expand without bound), and so are documents nested deeper than
-//! [`MAX_DEPTH`] or larger than [`MAX_DOCUMENT_BYTES`]. Reading is a loop over the parser's events, never a recursion
-//! per level, so no nesting of the input reaches the stack.
+//! [`MAX_DEPTH`] or larger than [`MAX_DOCUMENT_BYTES`], and a text holding more than one YAML document (`---`, or
+//! `...` followed by more): a definition is one document, and text after it would be stored unexamined. Reading is a
+//! loop over the parser's events, never a recursion per level, so no nesting of the input reaches the stack.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -47,8 +48,18 @@ struct Builder<'s> {
     /// Byte offset of each char index, when the source is not ASCII.
     char_bytes: Option<Vec<usize>>,
     stack: Vec<(Span, Vec<Node>, bool)>,
-    root: Option<Node>,
+    /// The root of each document read.
+    roots: Vec<Node>,
+    /// Whether more than one document is allowed (only to repair text stored by an earlier version).
+    multi: bool,
     error: Option<SyntaxError>,
+    /// Documents started so far.
+    documents: usize,
+    /// The byte where the last scalar began, until the next event is seen.
+    last_scalar: Option<usize>,
+    /// For each scalar, the byte where it begins and the byte of the event that follows it: the scalar's text
+    /// (with any trailing comments and blank lines) lies between the two.
+    bounds: Vec<(usize, usize)>,
 }
 
 impl Builder<'_> {
@@ -67,11 +78,7 @@ impl Builder<'_> {
     fn push(&mut self, node: Node) {
         match self.stack.last_mut() {
             Some((_, children, _)) => children.push(node),
-            None => {
-                if self.root.is_none() {
-                    self.root = Some(node)
-                }
-            }
+            None => self.roots.push(node),
         }
     }
 
@@ -91,8 +98,24 @@ impl MarkedEventReceiver for Builder<'_> {
             return;
         }
         let pos = self.pos(&mark);
+        if let Some(start) = self.last_scalar.take() {
+            self.bounds.push((start, pos.byte.max(start)));
+        }
         match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 && !self.multi {
+                    self.fail(
+                        &format!(
+                            "yaml: line {}: a definition must be a single YAML document; a second one starts here",
+                            pos.line
+                        ),
+                        pos,
+                    );
+                }
+            }
             Event::Scalar(value, style, anchor, tag) => {
+                self.last_scalar = Some(pos.byte);
                 let _ = anchor;
                 let len = value.len();
                 let end = Pos {
@@ -179,6 +202,25 @@ impl MarkedEventReceiver for Builder<'_> {
 
 /// Parses one YAML document. `Ok(None)` is an empty document.
 pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
+    parse_with_bounds(src).map(|(root, _)| root)
+}
+
+/// Where each scalar begins (byte) mapped to the byte of the event after it: an upper bound of the scalar's source
+/// text, which `crypt` needs to splice a value whatever its style.
+pub type ScalarBounds = std::collections::HashMap<usize, usize>;
+
+/// [`parse`], with the [`ScalarBounds`] of the document.
+pub fn parse_with_bounds(src: &str) -> Result<(Option<Node>, ScalarBounds), SyntaxError> {
+    parse_inner(src, false).map(|(roots, bounds)| (roots.into_iter().next(), bounds))
+}
+
+/// Every document of a text that may hold several (a text stored by an earlier version, which did not refuse
+/// them), with the [`ScalarBounds`] of all.
+pub fn parse_documents(src: &str) -> Result<(Vec<Node>, ScalarBounds), SyntaxError> {
+    parse_inner(src, true)
+}
+
+fn parse_inner(src: &str, multi: bool) -> Result<(Vec<Node>, ScalarBounds), SyntaxError> {
     if src.len() > MAX_DOCUMENT_BYTES {
         return Err(SyntaxError {
             message: format!("the document is larger than {MAX_DOCUMENT_BYTES} bytes"),
@@ -205,13 +247,18 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
         src,
         char_bytes,
         stack: Vec::new(),
-        root: None,
+        roots: Vec::new(),
+        multi,
         error: None,
+        documents: 0,
+        last_scalar: None,
+        bounds: Vec::new(),
     };
     // The parser's own `load` recurses once per level of nesting, and block sequences nest two bytes a level
-    // (`- - - x`): its events are read here in a loop instead, up to the end of the first document or the first
-    // error (the builder's depth limit included).
+    // (`- - - x`): its events are read here in a loop instead, up to the end of the stream or the first error (the
+    // builder's depth limit and a second document included).
     let mut parser = Parser::new_from_str(src);
+    // Every document is read, so that a second one is seen (and refused) rather than silently ignored.
     loop {
         let (ev, mark) = match parser.next_token() {
             Ok(next) => next,
@@ -223,7 +270,7 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
                 });
             }
         };
-        let done = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
+        let done = matches!(ev, Event::StreamEnd);
         builder.on_event(ev, mark);
         if done || builder.error.is_some() {
             break;
@@ -232,7 +279,10 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
     if let Some(e) = builder.error {
         return Err(e);
     }
-    Ok(builder.root)
+    if let Some(start) = builder.last_scalar.take() {
+        builder.bounds.push((start, src.len()));
+    }
+    Ok((builder.roots, builder.bounds.into_iter().collect()))
 }
 
 #[cfg(test)]
@@ -298,5 +348,28 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        for src in [
+            "values:\n  a: 1\n---\nvalues:\n  b: {fn::secret: hunter2}\n",
+            "values: {a: 1}\n...\n---\nx: 1\n",
+            "---\na: 1\n--- b\n",
+            "a: 1\n...\nb: 2\n",
+            "a: 1\r\n---\r\nb: 2\r\n",
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(e.message.contains("single YAML document"), "{src:?}: {}", e.message);
+        }
+        // One document, with explicit start and end markers, is fine.
+        for src in [
+            "---\na: 1\n",
+            "a: 1\n...\n",
+            "---\na: 1\n...\n# trailing comment\n",
+            "---\n",
+        ] {
+            assert!(parse(src).is_ok(), "{src:?}");
+        }
     }
 }
