@@ -44,7 +44,7 @@ pub const MAX_VALUE_DEPTH: u32 = 256;
 /// takes up to about 20 KB in a debug build (much less optimised), so the longest chain fits in 1.5 MiB.
 pub const MAX_EVAL_DEPTH: usize = 64;
 /// The most diagnostics one evaluation reports; the rest are summarised in one more.
-pub const MAX_DIAGNOSTICS: usize = 1000;
+pub const MAX_DIAGNOSTICS: usize = 10_000;
 
 /// What kind of evaluation to run.
 #[derive(Clone, Debug, PartialEq)]
