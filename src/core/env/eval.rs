@@ -384,6 +384,10 @@ impl<'a> Run<'a> {
     }
 
     fn error(&mut self, env: &Arc<str>, span: Span, path: &DocPath, msg: impl Into<String>) {
+        if self.diags.len() >= MAX_DIAGNOSTICS {
+            self.dropped += 1;
+            return;
+        }
         self.push(Diagnostic::error(env, span, path, msg));
     }
 
@@ -677,7 +681,12 @@ impl<'a> Run<'a> {
         match (v.repr, &b.repr) {
             (Repr::Object(top), Repr::Object(under)) => {
                 if !self.charge(1 + top.len() as u64 + under.len() as u64) {
-                    self.merge_over_budget(at);
+                    // A merge that runs out ends the evaluation's budget: the rest of this merge (and every other
+                    // walk) stops at once, reported here once.
+                    if self.values_left > 0 {
+                        self.values_left = 0;
+                        self.merge_over_budget(at);
+                    }
                     return Value::unknown(None);
                 }
                 let mut top = top.into_map();
