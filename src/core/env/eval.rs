@@ -339,8 +339,10 @@ fn fixed_schema(text: &str) -> Json {
     serde_json::from_str(text).unwrap_or(Json::Bool(true))
 }
 
+/// The closest of the first 1,000 candidates (a bound on the work a misspelt key costs in a large object).
 fn suggest<'k>(key: &str, candidates: impl Iterator<Item = &'k String>) -> Option<&'k String> {
     candidates
+        .take(1000)
         .map(|c| (levenshtein(key, c), c))
         .filter(|(d, c)| *d <= 2 && *d < key.len().max(1) && *d < c.len())
         .min_by_key(|(d, _)| *d)
@@ -620,9 +622,10 @@ impl<'a> Run<'a> {
         let shape = match &expr.kind {
             ExprKind::Object(fields) => {
                 let mut children = Vec::with_capacity(fields.len());
+                let mut seen = std::collections::HashSet::with_capacity(fields.len());
                 for (k, span, child) in fields {
                     let kpath = expr.path.key(k);
-                    if children.iter().any(|(c, _)| c == k) {
+                    if !seen.insert(k.as_str()) {
                         self.error(&env.name, *span, &kpath, format!("duplicate key {k:?}"));
                         continue;
                     }
@@ -970,8 +973,10 @@ impl<'a> Run<'a> {
             if let Cur::Node(id) = cur {
                 match (&env.nodes[id].shape, acc) {
                     (Shape::Object(children), Accessor::Key(k, span)) => {
-                        if let Some((_, cid)) = children.iter().find(|(c, _)| c == k) {
-                            cur = Cur::Node(*cid);
+                        // A child's path is its object's path and its key: found by index, not by a scan of what
+                        // may be thousands of keys.
+                        if let Some(&cid) = env.ids.get(&env.nodes[id].expr.path.key(k)) {
+                            cur = Cur::Node(cid);
                             continue;
                         }
                         match &env.nodes[id].base {
