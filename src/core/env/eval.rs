@@ -44,7 +44,7 @@ pub const MAX_VALUE_DEPTH: u32 = 256;
 /// takes up to about 20 KB in a debug build (much less optimised), so the longest chain fits in 1.5 MiB.
 pub const MAX_EVAL_DEPTH: usize = 64;
 /// The most diagnostics one evaluation reports; the rest are summarised in one more.
-pub const MAX_DIAGNOSTICS: usize = 1000;
+pub const MAX_DIAGNOSTICS: usize = 10_000;
 
 /// What kind of evaluation to run.
 #[derive(Clone, Debug, PartialEq)]
@@ -339,8 +339,10 @@ fn fixed_schema(text: &str) -> Json {
     serde_json::from_str(text).unwrap_or(Json::Bool(true))
 }
 
+/// The closest of the first 1,000 candidates (a bound on the work a misspelt key costs in a large object).
 fn suggest<'k>(key: &str, candidates: impl Iterator<Item = &'k String>) -> Option<&'k String> {
     candidates
+        .take(1000)
         .map(|c| (levenshtein(key, c), c))
         .filter(|(d, c)| *d <= 2 && *d < key.len().max(1) && *d < c.len())
         .min_by_key(|(d, _)| *d)
@@ -384,6 +386,10 @@ impl<'a> Run<'a> {
     }
 
     fn error(&mut self, env: &Arc<str>, span: Span, path: &DocPath, msg: impl Into<String>) {
+        if self.diags.len() >= MAX_DIAGNOSTICS {
+            self.dropped += 1;
+            return;
+        }
         self.push(Diagnostic::error(env, span, path, msg));
     }
 
@@ -626,9 +632,10 @@ impl<'a> Run<'a> {
         let shape = match &expr.kind {
             ExprKind::Object(fields) => {
                 let mut children = Vec::with_capacity(fields.len());
+                let mut seen = std::collections::HashSet::with_capacity(fields.len());
                 for (k, span, child) in fields {
                     let kpath = expr.path.key(k);
-                    if children.iter().any(|(c, _)| c == k) {
+                    if !seen.insert(k.as_str()) {
                         self.error(&env.name, *span, &kpath, format!("duplicate key {k:?}"));
                         continue;
                     }
@@ -687,7 +694,12 @@ impl<'a> Run<'a> {
         match (v.repr, &b.repr) {
             (Repr::Object(top), Repr::Object(under)) => {
                 if !self.charge(1 + top.len() as u64 + under.len() as u64) {
-                    self.merge_over_budget(at);
+                    // A merge that runs out ends the evaluation's budget: the rest of this merge (and every other
+                    // walk) stops at once, reported here once.
+                    if self.values_left > 0 {
+                        self.values_left = 0;
+                        self.merge_over_budget(at);
+                    }
                     return Value::unknown(None);
                 }
                 let mut top = top.into_map();
@@ -971,8 +983,10 @@ impl<'a> Run<'a> {
             if let Cur::Node(id) = cur {
                 match (&env.nodes[id].shape, acc) {
                     (Shape::Object(children), Accessor::Key(k, span)) => {
-                        if let Some((_, cid)) = children.iter().find(|(c, _)| c == k) {
-                            cur = Cur::Node(*cid);
+                        // A child's path is its object's path and its key: found by index, not by a scan of what
+                        // may be thousands of keys.
+                        if let Some(&cid) = env.ids.get(&env.nodes[id].expr.path.key(k)) {
+                            cur = Cur::Node(cid);
                             continue;
                         }
                         match &env.nodes[id].base {
