@@ -131,7 +131,7 @@ async fn authenticate(
     let token = presented?;
     let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
     if !token.is_well_formed() {
-        tracing::info!("authentication failed: malformed token");
+        tracing::debug!("authentication failed: malformed token");
         return Err(refused());
     }
     let hash = token.hash();
@@ -144,11 +144,11 @@ async fn authenticate(
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
             let Some(record) = record else {
-                tracing::info!("authentication failed: unknown token");
+                tracing::debug!("authentication failed: unknown token");
                 return Err(refused());
             };
             if record.token.revoked_ms.is_some() {
-                tracing::info!(token_id = %record.token.id, "authentication failed: revoked token");
+                tracing::debug!(token_id = %record.token.id, "authentication failed: revoked token");
                 return Err(refused());
             }
             let p = Arc::new(Principal::from_record(&record));
@@ -157,7 +157,7 @@ async fn authenticate(
         }
     };
     if principal.expires_ms.is_some_and(|exp| exp <= now_ms()) {
-        tracing::info!(token_id = %principal.token_id, "authentication failed: expired token");
+        tracing::debug!(token_id = %principal.token_id, "authentication failed: expired token");
         return Err(refused());
     }
     Ok(principal)

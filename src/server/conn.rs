@@ -97,6 +97,9 @@ pub fn spawn(
     }
 }
 
+/// Connections closed because the cap was reached, since the process started.
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The innermost acceptor: takes a connection slot (or closes the connection), and wraps the stream and the
 /// connection's service so silence is measured only while no request is being handled.
 #[derive(Clone, Debug)]
@@ -115,7 +118,14 @@ impl<S> Accept<TcpStream, S> for Guard {
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit reached: closing a new connection");
+            // Logged at 1, 2, 4, 8, … refusals: a flood of connections cannot flood the log.
+            let refused = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused_total = refused,
+                    "connection limit reached: closing new connections"
+                );
+            }
             return std::future::ready(Err(io::Error::other("connection limit reached")));
         };
         let _ = stream.set_nodelay(true);
