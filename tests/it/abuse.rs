@@ -293,6 +293,42 @@ async fn a_client_sending_half_a_header_is_disconnected_after_the_header_timeout
 }
 
 #[tokio::test]
+async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), None);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    c.tls = Some(sesame::server::TlsFiles {
+        cert: cert_path,
+        key: key_path,
+    });
+    c.limits.connections.header_read_timeout = Duration::from_secs(1);
+    let server = sesame::server::start(c).await.unwrap();
+    let addr = server.local_addr();
+    // Nothing at all, then the first bytes of a ClientHello and no more.
+    for sent in [&b""[..], b"\x16\x03\x01\x02\x00\x01"] {
+        let took = tokio::task::spawn_blocking(move || closed_after(addr, sent, Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert!(took.expect("a stalled TLS client stays connected") < Duration::from_secs(5));
+    }
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let dir = temp_dir();
     let mut c = config(dir.path(), None);
