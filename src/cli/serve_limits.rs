@@ -13,12 +13,13 @@ use crate::server::throttle::{self, AuthLimits, Limits};
 /// Abuse-limit flags.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Unauthenticated or failed-authentication requests one source address (IPv6: its /64) may make at once.
-    /// Beyond that it gets 429 with Retry-After. A request with a valid token gives its token back.
+    /// Failed authentications (no token, or a malformed, unknown, revoked or expired one) one source address
+    /// (IPv6: its /64) may make at once; past that they answer 429 with Retry-After instead of 401. A valid token
+    /// is never refused by this budget.
     #[arg(long, env = "SESAME_AUTH_FAILURE_BURST", default_value_t = throttle::DEFAULT_AUTH_BURST,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failure_burst: u32,
-    /// How many of those requests a source address regains per minute.
+    /// How many failed authentications a source address regains per minute.
     #[arg(long, env = "SESAME_AUTH_FAILURE_PER_MINUTE", default_value_t = throttle::DEFAULT_AUTH_PER_MINUTE,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failure_per_minute: u32,
