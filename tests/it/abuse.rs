@@ -87,6 +87,10 @@ async fn a_thousand_failed_logins_with_60_kb_paths_make_a_bounded_audit_whose_co
     assert_eq!(statuses.len(), 1000);
     assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
     let (records, bytes) = failed_logins(&srv).await;
+    eprintln!(
+        "1,000 failed logins with 60 KB paths: {} audit records, {bytes} bytes",
+        records.len()
+    );
     // One record per source and 60 s window (the run may straddle a window), not one per failure.
     assert!(!records.is_empty() && records.len() <= 3, "{} records", records.len());
     assert!(bytes < 4096, "the failures take {bytes} bytes of audit log");
