@@ -62,6 +62,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SESAME_MIGRATION_LEASE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub migration_lease_ms: u64,
+    /// Abuse limits.
+    #[command(flatten)]
+    pub limits: super::serve_limits::LimitArgs,
 }
 
 fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
@@ -90,6 +93,7 @@ impl ServeArgs {
                 concurrency: self.migration_concurrency.max(1),
                 lease: std::time::Duration::from_millis(self.migration_lease_ms),
             },
+            limits: self.limits.limits(),
             instance: InstanceConfig {
                 data_dir: self.data_dir,
                 database_url: self.database_url,

@@ -7,5 +7,8 @@ pub mod audit;
 pub mod authz;
 pub mod env;
 pub mod keys;
+pub mod tally;
+pub mod text;
+pub mod throttle;
 pub mod timefmt;
 pub mod tokens;

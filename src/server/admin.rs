@@ -26,6 +26,7 @@ use super::wire::{
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
+use crate::core::text;
 use crate::core::tokens::AccessToken;
 use crate::keyring::now_ms;
 use crate::store::identity::{GrantRecord, MemberRecord, NewUser, TeamRecord};
@@ -251,6 +252,9 @@ pub async fn add_member(
 ) -> Result<(StatusCode, Json<AddMemberResponse>), ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let login = valid_name("login", &req.login)?;
+    if let Some(name) = &req.name {
+        text::check("display name", name, text::MAX_DISPLAY_NAME, text::Lines::Single)?;
+    }
     let role = parse_role(&req.role)?;
     let now = now_ms();
     let token = AccessToken::generate(&mut rand::rng());
@@ -407,6 +411,12 @@ pub async fn create_team(
 ) -> Result<(StatusCode, Json<TeamInfo>), ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let name = valid_name("team name", &req.name)?;
+    text::check(
+        "team description",
+        &req.description,
+        text::MAX_DESCRIPTION,
+        text::Lines::Multi,
+    )?;
     let team = TeamRecord {
         id: uuid::Uuid::now_v7().to_string(),
         org_id: org.id.clone(),
@@ -749,6 +759,12 @@ pub async fn create_token(
     ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    text::check(
+        "token description",
+        &req.description,
+        text::MAX_DESCRIPTION,
+        text::Lines::Multi,
+    )?;
     let now = now_ms();
     let expires_ms = match req.expires_in_days {
         None => None,

@@ -4,6 +4,10 @@
 //! [`TOKEN_CACHE_TTL`], so the hot path makes no database round trip; a revoked token can therefore still be used
 //! for at most that long on a replica that had it cached. Expiry is checked on every request against the cached
 //! row, so an expired token is refused at once.
+//!
+//! Failed authentications spend their source address's budget ([`super::throttle`]): a source that keeps failing
+//! gets 429 with `Retry-After` instead of 401, while a valid token is accepted from any address, limited or not.
+//! Failures are audited as tallies per source and window, not one record each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
@@ -81,64 +86,79 @@ fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
 }
 
 impl FromRequestParts<Arc<AppState>> for Auth {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        match authenticate(parts, app).await {
-            Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
-                // Every authentication failure goes to the instance chain (the caller is nobody we know).
-                let source = super::client_addr(parts);
-                app.audit(
-                    None,
-                    &source,
-                    None,
-                    "auth.failed",
-                    parts.uri.path(),
-                    "denied",
-                    e.message().to_owned(),
-                )
-                .await?;
-                Err(e)
+        let presented = presented_token(parts);
+        match authenticate(presented, app).await {
+            Ok(p) => {
+                app.throttle
+                    .admit_token(&p.token_id)
+                    .map_err(IntoResponse::into_response)?;
+                Ok(Auth(p))
             }
-            other => other,
+            Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+                // A failure spends the source's budget: once it is spent, failures answer 429 instead of 401.
+                // Either way the failure goes to the instance chain (the caller is nobody we know), tallied per
+                // source and window.
+                let source = super::client_addr(parts);
+                let key = super::throttle::source_key(peer_ip(parts));
+                let limited = app.throttle.admit_unauthenticated(key).err();
+                let reason = if limited.is_some() { "rate limited" } else { e.message() };
+                app.throttle.failed(&app.audit, &source, parts.uri.path(), reason).await;
+                Err(match limited {
+                    Some(l) => l.into_response(),
+                    None => e.into_response(),
+                })
+            }
+            Err(e) => Err(e.into_response()),
         }
     }
 }
 
-async fn authenticate(parts: &mut Parts, app: &Arc<AppState>) -> Result<Auth, ApiError> {
-    {
-        let token = presented_token(parts)?;
-        let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
-        if !token.is_well_formed() {
-            tracing::info!("authentication failed: malformed token");
-            return Err(refused());
-        }
-        let hash = token.hash();
-        let principal = match app.tokens.get(&hash).await {
-            Some(p) => p,
-            None => {
-                let record = app
-                    .store
-                    .token_by_hash(&hash)
-                    .await
-                    .map_err(|e| ApiError::internal(&e))?;
-                let Some(record) = record else {
-                    tracing::info!("authentication failed: unknown token");
-                    return Err(refused());
-                };
-                if record.token.revoked_ms.is_some() {
-                    tracing::info!(token_id = %record.token.id, "authentication failed: revoked token");
-                    return Err(refused());
-                }
-                let p = Arc::new(Principal::from_record(&record));
-                app.tokens.insert(hash, p.clone()).await;
-                p
-            }
-        };
-        if principal.expires_ms.is_some_and(|exp| exp <= now_ms()) {
-            tracing::info!(token_id = %principal.token_id, "authentication failed: expired token");
-            return Err(refused());
-        }
-        Ok(Auth(principal))
+/// The peer's address, when the server was started with connection info.
+fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+async fn authenticate(
+    presented: Result<AccessToken, ApiError>,
+    app: &Arc<AppState>,
+) -> Result<Arc<Principal>, ApiError> {
+    let token = presented?;
+    let refused = || ApiError::unauthorized("invalid, expired or revoked access token");
+    if !token.is_well_formed() {
+        tracing::debug!("authentication failed: malformed token");
+        return Err(refused());
     }
+    let hash = token.hash();
+    let principal = match app.tokens.get(&hash).await {
+        Some(p) => p,
+        None => {
+            let record = app
+                .store
+                .token_by_hash(&hash)
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+            let Some(record) = record else {
+                tracing::debug!("authentication failed: unknown token");
+                return Err(refused());
+            };
+            if record.token.revoked_ms.is_some() {
+                tracing::debug!(token_id = %record.token.id, "authentication failed: revoked token");
+                return Err(refused());
+            }
+            let p = Arc::new(Principal::from_record(&record));
+            app.tokens.insert(hash, p.clone()).await;
+            p
+        }
+    };
+    if principal.expires_ms.is_some_and(|exp| exp <= now_ms()) {
+        tracing::debug!(token_id = %principal.token_id, "authentication failed: expired token");
+        return Err(refused());
+    }
+    Ok(principal)
 }

@@ -24,6 +24,11 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        if crate::core::text::json_has_nul(&bytes) {
+            return Err(ApiError::bad_request(
+                "request body must not contain NUL characters (\\u0000)",
+            ));
+        }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| json_error(&e))
     }
 }

@@ -120,3 +120,9 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<crate::core::text::TextError> for ApiError {
+    fn from(e: crate::core::text::TextError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

@@ -27,6 +27,7 @@ use super::{AppState, ClientAddr};
 use crate::core::authz::{Access, Action};
 use crate::core::env::Mode;
 use crate::core::keys::{Name, open_session_aad};
+use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::{parse_go_duration, rfc3339};
 use crate::keyring::now_ms;
 use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Written};
@@ -1042,6 +1043,9 @@ pub async fn retract(
     } else {
         serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid retract body"))?
     };
+    if let Some(reason) = &body.reason {
+        text::check("retraction reason", reason, text::MAX_REASON, text::Lines::Multi)?;
+    }
     let rev = resolve_version(&app, &t.env, Some(&version)).await?;
     if rev == t.env.head {
         return Err(ApiError::bad_request(
@@ -1303,9 +1307,10 @@ pub struct CreateTagBody {
 }
 
 fn check_env_tag_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() {
         return Err(ApiError::bad_request("a tag name is 1–100 printable characters"));
     }
+    text::check("tag name", name, MAX_ENV_TAG_NAME, text::Lines::Single)?;
     Ok(())
 }
 
@@ -1319,6 +1324,7 @@ pub async fn create_tag(
 ) -> Result<axum::Json<JsonValue>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     check_env_tag_name(&body.name)?;
+    text::check("tag value", &body.value, text::MAX_TAG_VALUE, text::Lines::Multi)?;
     let now = now_ms();
     let rec = EnvTagRecord {
         name: body.name.clone(),
@@ -1374,6 +1380,12 @@ pub async fn update_tag(
 ) -> Result<axum::Json<JsonValue>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     check_env_tag_name(&body.new_tag.name)?;
+    text::check(
+        "tag value",
+        &body.new_tag.value,
+        text::MAX_TAG_VALUE,
+        text::Lines::Multi,
+    )?;
     let current = app
         .store
         .env_tag(&t.env.id, &tag)

@@ -76,6 +76,12 @@ pub async fn add(
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
+    crate::core::text::check(
+        "KEK URI",
+        &req.uri,
+        crate::core::text::MAX_KEK_URI,
+        crate::core::text::Lines::Single,
+    )?;
     let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
     let org_id = match &req.org {
         Some(name) => Some(

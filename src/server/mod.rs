@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod esc;
 pub mod esc_eval;
@@ -16,7 +17,9 @@ pub mod esc_wire;
 pub mod keks;
 pub mod migrations;
 pub mod ops;
+pub mod params;
 pub mod stacks;
+pub mod throttle;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -78,6 +81,8 @@ pub struct AppState {
     migration_runs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// The audit writer.
     pub audit: crate::audit::AuditLog,
+    /// Limits on unauthenticated and failing callers, and the tallies of their failures.
+    pub throttle: throttle::Throttle,
 }
 
 /// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain), now.
@@ -202,6 +207,7 @@ impl AppState {
     ) -> AppState {
         AppState {
             audit: crate::audit::AuditLog::start(store.clone()),
+            throttle: throttle::Throttle::new(Default::default()),
             store,
             keyring,
             kek_options,
@@ -264,6 +270,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// How this replica runs KEK migrations (batch, concurrency, lease).
     pub migration: MigrateConfig,
+    /// Abuse limits: per-source budgets for failing callers, slow clients, connections.
+    pub limits: throttle::Limits,
     /// The instance.
     pub instance: InstanceConfig,
 }
@@ -432,6 +440,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(esc_error_shape))
+        .layer(axum::middleware::from_fn(params::refuse_control_characters))
         // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestDecompressionLayer::new())
@@ -479,10 +488,13 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match self.task.await {
+        let result = match self.task.await {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e)),
-        }
+        };
+        // Failures tallied in windows still open are written before the process goes.
+        self.state.throttle.flush(&self.state.audit, true).await;
+        result
     }
 }
 
@@ -513,12 +525,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let instance = Instance::open(&config.instance).await?;
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         instance.store.clone(),
         instance.keyring.clone(),
         instance.kek_options.clone(),
         config.migration.clone(),
-    ));
+    );
+    state.throttle = throttle::Throttle::new(config.limits.auth.clone());
+    let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc_eval::reseal_stored_plaintexts(&state).await {
         tracing::error!(error = %e.message(), "could not seal the plaintext secrets of earlier versions");
@@ -535,6 +549,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         }
     }
     spawn_session_purger(&state);
+    throttle::spawn_flusher(&state);
     let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,
@@ -549,31 +564,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = match tls {
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(10)));
-            });
-            let server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-            tokio::spawn(async move { server.serve(app).await })
-        }
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| ServeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-            })
-        }
-    };
+    let task = conn::spawn(listener, tls, app, &config.limits.connections, stop_rx);
     tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");
     Ok(RunningServer {
         addr,

@@ -1,6 +1,7 @@
 //! Black-box tests of the `sesame` package, in one test binary to keep link time down: the store suite on SQLite
 //! and PostgreSQL, the HTTP API on 127.0.0.1:0, the `sesame` binary, and the tidy check on the pure core.
 
+mod abuse;
 mod admin;
 mod api;
 mod audit;

@@ -78,6 +78,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
         insecure: false,
         max_body_bytes: 1024 * 1024,
         migration: sesame::migrate::MigrateConfig::default(),
+        limits: Default::default(),
         instance: InstanceConfig {
             data_dir: data_dir.to_owned(),
             database_url: database_url.map(str::to_owned),
