@@ -73,6 +73,19 @@ fn parse_name(what: &str, s: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid {what} name '{s}': {e}")))
 }
 
+/// Environment names that would shadow a route under `/api/esc/environments/{org}/…`: refused by every way of
+/// naming an environment (create, rename, clone).
+const RESERVED_ENV_NAMES: &[&str] = &["yaml", "open"];
+
+fn refuse_reserved(name: &str) -> Result<(), ApiError> {
+    if RESERVED_ENV_NAMES.contains(&name) {
+        return Err(ApiError::bad_request(format!(
+            "'{name}' is a reserved environment name"
+        )));
+    }
+    Ok(())
+}
+
 /// The ETag of a revision: the revision number and a digest binding it to the environment's id.
 pub fn etag(env_id: &str, revision: i64) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{env_id}:{revision}").as_bytes());
@@ -266,12 +279,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
-    if matches!(body.name.as_str(), "yaml" | "open") {
-        return Err(ApiError::bad_request(format!(
-            "'{}' is a reserved environment name",
-            body.name
-        )));
-    }
+    refuse_reserved(&body.name)?;
     let (org, access) = app.org_access(&p, &source, &org).await?;
     app.authorize(
         &p,
@@ -509,12 +517,7 @@ pub async fn rename(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
-    if matches!(body.name.as_str(), "yaml" | "open") {
-        return Err(ApiError::bad_request(format!(
-            "'{}' is a reserved environment name",
-            body.name
-        )));
-    }
+    refuse_reserved(&body.name)?;
     app.authorize(
         &p,
         &source,
@@ -569,6 +572,7 @@ pub async fn clone(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
+    refuse_reserved(&body.name)?;
     app.authorize(
         &p,
         &source,
