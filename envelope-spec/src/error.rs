@@ -32,7 +32,8 @@ pub enum OpenError {
     /// Larger than the largest envelope a valid plaintext can make.
     #[error("envelope is larger than the limit")]
     TooLarge,
-    /// The text form is not the prefix followed by unpadded base64url.
+    /// Not a valid text form (SPEC.md §7): the base64 form is not canonical padded standard base64, or the prefixed
+    /// form lacks `sesame1:` or is not unpadded base64url.
     #[error("not an envelope in text form")]
     InvalidText,
     /// Wrong key, wrong associated data, or altered bytes: deliberately indistinguishable.

@@ -29,7 +29,7 @@ pub use format::{
     TAG_LEN, VERSION_1, parse_header,
 };
 pub use plaintext::Plaintext;
-pub use text::{TEXT_PREFIX, from_text, to_text};
+pub use text::{TEXT_PREFIX, from_base64, from_text, to_base64, to_text};
 
 /// Seals `plaintext` under `key`, bound to the caller's associated data `aad` (which is not stored: the same bytes
 /// must be given to [`open`]). The 256-bit message nonce is drawn from `rng`, which must be a CSPRNG; a user-space

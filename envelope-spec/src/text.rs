@@ -1,10 +1,15 @@
-//! The text form of an envelope, for YAML and JSON: `sesame1:` followed by the envelope in unpadded base64url.
+//! The two text forms of an envelope (SPEC.md §7).
 //!
-//! The prefix makes a sealed value recognisable at a glance and to tools, names the format generation, and keeps
-//! the string a valid plain YAML scalar (no space after the colon, no leading indicator character).
+//! - The **base64 form** — standard alphabet, padded, canonical (RFC 4648 §4) — is what Sesame's APIs carry: the
+//!   stack API's ciphertexts (Pulumi's contract encodes bytes as Go's `[]byte` does in JSON) and the
+//!   `fn::secret: {ciphertext: …}` values of environment definitions (ESC's form).
+//! - The **prefixed form**, `sesame1:` followed by unpadded base64url, is for tools and files where a value should
+//!   say what it is: the prefix makes a sealed value recognisable at a glance, names the format generation, and
+//!   keeps the string a valid plain YAML scalar (no space after the colon, no leading indicator character). The
+//!   server neither writes nor reads it.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::error::OpenError;
 use crate::format::{MAX_PLAINTEXT_LEN, OVERHEAD};
@@ -20,7 +25,7 @@ pub fn to_text(envelope: &[u8]) -> String {
     out
 }
 
-/// The envelope bytes of a text form. Checks only the encoding; [`crate::open`] checks the rest.
+/// The envelope bytes of a prefixed text form. Checks only the encoding; [`crate::open`] checks the rest.
 pub fn from_text(text: &str) -> Result<Vec<u8>, OpenError> {
     let body = text.strip_prefix(TEXT_PREFIX).ok_or(OpenError::InvalidText)?;
     // Refuse oversized input before decoding it.
@@ -28,4 +33,19 @@ pub fn from_text(text: &str) -> Result<Vec<u8>, OpenError> {
         return Err(OpenError::TooLarge);
     }
     URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError::InvalidText)
+}
+
+/// The base64 form of an envelope: standard alphabet, padded — what Sesame's APIs send.
+pub fn to_base64(envelope: &[u8]) -> String {
+    STANDARD.encode(envelope)
+}
+
+/// The envelope bytes of a base64 form. Only canonical text is accepted (standard alphabet, exact padding, no
+/// whitespace, no stray bits); oversized text is refused before it is decoded. Checks only the encoding;
+/// [`crate::open`] checks the rest.
+pub fn from_base64(text: &str) -> Result<Vec<u8>, OpenError> {
+    if text.len() > (MAX_PLAINTEXT_LEN + OVERHEAD).div_ceil(3) * 4 {
+        return Err(OpenError::TooLarge);
+    }
+    STANDARD.decode(text).map_err(|_| OpenError::InvalidText)
 }

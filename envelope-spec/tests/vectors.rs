@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sesame_envelope::{
-    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_text, open, parse_header, seal_with_nonce,
-    to_text,
+    Backend, HEADER_LEN, KeyId, OVERHEAD, OpenError, PreparedKey, from_base64, from_text, open, parse_header,
+    seal_with_nonce, to_base64, to_text,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,9 +38,12 @@ struct Vector {
     /// The envelope bytes (hex). Absent when the vector is about the text form only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     envelope: Option<String>,
-    /// The text form to decode first, when present.
+    /// The prefixed text form (`sesame1:`) to decode first, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    /// The base64 form (the APIs' form) to decode first, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base64: Option<String>,
     /// `ok`, or the expected `OpenError::kind()`.
     result: String,
 }
@@ -66,10 +69,11 @@ fn key_of(v: &Vector, backend: Backend) -> PreparedKey {
 fn run(v: &Vector, backend: Backend) -> Result<Vec<u8>, OpenError> {
     let key = key_of(v, backend);
     let aad = hex::decode(&v.aad).unwrap();
-    let envelope = match (&v.text, &v.envelope) {
-        (Some(text), _) => from_text(text)?,
-        (None, Some(hex_env)) => hex::decode(hex_env).unwrap(),
-        (None, None) => panic!("vector {} has neither envelope nor text", v.name),
+    let envelope = match (&v.text, &v.base64, &v.envelope) {
+        (Some(text), _, _) => from_text(text)?,
+        (None, Some(b64), _) => from_base64(b64)?,
+        (None, None, Some(hex_env)) => hex::decode(hex_env).unwrap(),
+        (None, None, None) => panic!("vector {} has neither envelope nor text", v.name),
     };
     open(&key, &aad, &envelope).map(|p| p.to_vec())
 }
@@ -97,10 +101,11 @@ fn every_vector_gives_its_known_answer_on_every_backend() {
                     let aad = hex::decode(&v.aad).unwrap();
                     let nonce: [u8; 32] = hex::decode(v.nonce.as_ref().unwrap()).unwrap().try_into().unwrap();
                     let sealed = seal_with_nonce(&key, &aad, &want, &nonce).unwrap();
-                    let expected = match (&v.envelope, &v.text) {
-                        (Some(e), _) => hex::decode(e).unwrap(),
-                        (None, Some(t)) => from_text(t).unwrap(),
-                        (None, None) => unreachable!(),
+                    let expected = match (&v.envelope, &v.text, &v.base64) {
+                        (Some(e), _, _) => hex::decode(e).unwrap(),
+                        (None, Some(t), _) => from_text(t).unwrap(),
+                        (None, None, Some(b)) => from_base64(b).unwrap(),
+                        (None, None, None) => unreachable!(),
                     };
                     assert_eq!(sealed, expected, "{} on {backend:?} must reseal identically", v.name);
                 } else {
@@ -143,7 +148,8 @@ fn generate_vectors() {
     let prepared_a = PreparedKey::new(KeyId(id), &key_a);
     let prepared_b = PreparedKey::new(KeyId(id), &key_b);
     let nonce = |n: u8| [n; 32];
-    let positive = |name: &str, plaintext: &[u8], aad: &[u8], n: u8, text: bool| {
+    // `form`: how the envelope is written: "hex" (bytes), "text" (sesame1:) or "base64" (the APIs' form).
+    let positive = |name: &str, plaintext: &[u8], aad: &[u8], n: u8, form: &str| {
         let env = seal_with_nonce(&prepared_a, aad, plaintext, &nonce(n)).unwrap();
         Vector {
             name: name.into(),
@@ -152,19 +158,21 @@ fn generate_vectors() {
             aad: h(aad),
             nonce: Some(h(&nonce(n))),
             plaintext: Some(h(plaintext)),
-            envelope: (!text).then(|| h(&env)),
-            text: text.then(|| to_text(&env)),
+            envelope: (form == "hex").then(|| h(&env)),
+            text: (form == "text").then(|| to_text(&env)),
+            base64: (form == "base64").then(|| to_base64(&env)),
             result: "ok".into(),
         }
     };
     let kib: Vec<u8> = (0..1024u32).map(|i| (i * 7 % 251) as u8).collect();
     let positives = vec![
-        positive("empty plaintext", b"", &aad, 1, false),
-        positive("short secret", b"hunter2", &aad, 2, false),
-        positive("no associated data", b"hunter2", b"", 3, false),
-        positive("one KiB", &kib, &aad, 4, false),
-        positive("unicode", "pässwörd 🔑 秘密".as_bytes(), &aad, 5, false),
-        positive("text form", b"db-password", &aad, 6, true),
+        positive("empty plaintext", b"", &aad, 1, "hex"),
+        positive("short secret", b"hunter2", &aad, 2, "hex"),
+        positive("no associated data", b"hunter2", b"", 3, "hex"),
+        positive("one KiB", &kib, &aad, 4, "hex"),
+        positive("unicode", "pässwörd 🔑 秘密".as_bytes(), &aad, 5, "hex"),
+        positive("text form", b"db-password", &aad, 6, "text"),
+        positive("base64 form (the APIs')", b"db-password", &aad, 7, "base64"),
     ];
 
     let base = seal_with_nonce(&prepared_a, &aad, b"attack at dawn", &nonce(9)).unwrap();
@@ -177,6 +185,7 @@ fn generate_vectors() {
         plaintext: None,
         envelope: Some(h(&env)),
         text: None,
+        base64: None,
         result: result.into(),
     };
     let flip = |offset: usize| {
@@ -262,6 +271,23 @@ fn generate_vectors() {
         v.text = Some(text);
         text_negatives.push(v);
     }
+    let b64 = to_base64(&base);
+    assert!(b64.ends_with('='), "the base envelope's length needs padding");
+    for (name, text) in [
+        ("base64 without its padding", b64.trim_end_matches('=').to_owned()),
+        (
+            "base64 in the url-safe alphabet",
+            b64.replace('+', "-").replace('/', "_"),
+        ),
+        ("base64 with a line break", format!("{}\n{}", &b64[..76], &b64[76..])),
+        ("base64 with surrounding space", format!(" {b64}")),
+        ("the prefixed form where base64 is expected", to_text(&base)),
+    ] {
+        let mut v = negative(name, Vec::new(), &key_a, &aad, "invalid_text");
+        v.envelope = None;
+        v.base64 = Some(text);
+        text_negatives.push(v);
+    }
 
     let write = |file: &str, description: &str, vectors: Vec<Vector>| {
         let doc = VectorFile {
@@ -284,7 +310,8 @@ fn generate_vectors() {
     );
     write(
         "v1-text.json",
-        "Envelope v1 text form: malformed text is refused before any crypto.",
+        "Envelope v1 text forms (SPEC.md §7: base64, and the sesame1: prefixed form): malformed text is refused \
+         before any crypto.",
         text_negatives,
     );
 }
@@ -308,7 +335,12 @@ proptest! {
             let env = seal_with_nonce(&key, &aad, &plaintext, &nonce).unwrap();
             prop_assert_eq!(env.len(), plaintext.len() + OVERHEAD);
             prop_assert_eq!(&open(&key, &aad, &env).unwrap()[..], &plaintext[..]);
-            prop_assert_eq!(from_text(&to_text(&env)).unwrap(), env);
+            prop_assert_eq!(&from_text(&to_text(&env)).unwrap(), &env);
+            // The base64 form is standard padded base64, as the APIs send it, and decodes to the same bytes.
+            let b64 = to_base64(&env);
+            prop_assert!(b64.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'='));
+            prop_assert_eq!(b64.len() % 4, 0);
+            prop_assert_eq!(from_base64(&b64).unwrap(), env);
         }
     }
 
@@ -319,6 +351,7 @@ proptest! {
         prop_assert!(open(&key, b"", &bytes).is_err());
         if let Ok(text) = std::str::from_utf8(&bytes) {
             let _ = from_text(text);
+            let _ = from_base64(text);
         }
     }
 

@@ -107,6 +107,32 @@ impl Pkcs11Uri {
     }
 }
 
+/// Longest PIN file read: a PIN is a short line, so a larger file is a mistake (and is not read into memory).
+const MAX_PIN_FILE: u64 = 4096;
+
+/// The PIN in `path` without trailing ASCII whitespace. Every copy is wiped: the read buffer is allocated at its
+/// largest size before reading (so it never grows and leaves an old allocation behind), and both it and the
+/// returned text are `Zeroizing`.
+fn read_pin_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_PIN_FILE {
+        return Err(std::io::Error::other(format!("longer than {MAX_PIN_FILE} bytes")));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
+    file.take(MAX_PIN_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_PIN_FILE {
+        return Err(std::io::Error::other(format!("longer than {MAX_PIN_FILE} bytes")));
+    }
+    let keep = bytes.trim_ascii_end().len();
+    bytes.truncate(keep);
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| std::io::Error::other("the PIN is not UTF-8 text"))?
+        .to_owned();
+    Ok(Zeroizing::new(text))
+}
+
 /// One initialised library per module path for the whole process: finalising a module (which dropping the last
 /// handle does) would break every other user of it.
 fn library(path: &Path) -> Result<Pkcs11, CkError> {
@@ -202,12 +228,9 @@ impl Pkcs11Kek {
             reason,
         };
         let pin = match (&parsed.pin_file, pin) {
-            (Some(file), _) => Zeroizing::new(
-                std::fs::read_to_string(file)
-                    .map_err(|e| config(format!("cannot read the PIN file {}: {e}", file.display())))?
-                    .trim_end()
-                    .to_owned(),
-            ),
+            (Some(file), _) => {
+                read_pin_file(file).map_err(|e| config(format!("cannot read the PIN file {}: {e}", file.display())))?
+            }
             (None, Some(pin)) => pin,
             (None, None) => {
                 return Err(config(
@@ -393,5 +416,25 @@ impl Kek for Pkcs11Kek {
             .await?;
         let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| invalid())?;
         Ok(Dek::from_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_file_is_read_trimmed_into_a_wiping_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "918273 \r\n").unwrap();
+        // The type is the guarantee: `Zeroizing` wipes the PIN when it is dropped.
+        let pin: Zeroizing<String> = read_pin_file(&path).unwrap();
+        assert_eq!(pin.as_str(), "918273");
+        std::fs::write(&path, "9".repeat(5000)).unwrap();
+        let err = read_pin_file(&path).unwrap_err().to_string();
+        assert!(!err.contains("999"), "{err}");
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(read_pin_file(&path).is_err());
     }
 }

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Abuse limits.
     #[command(flatten)]
     pub limits: super::serve_limits::LimitArgs,
+    /// A file holding a token that /metrics then requires as `Authorization: Bearer <token>` (Prometheus:
+    /// `authorization: {credentials_file: …}`). Without it, /metrics answers anyone who can reach the port.
+    #[arg(long, env = "SESAME_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
@@ -88,6 +92,7 @@ impl ServeArgs {
             },
             insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
+            metrics_token_file: self.metrics_token_file,
             migration: MigrateConfig {
                 batch: self.migration_batch,
                 concurrency: self.migration_concurrency.max(1),

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::wire::{
     AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
     CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
-    SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
+    SecretText, SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
 };
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
@@ -315,7 +315,7 @@ pub async fn add_member(
         StatusCode::CREATED,
         Json(AddMemberResponse {
             member,
-            token: added.created_user.then(|| token.expose().to_owned()),
+            token: added.created_user.then(|| SecretText::new(token.expose().to_owned())),
         }),
     ))
 }
@@ -862,7 +862,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(CreatedToken {
             info,
-            token: token.expose().to_owned(),
+            token: SecretText::new(token.expose().to_owned()),
         }),
     ))
 }

@@ -3,7 +3,7 @@
 //! The body reaching these extractors is already gunzipped (when sent with `Content-Encoding: gzip`) and bounded
 //! by the router's body limit, which therefore bounds the *decompressed* size: a gzip bomb stops at the limit.
 //! serde's messages can quote the offending input — possibly a secret sent in the wrong field — so only the
-//! position and the kind of error are reported.
+//! position and the kind of error are reported. Once parsed, the body's buffer is zeroed when nothing else holds it.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -25,11 +25,23 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
         if crate::core::text::json_has_nul(&bytes) {
+            wipe(bytes);
             return Err(ApiError::bad_request(
                 "request body must not contain NUL characters (\\u0000)",
             ));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| json_error(&e))
+        let parsed = serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| json_error(&e));
+        wipe(bytes);
+        parsed
+    }
+}
+
+/// Zeroes a request body once it is parsed (it may hold plaintexts), when this is the only reference to its
+/// buffer; a buffer still shared with the connection's read buffer is the transport's to reuse.
+fn wipe(bytes: Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut owned) = bytes.try_into_mut() {
+        owned.as_mut().zeroize();
     }
 }
 
@@ -65,5 +77,22 @@ mod tests {
         let err = serde_json::from_slice::<Want>(br#"{"n": "hunter2-secret"}"#).unwrap_err();
         let api = json_error(&err);
         assert!(!format!("{api:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_unshared_body_is_zeroed_after_parsing() {
+        let body = Bytes::from(br#"{"plaintext":"aHVudGVyMg=="}"#.to_vec());
+        let ptr = body.as_ptr();
+        let len = body.len();
+        // What `wipe` does, on a clone of the handle so the buffer can be checked afterwards.
+        let mut owned = body.try_into_mut().expect("unique");
+        assert_eq!(owned.as_ptr(), ptr, "try_into_mut keeps the buffer");
+        zeroize::Zeroize::zeroize(owned.as_mut());
+        assert_eq!(&owned[..], &vec![0u8; len][..]);
+        // A shared buffer is left alone (and wipe does not panic on it).
+        let shared = Bytes::from(b"abc".to_vec());
+        let keep = shared.clone();
+        wipe(shared);
+        assert_eq!(&keep[..], b"abc");
     }
 }

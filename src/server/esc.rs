@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
+use super::answer::{secret_body, wipe_json};
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
@@ -72,6 +73,19 @@ fn parse_name(what: &str, s: &str) -> Result<(), ApiError> {
     s.parse::<Name>()
         .map(|_| ())
         .map_err(|e| ApiError::bad_request(format!("invalid {what} name '{s}': {e}")))
+}
+
+/// Environment names that would shadow a route under `/api/esc/environments/{org}/…`: refused by every way of
+/// naming an environment (create, rename, clone).
+const RESERVED_ENV_NAMES: &[&str] = &["yaml", "open"];
+
+fn refuse_reserved(name: &str) -> Result<(), ApiError> {
+    if RESERVED_ENV_NAMES.contains(&name) {
+        return Err(ApiError::bad_request(format!(
+            "'{name}' is a reserved environment name"
+        )));
+    }
+    Ok(())
 }
 
 /// The ETag of a revision: the revision number and a digest binding it to the environment's id.
@@ -267,12 +281,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
-    if matches!(body.name.as_str(), "yaml" | "open") {
-        return Err(ApiError::bad_request(format!(
-            "'{}' is a reserved environment name",
-            body.name
-        )));
-    }
+    refuse_reserved(&body.name)?;
     let (org, access) = app.org_access(&p, &source, &org).await?;
     app.authorize(
         &p,
@@ -385,13 +394,11 @@ pub async fn decrypt(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
     let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
-    let plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
+    let mut plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
     audit_ok(&app, &p, &source, &t, "env.decrypt", format!("revision {}", t.env.head)).await?;
-    Ok(yaml_response(
-        StatusCode::OK,
-        plain,
-        &revision_headers(&t.env, t.env.head),
-    ))
+    let mut resp = secret_body(zeroize::Zeroizing::new(std::mem::take(&mut *plain).into_bytes())).into_response();
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
+    Ok(with_headers(resp, &revision_headers(&t.env, t.env.head)))
 }
 
 /// Checks a definition the way a write does: it must load and evaluate (symbolically) without errors. Secrets
@@ -510,12 +517,7 @@ pub async fn rename(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
-    if matches!(body.name.as_str(), "yaml" | "open") {
-        return Err(ApiError::bad_request(format!(
-            "'{}' is a reserved environment name",
-            body.name
-        )));
-    }
+    refuse_reserved(&body.name)?;
     app.authorize(
         &p,
         &source,
@@ -570,6 +572,7 @@ pub async fn clone(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
     parse_name("project", &body.project)?;
     parse_name("environment", &body.name)?;
+    refuse_reserved(&body.name)?;
     app.authorize(
         &p,
         &source,
@@ -595,7 +598,7 @@ pub async fn clone(
     let mut resealed = Vec::new();
     for rev in first..=t.env.head {
         let yaml = revision_yaml(&app, &t.env, rev).await?;
-        let plain = zeroize::Zeroizing::new(esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?);
+        let plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
         resealed.push((rev, esc_eval::seal_secrets(&app, &t.org.id, &new.id, &plain).await?));
     }
     let creator = login_of(&p);
@@ -919,19 +922,29 @@ async fn read_session(
             other => other.into(),
         })?;
     match property.filter(|p| !p.is_empty()) {
-        // The sealed body is the answer, byte for byte: no need to parse it.
+        // The sealed body is the answer, byte for byte: no need to parse it (nor to copy it: the answer's buffer is
+        // the decrypted one, wiped when sent).
         None => {
-            let mut resp = plain.as_ref().to_vec().into_response();
+            let mut resp = axum::body::Body::from(Bytes::from_owner(plain)).into_response();
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
         }
         Some(path) => {
             let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
-            let steps = esc_wire::parse_path(path).map_err(ApiError::bad_request)?;
-            let v = esc_wire::lookup(&env["properties"], &steps)
-                .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))?;
-            Ok(axum::Json(v.clone()).into_response())
+            drop(plain);
+            let answer = esc_wire::parse_path(path)
+                .map_err(ApiError::bad_request)
+                .and_then(|steps| {
+                    esc_wire::lookup(&env["properties"], &steps)
+                        .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))
+                        .and_then(|v| serde_json::to_vec(v).map_err(internal))
+                });
+            wipe_json(env);
+            let mut resp = secret_body(zeroize::Zeroizing::new(answer?)).into_response();
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(resp)
         }
     }
 }

@@ -172,7 +172,17 @@ struct Doc {
 #[derive(Default)]
 struct Answers {
     docs: HashMap<String, Result<Doc, String>>,
+    /// Opened secrets, wiped when the answers go.
     plain: HashMap<DecryptRequest, Result<String, DecryptError>>,
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for text in self.plain.values_mut().flatten() {
+            text.zeroize();
+        }
+    }
 }
 
 impl Effects for Answers {
@@ -646,8 +656,14 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
     Ok(repaired)
 }
 
-/// Opens every sealed `fn::secret` under `values` back to plaintext (for `decrypt` and clones).
-pub async fn open_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str) -> Result<String, ApiError> {
+/// Opens every sealed `fn::secret` under `values` back to plaintext (for `decrypt` and clones); the text is wiped
+/// when dropped.
+pub async fn open_secrets(
+    app: &AppState,
+    org_id: &str,
+    env_id: &str,
+    yaml: &str,
+) -> Result<zeroize::Zeroizing<String>, ApiError> {
     let mut ciphertexts = Vec::new();
     crypt::open_ciphertexts::<ApiError>(yaml, &mut |ct| {
         ciphertexts.push(ct.to_owned());
@@ -655,7 +671,7 @@ pub async fn open_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str
     })
     .map_err(crypt_error)?;
     if ciphertexts.is_empty() {
-        return Ok(yaml.to_owned());
+        return Ok(zeroize::Zeroizing::new(yaml.to_owned()));
     }
     let mut plain = Vec::with_capacity(ciphertexts.len());
     for ct in &ciphertexts {
@@ -680,6 +696,7 @@ pub async fn open_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str
             .map(|p| p.as_str().to_owned())
             .ok_or_else(|| ApiError::bad_request("the document changed while it was opened"))
     })
+    .map(zeroize::Zeroizing::new)
     .map_err(crypt_error)
 }
 

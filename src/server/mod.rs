@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod answer;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -28,10 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use moka::future::Cache;
 use tokio::sync::oneshot;
@@ -83,6 +81,8 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// Limits on unauthenticated and failing callers, and the tallies of their failures.
     pub throttle: throttle::Throttle,
+    /// SHA-256 of the token `/metrics` requires (`--metrics-token-file`); `None`: `/metrics` is open.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain), now.
@@ -236,6 +236,7 @@ impl AppState {
                 .max_capacity(100_000)
                 .time_to_live(access::ACCESS_CACHE_TTL)
                 .build(),
+            metrics_token: None,
         }
     }
 
@@ -272,6 +273,8 @@ pub struct ServeConfig {
     pub migration: MigrateConfig,
     /// Abuse limits: per-source budgets for failing callers, slow clients, connections.
     pub limits: throttle::Limits,
+    /// A file holding the token `/metrics` requires as `Authorization: Bearer …` (`None`: `/metrics` is open).
+    pub metrics_token_file: Option<PathBuf>,
     /// The instance.
     pub instance: InstanceConfig,
 }
@@ -304,6 +307,14 @@ pub enum ServeError {
     /// TLS files could not be loaded.
     #[error("could not load TLS certificate/key: {0}")]
     Tls(std::io::Error),
+    /// The metrics token file could not be used.
+    #[error("invalid --metrics-token-file {path}: {reason}")]
+    MetricsToken {
+        /// The file.
+        path: PathBuf,
+        /// Why (never the file's contents).
+        reason: String,
+    },
     /// The listener could not bind.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -439,29 +450,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(environments)
         .merge(admin)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::middleware::from_fn(esc_error_shape))
         .layer(axum::middleware::from_fn(params::refuse_control_characters))
         // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestDecompressionLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Keep this layer outermost: it gives the errors of every layer inside it ESC's shape, and every answer
+        // its security headers.
+        .layer(axum::middleware::from_fn(answer::finish))
         .with_state(state)
-}
-
-/// Gives bodiless error responses made outside our handlers (405, 415 from the gzip layer, …) ESC's error shape.
-async fn esc_error_shape(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(CONTENT_TYPE) {
-        let message = status.canonical_reason().unwrap_or("error").to_lowercase();
-        let mut replaced = ApiError::new(status, message).into_response();
-        for (name, value) in response.headers() {
-            replaced.headers_mut().entry(name).or_insert(value.clone());
-        }
-        return replaced;
-    }
-    response
 }
 
 /// A running server.
@@ -524,6 +522,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         ),
         None => None,
     };
+    let metrics_token = match &config.metrics_token_file {
+        Some(path) => Some(
+            ops::read_metrics_token(path).map_err(|reason| ServeError::MetricsToken {
+                path: path.clone(),
+                reason,
+            })?,
+        ),
+        None => None,
+    };
     let instance = Instance::open(&config.instance).await?;
     let mut state = AppState::new(
         instance.store.clone(),
@@ -532,6 +539,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         config.migration.clone(),
     );
     state.throttle = throttle::Throttle::new(config.limits.auth.clone());
+    state.metrics_token = metrics_token;
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc_eval::reseal_stored_plaintexts(&state).await {
@@ -550,7 +558,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     }
     spawn_session_purger(&state);
     throttle::spawn_flusher(&state);
-    let app = router(state.clone(), config.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    let mut app = router(state.clone(), config.max_body_bytes);
+    if tls.is_some() {
+        app = app.layer(axum::middleware::from_fn(answer::hsts));
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
         addr: config.listen,
         source,

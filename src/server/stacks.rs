@@ -3,7 +3,9 @@
 //!
 //! Each stack has its own DEK scope, made on first use; the associated data names org id, project and stack, so a
 //! ciphertext of one stack never opens under another. Values are base64 in Go's `[]byte` JSON encoding (standard
-//! alphabet, padded). A batch fails whole: either every value is answered or the request is refused.
+//! alphabet, padded); ciphertexts are the envelope spec's base64 form (§7.1). A batch fails whole: either every value is answered or the request is refused. Plaintexts —
+//! decoded or in base64 — are held in wiping types ([`SecretText`], `Zeroizing`) from the request body to the
+//! answer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{
     BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
-    DecryptResponse, EncryptRequest, EncryptResponse,
+    DecryptResponse, EncryptRequest, EncryptResponse, SecretText,
 };
 use super::{AppState, ClientAddr};
 use crate::core::keys::{Name, Scope, stack_secret_aad};
@@ -74,6 +76,14 @@ fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{field} is not valid base64 (standard alphabet, padded)")))
 }
 
+/// The envelope a ciphertext field holds, in the base64 form of the envelope spec (§7.1).
+fn decode_envelope(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
+    sesame_envelope::from_base64(value).map_err(|e| match e {
+        sesame_envelope::OpenError::TooLarge => ApiError::too_large(format!("{field} is larger than any envelope")),
+        _ => ApiError::bad_request(format!("{field} is not valid base64 (standard alphabet, padded)")),
+    })
+}
+
 fn check_batch(n: usize) -> Result<(), ApiError> {
     if n > MAX_BATCH {
         return Err(ApiError::too_large(format!("a batch holds at most {MAX_BATCH} values")));
@@ -90,10 +100,10 @@ pub async fn encrypt(
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", &req.plaintext)?);
+    let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", req.plaintext.expose())?);
     let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
     Ok(Json(EncryptResponse {
-        ciphertext: STANDARD.encode(sealed),
+        ciphertext: sesame_envelope::to_base64(&sealed),
     }))
 }
 
@@ -106,10 +116,10 @@ pub async fn decrypt(
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let ciphertext = decode_b64("ciphertext", &req.ciphertext)?;
+    let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;
     let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
     Ok(Json(DecryptResponse {
-        plaintext: STANDARD.encode(&plaintext),
+        plaintext: SecretText::new(STANDARD.encode(&plaintext)),
     }))
 }
 
@@ -126,14 +136,14 @@ pub async fn batch_encrypt(
     let plaintexts = req
         .plaintexts
         .iter()
-        .map(|p| decode_b64("a plaintext", p).map(zeroize::Zeroizing::new))
+        .map(|p| decode_b64("a plaintext", p.expose()).map(zeroize::Zeroizing::new))
         .collect::<Result<Vec<_>, _>>()?;
     let sealed = app
         .keyring
         .seal_many(&target.scope, &target.aad, plaintexts.iter().map(|p| p.as_slice()))
         .await?;
     Ok(Json(BatchEncryptResponse {
-        ciphertexts: sealed.iter().map(|c| STANDARD.encode(c)).collect(),
+        ciphertexts: sealed.iter().map(|c| sesame_envelope::to_base64(c)).collect(),
     }))
 }
 
@@ -152,9 +162,9 @@ pub async fn batch_decrypt(
         if plaintexts.contains_key(&text) {
             continue;
         }
-        let ciphertext = decode_b64("a ciphertext", &text)?;
+        let ciphertext = decode_envelope("a ciphertext", &text)?;
         let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
-        plaintexts.insert(text, STANDARD.encode(&plaintext));
+        plaintexts.insert(text, SecretText::new(STANDARD.encode(&plaintext)));
     }
     Ok(Json(BatchDecryptResponse { plaintexts }))
 }

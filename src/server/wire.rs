@@ -1,9 +1,47 @@
 //! Wire types: the JSON bodies the API reads and writes. These are the only types that derive `Serialize` for the
-//! API; domain types convert to them by hand in the handlers.
+//! API; domain types convert to them by hand in the handlers. A field that holds a secret (a plaintext, even in
+//! base64) is a [`SecretText`]: wiped when dropped, `[redacted]` in `Debug`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Text that carries a secret (a plaintext, or its base64): zeroized when dropped, never shown by `Debug`, read and
+/// written as a plain JSON string.
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Takes ownership of `text` (no copy is left behind).
+    pub fn new(text: String) -> Self {
+        SecretText(text)
+    }
+
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[redacted; {} bytes]", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretText)
+    }
+}
+
+impl Serialize for SecretText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// ESC's error body.
 #[derive(Debug, Serialize)]
@@ -15,22 +53,22 @@ pub struct ErrorBody {
 }
 
 /// `POST …/encrypt` request: base64 (standard, padded) plaintext.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptRequest {
     /// The plaintext, base64.
-    pub plaintext: String,
+    pub plaintext: SecretText,
 }
 
 /// `POST …/encrypt` response.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct EncryptResponse {
     /// The ciphertext, base64.
     pub ciphertext: String,
 }
 
 /// `POST …/decrypt` request.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecryptRequest {
     /// The ciphertext, base64.
@@ -38,29 +76,29 @@ pub struct DecryptRequest {
 }
 
 /// `POST …/decrypt` response.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct DecryptResponse {
     /// The plaintext, base64.
-    pub plaintext: String,
+    pub plaintext: SecretText,
 }
 
 /// `POST …/batch-encrypt` request.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchEncryptRequest {
     /// Plaintexts, base64.
-    pub plaintexts: Vec<String>,
+    pub plaintexts: Vec<SecretText>,
 }
 
 /// `POST …/batch-encrypt` response: ciphertexts in request order.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct BatchEncryptResponse {
     /// Ciphertexts, base64, in the order of the request.
     pub ciphertexts: Vec<String>,
 }
 
 /// `POST …/batch-decrypt` request.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchDecryptRequest {
     /// Ciphertexts, base64.
@@ -68,10 +106,10 @@ pub struct BatchDecryptRequest {
 }
 
 /// `POST …/batch-decrypt` response: each ciphertext (as sent) mapped to its plaintext.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct BatchDecryptResponse {
     /// Base64 ciphertext → base64 plaintext.
-    pub plaintexts: BTreeMap<String, String>,
+    pub plaintexts: BTreeMap<String, SecretText>,
 }
 
 /// `POST /api/sesame/v1/keks` request.
@@ -264,7 +302,7 @@ pub struct AddMemberResponse {
     pub member: MemberInfo,
     /// The new user's first personal token, shown this once; absent when the user existed before.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token: Option<SecretText>,
 }
 
 /// `PATCH /api/sesame/v1/orgs/{org}/members/{login}` request.
@@ -412,7 +450,7 @@ pub struct CreatedToken {
     #[serde(flatten)]
     pub info: TokenInfo,
     /// The token's text.
-    pub token: String,
+    pub token: SecretText,
 }
 
 /// `GET /api/sesame/v1/tokens` response.
@@ -420,4 +458,57 @@ pub struct CreatedToken {
 pub struct TokenList {
     /// The tokens, oldest first.
     pub tokens: Vec<TokenInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn plaintext_fields_are_zeroized_on_drop() {
+        zeroized_on_drop::<SecretText>();
+        // The fields holding plaintexts are of that type (this stops compiling if one goes back to `String`).
+        let _: fn(&EncryptRequest) -> &SecretText = |r| &r.plaintext;
+        let _: fn(&DecryptResponse) -> &SecretText = |r| &r.plaintext;
+        let _: fn(&BatchEncryptRequest) -> &Vec<SecretText> = |r| &r.plaintexts;
+        let _: fn(&BatchDecryptResponse) -> &BTreeMap<String, SecretText> = |r| &r.plaintexts;
+    }
+
+    #[test]
+    fn debug_never_shows_a_plaintext() {
+        let secret = "aHVudGVyMi1zZWNyZXQ="; // base64 of "hunter2-secret"
+        let req: EncryptRequest = serde_json::from_str(&format!(r#"{{"plaintext": "{secret}"}}"#)).unwrap();
+        assert_eq!(req.plaintext.expose(), secret);
+        let batch: BatchEncryptRequest =
+            serde_json::from_str(&format!(r#"{{"plaintexts": ["{secret}", "{secret}"]}}"#)).unwrap();
+        let resp = DecryptResponse {
+            plaintext: SecretText::new(secret.to_owned()),
+        };
+        let map = BatchDecryptResponse {
+            plaintexts: [("Y3Q=".to_owned(), SecretText::new(secret.to_owned()))].into(),
+        };
+        for shown in [
+            format!("{req:?}"),
+            format!("{batch:?}"),
+            format!("{resp:?}"),
+            format!("{map:?}"),
+        ] {
+            assert!(!shown.contains(secret) && !shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("redacted"), "{shown}");
+        }
+        // On the wire it is the plain string.
+        assert_eq!(
+            serde_json::to_string(&resp).unwrap(),
+            format!(r#"{{"plaintext":"{secret}"}}"#)
+        );
+    }
+
+    #[test]
+    fn zeroize_wipes_the_text() {
+        let mut t = SecretText::new("hunter2".into());
+        t.zeroize();
+        assert!(t.expose().is_empty());
+    }
 }

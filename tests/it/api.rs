@@ -496,3 +496,362 @@ fn server_configuration_debug_redacts_secrets() {
         assert!(!shown.contains(secret), "{secret} leaked into Debug: {shown}");
     }
 }
+
+/// Asserts the headers every answer carries; `what` names the answer in failures.
+fn assert_safe_headers(headers: &reqwest::header::HeaderMap, what: &str) {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}: {headers:?}");
+    assert_eq!(get("cache-control"), "no-store", "{what}: {headers:?}");
+    assert!(
+        !headers.contains_key("strict-transport-security"),
+        "{what}: no HSTS over plain HTTP"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff_and_no_store_including_secrets_and_errors() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let auth = format!("token {}", srv.token);
+    let send = |method: &str, path: &str, body: Option<String>| {
+        let mut req = srv
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", srv.base))
+            .header("Authorization", auth.clone());
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b);
+        }
+        req.send()
+    };
+    // Plain 200s.
+    for path in ["/healthz", "/readyz", "/metrics", "/api/esc/environments", "/api/user"] {
+        let resp = send("GET", path, None).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_safe_headers(resp.headers(), path);
+    }
+    // Secret-bearing answers: stack decrypt and batch-decrypt, environment decrypt, an open session, a new token.
+    let ct = encrypt(&srv, STACK, b"hunter2").await;
+    let resp = send(
+        "POST",
+        &format!("{STACK}/decrypt"),
+        Some(json!({ "ciphertext": ct }).to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_safe_headers(resp.headers(), "stack decrypt");
+    let resp = send(
+        "POST",
+        &format!("{STACK}/batch-decrypt"),
+        Some(json!({ "ciphertexts": [ct] }).to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_safe_headers(resp.headers(), "stack batch-decrypt");
+    let envs = "/api/esc/environments/acme";
+    let resp = send(
+        "POST",
+        envs,
+        Some(json!({"project": "app", "name": "prod"}).to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = send(
+        "PATCH",
+        &format!("{envs}/app/prod"),
+        Some("values:\n  pw:\n    fn::secret: hunter2\n".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = send("GET", &format!("{envs}/app/prod/decrypt"), None).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_safe_headers(resp.headers(), "environment decrypt");
+    assert!(resp.text().await.unwrap().contains("hunter2"));
+    let resp = send("GET", &format!("{envs}/app/prod"), None).await.unwrap();
+    assert_safe_headers(resp.headers(), "definition");
+    let resp = send("POST", &format!("{envs}/app/prod/open?duration=1h"), None)
+        .await
+        .unwrap();
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    for query in ["", "?property=pw"] {
+        let resp = send("GET", &format!("{envs}/app/prod/open/{id}{query}"), None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{query}");
+        assert_safe_headers(resp.headers(), "open session read");
+        assert!(resp.text().await.unwrap().contains("hunter2"));
+    }
+    let resp = send(
+        "POST",
+        "/api/sesame/v1/tokens",
+        Some(json!({"kind": "personal", "description": "t"}).to_string()),
+    )
+    .await
+    .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_safe_headers(resp.headers(), "token creation");
+    // Errors: from a handler, from the auth extractor, from the router.
+    for (method, path, want) in [
+        ("GET", "/api/esc/environments/acme/app/nope", 404),
+        ("GET", "/api/nothing-here", 404),
+        ("DELETE", "/healthz", 405),
+    ] {
+        let resp = send(method, path, None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        assert_safe_headers(resp.headers(), path);
+    }
+    let resp = srv.http.get(format!("{}/api/user", srv.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_safe_headers(resp.headers(), "401");
+    srv.stop().await;
+}
+
+/// Status, content type and JSON body of an answer.
+async fn answer(resp: reqwest::Response) -> (u16, String, Value) {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    (status, ct, body)
+}
+
+#[tokio::test]
+async fn errors_made_outside_handlers_keep_the_esc_shape() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let auth = format!("token {}", srv.token);
+    let envs = "/api/esc/environments/acme";
+    let (status, body) = srv.post(envs, &json!({"project": "app", "name": "prod"})).await;
+    assert_eq!(status, 200, "{body}");
+    let url = |path: &str| format!("{}{path}", srv.base);
+    let secret = "s3cr3t-in-the-query";
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        // Larger than the 1 MiB limit, to a handler reading raw bytes (PATCH) and to a JSON one.
+        (
+            "oversized PATCH",
+            srv.http
+                .patch(url(&format!("{envs}/app/prod")))
+                .body(format!("values:\n  a: {}\n", "x".repeat(2 << 20))),
+            413,
+        ),
+        (
+            "oversized yaml/check",
+            srv.http
+                .post(url(&format!("{envs}/yaml/check")))
+                .body("x".repeat(2 << 20)),
+            413,
+        ),
+        // A content encoding the server does not speak.
+        (
+            "unsupported Content-Encoding",
+            srv.http
+                .post(url(&format!("{STACK}/encrypt")))
+                .header("Content-Encoding", "br")
+                .header("Content-Type", "application/json")
+                .body(r#"{"plaintext": ""}"#),
+            415,
+        ),
+        (
+            "malformed JSON",
+            srv.http
+                .post(url(&format!("{STACK}/encrypt")))
+                .header("Content-Type", "application/json")
+                .body("{nope"),
+            400,
+        ),
+        (
+            "bad query",
+            srv.http.get(url(&format!("{envs}/app/prod/versions?before={secret}"))),
+            400,
+        ),
+        (
+            "bad path (not UTF-8)",
+            srv.http
+                .post(url("/api/stacks/acme/%FF%FE/prod/encrypt"))
+                .json(&json!({"plaintext": ""})),
+            400,
+        ),
+        (
+            "unknown route",
+            srv.http.get(url("/api/esc/nothing/here/at/all/x/y")),
+            404,
+        ),
+        ("wrong method", srv.http.put(url(&format!("{STACK}/encrypt"))), 405),
+        ("wrong method on ops", srv.http.post(url("/readyz")), 405),
+    ];
+    for (what, req, want) in cases {
+        let (status, ct, body) = answer(req.header("Authorization", &auth).send().await.unwrap()).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(
+            ct.starts_with("application/json"),
+            "{what}: content-type {ct:?}, body {body}"
+        );
+        assert_esc_error(status, &body, want);
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(2),
+            "{what}: only code and message: {body}"
+        );
+        assert!(
+            !body.to_string().contains(secret),
+            "{what}: the error echoes the request: {body}"
+        );
+    }
+    // The wrong method keeps its Allow header.
+    let resp = srv
+        .http
+        .put(url(&format!("{STACK}/encrypt")))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("allow").is_some(), "{:?}", resp.headers());
+    // Nothing was written by the refused PATCH.
+    let resp = srv
+        .http
+        .get(url(&format!("{envs}/app/prod")))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["pulumi-esc-revision"], "1");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn hsts_is_sent_under_tls_only() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path(), None);
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    cfg.tls = Some(sesame::server::TlsFiles {
+        cert: cert_path,
+        key: key_path,
+    });
+    let server = sesame::server::start(cfg).await.unwrap();
+    let port = server.local_addr().port();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    for path in ["/healthz", "/api/user", "/api/nothing-here"] {
+        let resp = client
+            .get(format!("https://localhost:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let hsts = resp
+            .headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(hsts.as_deref(), Some("max-age=31536000"), "{path}");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let dir = temp_dir();
+    let token_file = dir.path().join("metrics.token");
+    std::fs::write(&token_file, "prom-scrape-7f3a\n").unwrap();
+    let mut cfg = config(dir.path(), None);
+    cfg.metrics_token_file = Some(token_file);
+    let srv = TestServer::start(cfg, None).await.unwrap();
+    let url = format!("{}/metrics", srv.base);
+    // Without a token, with a wrong one, and with a valid API token (which is not the metrics token): 401.
+    let api_token = format!("Bearer {}", srv.token);
+    for auth in [
+        None,
+        Some("Bearer prom-scrape-7f3b"),
+        Some("Basic prom-scrape-7f3a"),
+        Some(api_token.as_str()),
+    ] {
+        let mut req = srv.http.get(&url);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let (status, ct, body) = answer(resp).await;
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert_esc_error(status, &body, 401);
+        assert!(
+            !body.to_string().contains("sesame_"),
+            "{auth:?}: counters leaked: {body}"
+        );
+    }
+    let resp = srv
+        .http
+        .get(&url)
+        .header("Authorization", "Bearer prom-scrape-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("sesame_kms_unwrap_total"));
+    srv.stop().await;
+
+    // An empty token file stops the start with a clear error.
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let other = temp_dir();
+    let mut cfg = config(other.path(), None);
+    cfg.metrics_token_file = Some(empty);
+    let err = sesame::server::start(cfg)
+        .await
+        .err()
+        .expect("an empty token file is refused");
+    assert!(err.to_string().contains("--metrics-token-file"), "{err}");
+}
+
+/// Stack ciphertexts are the envelope spec's base64 form (§7.1): standard padded base64 of a version-1 envelope.
+/// The prefixed `sesame1:` form (§7.2) and other spellings are refused with a 400 in ESC's shape.
+#[tokio::test]
+async fn stack_ciphertexts_are_the_envelope_specs_base64_form() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let ct = encrypt(&srv, STACK, b"hunter2").await;
+    let envelope = sesame_envelope::from_base64(&ct).expect("canonical base64");
+    assert_eq!(sesame_envelope::to_base64(&envelope), ct);
+    assert_eq!(STANDARD.decode(&ct).unwrap(), envelope);
+    let header = sesame_envelope::parse_header(&envelope).unwrap();
+    assert_eq!(header.version, sesame_envelope::VERSION_1);
+    assert_eq!(envelope.len(), b"hunter2".len() + sesame_envelope::OVERHEAD);
+    let unpadded = ct.trim_end_matches('=').to_owned();
+    let url_safe = ct.replace('+', "-").replace('/', "_");
+    for other in [
+        sesame_envelope::to_text(&envelope),
+        unpadded,
+        url_safe,
+        format!("{ct}\n"),
+    ] {
+        if other == ct {
+            continue;
+        }
+        let (status, body) = decrypt(&srv, STACK, &other).await;
+        assert_esc_error(status, &body, 400);
+    }
+    let (status, body) = decrypt(&srv, STACK, &ct).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["plaintext"], json!(b64(b"hunter2")));
+    srv.stop().await;
+}

@@ -1229,3 +1229,45 @@ async fn earlier_plaintexts_are_sealed_on_start_on_postgres() {
     earlier_plaintexts_are_sealed_on_start(dir.path(), Some(&db.url)).await;
     db.drop_db().await;
 }
+
+/// `clone` refuses the reserved names `create` and `rename` refuse, with the same 400, and creates nothing.
+#[tokio::test]
+async fn clone_refuses_reserved_names_like_create() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    assert_eq!(c.create("acme", "app", "src").await.status, 200);
+    let r = c
+        .patch("/acme/app/src", "values:\n  password:\n    fn::secret: s3cret\n")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for reserved in ["yaml", "open"] {
+        let created = c.create("acme", "app", reserved).await;
+        assert_eq!(created.status, 400, "{}", created.text);
+        let body = json!({"project": "app", "name": reserved}).to_string();
+        for path in ["/acme/app/src/clone", "/acme/app/src/rename"] {
+            let r = c
+                .call("POST", path, Some(&body), &[("Content-Type", "application/json")])
+                .await;
+            assert_eq!(r.status, 400, "{path} to {reserved}: {}", r.text);
+            assert_eq!(r.json(), created.json(), "{path} answers like create");
+        }
+        // With history and tags asked for too.
+        let body = json!({"project": "other", "name": reserved, "preserveHistory": true, "preserveRevisionTags": true})
+            .to_string();
+        let r = c.call("POST", "/acme/app/src/clone", Some(&body), &[]).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("reserved environment name"), "{}", r.text);
+    }
+    let r = c.call("GET", "/acme", None, &[]).await;
+    let names: Vec<String> = r.json()["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}/{}", e["project"].as_str().unwrap(), e["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, ["app/src"], "nothing was created");
+    s.stop().await;
+}

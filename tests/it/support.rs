@@ -77,6 +77,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
         tls: None,
         insecure: false,
         max_body_bytes: 1024 * 1024,
+        metrics_token_file: None,
         migration: sesame::migrate::MigrateConfig::default(),
         limits: Default::default(),
         instance: InstanceConfig {

@@ -1,0 +1,251 @@
+//! What every answer leaves the server with, whichever handler or layer produced it.
+//!
+//! Rule: every answer carries `X-Content-Type-Options: nosniff` and `Cache-Control: no-store` (answers carrying
+//! secrets, tokens or definitions must never be kept by a browser or proxy, and marking every answer means an
+//! endpoint added later cannot forget); under TLS also `Strict-Transport-Security`. Every error answer on the
+//! ESC, stack and `/api/sesame` APIs (all of `/api/…`) and on the operations endpoints has ESC's
+//! `{"code", "message"}` JSON body — also the ones axum's extractors (bad query or path: plain text), the body
+//! limit (413), the gzip layer (415), the router (405) or any other layer (429, …) make. Such a body is replaced,
+//! never quoted (it could echo the request), by a fixed message for its status; the status and the other headers
+//! (`Allow`, `Retry-After`, …) are kept. JSON error bodies are left as they are (yaml/check's diagnostics), and so
+//! are paths outside those prefixes, which belong to APIs with their own error shapes.
+//!
+//! Answers holding plaintext go out through [`secret_body`], whose buffer is wiped once sent.
+
+use axum::extract::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// The `Strict-Transport-Security` value sent under TLS: one year, this host only (subdomains are the operator's
+/// business).
+pub const HSTS: &str = "max-age=31536000";
+
+const NOSNIFF: HeaderName = HeaderName::from_static("x-content-type-options");
+
+/// Paths whose errors take ESC's shape: every Pulumi/ESC-style API lives under `/api/`; the operations endpoints
+/// are Sesame's own.
+fn esc_shaped(path: &str) -> bool {
+    path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Whether a content type is JSON (`application/json`, `application/problem+json`, with or without parameters).
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| {
+            let essence = essence.trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// The message of an error whose body was not ours: fixed per status, never taken from the body.
+fn message_for(status: StatusCode) -> String {
+    match status {
+        StatusCode::BAD_REQUEST => "the request is malformed: its path, query string or body could not be read".into(),
+        StatusCode::NOT_FOUND => "no such endpoint".into(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".into(),
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".into(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "unsupported media type (bodies may be sent as is or with Content-Encoding: gzip)".into()
+        }
+        StatusCode::TOO_MANY_REQUESTS => "too many requests; retry later".into(),
+        other => other.canonical_reason().unwrap_or("error").to_lowercase(),
+    }
+}
+
+/// The layer (outermost in the router): security headers on every answer, ESC's error shape where it applies.
+pub async fn finish(req: Request, next: Next) -> Response {
+    let shaped = esc_shaped(req.uri().path());
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if shaped
+        && (status.is_client_error() || status.is_server_error())
+        && !is_json(response.headers().get(CONTENT_TYPE))
+    {
+        let mut replaced = ApiError::new(status, message_for(status)).into_response();
+        for (name, value) in response.headers() {
+            if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+                replaced.headers_mut().entry(name).or_insert(value.clone());
+            }
+        }
+        response = replaced;
+    }
+    let headers = response.headers_mut();
+    headers.insert(NOSNIFF, HeaderValue::from_static("nosniff"));
+    headers
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The layer added when serving TLS: `Strict-Transport-Security` on every answer.
+pub async fn hsts(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    response
+}
+
+/// A buffer that is wiped when the last reference to it goes.
+struct Wiped(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// An answer body holding plaintext: its buffer is wiped once the transport has written it and let it go (copies
+/// the transport makes, such as TLS records, are the transport's).
+pub fn secret_body(bytes: zeroize::Zeroizing<Vec<u8>>) -> axum::body::Body {
+    axum::body::Body::from(axum::body::Bytes::from_owner(Wiped(bytes)))
+}
+
+/// Wipes every string of a JSON value (secrets parsed from a decrypted body), without recursion, then drops it.
+pub fn wipe_json(value: serde_json::Value) {
+    use zeroize::Zeroize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(mut s) => s.zeroize(),
+            serde_json::Value::Array(items) => stack.extend(items),
+            serde_json::Value::Object(map) => {
+                for (mut k, v) in map {
+                    k.zeroize();
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_json_is_wiped_without_recursion() {
+        let mut v = serde_json::json!("hunter2");
+        for _ in 0..100_000 {
+            v = serde_json::Value::Array(vec![v]);
+        }
+        // Dropping this value normally would recurse 100,000 levels deep.
+        wipe_json(v);
+    }
+
+    #[tokio::test]
+    async fn a_secret_body_is_sent_whole() {
+        let body = secret_body(zeroize::Zeroizing::new(b"hunter2".to_vec()));
+        assert_eq!(&axum::body::to_bytes(body, 64).await.unwrap()[..], b"hunter2");
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/Problem+JSON",
+        ] {
+            assert!(is_json(Some(&HeaderValue::from_static(yes))), "{yes}");
+        }
+        for no in ["text/plain; charset=utf-8", "application/x-yaml", "text/json-ish", ""] {
+            assert!(!is_json(Some(&HeaderValue::from_static(no))), "{no}");
+        }
+        assert!(!is_json(None));
+    }
+
+    /// A router whose handlers answer like layers do: plain text, empty, or JSON of another shape.
+    fn app() -> axum::Router {
+        use axum::routing::get;
+        let too_many = || async {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "3")],
+                "slow down, client 10.0.0.7 with token hunter2",
+            )
+        };
+        axum::Router::new()
+            .route("/api/stacks/limited", get(too_many))
+            .route("/v1/limited", get(too_many))
+            .route("/api/esc/empty", get(|| async { StatusCode::BAD_GATEWAY }))
+            .route(
+                "/api/esc/diagnostics",
+                get(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(serde_json::json!({"diagnostics": []})),
+                    )
+                }),
+            )
+            .layer(axum::middleware::from_fn(finish))
+    }
+
+    async fn call(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_429_from_any_layer_gets_the_esc_shape_and_keeps_retry_after() {
+        let (status, headers, body) = call("/api/stacks/limited").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert_eq!(headers[axum::http::header::RETRY_AFTER], "3");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code": 429, "message": "too many requests; retry later"})
+        );
+        assert!(!body.contains("hunter2"), "the original body is never quoted");
+        assert_eq!(headers[NOSNIFF], "nosniff");
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn empty_errors_are_shaped_json_errors_and_other_apis_are_left_alone() {
+        let (status, headers, body) = call("/api/esc/empty").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert_eq!(body, r#"{"code":502,"message":"bad gateway"}"#);
+        // JSON errors of another shape (yaml/check's diagnostics) pass untouched.
+        let (status, _, body) = call("/api/esc/diagnostics").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, r#"{"diagnostics":[]}"#);
+        // A path outside the ESC-shaped APIs keeps its own body, but still gets the security headers.
+        let (status, headers, body) = call("/v1/limited").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(body.starts_with("slow down"));
+        assert_eq!(headers[NOSNIFF], "nosniff");
+    }
+
+    #[test]
+    fn only_sesame_api_paths_are_shaped() {
+        for yes in [
+            "/api/esc/environments",
+            "/api/stacks/a/b/c/encrypt",
+            "/api/sesame/v1/keks",
+            "/api/user",
+            "/metrics",
+        ] {
+            assert!(esc_shaped(yes), "{yes}");
+        }
+        for no in ["/v1/secret/data/x", "/", "/apix", "/metricsx"] {
+            assert!(!esc_shaped(no), "{no}");
+        }
+    }
+}
