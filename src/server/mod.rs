@@ -70,6 +70,8 @@ pub struct AppState {
     access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
     pub kek_options: sesame_kms::OpenOptions,
+    /// What a KEK registered over the API may reach on the host (modules, PIN files, endpoints).
+    pub kek_allow: crate::kek_reach::KekAllowList,
     /// This process's id as a lease owner (KEK migrations).
     pub replica_id: String,
     /// How this replica runs KEK migrations.
@@ -198,9 +200,11 @@ impl AppState {
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
         kek_options: sesame_kms::OpenOptions,
+        kek_allow: crate::kek_reach::KekAllowList,
         migrate_config: MigrateConfig,
     ) -> AppState {
         AppState {
+            kek_allow,
             audit: crate::audit::AuditLog::start(store.clone()),
             store,
             keyring,
@@ -517,6 +521,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.store.clone(),
         instance.keyring.clone(),
         instance.kek_options.clone(),
+        instance.kek_allow.clone(),
         config.migration.clone(),
     ));
     // Migrations that were running when a replica stopped continue here (the lease decides who runs each).
