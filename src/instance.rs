@@ -355,6 +355,7 @@ fn first_state(
             created_ms: now,
             expires_ms: None,
             revoked_ms: None,
+            parent_id: None,
         },
     };
     (boot, token)

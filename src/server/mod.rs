@@ -13,6 +13,7 @@ pub mod error;
 pub mod esc;
 pub mod esc_eval;
 pub mod esc_wire;
+pub mod invitations;
 pub mod keks;
 pub mod migrations;
 pub mod ops;
@@ -386,7 +387,15 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/api/sesame/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),
         )
-        .route("/api/sesame/v1/tokens/{id}", delete(admin::revoke_token));
+        .route("/api/sesame/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/api/sesame/v1/invitations", get(invitations::list_mine))
+        .route("/api/sesame/v1/invitations/{id}/accept", post(invitations::accept))
+        .route("/api/sesame/v1/invitations/{id}/decline", post(invitations::decline))
+        .route("/api/sesame/v1/orgs/{org}/invitations", get(invitations::list_org))
+        .route(
+            "/api/sesame/v1/orgs/{org}/invitations/{login}",
+            delete(invitations::withdraw),
+        );
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
     let environments = Router::new()
