@@ -5,6 +5,9 @@
 ALTER TABLE tokens ADD COLUMN parent_id TEXT;
 CREATE INDEX tokens_by_parent ON tokens (parent_id);
 
+-- Listings gather a caller's grants in every org by subject.
+CREATE INDEX role_grants_by_subject ON role_grants (subject);
+
 -- An org admin's invitation of a login to the org, with the org-wide role it would get. The user it names joins
 -- only by accepting it; the login need not exist (the inviter is answered the same either way).
 CREATE TABLE invitations (

@@ -40,7 +40,7 @@ pub enum Viewer<'a> {
 
 /// Whether the environment `e` is visible under the grants in `g` (a CTE of `org_id, project, env, role`): the most
 /// specific level holding any grant decides, and there the best role must be above `none` — `Access::role` in SQL.
-const VISIBLE_BY_GRANTS: &str = "e.org_id IN (SELECT org_id FROM g WHERE role <> 'none') AND CASE \
+const VISIBLE_BY_GRANTS: &str = "o.id IN (SELECT org_id FROM g WHERE role <> 'none') AND CASE \
      WHEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = e.name) \
      THEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = e.name AND \
      g.role <> 'none') \
@@ -332,9 +332,10 @@ impl EnvStore for SqlStore {
             Viewer::All => ("", "1 = 1", Vec::new()),
             Viewer::Org(id) => ("", "e.org_id = $6", vec![id.to_owned()]),
             Viewer::User(user_id) => (
-                "WITH g AS (SELECT org_id, project, env, role FROM role_grants WHERE subject = $6 OR subject IN \
-                 (SELECT 'team:' || t.id FROM teams t JOIN team_members m ON m.team_id = t.id WHERE m.user_id = $7 \
-                 AND t.org_id = role_grants.org_id)) ",
+                "WITH g AS (SELECT r.org_id, r.project, r.env, r.role FROM role_grants r WHERE r.subject = $6 \
+                 UNION ALL SELECT r.org_id, r.project, r.env, r.role FROM team_members m JOIN teams t ON t.id = \
+                 m.team_id JOIN role_grants r ON r.org_id = t.org_id AND r.subject = 'team:' || t.id WHERE \
+                 m.user_id = $7) ",
                 VISIBLE_BY_GRANTS,
                 vec![format!("user:{user_id}"), user_id.to_owned()],
             ),
