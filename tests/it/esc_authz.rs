@@ -416,7 +416,7 @@ async fn listing_visibility(s: &TestServer) {
     let unique: std::collections::BTreeSet<_> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "listed twice");
     assert!(!names.iter().any(|n| n.contains("hidden") || n.starts_with("beta")));
-    assert!(cursors.len() >= 1);
+    assert!(!cursors.is_empty());
     for cur in &cursors {
         let named = cur.split_once(' ').unwrap().1;
         assert!(names.iter().any(|n| n == named), "{named} was not shown");
