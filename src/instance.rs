@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::core::keys::Scope;
 use crate::core::tokens::AccessToken;
+use crate::kek_reach::KekAllowList;
 use crate::keyring::{Keyring, KeyringConfig, KeyringError, now_ms};
 use crate::store::{
     Bootstrap, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError, TokenKind, TokenRecord, UserRecord,
@@ -42,6 +43,8 @@ pub struct InstanceConfig {
     pub pkcs11_pin: Option<Zeroizing<String>>,
     /// Cache settings of the keyring.
     pub keyring: KeyringConfig,
+    /// The PKCS#11 modules, PIN files and KMS endpoints other KEKs may use (the system KEK's are added to it).
+    pub kek_allow: KekAllowList,
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for InstanceConfig {
             .field("argon2", &self.argon2)
             .field("pkcs11_pin", &redacted(self.pkcs11_pin.is_some()))
             .field("keyring", &self.keyring)
+            .field("kek_allow", &self.kek_allow)
             .finish()
     }
 }
@@ -89,6 +93,17 @@ pub enum StartError {
         uri: String,
         /// The adapter's classified error.
         cause: KmsError,
+    },
+    /// A `--kms-endpoint` is not an origin.
+    #[error("{0}")]
+    KekAllowList(String),
+    /// A registered KEK reaches a module, PIN file or endpoint this start does not allow.
+    #[error("the registered KEK {uri} cannot be opened: {refused}")]
+    KekNotAllowed {
+        /// The KEK URI.
+        uri: String,
+        /// What it reaches that is not allowed.
+        refused: crate::kek_reach::KekRefused,
     },
     /// The store was initialised with another system KEK URI.
     #[error(
@@ -132,6 +147,8 @@ pub struct Instance {
     pub admin_token_path: PathBuf,
     /// How KEK adapters are opened (never creating a key).
     pub kek_options: OpenOptions,
+    /// What KEKs other than the system KEK may reach: the operator's allow-list and the system KEK's own reach.
+    pub kek_allow: KekAllowList,
 }
 
 fn make_data_dir(path: &Path) -> Result<(), StartError> {
@@ -179,6 +196,12 @@ impl Instance {
         let store = crate::store::connect(&url).await?;
         let keyring = Arc::new(Keyring::new(store.clone(), &config.keyring));
         let uri: KekUri = config.system_kek.parse().map_err(StartError::KekUri)?;
+        config.kek_allow.validate().map_err(StartError::KekAllowList)?;
+        let kek_allow = config
+            .kek_allow
+            .clone()
+            .with_system_kek(&uri)
+            .map_err(StartError::KekUri)?;
         let bootstrapped = store.is_bootstrapped().await?;
         let options = OpenOptions {
             data_dir: config.data_dir.clone(),
@@ -260,6 +283,14 @@ impl Instance {
                 continue;
             }
             let other_uri: KekUri = row.uri.parse().map_err(StartError::KekUri)?;
+            // Registered before the allow-list existed, or allowed by an earlier start: checked again, so a KEK
+            // reaching what this start does not allow is never opened.
+            kek_allow
+                .check(&other_uri)
+                .map_err(|refused| StartError::KekNotAllowed {
+                    uri: row.uri.clone(),
+                    refused,
+                })?;
             let adapter =
                 sesame_kms::open_kek(&other_uri, &kek_options)
                     .await
@@ -276,6 +307,7 @@ impl Instance {
             new_admin_token,
             admin_token_path,
             kek_options,
+            kek_allow,
         })
     }
 }
@@ -323,6 +355,7 @@ fn first_state(
             created_ms: now,
             expires_ms: None,
             revoked_ms: None,
+            parent_id: None,
         },
     };
     (boot, token)

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cli;
 pub mod core;
 pub mod instance;
+pub mod kek_reach;
 pub mod keyring;
 pub mod migrate;
 pub mod server;

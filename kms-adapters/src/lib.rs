@@ -26,6 +26,7 @@ mod open;
 mod passphrase;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
+mod reach;
 mod uri;
 
 pub use dek::{Dek, WrapContext, WrappedDek};
@@ -33,6 +34,7 @@ pub use error::KmsError;
 pub use local::LocalKek;
 pub use open::{Argon2Params, OpenOptions, open_kek};
 pub use passphrase::PassphraseKek;
+pub use reach::{Reach, reach};
 pub use uri::KekUri;
 
 /// A key-encryption key. Implementations are cheap to share (`Arc<dyn Kek>`) and safe to call concurrently.

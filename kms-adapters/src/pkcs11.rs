@@ -38,74 +38,7 @@ const WRAP_ALG: &str = "PKCS11-AES-GCM";
 const AAD_LABEL: &[u8] = b"sesame-kek/pkcs11/v1";
 const IV_LEN: usize = 12;
 
-/// The parts of a `pkcs11:` URI Sesame uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pkcs11Uri {
-    /// Token label.
-    pub token: String,
-    /// Key label (`object`).
-    pub object: String,
-    /// The PKCS#11 module to load.
-    pub module_path: PathBuf,
-    /// A file holding the PIN, if the URI names one.
-    pub pin_file: Option<PathBuf>,
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-impl Pkcs11Uri {
-    /// Reads the attributes of a parsed `pkcs11:` URI.
-    pub fn parse(uri: &KekUri) -> Result<Pkcs11Uri, KmsError> {
-        let invalid = |reason: &str| KmsError::InvalidUri {
-            reason: format!("{uri}: {reason}"),
-        };
-        let (path, query) = uri.rest().split_once('?').unwrap_or((uri.rest(), ""));
-        let mut attrs: HashMap<&str, String> = HashMap::new();
-        for part in path.split(';').chain(query.split('&')).filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| invalid("attributes must be name=value"))?;
-            let v = percent_decode(v).ok_or_else(|| invalid("bad percent-encoding"))?;
-            attrs.insert(k, v);
-        }
-        let token = attrs.remove("token").ok_or_else(|| invalid("missing token=LABEL"))?;
-        let object = attrs
-            .remove("object")
-            .ok_or_else(|| invalid("missing object=KEY-LABEL"))?;
-        let module_path = attrs
-            .remove("module-path")
-            .map(PathBuf::from)
-            .ok_or_else(|| invalid("missing module-path=/path/to/pkcs11-module.so"))?;
-        let pin_file = match attrs.remove("pin-source") {
-            Some(src) => Some(PathBuf::from(
-                src.strip_prefix("file:")
-                    .ok_or_else(|| invalid("pin-source must be file:PATH"))?,
-            )),
-            None => None,
-        };
-        Ok(Pkcs11Uri {
-            token,
-            object,
-            module_path,
-            pin_file,
-        })
-    }
-}
+pub use crate::uri::Pkcs11Uri;
 
 /// Longest PIN file read: a PIN is a short line, so a larger file is a mistake (and is not read into memory).
 const MAX_PIN_FILE: u64 = 4096;

@@ -68,8 +68,9 @@ pub enum MemberCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Add a user to an organization with an org-wide role. A user new to the instance is created, and its first
-    /// personal token is printed once.
+    /// Invite a user to an organization with an org-wide role; they join when they accept (`sesame invitation
+    /// accept`). The instance administrator adds users directly instead: a user new to the instance is created, and
+    /// its first personal token is printed once.
     #[command(
         after_help = "Roles: none, reader, opener, editor, admin.\n\nExample:\n  sesame member add alice \
 --role editor --org acme"
@@ -108,6 +109,40 @@ pub enum MemberCommand {
         login: String,
         #[command(flatten)]
         org: OrgFlag,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `sesame invitation …`
+#[derive(Debug, Args)]
+pub struct InvitationArgs {
+    #[command(subcommand)]
+    pub command: InvitationCommand,
+}
+
+/// Invitation commands: an org administrator invites with `sesame member add`; you answer here.
+#[derive(Debug, Subcommand)]
+pub enum InvitationCommand {
+    /// List the invitations addressed to you.
+    Ls {
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Accept an invitation: you join its organization with its role.
+    Accept {
+        /// The invitation's id (from `sesame invitation ls`).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decline an invitation: it is dropped and you do not join.
+    Decline {
+        /// The invitation's id.
+        id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -338,6 +373,16 @@ struct Member {
 }
 
 #[derive(Deserialize)]
+struct Invitation {
+    id: String,
+    org: String,
+    login: String,
+    role: String,
+    #[serde(rename = "invitedBy")]
+    invited_by: String,
+}
+
+#[derive(Deserialize)]
 struct Team {
     name: String,
     description: String,
@@ -399,6 +444,38 @@ pub async fn run_org(args: OrgArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs `sesame invitation …`.
+pub async fn run_invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        InvitationCommand::Ls { json, client } => {
+            let v: Value = Client::new(&client)?.get("api/sesame/v1/invitations").await?;
+            if json {
+                return print_json(&v).map(|_| ExitCode::SUCCESS);
+            }
+            let invitations: Vec<Invitation> = field(&v, "invitations")?;
+            println!("{:<36}  {:<24}  {:<8}  INVITED BY", "ID", "ORG", "ROLE");
+            for i in invitations {
+                println!("{:<36}  {:<24}  {:<8}  {}", i.id, i.org, i.role, i.invited_by);
+            }
+        }
+        InvitationCommand::Accept { id, client } => {
+            let path = format!("api/sesame/v1/invitations/{}/accept", seg("invitation id", &id)?);
+            let v: Value = Client::new(&client)?.post(&path, &json!({})).await?;
+            let org = v.get("org").and_then(Value::as_str).unwrap_or_default();
+            let role = v.get("role").and_then(Value::as_str).unwrap_or_default();
+            println!("joined {org} as {role}");
+        }
+        InvitationCommand::Decline { id, client } => {
+            let path = format!("api/sesame/v1/invitations/{}/decline", seg("invitation id", &id)?);
+            Client::new(&client)?
+                .send_json::<Value, ()>(Method::POST, &path, None)
+                .await?;
+            println!("declined invitation {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `sesame member …`.
 pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -428,6 +505,14 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 .await?;
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
+            }
+            if let Some(inv) = v.get("invitation") {
+                let inv: Invitation = serde_json::from_value(inv.clone())?;
+                println!(
+                    "invited {} to {} as {} (invitation {}); they join once they run `sesame invitation accept {}`",
+                    inv.login, inv.org, inv.role, inv.id, inv.id
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             let member: Member = field(&v, "member")?;
             println!("added {} to {} as {}", member.login, org.org, member.role);

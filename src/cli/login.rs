@@ -28,7 +28,7 @@ pub struct Credentials {
     pub url: String,
     /// The access token.
     pub token: AccessToken,
-    /// The org that environment names default to (the first org the server listed at login), if any.
+    /// The org that environment names default to (given at login, or the user's only org), if any.
     pub org: Option<String>,
 }
 
@@ -154,7 +154,8 @@ pub struct LoginArgs {
     /// Read the access token from this file instead of SESAME_TOKEN or a prompt.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// The org that environment names default to (default: the first org the server lists for you).
+    /// The org that environment names default to (default: your org when you belong to exactly one; with several,
+    /// none — name it here, or with SESAME_ORG or --org on each command).
     #[arg(long)]
     pub org: Option<String>,
     /// Allow plain http:// to a host that is not loopback (tokens and secrets would cross the network unencrypted).
@@ -182,6 +183,16 @@ struct User {
 #[serde(rename_all = "camelCase")]
 struct UserOrg {
     github_login: String,
+}
+
+/// The org names default to when `login` is given none: the caller's only org, if it has exactly one. With
+/// several there is no default — never the first by name, which could be an org someone else added the user to,
+/// whose members would then receive what the user writes.
+fn default_org(orgs: &[UserOrg]) -> Option<String> {
+    match orgs {
+        [only] => Some(only.github_login.clone()),
+        _ => None,
+    }
 }
 
 /// Reads the token for `login`: SESAME_TOKEN, else --token-file, else a prompt without echo on a terminal, else one
@@ -242,10 +253,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         name: String::new(),
         organizations: Vec::new(),
     });
-    let org = args
-        .org
-        .clone()
-        .or_else(|| user.organizations.first().map(|o| o.github_login.clone()));
+    let org = args.org.clone().or_else(|| default_org(&user.organizations));
     let path = store(&Credentials {
         url: client.base().to_string(),
         token,
@@ -258,8 +266,14 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         (login, name) => format!("{login} ({name})"),
     };
     println!("Logged in to {} as {who}.", client.base());
-    if let Some(org) = org {
-        println!("Environment names default to the org {org}.");
+    match &org {
+        Some(org) => println!("Environment names default to the org {org}."),
+        None if user.organizations.len() > 1 => println!(
+            "You belong to {} orgs, so none is the default: name one with --org or SESAME_ORG (or log in again \
+             with --org).",
+            user.organizations.len()
+        ),
+        None => {}
     }
     println!("Credentials saved in {}.", path.display());
     Ok(ExitCode::SUCCESS)
@@ -305,6 +319,16 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert!(!format!("{back:?}").contains("sesame_secret"));
+    }
+
+    #[test]
+    fn only_a_single_org_becomes_the_default() {
+        let org = |n: &str| UserOrg {
+            github_login: n.to_owned(),
+        };
+        assert_eq!(default_org(&[]), None);
+        assert_eq!(default_org(&[org("acme")]), Some("acme".to_owned()));
+        assert_eq!(default_org(&[org("aaa-trap"), org("acme")]), None);
     }
 
     #[test]

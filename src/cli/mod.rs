@@ -55,8 +55,8 @@ The token comes from SESAME_TOKEN, else --token-file, else a prompt that does no
 when it is not a terminal). It is checked with GET /api/user, then saved with the URL in \
 $SESAME_CONFIG_DIR/credentials.json (default ~/.sesame/credentials.json), a file only you can read (mode 0600). \
 Later commands use that URL when neither --url nor SESAME_URL is given, and that token when none is given and the URL \
-is the saved one. The first org the server lists for you becomes the default org of environment names (override \
-with --org here, or --org / SESAME_ORG on each command)."
+is the saved one. When you belong to exactly one org, it becomes the default org of environment names; with several \
+there is no default (never the first by name): choose one with --org here, or --org / SESAME_ORG on each command."
     )]
     Login(login::LoginArgs),
     /// Forget the saved server and token (removes the credentials file).
@@ -80,6 +80,8 @@ with --org here, or --org / SESAME_ORG on each command)."
     Role(admin::RoleArgs),
     /// Access tokens: personal, team and organization; create, list, revoke.
     Token(admin::TokenArgs),
+    /// Invitations to join organizations: list yours, accept or decline them.
+    Invitation(admin::InvitationArgs),
 }
 
 /// Runs the parsed command line.
@@ -97,6 +99,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Team(args) => admin::run_team(args).await,
         Command::Role(args) => admin::run_role(args).await,
         Command::Token(args) => admin::run_token(args).await,
+        Command::Invitation(args) => admin::run_invitation(args).await,
     };
     match result {
         Ok(code) => code,

@@ -38,6 +38,33 @@ pub struct ServeArgs {
     /// or, in builds with the pkcs11 feature, pkcs11:token=…;object=…?module-path=… (PIN from SESAME_PKCS11_PIN).
     #[arg(long, env = "SESAME_SYSTEM_KEK", default_value = "local://default")]
     pub system_kek: String,
+    /// A PKCS#11 module KEKs registered over the API may load (repeatable; exact path; the system KEK's is always
+    /// allowed). A registered URI's module-path must equal one of these.
+    #[arg(
+        long = "pkcs11-module",
+        value_name = "PATH",
+        env = "SESAME_PKCS11_MODULES",
+        value_delimiter = ':'
+    )]
+    pub pkcs11_modules: Vec<PathBuf>,
+    /// A file KEKs registered over the API may read their PKCS#11 PIN from (pin-source=file:PATH; repeatable).
+    #[arg(
+        long = "pkcs11-pin-file",
+        value_name = "PATH",
+        env = "SESAME_PKCS11_PIN_FILES",
+        value_delimiter = ':'
+    )]
+    pub pkcs11_pin_files: Vec<PathBuf>,
+    /// A KMS endpoint (http(s) origin) KEKs registered over the API may send requests and credentials to: an
+    /// endpoint= of awskms:// or gcpkms://, an azurekeyvault:// vault host (repeatable; comma-separated in the
+    /// variable).
+    #[arg(
+        long = "kms-endpoint",
+        value_name = "URL",
+        env = "SESAME_KMS_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub kms_endpoints: Vec<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "SESAME_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -108,6 +135,11 @@ impl ServeArgs {
                 argon2: Default::default(),
                 pkcs11_pin: std::env::var("SESAME_PKCS11_PIN").ok().map(zeroize::Zeroizing::new),
                 keyring: KeyringConfig::default(),
+                kek_allow: crate::kek_reach::KekAllowList {
+                    pkcs11_modules: self.pkcs11_modules,
+                    pkcs11_pin_files: self.pkcs11_pin_files,
+                    endpoints: self.kms_endpoints,
+                },
             },
         })
     }

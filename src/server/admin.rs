@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::access::org_not_found;
@@ -242,20 +243,25 @@ pub async fn list_members(
     }))
 }
 
-/// `POST /api/sesame/v1/orgs/{org}/members`: adds a user (created, with a first personal token, when new).
+/// `POST /api/sesame/v1/orgs/{org}/members`. The instance administrator adds a user directly (created, with a
+/// first personal token, when new: `201`); an org administrator invites the login instead (`202`, see
+/// [`super::invitations`]), so nobody joins an org without consenting.
 pub async fn add_member(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
     ClientAddr(addr): ClientAddr,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<AddMemberRequest>,
-) -> Result<(StatusCode, Json<AddMemberResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let login = valid_name("login", &req.login)?;
     if let Some(name) = &req.name {
         text::check("display name", name, text::MAX_DISPLAY_NAME, text::Lines::Single)?;
     }
     let role = parse_role(&req.role)?;
+    if !p.instance_admin {
+        return super::invitations::invite(&app, &p, &addr, &org, &login, role).await;
+    }
     let now = now_ms();
     let token = AccessToken::generate(&mut rand::rng());
     let user_id = uuid::Uuid::now_v7().to_string();
@@ -281,6 +287,7 @@ pub async fn add_member(
             created_ms: now,
             expires_ms: None,
             revoked_ms: None,
+            parent_id: None,
         },
     };
     let added = app
@@ -317,7 +324,8 @@ pub async fn add_member(
             member,
             token: added.created_user.then(|| SecretText::new(token.expose().to_owned())),
         }),
-    ))
+    )
+        .into_response())
 }
 
 /// `PATCH /api/sesame/v1/orgs/{org}/members/{login}`
@@ -749,7 +757,32 @@ async fn token_info(app: &AppState, t: &TokenRecord, user_login: Option<&str>) -
         created_ms: t.created_ms,
         expires_ms: t.expires_ms,
         revoked_ms: t.revoked_ms,
+        parent_id: t.parent_id.clone(),
     })
+}
+
+/// The expiry of a token made by a token expiring at `parent` (`None`: never). A child never outlives its parent:
+/// with no `expiresInDays` it expires with the parent; an `expiresInDays` reaching past the parent's expiry is
+/// refused (400), naming the most it may ask for.
+fn child_expiry(days: Option<u32>, parent: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
+    let wanted = match days {
+        None => return Ok(parent),
+        Some(days @ 1..=MAX_TOKEN_DAYS) => now + i64::from(days) * DAY_MS,
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "expiresInDays must be between 1 and {MAX_TOKEN_DAYS}"
+            )));
+        }
+    };
+    match parent {
+        Some(limit) if wanted > limit => Err(ApiError::bad_request(format!(
+            "a token cannot outlive the token that makes it: yours expires {}, so expiresInDays may be at most {} \
+             (or leave it out to expire together)",
+            crate::core::timefmt::rfc3339(limit),
+            (limit - now).max(0) / DAY_MS
+        ))),
+        _ => Ok(Some(wanted)),
+    }
 }
 
 /// `POST /api/sesame/v1/tokens`: a personal token for the caller, or (org admins) a team or organization token.
@@ -766,15 +799,7 @@ pub async fn create_token(
         text::Lines::Multi,
     )?;
     let now = now_ms();
-    let expires_ms = match req.expires_in_days {
-        None => None,
-        Some(days @ 1..=MAX_TOKEN_DAYS) => Some(now + i64::from(days) * DAY_MS),
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "expiresInDays must be between 1 and {MAX_TOKEN_DAYS}"
-            )));
-        }
-    };
+    let expires_ms = child_expiry(req.expires_in_days, p.expires_ms(), now)?;
     let (kind, user_id, org, team) = match req.kind.as_str() {
         "personal" => {
             if req.org.is_some() || req.team.is_some() {
@@ -830,8 +855,13 @@ pub async fn create_token(
         created_ms: now,
         expires_ms,
         revoked_ms: None,
+        parent_id: Some(p.token_id.clone()),
     };
-    app.store.insert_token(&record).await.map_err(internal)?;
+    if !app.store.insert_token(&record).await.map_err(internal)? {
+        // The calling token was revoked since this replica cached it: refused like any revoked token.
+        app.tokens.invalidate_all();
+        return Err(ApiError::unauthorized("invalid, expired or revoked access token"));
+    }
     let owner = match (&org, &team) {
         (Some(o), Some(t)) => format!("team {}/{}", o.name, t.name),
         (Some(o), None) => format!("organization {}", o.name),
@@ -845,12 +875,13 @@ pub async fn create_token(
         &record.id,
         "ok",
         format!(
-            "{} token for {owner}{}",
+            "{} token for {owner}{}, made by token {}",
             kind_str(kind),
             match expires_ms {
-                Some(_) => format!(", expires in {} days", req.expires_in_days.unwrap_or(0)),
+                Some(at) => format!(", expires {}", crate::core::timefmt::rfc3339(at)),
                 None => String::new(),
-            }
+            },
+            p.token_id
         ),
     )
     .await?;
@@ -903,7 +934,7 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /api/sesame/v1/tokens/{id}`: the caller's own token, an org or team token of an org the caller
-/// administers, or any token for the instance administrator. Refused at once on this replica; other replicas stop
+/// administers, or any token for the instance administrator; every token it made (transitively) is revoked with it. Refused at once on this replica; other replicas stop
 /// accepting it within their token cache's lifetime.
 pub async fn revoke_token(
     State(app): State<Arc<AppState>>,
@@ -962,9 +993,14 @@ pub async fn revoke_token(
         &id,
         "ok",
         format!(
-            "{} token{}",
+            "{} token{}{}",
             kind_str(record.kind),
-            if revoked { "" } else { " (revoked already)" }
+            if revoked.revoked { "" } else { " (revoked already)" },
+            if revoked.descendants.is_empty() {
+                String::new()
+            } else {
+                format!("; with the tokens it made: {}", revoked.descendants.join(", "))
+            }
         ),
     )
     .await?;

@@ -51,6 +51,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// When the token expires, Unix milliseconds (`None`: never). Tokens it makes expire no later.
+    pub fn expires_ms(&self) -> Option<i64> {
+        self.expires_ms
+    }
+
     fn from_record(r: &TokenWithUser) -> Principal {
         Principal {
             token_id: r.token.id.clone(),

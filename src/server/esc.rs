@@ -31,8 +31,8 @@ use crate::core::keys::{Name, open_session_aad};
 use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::{parse_go_duration, rfc3339};
 use crate::keyring::now_ms;
-use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Written};
-use crate::store::{Inserted, OrgRecord};
+use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Viewer, Written};
+use crate::store::{Inserted, OrgRecord, TokenKind};
 
 /// The longest an open session may last.
 pub const MAX_OPEN_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -166,6 +166,9 @@ pub struct ListQuery {
     continuation_token: Option<String>,
 }
 
+/// The continuation token: the last listed `(org, project, name)`, base64url. It holds only names the caller was
+/// just shown, and a crafted one only sets where a listing starts among the environments the caller may see, so
+/// it reveals nothing.
 fn decode_cursor(token: Option<&str>) -> Result<Option<(String, String, String)>, ApiError> {
     use base64::Engine;
     let Some(t) = token.filter(|t| !t.is_empty()) else {
@@ -188,6 +191,21 @@ fn encode_cursor(org: &str, project: &str, name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{org}/{project}/{name}"))
 }
 
+/// Whose grants decide what `p` sees in a listing (the same rules as [`AppState::access`]).
+fn viewer(p: &Principal) -> Viewer<'_> {
+    if p.instance_admin {
+        return Viewer::All;
+    }
+    match (p.kind, &p.user_id, &p.org_id, &p.team_id) {
+        (TokenKind::Personal, Some(user), _, _) => Viewer::User(user),
+        (TokenKind::Organization, _, Some(org), _) => Viewer::Org(org),
+        (TokenKind::Team, _, Some(org_id), Some(team_id)) => Viewer::Team { org_id, team_id },
+        _ => Viewer::Nobody,
+    }
+}
+
+/// One page of the environments the caller may read. Visibility is decided by the store's query, so the page and
+/// its `nextToken` are built from visible rows only.
 async fn list(
     app: &AppState,
     p: &Principal,
@@ -203,38 +221,21 @@ async fn list(
     let after = cursor.as_ref().map(|(o, p, n)| (o.as_str(), p.as_str(), n.as_str()));
     let rows = app
         .store
-        .list_envs(only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
+        .list_envs(viewer(p), only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
         .await
         .map_err(internal)?;
-    let mut out = Vec::new();
-    let mut accesses: std::collections::HashMap<String, Option<Arc<Access>>> = Default::default();
-    for (org_name, env) in &rows {
-        let access = match &only {
-            Some((_, a)) => Some(a.clone()),
-            None => {
-                if !accesses.contains_key(&env.org_id) {
-                    let a = match app.org_by_name(org_name).await? {
-                        Some(o) => Some(app.access(p, &o).await?),
-                        None => None,
-                    };
-                    accesses.insert(env.org_id.clone(), a);
-                }
-                accesses[&env.org_id].clone()
-            }
-        };
-        let visible = access.is_some_and(|a| {
-            a.decide(Some(&env.project), Some(&env.name), Action::Read) == crate::core::authz::Decision::Allow
-        });
-        if visible {
-            out.push(json!({
+    let out: Vec<JsonValue> = rows
+        .iter()
+        .map(|(org_name, env)| {
+            json!({
                 "organization": org_name,
                 "project": env.project,
                 "name": env.name,
                 "created": rfc3339(env.created_ms),
                 "modified": rfc3339(env.modified_ms),
-            }));
-        }
-    }
+            })
+        })
+        .collect();
     let mut body = json!({ "environments": out });
     if rows.len() as i64 == PAGE
         && let Some((o, last)) = rows.last()

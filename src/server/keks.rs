@@ -1,7 +1,9 @@
 //! The KEK registry of the admin API, `/api/sesame/v1/keks`: register a KEK (bring your own key), list, make
 //! default, disable. Only the instance administrator may use it until roles arrive (issue 5).
 //!
-//! A KEK is registered only after it proved itself: it is opened (creating the key where the backend can — a
+//! A KEK URI may reach only the PKCS#11 modules, PIN files and KMS endpoints the operator allowed at start-up
+//! ([`crate::kek_reach`]); anything else is refused with 400 before anything is opened. A KEK is registered only
+//! after it proved itself: it is opened (creating the key where the backend can — a
 //! local key file, a PKCS#11 key, an AWS alias), and a fresh DEK must wrap and unwrap through it. A KEK that cannot
 //! be reached or does not round-trip is refused with the adapter's classified error, never registered.
 
@@ -83,6 +85,21 @@ pub async fn add(
         crate::core::text::Lines::Single,
     )?;
     let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
+    // Before anything is opened: no module loaded, no file read, no connection made for a URI the operator did not
+    // allow.
+    if let Err(refused) = app.kek_allow.check(&uri) {
+        app.audit(
+            Some(&principal),
+            &addr,
+            None,
+            "kek.add",
+            uri.as_str(),
+            "denied",
+            refused.to_string(),
+        )
+        .await?;
+        return Err(ApiError::bad_request(refused.to_string()));
+    }
     let org_id = match &req.org {
         Some(name) => Some(
             app.org_by_name(name)

@@ -15,6 +15,7 @@ pub mod error;
 pub mod esc;
 pub mod esc_eval;
 pub mod esc_wire;
+pub mod invitations;
 pub mod keks;
 pub mod migrations;
 pub mod ops;
@@ -71,6 +72,8 @@ pub struct AppState {
     access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
     pub kek_options: sesame_kms::OpenOptions,
+    /// What a KEK registered over the API may reach on the host (modules, PIN files, endpoints).
+    pub kek_allow: crate::kek_reach::KekAllowList,
     /// This process's id as a lease owner (KEK migrations).
     pub replica_id: String,
     /// How this replica runs KEK migrations.
@@ -203,9 +206,11 @@ impl AppState {
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
         kek_options: sesame_kms::OpenOptions,
+        kek_allow: crate::kek_reach::KekAllowList,
         migrate_config: MigrateConfig,
     ) -> AppState {
         AppState {
+            kek_allow,
             audit: crate::audit::AuditLog::start(store.clone()),
             throttle: throttle::Throttle::new(Default::default()),
             store,
@@ -401,7 +406,15 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/api/sesame/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),
         )
-        .route("/api/sesame/v1/tokens/{id}", delete(admin::revoke_token));
+        .route("/api/sesame/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/api/sesame/v1/invitations", get(invitations::list_mine))
+        .route("/api/sesame/v1/invitations/{id}/accept", post(invitations::accept))
+        .route("/api/sesame/v1/invitations/{id}/decline", post(invitations::decline))
+        .route("/api/sesame/v1/orgs/{org}/invitations", get(invitations::list_org))
+        .route(
+            "/api/sesame/v1/orgs/{org}/invitations/{login}",
+            delete(invitations::withdraw),
+        );
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
     let environments = Router::new()
@@ -536,6 +549,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.store.clone(),
         instance.keyring.clone(),
         instance.kek_options.clone(),
+        instance.kek_allow.clone(),
         config.migration.clone(),
     );
     state.throttle = throttle::Throttle::new(config.limits.auth.clone());

@@ -441,6 +441,9 @@ pub struct TokenInfo {
     /// Revocation time, Unix milliseconds (null: in force).
     #[serde(rename = "revokedMs")]
     pub revoked_ms: Option<i64>,
+    /// The id of the token that made this one (revoking that one revokes this one); absent for root tokens.
+    #[serde(rename = "parentId", skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
 }
 
 /// `POST /api/sesame/v1/tokens` response: the token's text, shown this once.
@@ -458,6 +461,49 @@ pub struct CreatedToken {
 pub struct TokenList {
     /// The tokens, oldest first.
     pub tokens: Vec<TokenInfo>,
+}
+
+/// A pending invitation to join an org. The same shape whoever asks, and whether or not its login exists: it
+/// carries no display name.
+#[derive(Serialize)]
+pub struct InvitationInfo {
+    /// Its id (what the invitee accepts or declines).
+    pub id: String,
+    /// The org it invites to.
+    pub org: String,
+    /// The login it is addressed to.
+    pub login: String,
+    /// The org-wide role accepting gives.
+    pub role: String,
+    /// Who invited: a login, `org:<org>` or `team:<org>/<team>`.
+    #[serde(rename = "invitedBy")]
+    pub invited_by: String,
+    /// When, Unix milliseconds.
+    #[serde(rename = "createdMs")]
+    pub created_ms: i64,
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/members` response for an org administrator: `202 Accepted`, the invitation.
+#[derive(Serialize)]
+pub struct InvitedMember {
+    /// The invitation the user must accept.
+    pub invitation: InvitationInfo,
+}
+
+/// `GET /api/sesame/v1/invitations` and `GET /api/sesame/v1/orgs/{org}/invitations` response.
+#[derive(Serialize)]
+pub struct InvitationList {
+    /// The pending invitations.
+    pub invitations: Vec<InvitationInfo>,
+}
+
+/// `POST /api/sesame/v1/invitations/{id}/accept` response.
+#[derive(Serialize)]
+pub struct AcceptedInvitation {
+    /// The org joined.
+    pub org: String,
+    /// The caller's org-wide role there now.
+    pub role: String,
 }
 
 #[cfg(test)]

@@ -23,6 +23,33 @@ pub struct EnvRecord {
     pub modified_ms: i64,
 }
 
+/// Whose grants decide what a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// Everything (the instance administrator).
+    All,
+    /// Everything in one org (an organization token of that org).
+    Org(&'a str),
+    /// What a user's grants, and those of the user's teams, allow, in every org.
+    User(&'a str),
+    /// What a team's grants allow, in the team's org (a team token).
+    Team { org_id: &'a str, team_id: &'a str },
+    /// Nothing.
+    Nobody,
+}
+
+/// Whether the environment `e` is visible under the grants in `g` (a CTE of `org_id, project, env, role`): the most
+/// specific level holding any grant decides, and there the best role must be above `none` — `Access::role` in SQL.
+const VISIBLE_BY_GRANTS: &str = "o.id IN (SELECT org_id FROM g WHERE role <> 'none') AND CASE \
+     WHEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = e.name) \
+     THEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = e.name AND \
+     g.role <> 'none') \
+     WHEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = '') \
+     THEN EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = e.project AND g.env = '' AND \
+     g.role <> 'none') \
+     ELSE EXISTS (SELECT 1 FROM g WHERE g.org_id = e.org_id AND g.project = '' AND g.env = '' AND g.role <> 'none') \
+     END";
+
 /// A revision withdrawn from use: reads of it answer with `replacement` instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retraction {
@@ -126,10 +153,13 @@ pub trait EnvStore: Send + Sync {
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>>;
     /// Several environments of one org by `(project, name)`, in one round trip; missing ones are left out.
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>>;
-    /// Environments ordered by org name, project, name, after the given `(org name, project, name)`; with each its
-    /// org's name.
+    /// The environments `viewer` may read (in one org, or in all), ordered by org name, project, name, after the
+    /// given `(org name, project, name)`; with each its org's name. Visibility is decided in the query (the rule of
+    /// `core::authz`: the most specific level with a grant decides, `none` hides), so a page costs one page of
+    /// visible rows and nothing about other rows — not even that they exist — reaches the caller.
     async fn list_envs(
         &self,
+        viewer: Viewer<'_>,
         org_id: Option<&str>,
         after: Option<(&str, &str, &str)>,
         limit: i64,
@@ -341,23 +371,46 @@ impl EnvStore for SqlStore {
 
     async fn list_envs(
         &self,
+        viewer: Viewer<'_>,
         org_id: Option<&str>,
         after: Option<(&str, &str, &str)>,
         limit: i64,
     ) -> StoreResult<Vec<(String, EnvRecord)>> {
         let (o, p, n) = after.unwrap_or(("", "", ""));
-        let rows = sqlx::query(&format!(
-            "SELECT o.name AS org_name, {ENV_COLUMNS} FROM environments e JOIN orgs o ON o.id = e.org_id \
+        // Parameters $1-$5 are the same for every viewer; $6 and $7 are the viewer's.
+        let (grants, visible, params): (&str, &str, Vec<String>) = match viewer {
+            Viewer::Nobody => return Ok(Vec::new()),
+            Viewer::All => ("", "1 = 1", Vec::new()),
+            Viewer::Org(id) => ("", "e.org_id = $6", vec![id.to_owned()]),
+            Viewer::User(user_id) => (
+                "WITH g AS (SELECT r.org_id, r.project, r.env, r.role FROM role_grants r WHERE r.subject = $6 \
+                 UNION ALL SELECT r.org_id, r.project, r.env, r.role FROM team_members m JOIN teams t ON t.id = \
+                 m.team_id JOIN role_grants r ON r.org_id = t.org_id AND r.subject = 'team:' || t.id WHERE \
+                 m.user_id = $7) ",
+                VISIBLE_BY_GRANTS,
+                vec![format!("user:{user_id}"), user_id.to_owned()],
+            ),
+            Viewer::Team { org_id, team_id } => (
+                "WITH g AS (SELECT org_id, project, env, role FROM role_grants WHERE org_id = $6 AND subject = $7) ",
+                VISIBLE_BY_GRANTS,
+                vec![org_id.to_owned(), format!("team:{team_id}")],
+            ),
+        };
+        let sql = format!(
+            "{grants}SELECT o.name AS org_name, {ENV_COLUMNS} FROM environments e JOIN orgs o ON o.id = e.org_id \
              WHERE ($1 = '' OR e.org_id = $1) AND (o.name > $2 OR (o.name = $2 AND (e.project > $3 OR \
-             (e.project = $3 AND e.name > $4)))) ORDER BY o.name, e.project, e.name LIMIT $5"
-        ))
-        .bind(org_id.unwrap_or(""))
-        .bind(o)
-        .bind(p)
-        .bind(n)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+             (e.project = $3 AND e.name > $4)))) AND ({visible}) ORDER BY o.name, e.project, e.name LIMIT $5"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(org_id.unwrap_or(""))
+            .bind(o)
+            .bind(p)
+            .bind(n)
+            .bind(limit);
+        for param in &params {
+            query = query.bind(param.as_str());
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("org_name")?, env_from_row(r)?)))
             .collect()

@@ -96,6 +96,28 @@ pub struct AddedMember {
     pub inserted: Inserted,
 }
 
+/// A pending invitation of a login to an org, with the org-wide role it would give. Invitations are by login, and
+/// the login need not exist: the inviter is told nothing about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub org_id: String,
+    pub login: String,
+    pub role: Role,
+    /// Who invited, for the invitee: a login, `org:<org>` or `team:<org>/<team>`.
+    pub invited_by: String,
+    pub created_ms: i64,
+}
+
+/// What [`IdentityStore::revoke_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Revoked {
+    /// Whether the token itself was revoked by this call.
+    pub revoked: bool,
+    /// The tokens it had made (and they had made…) revoked by this call.
+    pub descendants: Vec<String>,
+}
+
 /// The identity queries.
 #[async_trait::async_trait]
 pub trait IdentityStore: Send + Sync {
@@ -128,6 +150,32 @@ pub trait IdentityStore: Send + Sync {
         role: Role,
         now_ms: i64,
     ) -> StoreResult<AddedMember>;
+
+    /// Records an invitation; one already pending for the same org and login is kept (same id), its role and
+    /// inviter replaced. Returns what is stored.
+    async fn invite(&self, invitation: &InvitationRecord) -> StoreResult<InvitationRecord>;
+
+    /// The invitations pending for `login`, oldest first, each with its org's name.
+    async fn invitations_for(&self, login: &str) -> StoreResult<Vec<(InvitationRecord, String)>>;
+
+    /// The invitations pending in an org, by login.
+    async fn invitations_of_org(&self, org_id: &str) -> StoreResult<Vec<InvitationRecord>>;
+
+    /// In one transaction: the invitation `id` addressed to `user`'s login is consumed, and the user joins its org
+    /// with its role (a user who is a member already keeps the role they have). `None` (nothing written) when there
+    /// is no such invitation for this user.
+    async fn accept_invitation(
+        &self,
+        id: &str,
+        user: &UserRecord,
+        now_ms: i64,
+    ) -> StoreResult<Option<InvitationRecord>>;
+
+    /// Deletes the invitation `id` addressed to `login`; `None` when there is none. (The invitee declines.)
+    async fn decline_invitation(&self, id: &str, login: &str) -> StoreResult<Option<InvitationRecord>>;
+
+    /// Deletes the invitation of `login` to an org; `false` when there is none. (An org admin withdraws it.)
+    async fn withdraw_invitation(&self, org_id: &str, login: &str) -> StoreResult<bool>;
 
     /// Sets a member's org-wide role; `false` (nothing written) when the user is not a member.
     async fn set_member_role(&self, org_id: &str, user_id: &str, role: Role, now_ms: i64) -> StoreResult<bool>;
@@ -167,8 +215,9 @@ pub trait IdentityStore: Send + Sync {
     /// Deletes a grant; `false` when there was none.
     async fn delete_grant(&self, org_id: &str, subject: &str, project: &str, env: &str) -> StoreResult<bool>;
 
-    /// Stores a new token (its hash only).
-    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    /// Stores a new token (its hash only). A token with a `parent_id` is stored only while that parent is not
+    /// revoked (checked under a lock on the parent's row): `false`, nothing written, when it is.
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<bool>;
 
     /// A token by id.
     async fn token_by_id(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
@@ -179,8 +228,9 @@ pub trait IdentityStore: Send + Sync {
     /// An org's organization and team tokens, oldest first.
     async fn tokens_of_org(&self, org_id: &str) -> StoreResult<Vec<TokenRecord>>;
 
-    /// Marks a token revoked; `false` when there is no such token or it was revoked already.
-    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Marks a token revoked, with every token made from it (transitively). `revoked` is `false` when there is no
+    /// such token or it was revoked already; `descendants` are the ids this call revoked below it.
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<Revoked>;
 }
 
 pub(crate) fn grant_from_row(row: &sqlx::any::AnyRow) -> StoreResult<GrantRecord> {
@@ -209,7 +259,7 @@ fn team_row(row: &AnyRow) -> StoreResult<TeamRecord> {
 }
 
 const TOKEN_COLUMNS: &str =
-    "id, token_hash, kind, user_id, org_id, team_id, description, created_ms, expires_ms, revoked_ms";
+    "id, token_hash, kind, user_id, org_id, team_id, description, created_ms, expires_ms, revoked_ms, parent_id";
 
 fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
     role.parse().map_err(|_| StoreError::Corrupt {
@@ -221,7 +271,7 @@ fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
 async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, revoked_ms, \
-         team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         team_id, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&t.id)
     .bind(t.token_hash.to_vec())
@@ -233,9 +283,50 @@ async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRec
     .bind(t.expires_ms)
     .bind(t.revoked_ms)
     .bind(&t.team_id)
+    .bind(&t.parent_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Revokes `root` and every token made from it, transitively; returns the ids revoked by this call.
+///
+/// The root's row is updated first, on its own: a concurrent [`IdentityStore::insert_token`] of a child locks that
+/// row too, so either the child was committed before (and the cascade, whose statements start after, sees it) or
+/// it finds its parent revoked and is not inserted. The cascade repeats until it finds nothing left, so a
+/// grandchild committed while it ran is caught as well.
+async fn revoke_tree_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    root: &str,
+    now_ms: i64,
+) -> StoreResult<(bool, Vec<String>)> {
+    let root_revoked = sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
+        .bind(now_ms)
+        .bind(root)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        > 0;
+    let mut descendants = Vec::new();
+    loop {
+        let ids = sqlx::query(
+            "WITH RECURSIVE tree(id) AS (SELECT id FROM tokens WHERE parent_id = $1 UNION SELECT t.id FROM tokens t \
+             JOIN tree ON t.parent_id = tree.id) UPDATE tokens SET revoked_ms = $2 WHERE revoked_ms IS NULL AND id \
+             IN (SELECT id FROM tree) RETURNING id",
+        )
+        .bind(root)
+        .bind(now_ms)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            break;
+        }
+        descendants.extend(ids);
+    }
+    Ok((root_revoked, descendants))
 }
 
 async fn upsert_grant_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, g: &GrantRecord) -> StoreResult<()> {
@@ -263,8 +354,138 @@ async fn user_by_login_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, login: &str
     row.as_ref().map(|r| super::sql::user_from_row(r, "u_")).transpose()
 }
 
+const INVITATION_COLUMNS: &str = "i.id, i.org_id, i.login, i.role, i.invited_by, i.created_ms";
+const INVITATION_FIELDS: &str = "id, org_id, login, role, invited_by, created_ms";
+
+fn invitation_row(row: &AnyRow) -> StoreResult<InvitationRecord> {
+    let role: String = row.try_get("role")?;
+    Ok(InvitationRecord {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        login: row.try_get("login")?,
+        role: parse_role(&role, "invitations")?,
+        invited_by: row.try_get("invited_by")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
 #[async_trait::async_trait]
 impl IdentityStore for SqlStore {
+    async fn invite(&self, inv: &InvitationRecord) -> StoreResult<InvitationRecord> {
+        let mut tx = self.begin_tx().await?;
+        sqlx::query(
+            "INSERT INTO invitations (id, org_id, login, role, invited_by, created_ms) VALUES ($1, $2, $3, $4, $5, \
+             $6) ON CONFLICT (org_id, login) DO UPDATE SET role = excluded.role, invited_by = excluded.invited_by",
+        )
+        .bind(&inv.id)
+        .bind(&inv.org_id)
+        .bind(&inv.login)
+        .bind(inv.role.as_str())
+        .bind(&inv.invited_by)
+        .bind(inv.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {INVITATION_COLUMNS} FROM invitations i WHERE i.org_id = $1 AND i.login = $2"
+        ))
+        .bind(&inv.org_id)
+        .bind(&inv.login)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        invitation_row(&row)
+    }
+
+    async fn invitations_for(&self, login: &str) -> StoreResult<Vec<(InvitationRecord, String)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INVITATION_COLUMNS}, o.name AS org_name FROM invitations i JOIN orgs o ON o.id = i.org_id \
+             WHERE i.login = $1 ORDER BY i.created_ms, i.id"
+        ))
+        .bind(login)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((invitation_row(r)?, r.try_get("org_name")?)))
+            .collect()
+    }
+
+    async fn invitations_of_org(&self, org_id: &str) -> StoreResult<Vec<InvitationRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INVITATION_COLUMNS} FROM invitations i WHERE i.org_id = $1 ORDER BY i.login"
+        ))
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(invitation_row).collect()
+    }
+
+    async fn accept_invitation(
+        &self,
+        id: &str,
+        user: &UserRecord,
+        now_ms: i64,
+    ) -> StoreResult<Option<InvitationRecord>> {
+        let mut tx = self.begin_tx().await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM invitations WHERE id = $1 AND login = $2 RETURNING {INVITATION_FIELDS}"
+        ))
+        .bind(id)
+        .bind(&user.login)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let inv = invitation_row(&row)?;
+        let joined = sqlx::query(
+            "INSERT INTO org_members (org_id, user_id, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(&inv.org_id)
+        .bind(&user.id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if joined > 0 {
+            upsert_grant_in(
+                &mut tx,
+                &GrantRecord {
+                    org_id: inv.org_id.clone(),
+                    subject: format!("user:{}", user.id),
+                    project: String::new(),
+                    env: String::new(),
+                    role: inv.role,
+                    created_ms: now_ms,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(inv))
+    }
+
+    async fn decline_invitation(&self, id: &str, login: &str) -> StoreResult<Option<InvitationRecord>> {
+        let row = sqlx::query(&format!(
+            "DELETE FROM invitations WHERE id = $1 AND login = $2 RETURNING {INVITATION_FIELDS}"
+        ))
+        .bind(id)
+        .bind(login)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(invitation_row).transpose()
+    }
+
+    async fn withdraw_invitation(&self, org_id: &str, login: &str) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM invitations WHERE org_id = $1 AND login = $2")
+            .bind(org_id)
+            .bind(login)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     async fn grants_for(&self, org_id: &str, who: Subject<'_>) -> StoreResult<Vec<GrantRecord>> {
         let rows = match who {
             Subject::User(user_id) => {
@@ -573,6 +794,11 @@ impl IdentityStore for SqlStore {
                 .iter()
                 .map(|r| r.try_get::<String, _>("id"))
                 .collect::<Result<Vec<_>, _>>()?;
+        // What the team's tokens made goes with them.
+        let mut revoked = revoked;
+        for id in revoked.clone() {
+            revoked.extend(revoke_tree_in(&mut tx, &id, now_ms).await?.1);
+        }
         sqlx::query("DELETE FROM teams WHERE id = $1")
             .bind(team_id)
             .execute(&mut *tx)
@@ -653,11 +879,23 @@ impl IdentityStore for SqlStore {
         Ok(n > 0)
     }
 
-    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<bool> {
         let mut tx = self.begin_tx().await?;
+        if let Some(parent) = &token.parent_id {
+            // A no-op write that locks the parent's row (see `revoke_tree_in`) and finds it still live.
+            let live = sqlx::query("UPDATE tokens SET revoked_ms = revoked_ms WHERE id = $1 AND revoked_ms IS NULL")
+                .bind(parent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if live == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
         insert_token_in(&mut tx, token).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn token_by_id(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
@@ -689,13 +927,10 @@ impl IdentityStore for SqlStore {
         rows.iter().map(super::sql::token_from_row).collect()
     }
 
-    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
-            .bind(now_ms)
-            .bind(id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<Revoked> {
+        let mut tx = self.begin_tx().await?;
+        let (revoked, descendants) = revoke_tree_in(&mut tx, id, now_ms).await?;
+        tx.commit().await?;
+        Ok(Revoked { revoked, descendants })
     }
 }

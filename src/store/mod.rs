@@ -133,6 +133,9 @@ pub struct TokenRecord {
     pub expires_ms: Option<i64>,
     /// Revocation time, Unix milliseconds.
     pub revoked_ms: Option<i64>,
+    /// The token that made this one (revoking it revokes this one); `None` for a root token: the administrator's
+    /// first token, a new user's first token, and tokens made before lineage was recorded.
+    pub parent_id: Option<String>,
 }
 
 /// The lifecycle state of a KEK.

@@ -192,7 +192,7 @@ async fn members(srv: &TestServer) {
     let alice = new_user(srv, "acme", "alice", "admin").await;
     let bob = new_user(srv, "acme", "bob", "reader").await;
 
-    // The token alice got works, and her admin role lets her add members.
+    // The token alice got works, and her admin role lets her invite members (never create users).
     let (status, list) = get(srv, &members, &alice).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(logins(&list), ["alice", "bob"]);
@@ -204,8 +204,9 @@ async fn members(srv: &TestServer) {
         Some(json!({"login": "carol", "role": "opener"})),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
-    assert!(body["token"].as_str().is_some_and(|t| t.starts_with("sesame_")));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["invitation"]["login"], json!("carol"), "{body}");
+    assert!(body.get("token").is_none(), "{body}");
 
     // A reader reads but may not manage.
     let (status, _) = get(srv, &members, &bob).await;
@@ -295,7 +296,7 @@ async fn members(srv: &TestServer) {
         Some(json!({"login": "dave", "role": "reader"})),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 202, "{body}");
     let (status, _) = call(
         srv,
         Method::PATCH,
@@ -328,7 +329,11 @@ async fn members(srv: &TestServer) {
     let (status, _) = call(srv, Method::DELETE, &format!("{members}/erin"), &alice, None).await;
     assert_eq!(status, 404);
     let (_, list) = get(srv, &members, &alice).await;
-    assert_eq!(logins(&list), ["alice", "bob", "carol", "dave"]);
+    assert_eq!(
+        logins(&list),
+        ["alice", "bob"],
+        "invited, carol and dave are not members"
+    );
 }
 
 on_both!(
@@ -398,7 +403,8 @@ async fn teams(srv: &TestServer) {
         Some(json!({"login": "eve", "role": "reader"})),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 202, "{body}");
+    add_member(srv, "acme", "eve", "reader").await;
 
     // Grants are listed by login and team name, never by id.
     let (status, body) = grant(srv, "acme", "user:eve", "none").await;
@@ -628,7 +634,7 @@ async fn tokens(srv: &TestServer) {
         Some(json!({"login": "carol", "role": "reader"})),
     )
     .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 202);
     let (status, body) = call(
         srv,
         Method::POST,
@@ -702,6 +708,7 @@ fn stored_token(kind_user: &str, expires_ms: i64) -> (AccessToken, TokenRecord) 
         created_ms: now_ms(),
         expires_ms: Some(expires_ms),
         revoked_ms: None,
+        parent_id: None,
     };
     (token, record)
 }
@@ -993,5 +1000,422 @@ async fn member_and_token_commands_from_the_command_line() {
     assert_eq!(code, 0, "{out}{err}");
     let (status, _) = get(&srv, "/api/user", &token).await;
     assert_eq!(status, 401);
+    srv.stop().await;
+}
+
+on_both!(
+    lineage,
+    a_token_never_outlives_the_token_that_made_it,
+    a_token_never_outlives_the_token_that_made_it_on_postgres
+);
+
+async fn make_token(srv: &TestServer, with: &str, body: Value) -> (u16, Value) {
+    call(srv, Method::POST, &format!("{V1}/tokens"), with, Some(body)).await
+}
+
+async fn lineage(srv: &TestServer) {
+    let alice = new_user(srv, "acme", "alice", "admin").await;
+
+    // Personal: a 1-day token makes children that expire with it, and may not ask for longer.
+    let (status, day) = make_token(srv, &alice, json!({"kind": "personal", "expiresInDays": 1})).await;
+    assert_eq!(status, 201, "{day}");
+    let day_token = day["token"].as_str().unwrap().to_owned();
+    let day_expiry = day["expiresMs"].as_i64().unwrap();
+    let (status, child) = make_token(srv, &day_token, json!({"kind": "personal"})).await;
+    assert_eq!(status, 201, "{child}");
+    assert_eq!(
+        child["expiresMs"],
+        json!(day_expiry),
+        "no expiry asked: clamped to the parent's"
+    );
+    assert_eq!(child["parentId"], day["id"], "{child}");
+    for days in [2, 30, 365] {
+        let (status, body) = make_token(srv, &day_token, json!({"kind": "personal", "expiresInDays": days})).await;
+        assert_error(status, &body, 400);
+        assert!(body["message"].as_str().unwrap().contains("outlive"), "{body}");
+    }
+    let child_token = child["token"].as_str().unwrap().to_owned();
+    let (status, grandchild) = make_token(srv, &child_token, json!({"kind": "personal"})).await;
+    assert_eq!(status, 201, "{grandchild}");
+    assert_eq!(grandchild["expiresMs"], json!(day_expiry));
+    let grandchild_token = grandchild["token"].as_str().unwrap().to_owned();
+    // An org token made by the 1-day token expires with it too.
+    let (status, org_child) = make_token(srv, &day_token, json!({"kind": "organization", "org": "acme"})).await;
+    assert_eq!(status, 201, "{org_child}");
+    assert_eq!(org_child["expiresMs"], json!(day_expiry));
+    let org_child_token = org_child["token"].as_str().unwrap().to_owned();
+
+    // All in use (and so cached); revoking the 1-day token revokes everything it made, at once.
+    for t in [&day_token, &child_token, &grandchild_token, &org_child_token] {
+        let (status, _) = get(srv, &format!("{V1}/orgs"), t).await;
+        assert_eq!(status, 200);
+    }
+    let day_id = day["id"].as_str().unwrap();
+    let (status, _) = call(srv, Method::DELETE, &format!("{V1}/tokens/{day_id}"), &alice, None).await;
+    assert_eq!(status, 204);
+    for t in [&day_token, &child_token, &grandchild_token, &org_child_token] {
+        let (status, body) = get(srv, &format!("{V1}/orgs"), t).await;
+        assert_error(status, &body, 401);
+    }
+    let (status, _) = get(srv, &format!("{V1}/orgs"), &alice).await;
+    assert_eq!(status, 200, "the parent's own parent lives on");
+    let (_, list) = get(srv, &format!("{V1}/tokens"), &alice).await;
+    for id in [&child["id"], &grandchild["id"]] {
+        let t = list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| &t["id"] == id)
+            .unwrap();
+        assert!(t["revokedMs"].as_i64().is_some(), "{t}");
+    }
+
+    // Organization tokens: a 2-day org token mints org and team tokens bounded by it; revoking it takes them along.
+    let (status, parent) = make_token(
+        srv,
+        &srv.token,
+        json!({"kind": "organization", "org": "acme", "expiresInDays": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{parent}");
+    let parent_token = parent["token"].as_str().unwrap().to_owned();
+    let parent_expiry = parent["expiresMs"].as_i64().unwrap();
+    let (status, body) = make_token(
+        srv,
+        &parent_token,
+        json!({"kind": "organization", "org": "acme", "expiresInDays": 3}),
+    )
+    .await;
+    assert_error(status, &body, 400);
+    let (status, org2) = make_token(srv, &parent_token, json!({"kind": "organization", "org": "acme"})).await;
+    assert_eq!(status, 201, "{org2}");
+    assert_eq!(org2["expiresMs"], json!(parent_expiry));
+    let (status, org1day) = make_token(
+        srv,
+        &parent_token,
+        json!({"kind": "organization", "org": "acme", "expiresInDays": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "a shorter explicit expiry is fine: {org1day}");
+    let org2_token = org2["token"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        srv,
+        Method::POST,
+        &format!("{V1}/orgs/acme/teams"),
+        &org2_token,
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, team) = make_token(srv, &org2_token, json!({"kind": "team", "org": "acme", "team": "ci"})).await;
+    assert_eq!(status, 201, "{team}");
+    assert_eq!(team["expiresMs"], json!(parent_expiry));
+    let team_token = team["token"].as_str().unwrap().to_owned();
+    for t in [&parent_token, &org2_token, &team_token] {
+        let (status, _) = get(srv, "/api/user", t).await;
+        assert_eq!(status, 200);
+    }
+    let parent_id = parent["id"].as_str().unwrap();
+    let (status, _) = call(
+        srv,
+        Method::DELETE,
+        &format!("{V1}/tokens/{parent_id}"),
+        &srv.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    for t in [&parent_token, &org2_token, &team_token] {
+        let (status, body) = get(srv, "/api/user", t).await;
+        assert_error(status, &body, 401);
+    }
+    let (status, _) = get(srv, "/api/user", &srv.token).await;
+    assert_eq!(status, 200);
+
+    // A token revoked behind this replica's cache (as by another replica) makes nothing more.
+    let (status, short) = make_token(srv, &alice, json!({"kind": "personal", "expiresInDays": 5})).await;
+    assert_eq!(status, 201);
+    let short_token = short["token"].as_str().unwrap().to_owned();
+    let (status, _) = get(srv, "/api/user", &short_token).await;
+    assert_eq!(status, 200, "now cached");
+    let store = srv.server.state.store.clone();
+    let revoked = store
+        .revoke_token(short["id"].as_str().unwrap(), now_ms())
+        .await
+        .unwrap();
+    assert!(revoked.revoked);
+    let count = |list: &Value| list["tokens"].as_array().unwrap().len();
+    let (_, before) = get(srv, &format!("{V1}/tokens"), &alice).await;
+    let (status, body) = make_token(srv, &short_token, json!({"kind": "personal"})).await;
+    assert_error(status, &body, 401);
+    let (_, after) = get(srv, &format!("{V1}/tokens"), &alice).await;
+    assert_eq!(count(&before), count(&after), "nothing was stored: {after}");
+}
+
+on_both!(
+    invitations,
+    org_admins_invite_and_users_consent,
+    org_admins_invite_and_users_consent_on_postgres
+);
+
+/// An invitation's body with what differs per login taken out.
+fn invitation_shape(body: &Value) -> Value {
+    let mut b = body.clone();
+    for key in ["id", "login", "createdMs"] {
+        assert!(
+            b["invitation"][key].is_string() || b["invitation"][key].is_i64(),
+            "{body}"
+        );
+        b["invitation"][key] = Value::Null;
+    }
+    b
+}
+
+async fn invitations(srv: &TestServer) {
+    let members = format!("{V1}/orgs/acme/members");
+    let alice = new_user(srv, "acme", "alice", "admin").await;
+    let (status, _) = call(
+        srv,
+        Method::POST,
+        &format!("{V1}/orgs"),
+        &srv.token,
+        Some(json!({"name": "beta"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // bob and carol exist (in beta only), with display names nobody in acme should learn.
+    let mut tokens = std::collections::HashMap::new();
+    for login in ["bob", "carol"] {
+        let (status, body) = call(
+            srv,
+            Method::POST,
+            &format!("{V1}/orgs/beta/members"),
+            &srv.token,
+            Some(json!({"login": login, "name": format!("Secret Name of {login}"), "role": "reader"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        tokens.insert(login, body["token"].as_str().unwrap().to_owned());
+    }
+    let (bob, carol) = (tokens["bob"].clone(), tokens["carol"].clone());
+
+    // An org admin's add is an invitation, answered the same whether the login exists or not.
+    let invite = |login: &'static str, role: &'static str| {
+        let (members, alice) = (members.clone(), alice.clone());
+        async move {
+            call(
+                srv,
+                Method::POST,
+                &members,
+                &alice,
+                Some(json!({"login": login, "role": role, "name": "ignored"})),
+            )
+            .await
+        }
+    };
+    let (status_bob, to_bob) = invite("bob", "admin").await;
+    let (status_ghost, to_ghost) = invite("ghost", "admin").await;
+    assert_eq!((status_bob, status_ghost), (202, 202), "{to_bob} {to_ghost}");
+    assert_eq!(invitation_shape(&to_bob), invitation_shape(&to_ghost));
+    assert_eq!(to_bob["invitation"]["login"], json!("bob"));
+    for body in [&to_bob, &to_ghost] {
+        let text = body.to_string();
+        assert!(
+            !text.contains("Secret Name") && !text.contains("ignored") && body.get("token").is_none(),
+            "{text}"
+        );
+        assert!(body["invitation"].get("name").is_none(), "{text}");
+    }
+    // Inviting again keeps the invitation (same id), with the new role.
+    let (status, again) = invite("bob", "editor").await;
+    assert_eq!(status, 202);
+    assert_eq!(again["invitation"]["id"], to_bob["invitation"]["id"]);
+    assert_eq!(again["invitation"]["role"], json!("editor"));
+    // A member cannot be invited; nor may a non-admin invite.
+    let (status, body) = invite("alice", "reader").await;
+    assert_error(status, &body, 409);
+
+    // Until bob accepts, he is no member: acme is invisible to him and its admin's list does not show him.
+    let (status, _) = get(srv, &members, &bob).await;
+    assert_eq!(status, 404);
+    let (_, list) = get(srv, &members, &alice).await;
+    assert_eq!(logins(&list), ["alice"]);
+    let (status, pending) = get(srv, &format!("{V1}/orgs/acme/invitations"), &alice).await;
+    assert_eq!(status, 200, "{pending}");
+    let pending_logins: Vec<&str> = pending["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending_logins, ["bob", "ghost"]);
+    let (status, body) = get(srv, &format!("{V1}/orgs/acme/invitations"), &bob).await;
+    assert_error(status, &body, 404);
+
+    // bob sees his invitation, and only his.
+    let (status, mine) = get(srv, &format!("{V1}/invitations"), &bob).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["invitations"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["invitations"][0]["org"], json!("acme"));
+    assert_eq!(mine["invitations"][0]["role"], json!("editor"));
+    assert_eq!(mine["invitations"][0]["invitedBy"], json!("alice"));
+    let bob_invitation = mine["invitations"][0]["id"].as_str().unwrap().to_owned();
+    let (_, theirs) = get(srv, &format!("{V1}/invitations"), &carol).await;
+    assert_eq!(theirs["invitations"], json!([]));
+
+    // Nobody else can answer it: not carol, not alice, not an org token.
+    let accept = format!("{V1}/invitations/{bob_invitation}/accept");
+    for t in [&carol, &alice] {
+        let (status, body) = call(srv, Method::POST, &accept, t, None).await;
+        assert_error(status, &body, 404);
+        let (status, body) = call(
+            srv,
+            Method::POST,
+            &format!("{V1}/invitations/{bob_invitation}/decline"),
+            t,
+            None,
+        )
+        .await;
+        assert_error(status, &body, 404);
+    }
+    let (status, org_token) = make_token(srv, &srv.token, json!({"kind": "organization", "org": "acme"})).await;
+    assert_eq!(status, 201);
+    let (status, body) = call(srv, Method::POST, &accept, org_token["token"].as_str().unwrap(), None).await;
+    assert_error(status, &body, 404);
+
+    // bob accepts: he is a member with the invited role, at once; the invitation is gone.
+    let (status, joined) = call(srv, Method::POST, &accept, &bob, None).await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined, json!({"org": "acme", "role": "editor"}));
+    let (status, _) = get(srv, &members, &bob).await;
+    assert_eq!(status, 200);
+    let (_, list) = get(srv, &members, &alice).await;
+    assert_eq!(logins(&list), ["alice", "bob"]);
+    let (status, body) = call(srv, Method::POST, &accept, &bob, None).await;
+    assert_error(status, &body, 404);
+
+    // carol declines: she never joins.
+    let (status, _) = invite("carol", "admin").await;
+    assert_eq!(status, 202);
+    let (_, mine) = get(srv, &format!("{V1}/invitations"), &carol).await;
+    let carol_invitation = mine["invitations"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        srv,
+        Method::POST,
+        &format!("{V1}/invitations/{carol_invitation}/decline"),
+        &carol,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = get(srv, &members, &carol).await;
+    assert_eq!(status, 404);
+    let (_, mine) = get(srv, &format!("{V1}/invitations"), &carol).await;
+    assert_eq!(mine["invitations"], json!([]));
+
+    // An org admin withdraws a pending invitation.
+    let (status, _) = call(
+        srv,
+        Method::DELETE,
+        &format!("{V1}/orgs/acme/invitations/ghost"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        srv,
+        Method::DELETE,
+        &format!("{V1}/orgs/acme/invitations/ghost"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_error(status, &body, 404);
+    let (_, pending) = get(srv, &format!("{V1}/orgs/acme/invitations"), &alice).await;
+    assert_eq!(pending["invitations"], json!([]));
+
+    // The instance administrator still adds directly, and creates new users with their token.
+    assert!(add_member(srv, "acme", "dora", "reader").await.is_some());
+    assert_eq!(add_member(srv, "acme", "carol", "reader").await, None);
+
+    let acme = export(srv, &format!("{V1}/orgs/acme/audit")).await;
+    let have = actions(&acme);
+    for want in [
+        "member.invite",
+        "member.join",
+        "member.decline",
+        "member.invite.withdraw",
+    ] {
+        assert!(
+            have.contains(&(want.to_owned(), "ok".to_owned())),
+            "{want} missing from {have:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invitations_from_the_command_line() {
+    let dir = temp_dir();
+    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let alice = new_user(&srv, "acme", "alice", "admin").await;
+    let (status, _) = call(
+        &srv,
+        Method::POST,
+        &format!("{V1}/orgs"),
+        &srv.token,
+        Some(json!({"name": "beta"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let gina = new_user(&srv, "beta", "gina", "reader").await;
+    let hank = new_user(&srv, "beta", "hank", "reader").await;
+
+    let (code, out, err) = sesame(
+        &srv,
+        &alice,
+        &["member", "add", "gina", "--role", "opener", "--org", "acme"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("invited gina to acme as opener"), "{out}");
+    let (code, out, err) = sesame(&srv, &gina, &["invitation", "ls", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let id = listed["invitations"][0]["id"].as_str().unwrap().to_owned();
+    let (code, out, _) = sesame(&srv, &gina, &["invitation", "ls"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&id) && out.contains("acme") && out.contains("alice"),
+        "{out}"
+    );
+    let (code, _, _) = sesame(&srv, &gina, &["member", "ls", "--org", "acme"]).await;
+    assert_eq!(code, 3, "not a member before accepting");
+    let (code, out, err) = sesame(&srv, &gina, &["invitation", "accept", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("joined acme as opener"), "{out}");
+    let (code, out, _) = sesame(&srv, &gina, &["member", "ls", "--org", "acme"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().any(|l| l.starts_with("gina") && l.contains("opener")),
+        "{out}"
+    );
+
+    let (code, _, _) = sesame(
+        &srv,
+        &alice,
+        &["member", "add", "hank", "--role", "admin", "--org", "acme"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let (_, out, _) = sesame(&srv, &hank, &["invitation", "ls", "--json"]).await;
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let id = listed["invitations"][0]["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = sesame(&srv, &hank, &["invitation", "decline", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, _) = sesame(&srv, &hank, &["invitation", "accept", &id]).await;
+    assert_eq!(code, 3, "declined is gone");
+    let (code, _, _) = sesame(&srv, &hank, &["member", "ls", "--org", "acme"]).await;
+    assert_eq!(code, 3);
     srv.stop().await;
 }

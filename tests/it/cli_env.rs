@@ -613,3 +613,45 @@ async fn secrets_in_every_form_are_sealed_through_the_cli() {
     assert_sealed(stored_texts(&data).await);
     srv.stop().await;
 }
+
+/// `sesame login` never picks an org the user did not choose: the only org when there is exactly one, else none
+/// (not the first by name, which could be one someone else put the user in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_defaults_to_an_org_only_when_there_is_one() {
+    let (dir, srv) = start().await;
+    let (status, body) = srv.post("/api/sesame/v1/orgs", &json!({"name": "aaa-first"})).await;
+    assert_eq!(status, 201, "{body}");
+    let add = |org: &'static str, login: &'static str| {
+        let srv = &srv;
+        async move {
+            let (status, body) = srv
+                .post(
+                    &format!("/api/sesame/v1/orgs/{org}/members"),
+                    &json!({"login": login, "role": "reader"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["token"].as_str().map(str::to_owned)
+        }
+    };
+    let solo = add("acme", "solo").await.unwrap();
+    let multi = add("acme", "multi").await.unwrap();
+    assert_eq!(add("aaa-first", "multi").await, None);
+
+    for (token, want, says) in [
+        (&solo, json!("acme"), "default to the org acme"),
+        (&multi, Value::Null, "--org"),
+    ] {
+        let config_dir = dir.path().join(format!("cfg-{}", &token[7..12]));
+        let mut cli = Sesame::new(&srv, &config_dir);
+        cli.token = token.clone();
+        let mut c = cli.command(&["login", &srv.base]);
+        c.env_remove("SESAME_ORG");
+        let out = Sesame::output(c, None).await;
+        assert!(out.ok().contains(says), "{out:#?}");
+        let saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(config_dir.join("credentials.json")).unwrap()).unwrap();
+        assert_eq!(saved["org"], want, "{saved}");
+    }
+    srv.stop().await;
+}

@@ -252,3 +252,223 @@ async fn every_endpoint_every_role_and_a_foreign_org() {
     assert!(!audit.text.contains("topsecret"));
     s.stop().await;
 }
+
+/// Every page of `GET /api/esc/environments[/{org}]` from `start`, as `org/project/name`, with each page's raw
+/// text and its decoded `nextToken`.
+async fn list_pages(c: &Esc<'_>, scope: &str, start: Option<&str>) -> (Vec<String>, Vec<String>, Vec<String>) {
+    use base64::Engine;
+    let (mut names, mut texts, mut cursors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut token = start.map(str::to_owned);
+    for _ in 0..20 {
+        let path = match &token {
+            Some(t) => format!("{scope}?continuationToken={t}"),
+            None => scope.to_owned(),
+        };
+        let r = c.call("GET", &path, None, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        for e in body["environments"].as_array().expect("environments") {
+            names.push(format!(
+                "{}/{}/{}",
+                e["organization"].as_str().unwrap(),
+                e["project"].as_str().unwrap(),
+                e["name"].as_str().unwrap()
+            ));
+        }
+        texts.push(r.text.clone());
+        match body["nextToken"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                cursors.push(format!("{t} {raw}"));
+                token = Some(t.to_owned());
+            }
+            None => return (names, texts, cursors),
+        }
+    }
+    panic!("paging does not end");
+}
+
+/// PUTs JSON with the admin token; returns status and JSON body.
+async fn put(s: &TestServer, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = s
+        .http
+        .put(format!("{}{path}", s.base))
+        .header("Authorization", format!("token {}", s.token))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+fn cursor(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// Listings show only what the caller may read, and neither a page nor its continuation token names anything
+/// else: an admin of another org sees no foreign name in any body or cursor, a crafted cursor naming a foreign
+/// environment answers exactly like one naming nothing, and paging through what one may see still works.
+async fn listing_visibility(s: &TestServer) {
+    let store = s.server.state.store.clone();
+    let (status, body) = s.post("/api/sesame/v1/orgs", &json!({"name": "beta"})).await;
+    assert_eq!(status, 201, "{body}");
+    let orgs = store.orgs().await.unwrap();
+    let org_id = |name: &str| orgs.iter().find(|o| o.name == name).unwrap().id.clone();
+    let (acme, beta) = (org_id("acme"), org_id("beta"));
+    let mut envs: Vec<(String, String, String)> = (0..520)
+        .map(|i| (acme.clone(), "closed".to_owned(), format!("e{i:04}")))
+        .collect();
+    for (org, p, n) in [
+        (&acme, "open", "a"),
+        (&acme, "open", "hidden"),
+        (&acme, "closed", "peek"),
+        (&beta, "mine", "x1"),
+        (&beta, "mine", "x2"),
+    ] {
+        envs.push((org.clone(), p.to_owned(), n.to_owned()));
+    }
+    for (org, project, name) in &envs {
+        let record = sesame::store::envs::EnvRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: org.clone(),
+            project: project.clone(),
+            name: name.clone(),
+            head: 1,
+            created_ms: 1,
+            modified_ms: 1,
+        };
+        store.create_env(&record, "values: {}\n", "test").await.unwrap();
+    }
+
+    // An admin of beta: every page and every cursor of the all-orgs listing is free of acme.
+    let mallory = member(s, "beta", "mallory", "admin").await;
+    let m = Esc { s, token: mallory };
+    let (names, texts, cursors) = list_pages(&m, "", None).await;
+    assert_eq!(names, ["beta/mine/x1", "beta/mine/x2"]);
+    for text in texts.iter().chain(&cursors) {
+        assert!(!text.contains("acme") && !text.contains("closed"), "{text}");
+    }
+    // Crafted cursors: one naming a foreign environment that exists answers exactly like one naming nothing.
+    let baseline = list_pages(&m, "", Some(&cursor("acme/closed/e0100"))).await;
+    assert_eq!(baseline.0, ["beta/mine/x1", "beta/mine/x2"]);
+    for crafted in [
+        "acme/closed/e0100x",
+        "acme/closed/",
+        "acme/open/a",
+        "a/b/c",
+        "acme/closed/e0519",
+    ] {
+        assert_eq!(list_pages(&m, "", Some(&cursor(crafted))).await, baseline, "{crafted}");
+    }
+    let (names, texts, _) = list_pages(&m, "", Some(&cursor("beta/mine/x1"))).await;
+    assert_eq!(names, ["beta/mine/x2"], "a cursor is a lower bound over visible rows");
+    assert!(!texts.concat().contains("acme"));
+    let (names, _, _) = list_pages(&m, "", Some(&cursor("zzz/a/b"))).await;
+    assert!(names.is_empty());
+    // The org-scoped listing of acme is a 404 for mallory, as before.
+    assert_eq!(m.call("GET", "/acme", None, &[]).await.status, 404);
+
+    // carol: none on acme, reader on project open but none on open/hidden, reader on closed/peek only.
+    let carol = member(s, "acme", "carol", "none").await;
+    for (project, env, role) in [
+        ("open", "", "reader"),
+        ("open", "hidden", "none"),
+        ("closed", "peek", "reader"),
+    ] {
+        let (status, body) = put(
+            s,
+            "/api/sesame/v1/orgs/acme/roles",
+            &json!({"subject": "user:carol", "project": project, "environment": env, "role": role}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let c = Esc { s, token: carol };
+    let want = ["acme/closed/peek", "acme/open/a"];
+    for scope in ["", "/acme"] {
+        let (names, texts, cursors) = list_pages(&c, scope, None).await;
+        assert_eq!(names, want, "{scope}");
+        assert!(cursors.is_empty(), "{cursors:?}");
+        assert!(!texts.concat().contains("e0"), "{texts:?}");
+        for crafted in ["acme/closed/e0000", "acme/open/", "beta/mine/x1"] {
+            let (names, texts, cursors) = list_pages(&c, scope, Some(&cursor(crafted))).await;
+            assert!(names.iter().all(|n| want.contains(&n.as_str())), "{names:?}");
+            assert!(!texts.concat().contains("beta") && cursors.is_empty(), "{texts:?}");
+        }
+    }
+
+    // Readable at project level, the 520 environments of closed page through with carol's continuation tokens,
+    // which name only what she was shown; open/hidden stays hidden.
+    let (status, _) = put(
+        s,
+        "/api/sesame/v1/orgs/acme/roles",
+        &json!({"subject": "user:carol", "project": "closed", "role": "reader"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (names, _, cursors) = list_pages(&c, "", None).await;
+    assert_eq!(names.len(), 522, "520 + closed/peek + open/a");
+    let unique: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "listed twice");
+    assert!(!names.iter().any(|n| n.contains("hidden") || n.starts_with("beta")));
+    assert!(!cursors.is_empty());
+    for cur in &cursors {
+        let named = cur.split_once(' ').unwrap().1;
+        assert!(names.iter().any(|n| n == named), "{named} was not shown");
+    }
+
+    // A team token sees what its team's grants allow, in its org only.
+    let (status, _) = s.post("/api/sesame/v1/orgs/acme/teams", &json!({"name": "ops"})).await;
+    assert_eq!(status, 201);
+    let (status, _) = put(
+        s,
+        "/api/sesame/v1/orgs/acme/roles",
+        &json!({"subject": "team:ops", "project": "open", "environment": "hidden", "role": "reader"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .post(
+            "/api/sesame/v1/tokens",
+            &json!({"kind": "team", "org": "acme", "team": "ops"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let t = Esc {
+        s,
+        token: body["token"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(list_pages(&t, "", None).await.0, ["acme/open/hidden"]);
+    // The instance administrator sees everything, in pages.
+    let (names, _, _) = list_pages(&Esc::admin(s), "", None).await;
+    assert_eq!(names.len(), envs.len());
+}
+
+#[tokio::test]
+async fn listings_leak_no_names() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    listing_visibility(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn listings_leak_no_names_on_postgres() {
+    let Some(db) = support::PgDb::create().await else {
+        return;
+    };
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
+        .await
+        .unwrap();
+    listing_visibility(&s).await;
+    s.stop().await;
+    db.drop_db().await;
+}

@@ -138,3 +138,152 @@ async fn an_org_kek_wraps_the_orgs_new_deks_and_must_be_present_at_start() {
     assert!(err.to_string().contains("local://acme-own"), "{err}");
     assert!(!dir.path().join("kek-acme-own.key").exists());
 }
+
+/// A TCP listener on loopback counting the connections it gets (closing each at once).
+async fn counting_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (origin, count)
+}
+
+/// KEK registration reaches only what the operator allowed at start-up: a PKCS#11 module, a PIN file or a KMS
+/// endpoint outside the allow-lists is refused with 400, naming the flag, before anything is loaded, read or
+/// contacted; and a KEK already registered that reaches outside them stops the next start.
+#[tokio::test]
+async fn kek_uris_reach_only_what_the_operator_allowed() {
+    let dir = temp_dir();
+    let secrets = temp_dir();
+    let pin_file = secrets.path().join("pin");
+    std::fs::write(&pin_file, "PIN-CONTENTS-4711\n").unwrap();
+    let allowed_module = secrets.path().join("allowed-module.so");
+    let (endpoint, connections) = counting_listener().await;
+    let (allowed_endpoint, allowed_connections) = counting_listener().await;
+    let mut cfg = config(dir.path(), None);
+    cfg.instance.kek_allow.pkcs11_modules = vec![allowed_module.clone()];
+    cfg.instance.kek_allow.pkcs11_pin_files = vec![pin_file.clone()];
+    cfg.instance.kek_allow.endpoints = vec![format!("{allowed_endpoint}/")];
+    let srv = TestServer::start(cfg, None).await.unwrap();
+    let other_pin = secrets.path().join("other-pin");
+    std::fs::write(&other_pin, "OTHER-PIN-0815\n").unwrap();
+    let gcp = "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k";
+    for (uri, flag) in [
+        (
+            "pkcs11:token=t;object=k?module-path=/tmp/sesame-no-such-module.so".to_owned(),
+            "--pkcs11-module",
+        ),
+        (
+            format!(
+                "pkcs11:token=t;object=k?module-path={}/../allowed-module.so",
+                secrets.path().join("x").display()
+            ),
+            "--pkcs11-module",
+        ),
+        (
+            format!(
+                "pkcs11:token=t;object=k?module-path={}&pin-source=file:{}",
+                allowed_module.display(),
+                other_pin.display()
+            ),
+            "--pkcs11-pin-file",
+        ),
+        (
+            format!(
+                "pkcs11:token=t;object=k?module-path={}&pin-source=file:/etc/shadow",
+                allowed_module.display()
+            ),
+            "--pkcs11-pin-file",
+        ),
+        (
+            format!("awskms://alias/k?region=eu-west-1&endpoint={endpoint}"),
+            "--kms-endpoint",
+        ),
+        (format!("{gcp}?endpoint={endpoint}"), "--kms-endpoint"),
+        (
+            format!("{gcp}?endpoint=https://metadata.evil.example"),
+            "--kms-endpoint",
+        ),
+        (
+            "azurekeyvault://attacker.vault.azure.net/keys/k".to_owned(),
+            "--kms-endpoint",
+        ),
+    ] {
+        let (status, v) = srv.post("/api/sesame/v1/keks", &json!({ "uri": uri })).await;
+        assert_eq!((status, v["code"].as_u64()), (400, Some(400)), "{uri} -> {v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains(flag), "{uri} -> {v}");
+        assert!(
+            !message.contains("PIN-") && !message.contains("root:"),
+            "file contents echoed: {v}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a refused endpoint was contacted"
+    );
+    let (_, list) = get(&srv, "/api/sesame/v1/keks").await;
+    assert_eq!(list["keks"].as_array().unwrap().len(), 1, "nothing registered: {list}");
+
+    // What is allowed gets through the check to the adapter: the allowed module is tried (it is no library here),
+    // the allowed endpoint is contacted (it is no KMS).
+    let uri = format!(
+        "pkcs11:token=t;object=k?module-path={}&pin-source=file:{}",
+        allowed_module.display(),
+        pin_file.display()
+    );
+    let (status, v) = srv.post("/api/sesame/v1/keks", &json!({ "uri": uri })).await;
+    let message = v["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        status >= 400 && !message.contains("not allowed") && !message.contains("PIN-CONTENTS"),
+        "{status} {v}"
+    );
+    if cfg!(feature = "pkcs11") {
+        assert!(message.contains("could not be loaded"), "{v}");
+    }
+    if cfg!(feature = "aws") {
+        // SAFETY (invariant): set before this test's first SDK client reads them; every test that reads them sets
+        // the same values.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        }
+        let uri = format!("awskms://alias/k?region=eu-west-1&endpoint={allowed_endpoint}");
+        let (status, v) = srv.post("/api/sesame/v1/keks", &json!({ "uri": uri })).await;
+        assert!(status >= 400 && !v.to_string().contains("not allowed"), "{status} {v}");
+        assert!(allowed_connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    }
+
+    // A registered KEK reaching a module this start does not allow stops the start, before it is opened.
+    let store = srv.server.state.store.clone();
+    let inserted = store
+        .insert_kek(&sesame::store::KekRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: None,
+            uri: "pkcs11:token=t;object=old?module-path=/tmp/sesame-registered-earlier.so".into(),
+            state: sesame::store::KekState::Active,
+            is_default: false,
+            created_ms: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(inserted, sesame::store::Inserted::New);
+    let token = srv.token.clone();
+    srv.stop().await;
+    let err = TestServer::start(config(dir.path(), None), Some(token))
+        .await
+        .err()
+        .expect("must refuse");
+    let err = err.to_string();
+    assert!(
+        err.contains("sesame-registered-earlier.so") && err.contains("--pkcs11-module"),
+        "{err}"
+    );
+}

@@ -76,6 +76,7 @@ fn bootstrap_rows(org: &str, token_hash: [u8; 32]) -> Bootstrap {
             created_ms: 1,
             expires_ms: Some(9_999),
             revoked_ms: None,
+            parent_id: None,
         },
     }
 }

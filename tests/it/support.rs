@@ -89,6 +89,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
             argon2: fast_argon2(),
             pkcs11_pin: None,
             keyring: KeyringConfig::default(),
+            kek_allow: Default::default(),
         },
     }
 }
