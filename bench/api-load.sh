@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Load benchmark of the stack secrets API against a running release server on loopback, beside /healthz in the
 # same run (the ceiling). Usage: bench/api-load.sh [seconds] [connections]
-# Needs: wrk (Debian package), python3. Builds target/release/sesame if missing.
+# Needs: wrk (Debian package), python3. Builds target/release/sesame if missing; SESAME_BIN=PATH runs another binary
+# (e.g. an older build, to compare two versions back to back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
 conns="${2:-32}"
 threads=2
-bin=target/release/sesame
+bin="${SESAME_BIN:-target/release/sesame}"
 [ -x "$bin" ] || cargo build --release --locked --bin sesame
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -49,3 +50,5 @@ run "batch-encrypt 1000 x 64 B" "$stack/batch-encrypt" "$work/batch.json"
 run "/healthz (ceiling, again)" "$base/healthz"
 unwraps_after="$(metric sesame_kms_unwrap_total)"
 echo "== KMS unwrap calls during the load runs: $((unwraps_after - unwraps_before))"
+lines="$(curl -fs -H "Authorization: token $SESAME_TOKEN" "$base/api/sesame/v1/orgs/bench/audit" | wc -l)"
+echo "== lines in the org's audit export after the runs (records, checkpoints, head): $lines"

@@ -2,12 +2,18 @@
 //! chain stays ordered and a request waits for the commit of its batch rather than for a lock. A request whose event
 //! cannot be written fails: nothing that must be audited happens unaudited. Open sessions ride along: a session row
 //! is inserted in the same transaction as the audit record of its open.
+//!
+//! High-rate calls (the stack secrets API) are not written one record per call: [`CallAudit`] tallies them per
+//! principal, source, target, operation and outcome per second ([`crate::core::call_tally`]) and hands each closed
+//! window to the writer; [`CallAudit::flush_all`] writes the open windows at a graceful stop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::core::audit::AuditEvent;
+use crate::core::call_tally::{CallKey, CallTally};
 use crate::store::Store;
 use crate::store::envs::SessionRecord;
 
@@ -29,6 +35,8 @@ type Pending = (AuditEvent, Option<SessionRecord>, oneshot::Sender<Result<(), St
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
+    /// Woken after every committed batch (the checkpointer looks whether a chain needs a signed checkpoint).
+    committed: Arc<Notify>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -41,6 +49,8 @@ impl AuditLog {
     /// Starts the writer task over `store`.
     pub fn start(store: Arc<dyn Store>) -> AuditLog {
         let (tx, mut rx) = mpsc::channel::<Pending>(4096);
+        let committed = Arc::new(Notify::new());
+        let wake = committed.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -57,15 +67,53 @@ impl AuditLog {
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string());
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, events = events.len(), "audit batch not written");
+                match &result {
+                    Ok(()) => wake.notify_one(),
+                    Err(e) => tracing::error!(error = %e, events = events.len(), "audit batch not written"),
                 }
                 for (_, _, reply) in batch {
                     let _ = reply.send(result.clone());
                 }
             }
         });
-        AuditLog { tx }
+        AuditLog { tx, committed }
+    }
+
+    /// Notified after each committed batch.
+    pub fn committed(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    /// Appends `events` (in as few batches as the writer makes of them) and waits until all are committed. On a
+    /// failure, returns the events that were not written (the others were) and the first error.
+    pub async fn record_many(&self, events: Vec<AuditEvent>) -> Result<(), (Vec<AuditEvent>, AuditError)> {
+        let mut waiting = Vec::with_capacity(events.len());
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
+            let (reply, done) = oneshot::channel();
+            if let Err(mpsc::error::SendError((event, _, _))) = self.tx.send((event.clone(), None, reply)).await {
+                let mut failed: Vec<AuditEvent> = vec![event];
+                failed.extend(events);
+                return Err((failed, AuditError::Stopped));
+            }
+            waiting.push((event, done));
+        }
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (event, done) in waiting {
+            let result = done
+                .await
+                .map_err(|_| AuditError::Stopped)
+                .and_then(|r| r.map_err(AuditError::Write));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+                failed.push(event);
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err((failed, e)),
+        }
     }
 
     /// Appends `event` and waits until its batch is committed.
@@ -82,5 +130,81 @@ impl AuditLog {
             .await
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?.map_err(AuditError::Write)
+    }
+}
+
+/// How often closed windows of the call tally are handed to the writer.
+const TALLY_FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// The tally of high-rate calls not yet written, and the writer it drains into.
+#[derive(Debug)]
+pub struct CallAudit {
+    tally: Mutex<CallTally>,
+    /// Records whose write failed, retried on the next flush (so no call goes uncounted while the store recovers).
+    retry: tokio::sync::Mutex<Vec<AuditEvent>>,
+    log: AuditLog,
+}
+
+impl CallAudit {
+    /// A tally draining into `log`, flushed by a task for as long as it lives.
+    pub fn start(log: AuditLog) -> Arc<CallAudit> {
+        let audit = Arc::new(CallAudit {
+            tally: Mutex::new(CallTally::default()),
+            retry: tokio::sync::Mutex::new(Vec::new()),
+            log,
+        });
+        let weak = Arc::downgrade(&audit);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TALLY_FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(audit) = weak.upgrade() else { return };
+                audit.flush_closed().await;
+            }
+        });
+        audit
+    }
+
+    /// Counts one request of `values` values.
+    pub fn add(&self, key: CallKey, values: u64) {
+        let now = crate::keyring::now_ms();
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(now, key, values);
+    }
+
+    /// Writes the windows that have closed.
+    pub async fn flush_closed(&self) {
+        let events = self
+            .tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_closed(crate::keyring::now_ms());
+        self.write(events).await;
+    }
+
+    /// Writes every window, open ones included (a graceful stop); returns whether everything was written.
+    pub async fn flush_all(&self) -> bool {
+        let events = self.tally.lock().unwrap_or_else(|p| p.into_inner()).take_all();
+        self.write(events).await
+    }
+
+    async fn write(&self, events: Vec<AuditEvent>) -> bool {
+        let mut retry = self.retry.lock().await;
+        let mut all = std::mem::take(&mut *retry);
+        all.extend(events);
+        if all.is_empty() {
+            return true;
+        }
+        match self.log.record_many(all).await {
+            Ok(()) => true,
+            Err((failed, e)) => {
+                tracing::error!(error = %e, records = failed.len(), "tallied stack calls not written; retrying");
+                *retry = failed;
+                false
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod audit_sign;
 pub mod cli;
 pub mod core;
 pub mod instance;

@@ -1,8 +1,14 @@
 //! The audit log's pure part: what an event holds, the hash chain that links each chain's events (one chain per
 //! organization, plus `instance` for what belongs to no organization), and the check of an exported chain against a
 //! head recorded earlier. Any edited, removed, reordered or truncated row breaks the chain.
+//!
+//! An unkeyed chain only proves consistency: whoever can write the database can rewrite a record and recompute
+//! every hash after it. Signed checkpoints close that gap: the server signs each chain's head (Ed25519, with a key
+//! sealed in the key hierarchy) at least every [`CHECKPOINT_EVERY_RECORDS`] records or [`CHECKPOINT_EVERY_MS`];
+//! [`verify_checkpoints`] checks an export against them, so an edit of any record up to the last checkpoint is
+//! caught with nothing but the public key. Records after the last checkpoint are covered by no signature.
 
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, signature};
 
 /// The chain for events that belong to no organization (instance administration, unauthenticated failures).
 pub const INSTANCE_CHAIN: &str = "instance";
@@ -111,8 +117,27 @@ pub enum ChainError {
 /// Checks that `records` (one whole chain, from its first record) link up, and, when given, that the chain ends at
 /// `expected_head` (a head exported earlier: a truncated chain ends elsewhere). Returns the last sequence number.
 pub fn verify(records: &[AuditRecord], expected_head: Option<&str>) -> Result<i64, ChainError> {
-    let mut prev = GENESIS;
-    let mut last = 0;
+    let (last, prev) = verify_from(0, GENESIS, records)?;
+    if let Some(expected) = expected_head {
+        if unhex(expected).is_none() {
+            return Err(ChainError::BadHead(expected.to_owned()));
+        }
+        if hex(&prev) != expected.to_ascii_lowercase() {
+            return Err(ChainError::HeadMismatch {
+                seq: last,
+                head: hex(&prev),
+                expected: expected.to_owned(),
+            });
+        }
+    }
+    Ok(last)
+}
+
+/// Checks that `records` link up and follow the record `(seq, hash)` (`(0, GENESIS)` for a whole chain). Returns the
+/// last sequence number and hash.
+pub fn verify_from(seq: i64, hash: [u8; 32], records: &[AuditRecord]) -> Result<(i64, [u8; 32]), ChainError> {
+    let mut prev = hash;
+    let mut last = seq;
     for r in records {
         if let Some(first) = records.first()
             && first.event.chain != r.event.chain
@@ -132,19 +157,160 @@ pub fn verify(records: &[AuditRecord], expected_head: Option<&str>) -> Result<i6
         prev = h;
         last = r.seq;
     }
-    if let Some(expected) = expected_head {
-        if unhex(expected).is_none() {
-            return Err(ChainError::BadHead(expected.to_owned()));
-        }
-        if hex(&prev) != expected.to_ascii_lowercase() {
-            return Err(ChainError::HeadMismatch {
-                seq: last,
-                head: hex(&prev),
-                expected: expected.to_owned(),
-            });
+    Ok((last, prev))
+}
+
+/// A checkpoint is due after this many records since the chain's last one…
+pub const CHECKPOINT_EVERY_RECORDS: i64 = 1_000;
+/// …or this long after it, when the chain has grown meanwhile.
+pub const CHECKPOINT_EVERY_MS: i64 = 60_000;
+
+/// A signed statement "record `seq` of `chain` has hash `head`", made by the server at `time_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub chain: String,
+    pub seq: i64,
+    /// Hex SHA-256 of record `seq`.
+    pub head: String,
+    pub time_ms: i64,
+    /// The signing key's fingerprint ([`key_fingerprint`]).
+    pub key: String,
+    /// Hex Ed25519 signature over [`checkpoint_message`].
+    pub signature: String,
+}
+
+/// The bytes a checkpoint signs: a domain tag, then every field, length-prefixed.
+pub fn checkpoint_message(chain: &str, seq: i64, head: &str, time_ms: i64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64 + chain.len() + head.len());
+    m.extend_from_slice(b"sesame-audit-checkpoint-v1");
+    for field in [chain.as_bytes(), head.as_bytes()] {
+        m.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m
+}
+
+/// A public key's fingerprint: `sha256:` and the hex SHA-256 of the raw 32-byte Ed25519 public key.
+pub fn key_fingerprint(public_key: &[u8]) -> String {
+    format!("sha256:{}", hex(digest::digest(&digest::SHA256, public_key).as_ref()))
+}
+
+/// Whether a chain whose head is `head_seq` needs a checkpoint at `now_ms`, given its last one `(seq, time_ms)`.
+pub fn checkpoint_due(last: Option<(i64, i64)>, head_seq: i64, now_ms: i64) -> bool {
+    match last {
+        None => head_seq > 0,
+        Some((seq, time)) => {
+            head_seq > seq
+                && (head_seq - seq >= CHECKPOINT_EVERY_RECORDS || now_ms.saturating_sub(time) >= CHECKPOINT_EVERY_MS)
         }
     }
-    Ok(last)
+}
+
+/// What the signatures of an export cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    /// Checkpoints checked.
+    pub checkpoints: usize,
+    /// The last record a valid checkpoint vouches for (and, through the chain, every record before it).
+    pub signed_through: i64,
+    /// The chain's last record; those after `signed_through` are covered by no signature.
+    pub last: i64,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the export holds no signed checkpoint: nothing in it is vouched for by the key")]
+    NoCheckpoint,
+    #[error("checkpoint at record {seq} is signed by key {key}, not by the given key {expected}")]
+    OtherKey { seq: i64, key: String, expected: String },
+    #[error("checkpoint at record {seq}: the signature is not valid (forged or edited checkpoint)")]
+    BadSignature { seq: i64 },
+    #[error("checkpoint at record {seq} belongs to chain {chain}, not to this chain")]
+    OtherChain { seq: i64, chain: String },
+    #[error(
+        "checkpoint at record {seq}: the signed head {signed} differs from the chain's record {seq} ({found}): a \
+         record up to {seq} was rewritten"
+    )]
+    Mismatch { seq: i64, signed: String, found: String },
+    #[error("checkpoint at record {seq}, but the chain ends at record {last}: records were removed")]
+    BeyondEnd { seq: i64, last: i64 },
+}
+
+/// Checks `checkpoints` against `records` (one whole chain from its first record, already checked by [`verify`])
+/// with the raw Ed25519 `public_key`: every checkpoint must be signed by that key and name the hash the chain has at
+/// its sequence number, and there must be at least one when the chain is not empty.
+pub fn verify_checkpoints(
+    records: &[AuditRecord],
+    checkpoints: &[Checkpoint],
+    public_key: &[u8],
+) -> Result<Coverage, CheckpointError> {
+    let last = records.last().map_or(0, |r| r.seq);
+    let first = records.first().map_or(1, |r| r.seq);
+    let mut signed_through = 0;
+    for c in checkpoints {
+        verify_signature(c, public_key)?;
+        if let Some(r) = records.first()
+            && r.event.chain != c.chain
+        {
+            return Err(CheckpointError::OtherChain {
+                seq: c.seq,
+                chain: c.chain.clone(),
+            });
+        }
+        if c.seq > last {
+            return Err(CheckpointError::BeyondEnd { seq: c.seq, last });
+        }
+        let found = usize::try_from(c.seq - first)
+            .ok()
+            .and_then(|i| records.get(i))
+            .filter(|r| r.seq == c.seq)
+            .map(|r| r.hash.clone())
+            .unwrap_or_default();
+        if !found.eq_ignore_ascii_case(&c.head) {
+            return Err(CheckpointError::Mismatch {
+                seq: c.seq,
+                signed: c.head.clone(),
+                found,
+            });
+        }
+        signed_through = signed_through.max(c.seq);
+    }
+    if checkpoints.is_empty() && !records.is_empty() {
+        return Err(CheckpointError::NoCheckpoint);
+    }
+    Ok(Coverage {
+        checkpoints: checkpoints.len(),
+        signed_through,
+        last,
+    })
+}
+
+/// Checks that `c` is signed by the raw Ed25519 `public_key` (and names it).
+pub fn verify_signature(c: &Checkpoint, public_key: &[u8]) -> Result<(), CheckpointError> {
+    let fingerprint = key_fingerprint(public_key);
+    if c.key != fingerprint {
+        return Err(CheckpointError::OtherKey {
+            seq: c.seq,
+            key: c.key.clone(),
+            expected: fingerprint,
+        });
+    }
+    let sig = unhex_any(&c.signature).ok_or(CheckpointError::BadSignature { seq: c.seq })?;
+    signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
+        .verify(&checkpoint_message(&c.chain, c.seq, &c.head, c.time_ms), &sig)
+        .map_err(|_| CheckpointError::BadSignature { seq: c.seq })
+}
+
+/// Hex text of any even length as bytes.
+pub fn unhex_any(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -184,5 +350,91 @@ mod tests {
         let more = link(3, unhex(&head).unwrap(), vec![ev("d")]);
         let all: Vec<_> = recs.into_iter().chain(more).collect();
         assert_eq!(verify(&all, None), Ok(4));
+    }
+
+    fn sign(key: &signature::Ed25519KeyPair, chain: &str, rec: &AuditRecord) -> Checkpoint {
+        let msg = checkpoint_message(chain, rec.seq, &rec.hash, 99);
+        Checkpoint {
+            chain: chain.into(),
+            seq: rec.seq,
+            head: rec.hash.clone(),
+            time_ms: 99,
+            key: key_fingerprint(signature::KeyPair::public_key(key).as_ref()),
+            signature: hex(key.sign(&msg).as_ref()),
+        }
+    }
+
+    #[test]
+    fn checkpoints_catch_a_rewritten_and_rehashed_chain() {
+        use signature::KeyPair;
+        let key = signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let other = signature::Ed25519KeyPair::from_seed_unchecked(&[8; 32]).unwrap();
+        let public = key.public_key().as_ref().to_vec();
+        let recs = link(0, GENESIS, vec![ev("a"), ev("b"), ev("c"), ev("d")]);
+        let cps = vec![sign(&key, "org1", &recs[1]), sign(&key, "org1", &recs[2])];
+        assert_eq!(
+            verify_checkpoints(&recs, &cps, &public),
+            Ok(Coverage {
+                checkpoints: 2,
+                signed_through: 3,
+                last: 4
+            })
+        );
+        // Rewrite record 2 and recompute every hash: the chain alone still verifies, the checkpoints do not.
+        let mut events: Vec<AuditEvent> = recs.iter().map(|r| r.event.clone()).collect();
+        events[1].outcome = "denied".into();
+        let forged = link(0, GENESIS, events.clone());
+        assert!(verify(&forged, None).is_ok());
+        assert!(matches!(
+            verify_checkpoints(&forged, &cps, &public),
+            Err(CheckpointError::Mismatch { seq: 2, .. })
+        ));
+        // An edit after the last checkpoint is not covered by any signature.
+        let mut late = events.clone();
+        late[1].outcome = "ok".into();
+        late[3].outcome = "denied".into();
+        let late = link(0, GENESIS, late);
+        assert_eq!(verify_checkpoints(&late, &cps, &public).unwrap().signed_through, 3);
+        // Truncation below a checkpoint, a checkpoint of another key, an edited checkpoint, none at all.
+        assert!(matches!(
+            verify_checkpoints(&recs[..2], &cps, &public),
+            Err(CheckpointError::BeyondEnd { seq: 3, last: 2 })
+        ));
+        let foreign = vec![sign(&other, "org1", &recs[1])];
+        assert!(matches!(
+            verify_checkpoints(&recs, &foreign, &public),
+            Err(CheckpointError::OtherKey { .. })
+        ));
+        let mut moved = cps.clone();
+        moved[0].time_ms += 1;
+        assert_eq!(
+            verify_checkpoints(&recs, &moved, &public),
+            Err(CheckpointError::BadSignature { seq: 2 })
+        );
+        let mut other_chain = cps.clone();
+        other_chain[0] = sign(&key, "org2", &recs[1]);
+        assert!(matches!(
+            verify_checkpoints(&recs, &other_chain, &public),
+            Err(CheckpointError::OtherChain { .. })
+        ));
+        assert_eq!(
+            verify_checkpoints(&recs, &[], &public),
+            Err(CheckpointError::NoCheckpoint)
+        );
+        assert!(verify_checkpoints(&[], &[], &public).is_ok());
+    }
+
+    #[test]
+    fn checkpoints_are_due_every_thousand_records_or_every_minute() {
+        assert!(!checkpoint_due(None, 0, 0));
+        assert!(checkpoint_due(None, 1, 0));
+        assert!(!checkpoint_due(Some((10, 0)), 10, 10 * CHECKPOINT_EVERY_MS));
+        assert!(!checkpoint_due(Some((10, 0)), 1_009, CHECKPOINT_EVERY_MS - 1));
+        assert!(checkpoint_due(Some((10, 0)), 1_010, 1));
+        assert!(checkpoint_due(Some((10, 0)), 11, CHECKPOINT_EVERY_MS));
+        assert_eq!(unhex_any("0aff"), Some(vec![10, 255]));
+        assert_eq!(unhex_any("0af"), None);
+        assert_eq!(unhex_any("zz"), None);
+        assert_eq!(unhex_any("é0"), None);
     }
 }

@@ -76,6 +76,8 @@ pub enum Action {
     Delete,
     /// Manage members, teams, roles and org or team tokens (org-level only).
     ManageAccess,
+    /// Export the org's audit chain (org-level only).
+    ReadAudit,
 }
 
 impl Action {
@@ -85,7 +87,7 @@ impl Action {
             Action::Read => Role::Reader,
             Action::Open => Role::Opener,
             Action::Decrypt | Action::Write => Role::Editor,
-            Action::Delete | Action::ManageAccess => Role::Admin,
+            Action::Delete | Action::ManageAccess | Action::ReadAudit => Role::Admin,
         }
     }
 }
@@ -193,14 +195,14 @@ mod tests {
     fn every_role_against_every_action() {
         use Action::*;
         let table = [
-            (Role::None, [false; 6]),
-            (Role::Reader, [true, false, false, false, false, false]),
-            (Role::Opener, [true, true, false, false, false, false]),
-            (Role::Editor, [true, true, true, true, false, false]),
-            (Role::Admin, [true; 6]),
+            (Role::None, [false; 7]),
+            (Role::Reader, [true, false, false, false, false, false, false]),
+            (Role::Opener, [true, true, false, false, false, false, false]),
+            (Role::Editor, [true, true, true, true, false, false, false]),
+            (Role::Admin, [true; 7]),
         ];
         for (role, allowed) in table {
-            for (action, ok) in [Read, Open, Decrypt, Write, Delete, ManageAccess]
+            for (action, ok) in [Read, Open, Decrypt, Write, Delete, ManageAccess, ReadAudit]
                 .into_iter()
                 .zip(allowed)
             {

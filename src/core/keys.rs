@@ -95,13 +95,16 @@ pub enum Scope {
         /// The environment's immutable id (not its name, so a rename keeps every ciphertext valid).
         env_id: String,
     },
+    /// The instance's audit-checkpoint signing key (an Ed25519 private key, sealed at rest; served by the system
+    /// KEK).
+    AuditSigning,
 }
 
 impl Scope {
     /// The org whose KEK wraps this scope's DEKs, or `None` for instance scopes served by the system KEK.
     pub fn org_id(&self) -> Option<&str> {
         match self {
-            Scope::System => None,
+            Scope::System | Scope::AuditSigning => None,
             Scope::Stack { org_id, .. } | Scope::Environment { org_id, .. } => Some(org_id),
         }
     }
@@ -111,6 +114,7 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scope::System => f.write_str("system"),
+            Scope::AuditSigning => f.write_str("audit-signing"),
             Scope::Stack { org_id, project, stack } => write!(f, "stack:{org_id}:{project}/{stack}"),
             Scope::Environment { org_id, env_id } => write!(f, "env:{org_id}:{env_id}"),
         }
@@ -128,6 +132,9 @@ impl FromStr for Scope {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "system" {
             return Ok(Scope::System);
+        }
+        if s == "audit-signing" {
+            return Ok(Scope::AuditSigning);
         }
         if let Some(rest) = s.strip_prefix("stack:") {
             let (org_id, path) = rest.split_once(':').ok_or(ScopeParseError)?;
@@ -184,6 +191,12 @@ pub fn open_session_aad(org_id: &str, env_id: &str, session_id: &str) -> Vec<u8>
     )
 }
 
+/// Associated data for the sealed audit-checkpoint signing key: names its public key, so a sealed private key
+/// cannot be swapped for another one's row.
+pub fn audit_signing_key_aad(public_key: &[u8]) -> Vec<u8> {
+    sesame_envelope::context("sesame/audit-signing-key/v1", &[public_key])
+}
+
 /// Associated data for the start-up canary sealed under the system DEK.
 pub fn canary_aad() -> Vec<u8> {
     sesame_envelope::context("sesame/canary/v1", &[])
@@ -225,7 +238,7 @@ mod tests {
             org_id: "0190-org".into(),
             env_id: "0190-env".into(),
         };
-        for scope in [Scope::System, stack, env] {
+        for scope in [Scope::System, Scope::AuditSigning, stack, env] {
             assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
         }
         assert!("stack:org:web".parse::<Scope>().is_err());

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod call_tally;
 pub mod env;
 pub mod keys;
 pub mod tally;

@@ -86,10 +86,25 @@ pub struct AppState {
     pub throttle: throttle::Throttle,
     /// SHA-256 of the token `/metrics` requires (`--metrics-token-file`); `None`: `/metrics` is open.
     pub metrics_token: Option<[u8; 32]>,
+    /// The tally of stack calls, written aggregated per second.
+    pub stack_calls: Arc<crate::audit::CallAudit>,
+    /// Signs audit chain heads.
+    pub checkpoints: Arc<crate::audit_sign::Checkpointer>,
+}
+
+/// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
+pub(crate) fn audit_actor(principal: Option<&auth::Principal>) -> String {
+    match principal {
+        Some(p) => match &p.user_login {
+            Some(login) => format!("user:{login}"),
+            None => format!("token:{}", p.token_id),
+        },
+        None => "anonymous".into(),
+    }
 }
 
 /// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain), now.
-fn audit_event(
+pub(crate) fn audit_event(
     principal: Option<&auth::Principal>,
     source: &str,
     chain: Option<&str>,
@@ -98,17 +113,10 @@ fn audit_event(
     outcome: &str,
     detail: String,
 ) -> crate::core::audit::AuditEvent {
-    let actor = match principal {
-        Some(p) => match &p.user_login {
-            Some(login) => format!("user:{login}"),
-            None => format!("token:{}", p.token_id),
-        },
-        None => "anonymous".into(),
-    };
     crate::core::audit::AuditEvent {
         chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
         time_ms: crate::keyring::now_ms(),
-        actor,
+        actor: audit_actor(principal),
         source: source.to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),
@@ -205,14 +213,18 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         keyring: Arc<Keyring>,
+        signer: crate::audit_sign::AuditSigner,
         kek_options: sesame_kms::OpenOptions,
         kek_allow: crate::kek_reach::KekAllowList,
         migrate_config: MigrateConfig,
     ) -> AppState {
+        let audit = crate::audit::AuditLog::start(store.clone());
         AppState {
             kek_allow,
-            audit: crate::audit::AuditLog::start(store.clone()),
             throttle: throttle::Throttle::new(Default::default()),
+            stack_calls: crate::audit::CallAudit::start(audit.clone()),
+            checkpoints: crate::audit_sign::Checkpointer::start(signer, store.clone(), audit.committed()),
+            audit,
             store,
             keyring,
             kek_options,
@@ -320,6 +332,9 @@ pub enum ServeError {
         /// Why (never the file's contents).
         reason: String,
     },
+    /// The audit signing key could not be loaded or made.
+    #[error(transparent)]
+    AuditSigning(#[from] crate::audit_sign::SignerError),
     /// The listener could not bind.
     #[error("could not listen on {addr}: {source}")]
     Bind {
@@ -377,6 +392,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/sesame/v1/kek-migrations/{id}/verify", post(migrations::verify))
         .route("/api/sesame/v1/kek-migrations/{id}/retire", post(migrations::retire))
         .route("/api/sesame/v1/audit", get(audit::export_instance))
+        .route("/api/sesame/v1/audit/key", get(audit::public_key))
+        .route("/api/sesame/v1/audit/prune", post(audit::prune))
         .route("/api/sesame/v1/orgs/{org}/audit", get(audit::export_org))
         // Admin API: orgs, members, teams, roles, tokens, user
         .route("/api/user", get(admin::current_user))
@@ -505,6 +522,10 @@ impl RunningServer {
         };
         // Failures tallied in windows still open are written before the process goes.
         self.state.throttle.flush(&self.state.audit, true).await;
+        // Every request has ended: the stack calls still in open windows are written now.
+        if !self.state.stack_calls.flush_all().await {
+            tracing::error!("some tallied stack calls could not be written to the audit log at shutdown");
+        }
         result
     }
 }
@@ -545,9 +566,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let instance = Instance::open(&config.instance).await?;
+    let signer = crate::audit_sign::AuditSigner::load_or_create(instance.store.as_ref(), &instance.keyring).await?;
+    tracing::info!(
+        fingerprint = signer.fingerprint(),
+        "audit checkpoints are signed with this Ed25519 key"
+    );
     let mut state = AppState::new(
         instance.store.clone(),
         instance.keyring.clone(),
+        signer,
         instance.kek_options.clone(),
         instance.kek_allow.clone(),
         config.migration.clone(),

@@ -3,9 +3,15 @@
 //!
 //! Each stack has its own DEK scope, made on first use; the associated data names org id, project and stack, so a
 //! ciphertext of one stack never opens under another. Values are base64 in Go's `[]byte` JSON encoding (standard
-//! alphabet, padded); ciphertexts are the envelope spec's base64 form (§7.1). A batch fails whole: either every value is answered or the request is refused. Plaintexts —
-//! decoded or in base64 — are held in wiping types ([`SecretText`], `Zeroizing`) from the request body to the
-//! answer.
+//! alphabet, padded); ciphertexts are the envelope spec's base64 form (§7.1). A batch fails whole: either every value
+//! is answered or the request is refused. Plaintexts — decoded or in base64 — are held in wiping types
+//! ([`SecretText`], `Zeroizing`) from the request body to the answer.
+//!
+//! Every call on a resolved stack is audited, aggregated ([`crate::audit::CallAudit`]): per principal, source,
+//! stack, operation (`stack.encrypt`, `stack.decrypt`; a batch counts each of its values, and once as a request) and
+//! outcome (`ok`, `failed` for refused input or an undecryptable value, `error` when the server failed) per second.
+//! Calls refused before the stack is resolved (bad names, an oversize batch, no access) are not in the tally; a
+//! refusal of access is audited on its own as `access.denied`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,15 +29,47 @@ use super::wire::{
     DecryptResponse, EncryptRequest, EncryptResponse, SecretText,
 };
 use super::{AppState, ClientAddr};
+use crate::core::call_tally::CallKey;
 use crate::core::keys::{Name, Scope, stack_secret_aad};
 
 /// Most values in one batch request.
 pub const MAX_BATCH: usize = 100_000;
 
-/// A resolved, authorised stack: its DEK scope and associated data.
+/// A resolved, authorised stack: its DEK scope and associated data, and what its audit records name.
 struct StackTarget {
     scope: Scope,
     aad: Vec<u8>,
+    org_id: String,
+    /// `org/project/stack`.
+    name: String,
+}
+
+/// Counts a call of `values` values on `target` in the audit tally, with the outcome of `result`.
+fn tally<T>(
+    app: &AppState,
+    principal: &Principal,
+    source: &str,
+    target: &StackTarget,
+    action: &str,
+    values: usize,
+    result: &Result<T, ApiError>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) if e.status().is_server_error() => "error",
+        Err(_) => "failed",
+    };
+    app.stack_calls.add(
+        CallKey {
+            chain: target.org_id.clone(),
+            actor: super::audit_actor(Some(principal)),
+            source: source.to_owned(),
+            action: action.to_owned(),
+            target: target.name.clone(),
+            outcome: outcome.to_owned(),
+        },
+        u64::try_from(values).unwrap_or(u64::MAX),
+    );
 }
 
 async fn resolve(
@@ -62,6 +100,8 @@ async fn resolve(
     .await?;
     Ok(StackTarget {
         aad: stack_secret_aad(&org.id, &project, &stack),
+        org_id: org.id.clone(),
+        name: format!("{}/{project}/{stack}", org.name),
         scope: Scope::Stack {
             org_id: org.id.clone(),
             project,
@@ -100,11 +140,16 @@ pub async fn encrypt(
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", req.plaintext.expose())?);
-    let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
-    Ok(Json(EncryptResponse {
-        ciphertext: sesame_envelope::to_base64(&sealed),
-    }))
+    let result: Result<Json<EncryptResponse>, ApiError> = async {
+        let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", req.plaintext.expose())?);
+        let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
+        Ok(Json(EncryptResponse {
+            ciphertext: sesame_envelope::to_base64(&sealed),
+        }))
+    }
+    .await;
+    tally(&app, &principal, &source, &target, "stack.encrypt", 1, &result);
+    result
 }
 
 /// `POST /api/stacks/{org}/{project}/{stack}/decrypt`
@@ -116,11 +161,16 @@ pub async fn decrypt(
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;
-    let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
-    Ok(Json(DecryptResponse {
-        plaintext: SecretText::new(STANDARD.encode(&plaintext)),
-    }))
+    let result: Result<Json<DecryptResponse>, ApiError> = async {
+        let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;
+        let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
+        Ok(Json(DecryptResponse {
+            plaintext: SecretText::new(STANDARD.encode(&plaintext)),
+        }))
+    }
+    .await;
+    tally(&app, &principal, &source, &target, "stack.decrypt", 1, &result);
+    result
 }
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-encrypt`
@@ -133,18 +183,24 @@ pub async fn batch_encrypt(
 ) -> Result<Json<BatchEncryptResponse>, ApiError> {
     check_batch(req.plaintexts.len())?;
     let target = resolve(&app, &principal, &source, path).await?;
-    let plaintexts = req
-        .plaintexts
-        .iter()
-        .map(|p| decode_b64("a plaintext", p.expose()).map(zeroize::Zeroizing::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sealed = app
-        .keyring
-        .seal_many(&target.scope, &target.aad, plaintexts.iter().map(|p| p.as_slice()))
-        .await?;
-    Ok(Json(BatchEncryptResponse {
-        ciphertexts: sealed.iter().map(|c| sesame_envelope::to_base64(c)).collect(),
-    }))
+    let result: Result<Json<BatchEncryptResponse>, ApiError> = async {
+        let plaintexts = req
+            .plaintexts
+            .iter()
+            .map(|p| decode_b64("a plaintext", p.expose()).map(zeroize::Zeroizing::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sealed = app
+            .keyring
+            .seal_many(&target.scope, &target.aad, plaintexts.iter().map(|p| p.as_slice()))
+            .await?;
+        Ok(Json(BatchEncryptResponse {
+            ciphertexts: sealed.iter().map(|c| sesame_envelope::to_base64(c)).collect(),
+        }))
+    }
+    .await;
+    let values = req.plaintexts.len();
+    tally(&app, &principal, &source, &target, "stack.encrypt", values, &result);
+    result
 }
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-decrypt`
@@ -157,14 +213,20 @@ pub async fn batch_decrypt(
 ) -> Result<Json<BatchDecryptResponse>, ApiError> {
     check_batch(req.ciphertexts.len())?;
     let target = resolve(&app, &principal, &source, path).await?;
-    let mut plaintexts = BTreeMap::new();
-    for text in req.ciphertexts {
-        if plaintexts.contains_key(&text) {
-            continue;
+    let values = req.ciphertexts.len();
+    let result: Result<Json<BatchDecryptResponse>, ApiError> = async {
+        let mut plaintexts = BTreeMap::new();
+        for text in req.ciphertexts {
+            if plaintexts.contains_key(&text) {
+                continue;
+            }
+            let ciphertext = decode_envelope("a ciphertext", &text)?;
+            let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
+            plaintexts.insert(text, SecretText::new(STANDARD.encode(&plaintext)));
         }
-        let ciphertext = decode_envelope("a ciphertext", &text)?;
-        let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
-        plaintexts.insert(text, SecretText::new(STANDARD.encode(&plaintext)));
+        Ok(Json(BatchDecryptResponse { plaintexts }))
     }
-    Ok(Json(BatchDecryptResponse { plaintexts }))
+    .await;
+    tally(&app, &principal, &source, &target, "stack.decrypt", values, &result);
+    result
 }

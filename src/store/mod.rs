@@ -15,7 +15,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
-pub use crate::core::audit::{AuditEvent, AuditRecord};
+pub use crate::core::audit::{AuditEvent, AuditRecord, Checkpoint};
 
 pub use envs::EnvStore;
 pub use identity::IdentityStore;
@@ -478,6 +478,32 @@ pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
 
     /// The records of one chain with `seq > after`, in order, at most `limit`.
     async fn audit_records(&self, chain: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Every chain's head: `(chain, seq)` of its last record.
+    async fn audit_heads(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// The signed checkpoints of one chain, in order.
+    async fn audit_checkpoints(&self, chain: &str) -> StoreResult<Vec<Checkpoint>>;
+
+    /// The last signed checkpoint of every chain that has one.
+    async fn last_audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+
+    /// Stores a checkpoint; one at the same `(chain, seq)` (another replica's) is kept.
+    async fn insert_audit_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<Inserted>;
+
+    /// The anchor of a pruned chain: the checkpoint through which its records were deleted.
+    async fn audit_anchor(&self, chain: &str) -> StoreResult<Option<Checkpoint>>;
+
+    /// In one transaction: makes `anchor` its chain's anchor, deletes the chain's records up to and including
+    /// `anchor.seq` and its checkpoints before it, and appends `event` (the prune's own record). Returns how many
+    /// records were deleted. The caller has checked the anchor's signature and the chain up to it.
+    async fn prune_audit(&self, anchor: &Checkpoint, event: &AuditEvent) -> StoreResult<u64>;
+
+    /// The audit signing key: its raw public key and its sealed PKCS#8 private key.
+    async fn audit_signing_key(&self) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>>;
+
+    /// Stores the audit signing key unless one exists (another replica made it first: [`Inserted::AlreadyExists`]).
+    async fn insert_audit_signing_key(&self, public_key: &[u8], sealed: &[u8], now_ms: i64) -> StoreResult<Inserted>;
 
     async fn deks_under(
         &self,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{
-    AuditEvent, AuditRecord, Bootstrap, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState,
+    AuditEvent, AuditRecord, Bootstrap, Checkpoint, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState,
     MigrationRecord, MigrationState, OrgRecord, Store, StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser,
     UserRecord, WrapRecord,
 };
@@ -170,6 +170,19 @@ fn migration_from_row(row: &AnyRow) -> StoreResult<MigrationRecord> {
 
 const MIGRATION_COLUMNS: &str = "id, from_kek, to_kek, org_id, state, cursor_dek, total, migrated, verified_ms, \
      error, created_ms, updated_ms";
+
+const CHECKPOINT_COLUMNS: &str = "chain, seq, head, time_ms, key, signature";
+
+fn checkpoint_from_row(r: &AnyRow) -> StoreResult<Checkpoint> {
+    Ok(Checkpoint {
+        chain: r.try_get("chain")?,
+        seq: r.try_get("seq")?,
+        head: r.try_get("head")?,
+        time_ms: r.try_get("time_ms")?,
+        key: r.try_get("key")?,
+        signature: r.try_get("signature")?,
+    })
+}
 
 /// Appends `events` to their chains inside `tx`: each chain's head row is created if missing, locked, and moved.
 pub(crate) async fn append_audit_in(
@@ -871,6 +884,122 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn audit_heads(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT chain, seq FROM audit_heads ORDER BY chain")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("chain")?, r.try_get("seq")?)))
+            .collect()
+    }
+
+    async fn audit_checkpoints(&self, chain: &str) -> StoreResult<Vec<Checkpoint>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE chain = $1 ORDER BY seq"
+        ))
+        .bind(chain)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn last_audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints c WHERE seq = \
+             (SELECT MAX(seq) FROM audit_checkpoints l WHERE l.chain = c.chain)"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn insert_audit_checkpoint(&self, c: &Checkpoint) -> StoreResult<Inserted> {
+        let n = sqlx::query(
+            "INSERT INTO audit_checkpoints (chain, seq, head, time_ms, key, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&c.chain)
+        .bind(c.seq)
+        .bind(&c.head)
+        .bind(c.time_ms)
+        .bind(&c.key)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if n == 1 { Inserted::New } else { Inserted::AlreadyExists })
+    }
+
+    async fn audit_anchor(&self, chain: &str) -> StoreResult<Option<Checkpoint>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_anchors WHERE chain = $1"
+        ))
+        .bind(chain)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn prune_audit(&self, a: &Checkpoint, event: &AuditEvent) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "INSERT INTO audit_anchors (chain, seq, head, time_ms, key, signature) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, head = excluded.head, time_ms = excluded.time_ms, \
+             key = excluded.key, signature = excluded.signature WHERE excluded.seq > audit_anchors.seq",
+        )
+        .bind(&a.chain)
+        .bind(a.seq)
+        .bind(&a.head)
+        .bind(a.time_ms)
+        .bind(&a.key)
+        .bind(&a.signature)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(StoreError::Corrupt {
+                table: "audit_anchors",
+                detail: format!("chain {} is already pruned through record {} or later", a.chain, a.seq),
+            });
+        }
+        let n = sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= $2")
+            .bind(&a.chain)
+            .bind(a.seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE chain = $1 AND seq < $2")
+            .bind(&a.chain)
+            .bind(a.seq)
+            .execute(&mut *tx)
+            .await?;
+        append_audit_in(&mut tx, self.dialect, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn audit_signing_key(&self) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
+        let row = sqlx::query("SELECT public_key, sealed FROM audit_signing_keys WHERE name = 'current'")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("public_key")?, r.try_get("sealed")?)))
+            .transpose()
+    }
+
+    async fn insert_audit_signing_key(&self, public_key: &[u8], sealed: &[u8], now_ms: i64) -> StoreResult<Inserted> {
+        let n = sqlx::query(
+            "INSERT INTO audit_signing_keys (name, public_key, sealed, created_ms) VALUES ('current', $1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(public_key.to_vec())
+        .bind(sealed.to_vec())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if n == 1 { Inserted::New } else { Inserted::AlreadyExists })
     }
 
     async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64> {
