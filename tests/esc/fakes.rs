@@ -2,10 +2,10 @@
 //! folder, the `escx` envelope with the rot128 "cipher", the providers `test`, `error`, `secret-wrapper`, `schema`
 //! and `bench`, and the rotators `swap` and `echo`. None of this is Sesame's real crypto or a real provider.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -226,20 +226,20 @@ impl Effects for Fakes {
 /// Effects that answer `Pending` until the driver has performed the request, as the server's edge does.
 struct Deferred<'f> {
     inner: &'f Fakes,
-    loads: RefCell<BTreeMap<String, Result<Arc<str>, String>>>,
-    decrypts: RefCell<Vec<(DecryptRequest, Result<String, DecryptError>)>>,
-    calls: RefCell<Vec<(ProviderCall, Result<Value, String>)>>,
+    loads: Mutex<BTreeMap<String, Result<Arc<str>, String>>>,
+    decrypts: Mutex<Vec<(DecryptRequest, Result<String, DecryptError>)>>,
+    calls: Mutex<Vec<(ProviderCall, Result<Value, String>)>>,
 }
 
 impl Effects for Deferred<'_> {
     fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
-        match self.loads.borrow().get(name) {
+        match self.loads.lock().unwrap().get(name) {
             Some(r) => Answer::Ready(r.clone()),
             None => Answer::Pending,
         }
     }
     fn decrypt(&self, req: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
-        match self.decrypts.borrow().iter().find(|(r, _)| r == req) {
+        match self.decrypts.lock().unwrap().iter().find(|(r, _)| r == req) {
             Some((_, a)) => Answer::Ready(a.clone()),
             None => Answer::Pending,
         }
@@ -251,7 +251,7 @@ impl Effects for Deferred<'_> {
         self.inner.rotator(name)
     }
     fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
-        match self.calls.borrow().iter().find(|(c, _)| c == call) {
+        match self.calls.lock().unwrap().iter().find(|(c, _)| c == call) {
             Some((_, a)) => Answer::Ready(a.clone()),
             None => Answer::Pending,
         }
@@ -262,9 +262,9 @@ impl Effects for Deferred<'_> {
 pub fn drive_deferred(loaded: &Loaded, fakes: &Fakes, opts: &Options) -> Evaluated {
     let d = Deferred {
         inner: fakes,
-        loads: RefCell::new(BTreeMap::new()),
-        decrypts: RefCell::new(Vec::new()),
-        calls: RefCell::new(Vec::new()),
+        loads: Mutex::new(BTreeMap::new()),
+        decrypts: Mutex::new(Vec::new()),
+        calls: Mutex::new(Vec::new()),
     };
     for _round in 0..64 {
         let e = eval::evaluate(loaded, &d, opts);
@@ -277,19 +277,19 @@ pub fn drive_deferred(loaded: &Loaded, fakes: &Fakes, opts: &Options) -> Evaluat
                     let Answer::Ready(r) = fakes.load(&name) else {
                         unreachable!()
                     };
-                    d.loads.borrow_mut().insert(name, r);
+                    d.loads.lock().unwrap().insert(name, r);
                 }
                 Need::Decrypt(req) => {
                     let Answer::Ready(r) = fakes.decrypt(&req) else {
                         unreachable!()
                     };
-                    d.decrypts.borrow_mut().push((req, r));
+                    d.decrypts.lock().unwrap().push((req, r));
                 }
                 Need::Call(call) => {
                     let Answer::Ready(r) = fakes.call(&call) else {
                         unreachable!()
                     };
-                    d.calls.borrow_mut().push((*call, r));
+                    d.calls.lock().unwrap().push((*call, r));
                 }
             }
         }
