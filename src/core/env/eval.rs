@@ -1901,13 +1901,7 @@ mod tests {
 
     #[test]
     fn doubling_references_are_shared_and_bounded() {
-        let start = std::time::Instant::now();
         let e = run(&doubling(30, "[\"${l%}\", \"${l%}\"]"), &[]);
-        eprintln!(
-            "30 levels of doubling: {:?}, {} values of work",
-            start.elapsed(),
-            e.work
-        );
         let s = summaries(&e);
         assert!(s.iter().any(|m| m.contains("too large to return")), "{s:?}");
         let p = e.properties.as_ref().unwrap();
@@ -1919,11 +1913,8 @@ mod tests {
             .map(|v| v.facts().nodes * RENDERED_BYTES_PER_VALUE + v.facts().bytes)
             .sum();
         assert!(kept <= MAX_RENDERED_BYTES, "{kept}");
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
+        // Shared, not copied: thirty levels of doubling cost a few values of work each.
+        assert!(e.work < 10_000, "{}", e.work);
     }
 
     #[test]
@@ -1946,16 +1937,11 @@ mod tests {
             (r#"{fn::concat: ["${l30}", "${l30}"]}"#, "too large to return"),
         ];
         for (expr, want) in cases {
-            let start = std::time::Instant::now();
             let src = doubling(30, "[\"${l%}\", \"${l%}\"]") + &format!("  w: {expr}\n");
             let e = run(&src, &[]);
             let s = summaries(&e);
             assert!(s.iter().any(|m| m.contains(want)), "{expr}: {s:?}");
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(5),
-                "{expr}: {:?}",
-                start.elapsed()
-            );
+            assert!(e.work <= MAX_VALUES, "{}", e.work);
         }
     }
 
@@ -1963,7 +1949,6 @@ mod tests {
     fn merging_doubled_objects_is_charged_to_the_budget() {
         let shape = r#"{a: "${l%}", b: "${l%}"}"#;
         let base = doubling(40, shape);
-        let start = std::time::Instant::now();
         let e = run(&format!("imports: [base]\n{}", doubling(40, shape)), &[("base", base)]);
         let s = summaries(&e);
         assert!(
@@ -1971,16 +1956,7 @@ mod tests {
             "{:?}",
             &s[..s.len().min(3)]
         );
-        eprintln!(
-            "merging doubled objects: {:?}, {} values of work",
-            start.elapsed(),
-            e.work
-        );
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(e.work <= MAX_VALUES, "{}", e.work);
     }
 
     #[test]
@@ -2030,7 +2006,6 @@ mod tests {
         for i in 0..10_000 {
             src.push_str(&format!("  r{i}: ${{s}}\n"));
         }
-        let start = std::time::Instant::now();
         let e = run(&src, &[]);
         let s = summaries(&e);
         assert!(
@@ -2044,11 +2019,7 @@ mod tests {
             &s[..s.len().min(3)]
         );
         assert!(e.diags.len() <= MAX_DIAGNOSTICS + 1);
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(e.work <= MAX_VALUES, "{}", e.work);
     }
 
     #[test]
