@@ -59,9 +59,12 @@ async fn inviter(app: &AppState, p: &Principal, org: &OrgRecord) -> Result<Strin
     })
 }
 
+/// The most invitations one org may have pending.
+pub const MAX_PENDING_PER_ORG: usize = 1_000;
+
 /// An org administrator's `POST …/orgs/{org}/members`: invites `login` with `role`. The caller was authorized
 /// already. A login that is a member already answers 409 (members are visible to org administrators anyway);
-/// every other login — existing or not — gets the same `202` and body.
+/// every other login — existing or not — gets the same `202` and body (at most [`MAX_PENDING_PER_ORG`] pending).
 pub async fn invite(
     app: &AppState,
     p: &Principal,
@@ -80,6 +83,15 @@ pub async fn invite(
     {
         return Err(ApiError::conflict(format!(
             "'{login}' is a member of '{}' already; change the role with PATCH",
+            org.name
+        )));
+    }
+    // Pending invitations are stored objects an org admin makes at will: bounded per org (a renewed invitation of
+    // the same login replaces its own and is always allowed).
+    let pending = app.store.invitations_of_org(&org.id).await.map_err(internal)?;
+    if pending.len() >= MAX_PENDING_PER_ORG && !pending.iter().any(|i| i.login == login.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "'{}' has {MAX_PENDING_PER_ORG} pending invitations, the most an org may have; withdraw some first",
             org.name
         )));
     }

@@ -1158,6 +1158,66 @@ on_both!(
     org_admins_invite_and_users_consent_on_postgres
 );
 
+on_both!(
+    pending_invitations_are_bounded,
+    an_org_has_at_most_a_thousand_pending_invitations,
+    an_org_has_at_most_a_thousand_pending_invitations_on_postgres
+);
+
+async fn pending_invitations_are_bounded(srv: &TestServer) {
+    let members = format!("{V1}/orgs/acme/members");
+    let alice = new_user(srv, "acme", "alice", "admin").await;
+    let invite = |login: String| {
+        let (members, alice) = (members.clone(), alice.clone());
+        async move {
+            call(
+                srv,
+                Method::POST,
+                &members,
+                &alice,
+                Some(json!({"login": login, "role": "reader"})),
+            )
+            .await
+        }
+    };
+    let max = sesame::server::invitations::MAX_PENDING_PER_ORG;
+    for i in 0..max {
+        let (status, body) = invite(format!("guest{i}")).await;
+        assert_eq!(status, 202, "{i}: {body}");
+    }
+    // One more is refused, in ESC's error shape, and stores nothing.
+    let (status, body) = invite("one-too-many".into()).await;
+    assert_error(status, &body, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("pending invitations"),
+        "{body}"
+    );
+    let (status, list) = get(srv, &format!("{V1}/orgs/acme/invitations"), &alice).await;
+    assert_eq!(status, 200, "{list}");
+    let logins: Vec<&str> = list["invitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["login"].as_str())
+        .collect();
+    assert_eq!(logins.len(), max, "{}", logins.len());
+    assert!(!logins.contains(&"one-too-many"));
+    // Renewing a pending invitation is still allowed; withdrawing one makes room again.
+    let (status, body) = invite("guest0".into()).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = call(
+        srv,
+        Method::DELETE,
+        &format!("{V1}/orgs/acme/invitations/guest1"),
+        &alice,
+        None,
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status}");
+    let (status, body) = invite("one-too-many".into()).await;
+    assert_eq!(status, 202, "{body}");
+}
+
 /// An invitation's body with what differs per login taken out.
 fn invitation_shape(body: &Value) -> Value {
     let mut b = body.clone();

@@ -521,6 +521,10 @@ async fn migration_survives_twenty_sigkills() {
     let mut head = String::new();
     for line in text.lines() {
         let v: Value = serde_json::from_str(line).expect("audit line");
+        // Signed checkpoints (and an anchor after a prune) ride along in exports; this check is of the chain.
+        if v.get("checkpoint").is_some() || v.get("anchor").is_some() {
+            continue;
+        }
         if v.get("action").is_none() {
             head = v["head"].as_str().expect("head").to_owned();
         } else {
