@@ -514,15 +514,20 @@ impl<'a> Run<'a> {
     /// Replaces the top-level values that would make the result render larger than [`MAX_RENDERED_BYTES`] with
     /// unknowns, each with a diagnostic.
     fn bound_rendering(&mut self, root: &Arc<str>, decl: &Decl, props: &mut BTreeMap<String, Value>) {
+        // What each key costs at the least (its value replaced by an unknown): room is kept for the keys still to
+        // come, so that what is kept and what is replaced together stay within the limit.
+        let least = |k: &String| RENDERED_BYTES_PER_VALUE.saturating_add(k.len() as u64);
+        let mut rest: u64 = props.keys().map(least).fold(0, u64::saturating_add);
         let mut total: u64 = 0;
         for (k, v) in props.iter_mut() {
+            rest = rest.saturating_sub(least(k));
             let f = v.facts();
             let size = f
                 .nodes
                 .saturating_mul(RENDERED_BYTES_PER_VALUE)
                 .saturating_add(f.bytes)
                 .saturating_add(k.len() as u64);
-            if total.saturating_add(size) <= MAX_RENDERED_BYTES {
+            if total.saturating_add(size).saturating_add(rest) <= MAX_RENDERED_BYTES {
                 total += size;
                 continue;
             }
@@ -545,7 +550,7 @@ impl<'a> Run<'a> {
                 def: v.def.clone(),
                 ..Value::unknown(None)
             };
-            total += RENDERED_BYTES_PER_VALUE;
+            total = total.saturating_add(least(k));
         }
     }
 
@@ -1915,6 +1920,24 @@ mod tests {
         assert!(kept <= MAX_RENDERED_BYTES, "{kept}");
         // Shared, not copied: thirty levels of doubling cost a few values of work each.
         assert!(e.work < 10_000, "{}", e.work);
+    }
+
+    /// Found by fuzzing: values replaced by unknowns cost something too (their key and an unknown), so many of them
+    /// after the kept ones must not push the result past the limit.
+    #[test]
+    fn kept_and_replaced_values_together_render_within_the_limit() {
+        let mut src = doubling(14, "[\"${l%}\", \"${l%}\"]");
+        for i in 0..20_000 {
+            src.push_str(&format!("  x{i}: ${{l14}}\n"));
+        }
+        let e = run(&src, &[]);
+        let p = e.properties.as_ref().unwrap();
+        assert!(p.values().filter(|v| v.unknown).count() > 19_000);
+        let rendered: u64 = p
+            .iter()
+            .map(|(k, v)| v.facts().nodes * RENDERED_BYTES_PER_VALUE + v.facts().bytes + k.len() as u64)
+            .sum();
+        assert!(rendered <= MAX_RENDERED_BYTES, "{rendered}");
     }
 
     #[test]
