@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::clock::Clock;
 use crate::core::audit::AuditEvent;
 use crate::core::call_tally::{CallKey, CallTally};
 use crate::store::Store;
@@ -143,15 +144,17 @@ pub struct CallAudit {
     /// Records whose write failed, retried on the next flush (so no call goes uncounted while the store recovers).
     retry: tokio::sync::Mutex<Vec<AuditEvent>>,
     log: AuditLog,
+    clock: Clock,
 }
 
 impl CallAudit {
-    /// A tally draining into `log`, flushed by a task for as long as it lives.
-    pub fn start(log: AuditLog) -> Arc<CallAudit> {
+    /// A tally draining into `log`, its windows timed by `clock`, flushed by a task for as long as it lives.
+    pub fn start(log: AuditLog, clock: Clock) -> Arc<CallAudit> {
         let audit = Arc::new(CallAudit {
             tally: Mutex::new(CallTally::default()),
             retry: tokio::sync::Mutex::new(Vec::new()),
             log,
+            clock,
         });
         let weak = Arc::downgrade(&audit);
         tokio::spawn(async move {
@@ -168,7 +171,7 @@ impl CallAudit {
 
     /// Counts one request of `values` values.
     pub fn add(&self, key: CallKey, values: u64) {
-        let now = crate::keyring::now_ms();
+        let now = self.clock.now_ms();
         self.tally
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -181,7 +184,7 @@ impl CallAudit {
             .tally
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take_closed(crate::keyring::now_ms());
+            .take_closed(self.clock.now_ms());
         self.write(events).await;
     }
 

@@ -17,11 +17,12 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use tokio::sync::{Mutex, Notify};
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
 use crate::core::audit::{
     Checkpoint, GENESIS, checkpoint_due, checkpoint_message, hex, key_fingerprint, unhex, verify_from,
 };
 use crate::core::keys::{Scope, audit_signing_key_aad};
-use crate::keyring::{Keyring, KeyringError, now_ms};
+use crate::keyring::{Keyring, KeyringError};
 use crate::store::{Inserted, Store, StoreError};
 
 /// How often the checkpointer looks for chains whose last checkpoint is older than the time limit.
@@ -58,8 +59,12 @@ impl std::fmt::Debug for AuditSigner {
 
 impl AuditSigner {
     /// Loads and unseals the stored key, or makes, seals and stores one on first start (a replica that loses the
-    /// race to store it uses the winner's).
-    pub async fn load_or_create(store: &dyn Store, keyring: &Keyring) -> Result<AuditSigner, SignerError> {
+    /// race to store it uses the winner's). A new key is dated by `clock`.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        keyring: &Keyring,
+        clock: &Clock,
+    ) -> Result<AuditSigner, SignerError> {
         for _ in 0..2 {
             if let Some((public, sealed)) = store.audit_signing_key().await? {
                 let pkcs8 = keyring
@@ -82,7 +87,7 @@ impl AuditSigner {
             let sealed = keyring
                 .seal(&Scope::AuditSigning, &audit_signing_key_aad(&public), &pkcs8)
                 .await?;
-            if store.insert_audit_signing_key(&public, &sealed, now_ms()).await? == Inserted::New {
+            if store.insert_audit_signing_key(&public, &sealed, clock.now_ms()).await? == Inserted::New {
                 return Ok(AuditSigner::from_pair(pair));
             }
         }
@@ -129,6 +134,7 @@ pub struct Checkpointer {
     store: Arc<dyn Store>,
     /// Loaded from the store on first use.
     known: Mutex<Option<Known>>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -140,12 +146,19 @@ impl std::fmt::Debug for Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the checkpointer: it looks after every committed audit batch (`committed`) and every few seconds.
-    pub fn start(signer: AuditSigner, store: Arc<dyn Store>, committed: Arc<Notify>) -> Arc<Checkpointer> {
+    /// Starts the checkpointer: it looks after every committed audit batch (`committed`) and every few seconds;
+    /// `clock` decides whether a checkpoint is due and dates it.
+    pub fn start(
+        signer: AuditSigner,
+        store: Arc<dyn Store>,
+        committed: Arc<Notify>,
+        clock: Clock,
+    ) -> Arc<Checkpointer> {
         let me = Arc::new(Checkpointer {
             signer,
             store,
             known: Mutex::new(None),
+            clock,
         });
         let weak = Arc::downgrade(&me);
         tokio::spawn(async move {
@@ -188,7 +201,7 @@ impl Checkpointer {
             }
         }
         let Some(known) = guard.as_mut() else { return };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for (chain, seq) in heads {
             let last = known.get(&chain).map(|(s, t, _)| (*s, *t));
             let forced = force == Some(chain.as_str()) && last.map_or(seq > 0, |(s, _)| seq > s);

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use sesame_kms::{Argon2Params, KekUri, KmsError, OpenOptions};
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
 use crate::core::keys::Scope;
 use crate::core::tokens::AccessToken;
 use crate::kek_reach::KekAllowList;
-use crate::keyring::{Keyring, KeyringConfig, KeyringError, now_ms};
+use crate::keyring::{Keyring, KeyringConfig, KeyringError};
 use crate::store::{
     Bootstrap, Inserted, KekRecord, KekState, OrgRecord, Store, StoreError, TokenKind, TokenRecord, UserRecord,
 };
@@ -45,6 +46,8 @@ pub struct InstanceConfig {
     pub keyring: KeyringConfig,
     /// The PKCS#11 modules, PIN files and KMS endpoints other KEKs may use (the system KEK's are added to it).
     pub kek_allow: KekAllowList,
+    /// The clock everything in the instance reads (`Clock::system()` in the binary; no flag selects another).
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for InstanceConfig {
             .field("pkcs11_pin", &redacted(self.pkcs11_pin.is_some()))
             .field("keyring", &self.keyring)
             .field("kek_allow", &self.kek_allow)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -149,6 +153,8 @@ pub struct Instance {
     pub kek_options: OpenOptions,
     /// What KEKs other than the system KEK may reach: the operator's allow-list and the system KEK's own reach.
     pub kek_allow: KekAllowList,
+    /// The clock (the configuration's).
+    pub clock: Clock,
 }
 
 fn make_data_dir(path: &Path) -> Result<(), StartError> {
@@ -194,7 +200,7 @@ impl Instance {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("sesame.db").display()));
         let store = crate::store::connect(&url).await?;
-        let keyring = Arc::new(Keyring::new(store.clone(), &config.keyring));
+        let keyring = Arc::new(Keyring::new(store.clone(), &config.keyring, config.clock.clone()));
         let uri: KekUri = config.system_kek.parse().map_err(StartError::KekUri)?;
         config.kek_allow.validate().map_err(StartError::KekAllowList)?;
         let kek_allow = config
@@ -308,6 +314,7 @@ impl Instance {
             admin_token_path,
             kek_options,
             kek_allow,
+            clock: config.clock.clone(),
         })
     }
 }
@@ -319,7 +326,7 @@ fn first_state(
     kek_id: String,
     canary: crate::store::DekWithWraps,
 ) -> (Bootstrap, AccessToken) {
-    let now = now_ms();
+    let now = config.clock.now_ms();
     let token = AccessToken::generate(&mut rand::rng());
     let admin_id = uuid::Uuid::now_v7().to_string();
     let boot = Bootstrap {

@@ -6,17 +6,19 @@
 //! material when the last reference drops, which is when the cache evicts it). While a DEK is cached, sealing and
 //! opening make no KMS call and no database round trip. Concurrent misses for the same DEK are coalesced into one
 //! unwrap. The envelope derives a fresh key per message from a 256-bit random nonce, so no per-DEK message
-//! counter is kept (envelope-spec/SPEC.md explains why none is needed).
+//! counter is kept (envelope-spec/SPEC.md explains why none is needed). The DEKs and wraps it makes are dated by the
+//! [`Clock`] it is given; it reads no clock itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use moka::future::Cache;
 use sesame_envelope::{KeyId, Plaintext, PreparedKey};
 use sesame_kms::{Dek, Kek, KekUri, KmsError, WrapContext, WrappedDek};
 
+use crate::clock::Clock;
 use crate::core::keys::Scope;
 use crate::store::{DekRecord, DekState, DekWithWraps, Inserted, KekRecord, Store, StoreError, WrapRecord};
 
@@ -105,6 +107,7 @@ pub struct Keyring {
     deks: Cache<KeyId, Arc<LoadedDek>>,
     current: Cache<Scope, Arc<LoadedDek>>,
     metrics: KeyringMetrics,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -115,7 +118,6 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-/// The current time in Unix milliseconds.
 /// A stored wrap as the KEK adapters take it.
 fn wrapped_of(w: &WrapRecord) -> WrappedDek {
     WrappedDek {
@@ -126,8 +128,8 @@ fn wrapped_of(w: &WrapRecord) -> WrappedDek {
     }
 }
 
-/// A new (not yet primary) wrap of DEK `dek_id` under KEK `kek_id`, to store.
-fn record_of(dek_id: &str, kek_id: &str, wrapped: WrappedDek) -> WrapRecord {
+/// A new (not yet primary) wrap of DEK `dek_id` under KEK `kek_id`, made at `now_ms`, to store.
+fn record_of(dek_id: &str, kek_id: &str, wrapped: WrappedDek, now_ms: i64) -> WrapRecord {
     WrapRecord {
         dek_id: dek_id.to_owned(),
         kek_id: kek_id.to_owned(),
@@ -136,15 +138,8 @@ fn record_of(dek_id: &str, kek_id: &str, wrapped: WrappedDek) -> WrapRecord {
         wrap_alg: wrapped.wrap_alg,
         binding: wrapped.binding,
         primary: false,
-        created_ms: now_ms(),
+        created_ms: now_ms,
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The 16-byte envelope key id of a DEK id (a UUID).
@@ -163,8 +158,8 @@ fn wrap_context(dek_id: &str, scope: &str) -> WrapContext {
 }
 
 impl Keyring {
-    /// A keyring over `store` with no KEK adapters registered yet.
-    pub fn new(store: Arc<dyn Store>, config: &KeyringConfig) -> Keyring {
+    /// A keyring over `store` with no KEK adapters registered yet; `clock` dates the DEKs and wraps it makes.
+    pub fn new(store: Arc<dyn Store>, config: &KeyringConfig, clock: Clock) -> Keyring {
         Keyring {
             store,
             keks: RwLock::new(HashMap::new()),
@@ -177,6 +172,7 @@ impl Keyring {
                 .time_to_live(config.current_ttl)
                 .build(),
             metrics: KeyringMetrics::default(),
+            clock,
         }
     }
 
@@ -209,7 +205,7 @@ impl Keyring {
         let dek = Dek::generate();
         self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
         let wrapped = kek.wrap(&dek, &wrap_context(&id, scope)).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let rows = DekWithWraps {
             dek: DekRecord {
                 id: id.clone(),
@@ -440,7 +436,7 @@ impl Keyring {
             let wrapped = result?;
             self.metrics.kms_unwraps.fetch_add(1, Ordering::Relaxed);
             target.unwrap(&wrapped, &ctx).await?;
-            return Ok(record_of(&stored.dek.id, to_kek, wrapped));
+            return Ok(record_of(&stored.dek.id, to_kek, wrapped, self.clock.now_ms()));
         }
         let dek = self.unwrap(&source_only).await?;
         self.metrics.kms_wraps.fetch_add(1, Ordering::Relaxed);
@@ -453,7 +449,7 @@ impl Keyring {
                 detail: format!("target KEK {} did not give back the DEK it wrapped", target.uri()),
             });
         }
-        Ok(record_of(&stored.dek.id, to_kek, wrapped))
+        Ok(record_of(&stored.dek.id, to_kek, wrapped, self.clock.now_ms()))
     }
 
     /// Unwraps a stored DEK through one KEK only (a migration's verification).

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod audit_sign;
 pub mod cli;
+pub mod clock;
 pub mod core;
 pub mod instance;
 pub mod kek_reach;

@@ -7,14 +7,15 @@
 //! in one transaction. Killing the process at any instant leaves every DEK with at least its old, working wrap and
 //! the cursor at a batch boundary; resuming continues from there, and re-inserting a wrap that landed is a no-op.
 //! A target that does not give back what it wrapped fails the job before anything of that batch is written.
-//! Content is never touched: envelopes name DEKs, not KEKs.
+//! Content is never touched: envelopes name DEKs, not KEKs. Leases and records are timed by the caller's [`Clock`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::keyring::{Keyring, KeyringError, now_ms};
+use crate::clock::Clock;
+use crate::keyring::{Keyring, KeyringError};
 use crate::store::{MigrationRecord, MigrationState, Store, StoreError};
 
 /// Knobs of a migration run.
@@ -62,16 +63,18 @@ pub enum MigrateError {
 }
 
 /// Runs migration `id` until it is done, paused, failed, or leased by another owner; returns its final record.
+/// Leases and records are timed by `clock`.
 pub async fn run(
     store: &Arc<dyn Store>,
     keyring: &Keyring,
     id: &str,
     owner: &str,
     config: &MigrateConfig,
+    clock: &Clock,
 ) -> Result<MigrationRecord, MigrateError> {
     let lease_ms = i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX);
     loop {
-        let now = now_ms();
+        let now = clock.now_ms();
         if !store
             .lease_migration(id, owner, now, now.saturating_add(lease_ms))
             .await?
@@ -86,7 +89,7 @@ pub async fn run(
         let batch = store.migration_batch(&m, &m.cursor, config.batch).await?;
         let Some(last) = batch.last().map(|d| d.dek.id.clone()) else {
             store
-                .set_migration_state(id, MigrationState::Done, "", now_ms())
+                .set_migration_state(id, MigrationState::Done, "", clock.now_ms())
                 .await?;
             tracing::info!(migration = %id, migrated = m.migrated, "migration done");
             return current(store, id).await;
@@ -108,14 +111,14 @@ pub async fn run(
                 Err(e) => {
                     // Nothing of this batch is written: every DEK keeps its working source wrap.
                     store
-                        .set_migration_state(id, MigrationState::Failed, &e.to_string(), now_ms())
+                        .set_migration_state(id, MigrationState::Failed, &e.to_string(), clock.now_ms())
                         .await?;
                     tracing::warn!(migration = %id, error = %e, "migration failed");
                     return Err(e);
                 }
             }
         }
-        store.record_migration_batch(id, &wraps, &last, now_ms()).await?;
+        store.record_migration_batch(id, &wraps, &last, clock.now_ms()).await?;
     }
 }
 
@@ -140,7 +143,12 @@ async fn current(store: &Arc<dyn Store>, id: &str) -> Result<MigrationRecord, Mi
 
 /// Unwraps every DEK in the migration's scope under the target KEK; records the verification if all unwrap.
 /// Returns (checked, failed).
-pub async fn verify(store: &Arc<dyn Store>, keyring: &Keyring, id: &str) -> Result<(u64, u64), MigrateError> {
+pub async fn verify(
+    store: &Arc<dyn Store>,
+    keyring: &Keyring,
+    id: &str,
+    clock: &Clock,
+) -> Result<(u64, u64), MigrateError> {
     let m = current(store, id).await?;
     let (mut checked, mut failed, mut after) = (0u64, 0u64, String::new());
     loop {
@@ -157,20 +165,20 @@ pub async fn verify(store: &Arc<dyn Store>, keyring: &Keyring, id: &str) -> Resu
     // Every DEK still under the source must also be under the target, or the migration is not complete.
     let missing = store.migration_batch(&m, "", 1).await?.len() as u64;
     if failed == 0 && missing == 0 {
-        store.mark_migration_verified(id, now_ms()).await?;
+        store.mark_migration_verified(id, clock.now_ms()).await?;
     }
     Ok((checked, failed + missing))
 }
 
 /// Deletes the source KEK's wraps of the migrated DEKs, only after the migration is done and verified.
-pub async fn retire(store: &Arc<dyn Store>, id: &str) -> Result<u64, MigrateError> {
+pub async fn retire(store: &Arc<dyn Store>, id: &str, clock: &Clock) -> Result<u64, MigrateError> {
     let m = current(store, id).await?;
     if m.state != MigrationState::Done || m.verified_ms.is_none() {
         return Err(MigrateError::NotVerified(id.to_owned()));
     }
-    let n = store.retire_migration_source(&m).await?;
+    let n = store.retire_migration_source(&m, clock.now_ms()).await?;
     store
-        .set_migration_state(id, MigrationState::Retired, "", now_ms())
+        .set_migration_state(id, MigrationState::Retired, "", clock.now_ms())
         .await?;
     Ok(n)
 }

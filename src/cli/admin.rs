@@ -720,7 +720,7 @@ fn print_tokens(tokens: &[Token]) {
             (None, Some(o), None) => o.clone(),
             _ => String::new(),
         };
-        let now = crate::keyring::now_ms();
+        let now = crate::clock::Clock::system().now_ms();
         let state = match (t.revoked_ms, t.expires_ms) {
             (Some(_), _) => "revoked",
             (None, Some(exp)) if exp <= now => "expired",

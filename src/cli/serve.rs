@@ -140,6 +140,8 @@ impl ServeArgs {
                     pkcs11_pin_files: self.pkcs11_pin_files,
                     endpoints: self.kms_endpoints,
                 },
+                // The binary always runs on the system clock: no flag or variable selects another.
+                clock: crate::clock::Clock::system(),
             },
         })
     }

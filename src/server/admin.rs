@@ -29,7 +29,6 @@ use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::core::text;
 use crate::core::tokens::AccessToken;
-use crate::keyring::now_ms;
 use crate::store::identity::{GrantRecord, MemberRecord, NewUser, TeamRecord};
 use crate::store::{Inserted, OrgRecord, StoreError, TokenKind, TokenRecord, UserRecord};
 
@@ -210,7 +209,7 @@ pub async fn create_org(
     let org = OrgRecord {
         id: uuid::Uuid::now_v7().to_string(),
         name: name.to_string(),
-        created_ms: now_ms(),
+        created_ms: app.clock.now_ms(),
     };
     if app.store.insert_org(&org).await.map_err(internal)? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!("organization '{name}' exists already")));
@@ -262,7 +261,7 @@ pub async fn add_member(
     if !p.instance_admin {
         return super::invitations::invite(&app, &p, &addr, &org, &login, role).await;
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let token = AccessToken::generate(&mut rand::rng());
     let user_id = uuid::Uuid::now_v7().to_string();
     let new_user = NewUser {
@@ -341,7 +340,7 @@ pub async fn set_member_role(
     let user = member_user(&app, &org, &login).await?;
     if !app
         .store
-        .set_member_role(&org.id, &user.id, role, now_ms())
+        .set_member_role(&org.id, &user.id, role, app.clock.now_ms())
         .await
         .map_err(internal)?
     {
@@ -430,7 +429,7 @@ pub async fn create_team(
         org_id: org.id.clone(),
         name: name.to_string(),
         description: req.description,
-        created_ms: now_ms(),
+        created_ms: app.clock.now_ms(),
     };
     if app.store.insert_team(&team).await.map_err(internal)? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
@@ -476,7 +475,7 @@ pub async fn delete_team(
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     let revoked = app
         .store
-        .delete_team(&record.id, now_ms())
+        .delete_team(&record.id, app.clock.now_ms())
         .await
         .map_err(internal)?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
@@ -516,7 +515,7 @@ pub async fn add_team_member(
     let user = member_user(&app, &org, &login).await?;
     let inserted = app
         .store
-        .add_team_member(&record.id, &user.id, now_ms())
+        .add_team_member(&record.id, &user.id, app.clock.now_ms())
         .await
         .map_err(internal)?;
     if inserted == Inserted::New {
@@ -668,7 +667,7 @@ pub async fn put_role(
             project: req.project.clone(),
             env: req.environment.clone(),
             role,
-            created_ms: now_ms(),
+            created_ms: app.clock.now_ms(),
         })
         .await
         .map_err(internal)?;
@@ -798,7 +797,7 @@ pub async fn create_token(
         text::MAX_DESCRIPTION,
         text::Lines::Multi,
     )?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let expires_ms = child_expiry(req.expires_in_days, p.expires_ms(), now)?;
     let (kind, user_id, org, team) = match req.kind.as_str() {
         "personal" => {
@@ -984,7 +983,8 @@ pub async fn revoke_token(
             return Err(token_not_found(&id));
         }
     };
-    let revoked = app.store.revoke_token(&id, now_ms()).await.map_err(internal)?;
+    let now = app.clock.now_ms();
+    let revoked = app.store.revoke_token(&id, now).await.map_err(internal)?;
     app.audit(
         Some(&p),
         &addr,

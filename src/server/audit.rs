@@ -246,6 +246,7 @@ pub async fn prune(
             req.through,
             checkpoint.head
         ),
+        app.clock.now_ms(),
     );
     let pruned = app
         .store

@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::ApiError;
 use crate::core::tokens::AccessToken;
-use crate::keyring::now_ms;
 use crate::store::{TokenKind, TokenWithUser};
 
 /// How long a token lookup is reused without asking the store again.
@@ -161,7 +160,7 @@ async fn authenticate(
             p
         }
     };
-    if principal.expires_ms.is_some_and(|exp| exp <= now_ms()) {
+    if principal.expires_ms.is_some_and(|exp| exp <= app.clock.now_ms()) {
         tracing::debug!(token_id = %principal.token_id, "authentication failed: expired token");
         return Err(refused());
     }

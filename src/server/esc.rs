@@ -30,7 +30,6 @@ use crate::core::env::Mode;
 use crate::core::keys::{Name, open_session_aad};
 use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::{parse_go_duration, rfc3339};
-use crate::keyring::now_ms;
 use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Viewer, Written};
 use crate::store::{Inserted, OrgRecord, TokenKind};
 
@@ -295,7 +294,7 @@ pub async fn create(
         || env_not_found(&body.project, &body.name),
     )
     .await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let env = EnvRecord {
         id: uuid::Uuid::now_v7().to_string(),
         org_id: org.id.clone(),
@@ -468,7 +467,7 @@ pub async fn update(
     let sealed = esc_eval::seal_secrets(&app, &t.org.id, &t.env.id, text).await?;
     let written = app
         .store
-        .write_revision(&t.env.id, expected, &sealed, &login_of(&p), now_ms())
+        .write_revision(&t.env.id, expected, &sealed, &login_of(&p), app.clock.now_ms())
         .await
         .map_err(internal)?;
     let Written::Revision(rev) = written else {
@@ -532,7 +531,7 @@ pub async fn rename(
     .await?;
     if !app
         .store
-        .rename_env(&t.env.id, &body.project, &body.name, now_ms())
+        .rename_env(&t.env.id, &body.project, &body.name, app.clock.now_ms())
         .await
         .map_err(internal)?
     {
@@ -585,7 +584,7 @@ pub async fn clone(
         || env_not_found(&body.project, &body.name),
     )
     .await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let new = EnvRecord {
         id: uuid::Uuid::now_v7().to_string(),
         org_id: t.org.id.clone(),
@@ -779,7 +778,7 @@ async fn open_and_store(
             body.as_slice(),
         )
         .await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let session = SessionRecord {
         id: id.clone(),
         env_id: env_id.to_owned(),
@@ -905,7 +904,7 @@ async fn read_session(
     if s.org_id != org.id || s.env_id != env_id {
         return Err(session_not_found());
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if s.expires_ms <= now {
         app.store.purge_sessions(now).await.map_err(internal)?;
         return Err(session_not_found());
@@ -1073,7 +1072,7 @@ pub async fn retract(
         ));
     }
     let r = Retraction {
-        at_ms: now_ms(),
+        at_ms: app.clock.now_ms(),
         by: login_of(&p),
         reason: body.reason.unwrap_or_default(),
         replacement,
@@ -1189,7 +1188,7 @@ async fn put_revision_tag(
     if revision < 1 || revision > t.env.head {
         return Err(ApiError::bad_request(format!("revision {revision} does not exist")));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let rec = RevisionTagRecord {
         name: name.clone(),
         revision,
@@ -1339,7 +1338,7 @@ pub async fn create_tag(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     check_env_tag_name(&body.name)?;
     text::check("tag value", &body.value, text::MAX_TAG_VALUE, text::Lines::Multi)?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let rec = EnvTagRecord {
         name: body.name.clone(),
         value: body.value,
@@ -1413,7 +1412,7 @@ pub async fn update_tag(
         name: body.new_tag.name,
         value: body.new_tag.value,
         created_ms: current.created_ms,
-        modified_ms: now_ms(),
+        modified_ms: app.clock.now_ms(),
         editor: login_of(&p),
     };
     if !app

@@ -616,7 +616,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
             };
             let event = crate::store::AuditEvent {
                 chain: rev.org_id.clone(),
-                time_ms: crate::keyring::now_ms(),
+                time_ms: app.clock.now_ms(),
                 actor: "system:upgrade".into(),
                 source: "internal".into(),
                 action: "env.revision.reseal".into(),

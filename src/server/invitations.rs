@@ -21,7 +21,6 @@ use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMem
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
-use crate::keyring::now_ms;
 use crate::store::identity::InvitationRecord;
 use crate::store::{OrgRecord, StoreError, TokenKind, UserRecord};
 
@@ -103,7 +102,7 @@ pub async fn invite(
             login: login.to_string(),
             role,
             invited_by: inviter(app, p, org).await?,
-            created_ms: now_ms(),
+            created_ms: app.clock.now_ms(),
         })
         .await
         .map_err(internal)?;
@@ -160,7 +159,7 @@ pub async fn accept(
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
     let inv = app
         .store
-        .accept_invitation(&id, &user, now_ms())
+        .accept_invitation(&id, &user, app.clock.now_ms())
         .await
         .map_err(internal)?
         .ok_or_else(|| invitation_not_found(&id))?;

@@ -21,7 +21,6 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{AddKekRequest, KekInfo, KekList};
-use crate::keyring::now_ms;
 use crate::store::{Inserted, KekRecord, KekState};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
@@ -142,7 +141,7 @@ pub async fn add(
         uri: uri.to_string(),
         state: KekState::Active,
         is_default: req.default,
-        created_ms: now_ms(),
+        created_ms: app.clock.now_ms(),
     };
     match app
         .store

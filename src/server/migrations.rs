@@ -15,7 +15,6 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
-use crate::keyring::now_ms;
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
 
@@ -74,7 +73,7 @@ pub fn spawn_run(app: &Arc<AppState>, id: String) {
     tokio::spawn(async move {
         let config = &app.migrate_config;
         loop {
-            match migrate::run(&app.store, &app.keyring, &id, &app.replica_id, config).await {
+            match migrate::run(&app.store, &app.keyring, &id, &app.replica_id, config, &app.clock).await {
                 // Only a lease held by another owner stops a run that is still `running`.
                 Ok(m) if m.state == MigrationState::Running => {
                     tokio::time::sleep((config.lease / 2).max(Duration::from_millis(50))).await;
@@ -143,7 +142,7 @@ pub async fn start(
             format!("target KEK {} is disabled", to.uri),
         ));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let m = app
         .store
         .start_or_resume_migration(&MigrationRecord {
@@ -220,7 +219,7 @@ pub async fn pause(
         ));
     }
     app.store
-        .set_migration_state(&id, MigrationState::Paused, "", now_ms())
+        .set_migration_state(&id, MigrationState::Paused, "", app.clock.now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
@@ -256,7 +255,7 @@ pub async fn resume(
         ));
     }
     app.store
-        .set_migration_state(&id, MigrationState::Running, "", now_ms())
+        .set_migration_state(&id, MigrationState::Running, "", app.clock.now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
@@ -282,7 +281,7 @@ pub async fn verify(
     Path(id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id)
+    let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id, &app.clock)
         .await
         .map_err(migrate_error)?;
     app.audit(
@@ -311,7 +310,9 @@ pub async fn retire(
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let removed = migrate::retire(&app.store, &id).await.map_err(migrate_error)?;
+    let removed = migrate::retire(&app.store, &id, &app.clock)
+        .await
+        .map_err(migrate_error)?;
     app.audit(
         Some(&principal),
         &addr,

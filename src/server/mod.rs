@@ -90,6 +90,8 @@ pub struct AppState {
     pub stack_calls: Arc<crate::audit::CallAudit>,
     /// Signs audit chain heads.
     pub checkpoints: Arc<crate::audit_sign::Checkpointer>,
+    /// The clock every handler reads (the instance's; see [`crate::clock`]).
+    pub clock: crate::clock::Clock,
 }
 
 /// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
@@ -103,7 +105,8 @@ pub(crate) fn audit_actor(principal: Option<&auth::Principal>) -> String {
     }
 }
 
-/// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain), now.
+/// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain) at `now_ms`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn audit_event(
     principal: Option<&auth::Principal>,
     source: &str,
@@ -112,10 +115,11 @@ pub(crate) fn audit_event(
     target: &str,
     outcome: &str,
     detail: String,
+    now_ms: i64,
 ) -> crate::core::audit::AuditEvent {
     crate::core::audit::AuditEvent {
         chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
-        time_ms: crate::keyring::now_ms(),
+        time_ms: now_ms,
         actor: audit_actor(principal),
         source: source.to_owned(),
         action: action.to_owned(),
@@ -159,7 +163,8 @@ impl AppState {
         outcome: &str,
         detail: String,
     ) -> Result<(), error::ApiError> {
-        let event = audit_event(principal, source, chain, action, target, outcome, detail);
+        let now = self.clock.now_ms();
+        let event = audit_event(principal, source, chain, action, target, outcome, detail, now);
         self.audit
             .record(event)
             .await
@@ -178,7 +183,8 @@ impl AppState {
         detail: String,
         session: crate::store::envs::SessionRecord,
     ) -> Result<(), error::ApiError> {
-        let event = audit_event(Some(principal), source, Some(chain), action, target, "ok", detail);
+        let now = self.clock.now_ms();
+        let event = audit_event(Some(principal), source, Some(chain), action, target, "ok", detail, now);
         self.audit
             .record_with(event, Some(session))
             .await
@@ -217,13 +223,20 @@ impl AppState {
         kek_options: sesame_kms::OpenOptions,
         kek_allow: crate::kek_reach::KekAllowList,
         migrate_config: MigrateConfig,
+        clock: crate::clock::Clock,
     ) -> AppState {
         let audit = crate::audit::AuditLog::start(store.clone());
         AppState {
             kek_allow,
-            throttle: throttle::Throttle::new(Default::default()),
-            stack_calls: crate::audit::CallAudit::start(audit.clone()),
-            checkpoints: crate::audit_sign::Checkpointer::start(signer, store.clone(), audit.committed()),
+            throttle: throttle::Throttle::new(Default::default(), clock.clone()),
+            stack_calls: crate::audit::CallAudit::start(audit.clone(), clock.clone()),
+            checkpoints: crate::audit_sign::Checkpointer::start(
+                signer,
+                store.clone(),
+                audit.committed(),
+                clock.clone(),
+            ),
+            clock,
             audit,
             store,
             keyring,
@@ -356,7 +369,7 @@ fn spawn_session_purger(state: &Arc<AppState>) {
         loop {
             tick.tick().await;
             let Some(state) = weak.upgrade() else { return };
-            match state.store.purge_sessions(crate::keyring::now_ms()).await {
+            match state.store.purge_sessions(state.clock.now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(sessions = n, "purged expired open sessions"),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired open sessions"),
@@ -566,7 +579,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let instance = Instance::open(&config.instance).await?;
-    let signer = crate::audit_sign::AuditSigner::load_or_create(instance.store.as_ref(), &instance.keyring).await?;
+    let (store, clock) = (instance.store.as_ref(), &instance.clock);
+    let signer = crate::audit_sign::AuditSigner::load_or_create(store, &instance.keyring, clock).await?;
     tracing::info!(
         fingerprint = signer.fingerprint(),
         "audit checkpoints are signed with this Ed25519 key"
@@ -578,8 +592,9 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         instance.kek_options.clone(),
         instance.kek_allow.clone(),
         config.migration.clone(),
+        instance.clock.clone(),
     );
-    state.throttle = throttle::Throttle::new(config.limits.auth.clone());
+    state.throttle = throttle::Throttle::new(config.limits.auth.clone(), instance.clock.clone());
     state.metrics_token = metrics_token;
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.

@@ -1,4 +1,4 @@
-//! Abuse limits at the edge: the clocks and locks around the pure [`crate::core::throttle`] and
+//! Abuse limits at the edge: the injected clock and the locks around the pure [`crate::core::throttle`] and
 //! [`crate::core::tally`].
 //!
 //! - Each failed authentication (no token, a malformed, unknown, revoked or expired one) takes a token from its
@@ -13,13 +13,14 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::AuditLog;
+use crate::clock::Clock;
 use crate::core::audit::{AuditEvent, INSTANCE_CHAIN};
 use crate::core::tally::{Tallies, Tally};
 use crate::core::throttle::{Decision, Limiter, Rate};
@@ -110,7 +111,7 @@ pub fn source_key(ip: Option<IpAddr>) -> IpAddr {
 
 /// The abuse limits' state, shared by every request.
 pub struct Throttle {
-    epoch: Instant,
+    clock: Clock,
     per_source: Mutex<Limiter<IpAddr>>,
     per_token: Option<Mutex<Limiter<String>>>,
     failures: Mutex<Tallies<String>>,
@@ -124,11 +125,11 @@ impl std::fmt::Debug for Throttle {
 }
 
 impl Throttle {
-    /// Fresh state for `limits`.
-    pub fn new(limits: AuthLimits) -> Throttle {
+    /// Fresh state for `limits`, timed by `clock`.
+    pub fn new(limits: AuthLimits, clock: Clock) -> Throttle {
         let window_ms = i64::try_from(limits.audit_window.as_millis()).unwrap_or(i64::MAX);
         Throttle {
-            epoch: Instant::now(),
+            clock,
             per_source: Mutex::new(Limiter::new(limits.per_source, MAX_SOURCES)),
             per_token: limits.per_token.map(|r| Mutex::new(Limiter::new(r, MAX_TOKENS))),
             failures: Mutex::new(Tallies::new(window_ms, MAX_SOURCES)),
@@ -141,13 +142,14 @@ impl Throttle {
         &self.limits
     }
 
-    fn mono_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// The clock's time for the buckets (which only refill while it moves forward).
+    fn bucket_ms(&self) -> u64 {
+        u64::try_from(self.clock.now_ms()).unwrap_or(0)
     }
 
     /// Takes a token from `source`'s bucket for a failed authentication.
     pub fn admit_unauthenticated(&self, source: IpAddr) -> Result<(), TooManyRequests> {
-        let now = self.mono_ms();
+        let now = self.bucket_ms();
         match lock(&self.per_source).take(&source, now) {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after_secs } => Err(TooManyRequests {
@@ -162,7 +164,7 @@ impl Throttle {
         let Some(limiter) = &self.per_token else {
             return Ok(());
         };
-        let now = self.mono_ms();
+        let now = self.bucket_ms();
         match lock(limiter).take(&token_id.to_owned(), now) {
             Decision::Allowed => Ok(()),
             Decision::Limited { retry_after_secs } => Err(TooManyRequests {
@@ -174,14 +176,14 @@ impl Throttle {
 
     /// Counts one failed authentication from `source` on `path`; writes the windows that closed.
     pub async fn failed(&self, audit: &AuditLog, source: &str, path: &str, reason: &str) {
-        let now = crate::keyring::now_ms();
+        let now = self.clock.now_ms();
         let closed = lock(&self.failures).record(&source.to_owned(), path, reason, now);
         write(audit, closed).await;
     }
 
     /// Writes the windows whose time is up (`all`: every open window) and waits for their commit.
     pub async fn flush(&self, audit: &AuditLog, all: bool) {
-        let now = crate::keyring::now_ms();
+        let now = self.clock.now_ms();
         let closed = {
             let mut tallies = lock(&self.failures);
             if all {

@@ -461,8 +461,9 @@ pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
     /// Records a successful verification.
     async fn mark_migration_verified(&self, id: &str, now_ms: i64) -> StoreResult<()>;
 
-    /// Deletes the source KEK's wraps of the migrated DEKs that also have a wrap under the target; returns how many.
-    async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64>;
+    /// Deletes the source KEK's wraps of the migrated DEKs that also have a wrap under the target, auditing it at
+    /// `now_ms`; returns how many.
+    async fn retire_migration_source(&self, m: &MigrationRecord, now_ms: i64) -> StoreResult<u64>;
 
     /// Every DEK in the migration's scope that has a wrap under `kek_id`, in id order, after `after`.
     /// Appends events to their chains, in order, in one transaction; returns them as stored.

@@ -1002,7 +1002,7 @@ impl Store for SqlStore {
         Ok(if n == 1 { Inserted::New } else { Inserted::AlreadyExists })
     }
 
-    async fn retire_migration_source(&self, m: &MigrationRecord) -> StoreResult<u64> {
+    async fn retire_migration_source(&self, m: &MigrationRecord, now_ms: i64) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "DELETE FROM dek_wraps WHERE kek_id = $1 AND dek_id IN \
@@ -1019,12 +1019,7 @@ impl Store for SqlStore {
         append_audit_in(
             &mut tx,
             self.dialect,
-            &[migration_event(
-                m,
-                "kek.migration.retire",
-                detail,
-                crate::keyring::now_ms(),
-            )],
+            &[migration_event(m, "kek.migration.retire", detail, now_ms)],
         )
         .await?;
         tx.commit().await?;

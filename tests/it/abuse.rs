@@ -177,6 +177,31 @@ async fn failed_logins_past_the_burst_get_429_with_retry_after_and_a_valid_token
 }
 
 #[tokio::test]
+async fn a_limited_address_gets_its_budget_back_as_the_clock_moves() {
+    let dir = temp_dir();
+    let mut c = with_auth_limits(config(dir.path(), None), 2, 1);
+    let clock = crate::support::manual_clock(&mut c);
+    let srv = TestServer::start(c, None).await.unwrap();
+    let status = || async {
+        srv.http
+            .get(format!("{}/api/user", srv.base))
+            .header("Authorization", format!("token {BAD_TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!([status().await, status().await, status().await], [401, 401, 429]);
+    // One failure a minute: 59.9 s later the bucket is still empty, a minute later it holds one again.
+    clock.advance(Duration::from_millis(59_900));
+    assert_eq!(status().await, 429);
+    clock.advance(Duration::from_millis(100));
+    assert_eq!([status().await, status().await], [401, 429]);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn one_valid_token_at_64_connections_never_sees_429_even_from_a_limited_address() {
     let dir = temp_dir();
     let srv = TestServer::start(with_auth_limits(config(dir.path(), None), 1, 1), None)
@@ -359,21 +384,47 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     c.limits.connections.max_connections = 2;
     let srv = TestServer::start(c, None).await.unwrap();
     let addr = srv.server.local_addr();
-    let held: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each held connection has been answered once (so the server has accepted it) and stays open, kept alive.
+    let held = tokio::task::spawn_blocking(move || (0..2).map(|_| answered_connection(addr)).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let third = tokio::task::spawn_blocking(move || closed_after(addr, b"", Duration::from_secs(5)))
         .await
         .unwrap();
     assert!(third.expect("a third connection was kept") < Duration::from_secs(2));
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = reqwest::Client::new()
-        .get(format!("{}/healthz", srv.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "a slot frees when a connection closes");
+    // The server sees the closes when it next polls those connections: poll, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // A fresh client each time, so no refused connection is reused.
+        match reqwest::Client::new().get(format!("{}/healthz", srv.base)).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "no slot freed when the held connections closed: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     srv.stop().await;
+}
+
+/// A connection to `addr` that has had one `GET /healthz` answered and is kept alive.
+fn answered_connection(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The answer's body is `ok`; the connection stays open after it.
+    while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"ok")) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection was closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    s
 }
 
 #[test]

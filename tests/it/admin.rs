@@ -716,11 +716,13 @@ fn stored_token(kind_user: &str, expires_ms: i64) -> (AccessToken, TokenRecord) 
 #[tokio::test]
 async fn expired_tokens_are_refused() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let mut cfg = config(dir.path(), None);
+    let clock = crate::support::manual_clock(&mut cfg);
+    let srv = TestServer::start(cfg, None).await.unwrap();
     new_user(&srv, "acme", "alice", "reader").await;
     let store = srv.server.state.store.clone();
     let alice = store.user_by_login("alice").await.unwrap().unwrap();
-    let now = now_ms();
+    let now = srv.server.state.clock.now_ms();
 
     let (expired, record) = stored_token(&alice.id, now - 1_000);
     store.insert_token(&record).await.unwrap();
@@ -732,7 +734,10 @@ async fn expired_tokens_are_refused() {
     store.insert_token(&record).await.unwrap();
     let (status, _) = get(&srv, "/api/user", short.expose()).await;
     assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    clock.advance(std::time::Duration::from_millis(1_499));
+    let (status, _) = get(&srv, "/api/user", short.expose()).await;
+    assert_eq!(status, 200, "still valid a millisecond before it expires");
+    clock.advance(std::time::Duration::from_millis(1));
     let (status, _) = get(&srv, "/api/user", short.expose()).await;
     assert_eq!(status, 401);
     srv.stop().await;

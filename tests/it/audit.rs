@@ -421,7 +421,9 @@ fn stack_counts(text: &str) -> std::collections::BTreeMap<(String, String, Strin
 
 async fn stack_calls_scenario(db: Option<&str>) {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), db), None).await.unwrap();
+    let mut cfg = config(dir.path(), db);
+    let clock = crate::support::manual_clock(&mut cfg);
+    let srv = TestServer::start(cfg, None).await.unwrap();
     let (status, body) = srv
         .post(
             "/api/sesame/v1/orgs/acme/members",
@@ -447,7 +449,11 @@ async fn stack_calls_scenario(db: Option<&str>) {
         let (status, body) = srv.post(&format!("{stack}/decrypt"), &json!({"ciphertext": c})).await;
         assert_eq!(status, 200, "{body}");
     }
-    // Closed windows are written while the server runs.
+    // Closed windows are written while the server runs: none while the window is open, its records once it closes
+    // (the flusher looks every 250 ms).
+    let text = export(&srv, "/api/sesame/v1/orgs/acme/audit").await;
+    assert!(stack_counts(&text).is_empty(), "a window was written before it closed");
+    clock.advance(Duration::from_secs(1));
     let mut text = String::new();
     for _ in 0..100 {
         text = export(&srv, "/api/sesame/v1/orgs/acme/audit").await;

@@ -123,7 +123,7 @@ async fn head(c: &Esc<'_>, path: &str) -> (String, i64) {
     )
 }
 
-async fn flow(s: &TestServer) {
+async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let c = Esc::admin(s);
     let base = "/acme/default/base";
     let app = "/acme/app/dev";
@@ -445,7 +445,9 @@ async fn flow(s: &TestServer) {
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     assert_eq!(c.call("GET", &format!("{base}/open/{id}"), None, &[]).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    clock.advance(std::time::Duration::from_millis(499));
+    assert_eq!(c.call("GET", &format!("{base}/open/{id}"), None, &[]).await.status, 200);
+    clock.advance(std::time::Duration::from_millis(1));
     assert_eq!(c.call("GET", &format!("{base}/open/{id}"), None, &[]).await.status, 404);
     assert_eq!(
         c.call("POST", &format!("{app}/open?duration=48h"), None, &[])
@@ -511,10 +513,10 @@ async fn flow(s: &TestServer) {
 #[tokio::test]
 async fn environments_on_sqlite() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
-    flow(&s).await;
+    let mut cfg = support::config(dir.path(), None);
+    let clock = support::manual_clock(&mut cfg);
+    let s = TestServer::start(cfg, None).await.unwrap();
+    flow(&s, &clock).await;
     s.stop().await;
 }
 
@@ -522,10 +524,10 @@ async fn environments_on_sqlite() {
 async fn environments_on_postgres() {
     let Some(db) = PgDb::create().await else { return };
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    flow(&s).await;
+    let mut cfg = support::config(dir.path(), Some(&db.url));
+    let clock = support::manual_clock(&mut cfg);
+    let s = TestServer::start(cfg, None).await.unwrap();
+    flow(&s, &clock).await;
     s.stop().await;
     db.drop_db().await;
 }

@@ -98,17 +98,32 @@ async fn a_migration_between_aws_keys_uses_reencrypt() {
         .unwrap();
     let unwraps_before = srv.metric("sesame_kms_unwrap_total").await;
     let wraps_before = srv.metric("sesame_kms_wrap_total").await;
-    let done = migrate::run(&store, &keyring, &job.id, "replica-a", &MigrateConfig::default())
-        .await
-        .unwrap();
+    let done = migrate::run(
+        &store,
+        &keyring,
+        &job.id,
+        "replica-a",
+        &MigrateConfig::default(),
+        &srv.server.state.clock,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.state, MigrationState::Done);
     let n = u64::try_from(done.migrated).unwrap();
     assert_eq!(n, 22, "20 stacks, the canary and the audit-signing key");
     // ReEncrypt (counted as a wrap) plus one proving unwrap per DEK; the unwrap-then-wrap path would take two.
     assert_eq!(srv.metric("sesame_kms_wrap_total").await - wraps_before, n);
     assert_eq!(srv.metric("sesame_kms_unwrap_total").await - unwraps_before, n);
-    assert_eq!(migrate::verify(&store, &keyring, &job.id).await.unwrap(), (n, 0));
-    assert_eq!(migrate::retire(&store, &job.id).await.unwrap(), n);
+    assert_eq!(
+        migrate::verify(&store, &keyring, &job.id, &srv.server.state.clock)
+            .await
+            .unwrap(),
+        (n, 0)
+    );
+    assert_eq!(
+        migrate::retire(&store, &job.id, &srv.server.state.clock).await.unwrap(),
+        n
+    );
     for (path, ct, i) in &sealed {
         let (status, v) = srv.post(&format!("{path}/decrypt"), &json!({"ciphertext": ct})).await;
         assert_eq!(

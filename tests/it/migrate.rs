@@ -36,7 +36,10 @@ async fn wraps_under(store: &Arc<dyn Store>, kek: &str) -> usize {
 #[tokio::test]
 async fn a_migration_survives_interruption_verifies_and_retires() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let mut cfg = config(dir.path(), None);
+    let manual = crate::support::manual_clock(&mut cfg);
+    let clock = manual.clock();
+    let srv = TestServer::start(cfg, None).await.unwrap();
     let store = srv.server.state.store.clone();
     let keyring = srv.server.state.keyring.clone();
     // 120 stacks: 120 DEKs under the system KEK (plus the canary and the audit-signing key's).
@@ -69,8 +72,14 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
         concurrency: 4,
         lease: Duration::from_millis(200),
     };
-    let (s2, k2, id2, c2) = (store.clone(), keyring.clone(), job.id.clone(), cfg.clone());
-    let task = tokio::spawn(async move { migrate::run(&s2, &k2, &id2, "replica-a", &c2).await });
+    let (s2, k2, id2, c2, t2) = (
+        store.clone(),
+        keyring.clone(),
+        job.id.clone(),
+        cfg.clone(),
+        clock.clone(),
+    );
+    let task = tokio::spawn(async move { migrate::run(&s2, &k2, &id2, "replica-a", &c2, &t2).await });
     while store.migration(&job.id).await.unwrap().unwrap().migrated < 24 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -96,8 +105,18 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
         .await
         .unwrap();
     assert_eq!(resumed.id, job.id);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let done = migrate::run(&store, &keyring, &job.id, "replica-b", &cfg)
+    // replica-a's lease (200 ms) lasts until its last instant and lapses one millisecond later.
+    manual.advance(Duration::from_millis(200));
+    let refused = migrate::run(&store, &keyring, &job.id, "replica-b", &cfg, &clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.state, refused.migrated),
+        (MigrationState::Running, partial.migrated),
+        "replica-b ran while replica-a's lease lasted"
+    );
+    manual.advance(Duration::from_millis(1));
+    let done = migrate::run(&store, &keyring, &job.id, "replica-b", &cfg, &clock)
         .await
         .unwrap();
     assert_eq!(done.state, MigrationState::Done);
@@ -105,9 +124,12 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
     assert_eq!(wraps_under(&store, &target).await, 122);
 
     // Retire refuses before verification; verify unwraps every DEK under the target.
-    assert!(migrate::retire(&store, &job.id).await.is_err());
-    assert_eq!(migrate::verify(&store, &keyring, &job.id).await.unwrap(), (122, 0));
-    assert_eq!(migrate::retire(&store, &job.id).await.unwrap(), 122);
+    assert!(migrate::retire(&store, &job.id, &clock).await.is_err());
+    assert_eq!(
+        migrate::verify(&store, &keyring, &job.id, &clock).await.unwrap(),
+        (122, 0)
+    );
+    assert_eq!(migrate::retire(&store, &job.id, &clock).await.unwrap(), 122);
     assert_eq!(wraps_under(&store, &system).await, 0);
     let token = srv.token.clone();
     srv.stop().await;
@@ -147,9 +169,16 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
         .start_or_resume_migration(&new_job(&system, &ghost.id))
         .await
         .unwrap();
-    let err = migrate::run(&store, &keyring, &job.id, "r", &MigrateConfig::default())
-        .await
-        .unwrap_err();
+    let err = migrate::run(
+        &store,
+        &keyring,
+        &job.id,
+        "r",
+        &MigrateConfig::default(),
+        &srv.server.state.clock,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
     let failed = store.migration(&job.id).await.unwrap().unwrap();
     assert_eq!((failed.state, failed.migrated), (MigrationState::Failed, 0));
@@ -187,8 +216,8 @@ async fn two_runs_of_one_job_count_each_dek_once() {
         lease: Duration::from_secs(30),
     };
     let (a, b) = tokio::join!(
-        migrate::run(&store, &keyring, &job.id, "r", &cfg),
-        migrate::run(&store, &keyring, &job.id, "r", &cfg)
+        migrate::run(&store, &keyring, &job.id, "r", &cfg, &srv.server.state.clock),
+        migrate::run(&store, &keyring, &job.id, "r", &cfg, &srv.server.state.clock)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.state, b.state), (MigrationState::Done, MigrationState::Done));
@@ -203,6 +232,7 @@ async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
     let dir = temp_dir();
     let mut cfg = config(dir.path(), None);
     cfg.migration.lease = Duration::from_millis(300);
+    let manual = crate::support::manual_clock(&mut cfg);
     let srv = TestServer::start(cfg.clone(), None).await.unwrap();
     let store = srv.server.state.store.clone();
     srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
@@ -215,13 +245,7 @@ async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
         .start_or_resume_migration(&new_job(&system, &target))
         .await
         .unwrap();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = srv.server.state.clock.now_ms();
     assert!(store.lease_migration(&job.id, "dead", now, now + 300).await.unwrap());
     let token = srv.token.clone();
     srv.stop().await;
@@ -229,6 +253,13 @@ async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
     // The restarted server finds the lease taken, waits for it to lapse, and runs the job (it does not give up).
     let srv = TestServer::start(cfg, Some(token)).await.unwrap();
     let store = srv.server.state.store.clone();
+    let m = store.migration(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.state, m.migrated),
+        (MigrationState::Running, 0),
+        "ran under another's lease"
+    );
+    manual.advance(Duration::from_millis(301));
     let started = std::time::Instant::now();
     loop {
         let m = store.migration(&job.id).await.unwrap().unwrap();

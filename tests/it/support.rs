@@ -90,8 +90,17 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
             pkcs11_pin: None,
             keyring: KeyringConfig::default(),
             kek_allow: Default::default(),
+            clock: sesame::clock::Clock::system(),
         },
     }
+}
+
+/// Puts `config`'s instance on a manual clock showing the current time; returns the handle that moves it (tests
+/// advance it instead of sleeping).
+pub fn manual_clock(config: &mut ServeConfig) -> sesame::clock::ManualClock {
+    let manual = sesame::clock::ManualClock::starting_now();
+    config.instance.clock = manual.clock();
+    manual
 }
 
 /// A running test server with an HTTP client and its admin token.
