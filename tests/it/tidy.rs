@@ -1,5 +1,6 @@
 //! Tidy: the pure core (`src/core/`, `envelope-spec/src/`) does no I/O — no tokio, sqlx, axum, reqwest, `std::fs`,
-//! `std::net`, and no clock reads (time comes in as an argument).
+//! `std::net`, and no clock reads (time comes in as an argument); outside the core, only `src/clock.rs` reads the
+//! wall clock.
 
 use std::path::Path;
 
@@ -48,6 +49,35 @@ fn the_pure_core_does_no_io() {
     assert!(
         violations.is_empty(),
         "I/O in the pure core:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// Time is injected: only `src/clock.rs` reads the wall clock or names the test clock, so the binary's flags and
+/// variables cannot select it. (Tokio's `Instant` for connection deadlines and UUID v7 ids are not time of day.)
+#[test]
+fn only_the_clock_module_reads_the_wall_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() >= 20, "the tidy check found too few files: {files:?}");
+    let clock = root.join("src/clock.rs");
+    assert!(files.contains(&clock), "src/clock.rs is missing");
+    let mut violations = Vec::new();
+    for file in files.iter().filter(|f| **f != clock) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in ["SystemTime", "UNIX_EPOCH", "ManualClock", "keyring::now_ms"] {
+                if code.contains(word) {
+                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "time read outside src/clock.rs (take a `Clock` instead):\n{}",
         violations.join("\n")
     );
 }
