@@ -1,4 +1,9 @@
-//! `sesame kek add|ls|default|disable`: the KEK registry (bring your own key) through the admin API.
+//! `sesame kek add|ls|default|disable|migrate|status|pause|resume|verify|retire`: the KEK registry (bring your own
+//! key) and KEK migrations through the admin API.
+//!
+//! With `--org ORG` a command goes to the org's own routes (`/api/sesame/v1/orgs/ORG/keks…`,
+//! `…/kek-migrations…`), which the org's admins may use; without it (or with `--org system` for listing), to the
+//! instance administrator's routes, which reach every KEK and every migration.
 
 use std::process::ExitCode;
 
@@ -43,7 +48,7 @@ local://acme-own --org acme --default"
     },
     /// List registered KEKs.
     Ls {
-        /// Only this org's KEKs (`system` for the instance's).
+        /// Only this org's KEKs (`system` for the instance's; an org's admins see only their org's).
         #[arg(long)]
         org: Option<String>,
         /// Print JSON for scripts instead of a table.
@@ -68,7 +73,8 @@ local://acme-own --org acme --default"
     #[command(
         after_help = "The job runs on the server, survives restarts (any replica resumes it), and never \
 touches content: envelopes name DEKs, not KEKs. After it is done: `sesame kek verify ID`, then `sesame kek retire ID` \
-deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to local://acme-own --org acme --wait"
+deletes A's wraps (an org's admins add `--org ORG` to each).\n\nExample:\n  sesame kek migrate --from local://default \
+--to local://acme-own --org acme --wait"
     )]
     Migrate {
         /// Source KEK (id or URI).
@@ -77,7 +83,7 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
         /// Target KEK (id or URI).
         #[arg(long)]
         to: String,
-        /// Only this org's DEKs (moving an org off the system KEK onto its own).
+        /// Only this org's DEKs (moving an org off the system KEK onto its own); an org's admins must name it.
         #[arg(long)]
         org: Option<String>,
         /// Wait for the job, showing a progress bar.
@@ -91,6 +97,9 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     Status {
         /// Job id; all jobs when omitted.
         id: Option<String>,
+        /// The org whose job it is (an org's admins must name it; the instance administrator need not).
+        #[arg(long)]
+        org: Option<String>,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -102,6 +111,9 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     Pause {
         /// Job id.
         id: String,
+        /// The org whose job it is (an org's admins must name it; the instance administrator need not).
+        #[arg(long)]
+        org: Option<String>,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -110,6 +122,9 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     Resume {
         /// Job id.
         id: String,
+        /// The org whose job it is (an org's admins must name it; the instance administrator need not).
+        #[arg(long)]
+        org: Option<String>,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -118,6 +133,9 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     Verify {
         /// Job id.
         id: String,
+        /// The org whose job it is (an org's admins must name it; the instance administrator need not).
+        #[arg(long)]
+        org: Option<String>,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -126,6 +144,9 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     Retire {
         /// Job id.
         id: String,
+        /// The org whose job it is (an org's admins must name it; the instance administrator need not).
+        #[arg(long)]
+        org: Option<String>,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -190,15 +211,24 @@ fn print_migration(m: &Migration) {
     );
 }
 
+/// Where the KEK and migration routes are: the org's own (`--org ORG`) or the instance administrator's (no `--org`,
+/// or `--org system`).
+fn base(org: Option<&str>) -> String {
+    match org {
+        Some(o) if o != "system" => format!("api/sesame/v1/orgs/{o}"),
+        _ => "api/sesame/v1".into(),
+    }
+}
+
 /// Polls a migration until it stops running, with a progress bar.
-async fn wait_for(client: &Client, id: &str) -> anyhow::Result<Migration> {
+async fn wait_for(client: &Client, org: Option<&str>, id: &str) -> anyhow::Result<Migration> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} DEKs re-wrapped ({per_sec}, eta {eta})")
             .context("progress bar template")?,
     );
     loop {
-        let m: Migration = client.get(&format!("api/sesame/v1/kek-migrations/{id}")).await?;
+        let m: Migration = client.get(&format!("{}/kek-migrations/{id}", base(org))).await?;
         bar.set_length(u64::try_from(m.total).unwrap_or(0));
         bar.set_position(u64::try_from(m.migrated).unwrap_or(0));
         if m.state != "running" {
@@ -211,8 +241,8 @@ async fn wait_for(client: &Client, id: &str) -> anyhow::Result<Migration> {
 
 fn list_path(org: Option<&str>) -> String {
     match org {
-        Some(o) => format!("api/sesame/v1/keks?org={o}"),
-        None => "api/sesame/v1/keks".into(),
+        Some("system") => "api/sesame/v1/keks?org=system".into(),
+        _ => format!("{}/keks", base(org)),
     }
 }
 
@@ -254,8 +284,8 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "uri": uri, "org": org, "default": default });
-            let kek: Kek = client.post("api/sesame/v1/keks", &body).await?;
+            let body = serde_json::json!({ "uri": uri, "default": default });
+            let kek: Kek = client.post(&format!("{}/keks", base(org.as_deref())), &body).await?;
             println!(
                 "registered KEK {} ({}){}",
                 kek.id,
@@ -280,28 +310,26 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "from": from, "to": to, "org": org });
-            let m: Migration = client.post("api/sesame/v1/kek-migrations", &body).await?;
-            let m = if wait { wait_for(&client, &m.id).await? } else { m };
+            let body = serde_json::json!({ "from": from, "to": to });
+            let m: Migration = client
+                .post(&format!("{}/kek-migrations", base(org.as_deref())), &body)
+                .await?;
+            let m = if wait {
+                wait_for(&client, org.as_deref(), &m.id).await?
+            } else {
+                m
+            };
             print_migration(&m);
             if m.state == "failed" {
                 bail!("migration {} failed: {}", m.id, m.error);
             }
         }
-        KekCommand::Status { id, json, client } => {
+        KekCommand::Status { id, org, json, client } => {
             let client = Client::new(&client)?;
+            let jobs = format!("{}/kek-migrations", base(org.as_deref()));
             let all = match id {
-                Some(id) => vec![
-                    client
-                        .get::<Migration>(&format!("api/sesame/v1/kek-migrations/{id}"))
-                        .await?,
-                ],
-                None => {
-                    client
-                        .get::<MigrationList>("api/sesame/v1/kek-migrations")
-                        .await?
-                        .migrations
-                }
+                Some(id) => vec![client.get::<Migration>(&format!("{jobs}/{id}")).await?],
+                None => client.get::<MigrationList>(&jobs).await?.migrations,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&all).context("printing JSON")?);
@@ -309,34 +337,34 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
                 all.iter().for_each(print_migration);
             }
         }
-        KekCommand::Pause { id, client } => {
+        KekCommand::Pause { id, org, client } => {
             let m: Migration = Client::new(&client)?
                 .post(
-                    &format!("api/sesame/v1/kek-migrations/{id}/pause"),
+                    &format!("{}/kek-migrations/{id}/pause", base(org.as_deref())),
                     &serde_json::json!({}),
                 )
                 .await?;
             print_migration(&m);
         }
-        KekCommand::Resume { id, client } => {
+        KekCommand::Resume { id, org, client } => {
             let m: Migration = Client::new(&client)?
                 .post(
-                    &format!("api/sesame/v1/kek-migrations/{id}/resume"),
+                    &format!("{}/kek-migrations/{id}/resume", base(org.as_deref())),
                     &serde_json::json!({}),
                 )
                 .await?;
             print_migration(&m);
         }
-        KekCommand::Retire { id, client } => {
+        KekCommand::Retire { id, org, client } => {
             let m: Migration = Client::new(&client)?
                 .post(
-                    &format!("api/sesame/v1/kek-migrations/{id}/retire"),
+                    &format!("{}/kek-migrations/{id}/retire", base(org.as_deref())),
                     &serde_json::json!({}),
                 )
                 .await?;
             print_migration(&m);
         }
-        KekCommand::Verify { id, client } => {
+        KekCommand::Verify { id, org, client } => {
             #[derive(Deserialize)]
             struct Verified {
                 checked: u64,
@@ -344,7 +372,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             }
             let v: Verified = Client::new(&client)?
                 .post(
-                    &format!("api/sesame/v1/kek-migrations/{id}/verify"),
+                    &format!("{}/kek-migrations/{id}/verify", base(org.as_deref())),
                     &serde_json::json!({}),
                 )
                 .await?;
@@ -357,7 +385,10 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
             let kek: Kek = client
-                .post(&format!("api/sesame/v1/keks/{id}/default"), &serde_json::json!({}))
+                .post(
+                    &format!("{}/keks/{id}/default", base(org.as_deref())),
+                    &serde_json::json!({}),
+                )
                 .await?;
             println!("KEK {} ({}) is now the default", kek.id, kek.uri);
         }
@@ -365,7 +396,10 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
             let kek: Kek = client
-                .post(&format!("api/sesame/v1/keks/{id}/disable"), &serde_json::json!({}))
+                .post(
+                    &format!("{}/keks/{id}/disable", base(org.as_deref())),
+                    &serde_json::json!({}),
+                )
                 .await?;
             println!(
                 "KEK {} ({}) is disabled: it still unwraps, but wraps no new DEK",

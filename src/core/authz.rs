@@ -19,7 +19,7 @@ pub enum Role {
     Opener,
     /// Writes definitions and tags, decrypts definitions, creates environments.
     Editor,
-    /// Deletes environments and manages access (members, teams, roles, org and team tokens).
+    /// Deletes environments, manages access (members, teams, roles, org and team tokens) and the org's KEKs.
     Admin,
 }
 
@@ -78,6 +78,9 @@ pub enum Action {
     ManageAccess,
     /// Export the org's audit chain (org-level only).
     ReadAudit,
+    /// Register, list, make default and disable the org's own KEKs, and migrate the org's DEKs between KEKs
+    /// (org-level only; the instance's KEKs and instance-wide migrations stay with the instance administrator).
+    ManageKeys,
 }
 
 impl Action {
@@ -87,7 +90,7 @@ impl Action {
             Action::Read => Role::Reader,
             Action::Open => Role::Opener,
             Action::Decrypt | Action::Write => Role::Editor,
-            Action::Delete | Action::ManageAccess | Action::ReadAudit => Role::Admin,
+            Action::Delete | Action::ManageAccess | Action::ReadAudit | Action::ManageKeys => Role::Admin,
         }
     }
 }
@@ -195,14 +198,14 @@ mod tests {
     fn every_role_against_every_action() {
         use Action::*;
         let table = [
-            (Role::None, [false; 7]),
-            (Role::Reader, [true, false, false, false, false, false, false]),
-            (Role::Opener, [true, true, false, false, false, false, false]),
-            (Role::Editor, [true, true, true, true, false, false, false]),
-            (Role::Admin, [true; 7]),
+            (Role::None, [false; 8]),
+            (Role::Reader, [true, false, false, false, false, false, false, false]),
+            (Role::Opener, [true, true, false, false, false, false, false, false]),
+            (Role::Editor, [true, true, true, true, false, false, false, false]),
+            (Role::Admin, [true; 8]),
         ];
         for (role, allowed) in table {
-            for (action, ok) in [Read, Open, Decrypt, Write, Delete, ManageAccess, ReadAudit]
+            for (action, ok) in [Read, Open, Decrypt, Write, Delete, ManageAccess, ReadAudit, ManageKeys]
                 .into_iter()
                 .zip(allowed)
             {

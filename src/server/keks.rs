@@ -1,5 +1,10 @@
-//! The KEK registry of the admin API, `/api/sesame/v1/keks`: register a KEK (bring your own key), list, make
-//! default, disable. Only the instance administrator may use it until roles arrive (issue 5).
+//! The KEK registry of the admin API: register a KEK (bring your own key), list, make default, disable.
+//!
+//! Two doors, one set of rules: `/api/sesame/v1/keks…` is the instance administrator's and reaches every KEK (the
+//! instance's own and every org's; anyone else is refused 403); `/api/sesame/v1/orgs/{org}/keks…` is the org's
+//! admins' ([`Action::ManageKeys`]) and reaches only that org's KEKs. There, an org the caller has no role in, and
+//! a KEK of another org or of the instance, answer 404 exactly like missing ones. Each action is audited on the
+//! chain of the KEK's owner (the org, or the instance).
 //!
 //! A KEK URI may reach only the PKCS#11 modules, PIN files and KMS endpoints the operator allowed at start-up
 //! ([`crate::kek_reach`]); anything else is refused with 400 before anything is opened. A KEK is registered only
@@ -21,7 +26,48 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{AddKekRequest, KekInfo, KekList};
-use crate::store::{Inserted, KekRecord, KekState};
+use crate::core::authz::Action;
+use crate::store::{Inserted, KekRecord, KekState, OrgRecord};
+
+/// Whose keys a request may reach: everything (the instance administrator's routes) or one org's.
+pub(super) enum Keys {
+    /// Every KEK and every migration.
+    Instance,
+    /// Only this org's KEKs and the migrations of its DEKs.
+    Org(Arc<OrgRecord>),
+}
+
+impl Keys {
+    /// The caller of an org's route: an admin of `org` (or the instance administrator, or an org token of it).
+    /// Refusals are audited on the org's chain; an org the caller has no role in answers 404 like a missing one.
+    pub(super) async fn of_org(app: &AppState, principal: &Principal, addr: &str, org: &str) -> Result<Keys, ApiError> {
+        let (org, access) = app.org_access(principal, addr, org).await?;
+        app.authorize(principal, addr, &org, &access, None, None, Action::ManageKeys, || {
+            super::access::org_not_found(&org.name)
+        })
+        .await?;
+        Ok(Keys::Org(org))
+    }
+
+    /// Whether something owned by `org_id` (`None`: the instance) is within reach.
+    pub(super) fn reach(&self, org_id: Option<&str>) -> bool {
+        match self {
+            Keys::Instance => true,
+            Keys::Org(org) => org_id == Some(org.id.as_str()),
+        }
+    }
+
+    /// Checks an org named in a request body against the org of the route (400 when they differ).
+    pub(super) fn same_org(&self, named: Option<&str>) -> Result<(), ApiError> {
+        match (self, named) {
+            (Keys::Org(org), Some(name)) if name != org.name => Err(ApiError::bad_request(format!(
+                "the body names org '{name}', the path '{}'",
+                org.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.instance_admin {
@@ -30,7 +76,8 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     tracing::info!(token_id = %principal.token_id, "access denied: KEK administration");
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "only the instance administrator may manage KEKs",
+        "only the instance administrator may manage KEKs here; an org's admins manage its own under \
+         /api/sesame/v1/orgs/{org}/keks",
     ))
 }
 
@@ -77,6 +124,29 @@ pub async fn add(
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
+    add_kek(&app, &principal, &addr, Keys::Instance, req).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/keks`: registers a KEK of that org (`org` in the body, if any, must name it).
+pub async fn org_add(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path(org): Path<String>,
+    JsonBody(req): JsonBody<AddKekRequest>,
+) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    add_kek(&app, &principal, &addr, keys, req).await
+}
+
+async fn add_kek(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    req: AddKekRequest,
+) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
+    keys.same_org(req.org.as_deref())?;
     crate::core::text::check(
         "KEK URI",
         &req.uri,
@@ -84,13 +154,24 @@ pub async fn add(
         crate::core::text::Lines::Single,
     )?;
     let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
+    let org_id = match (&keys, &req.org) {
+        (Keys::Org(org), _) => Some(org.id.clone()),
+        (Keys::Instance, Some(name)) => Some(
+            app.org_by_name(name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("organization '{name}' not found")))?
+                .id
+                .clone(),
+        ),
+        (Keys::Instance, None) => None,
+    };
     // Before anything is opened: no module loaded, no file read, no connection made for a URI the operator did not
-    // allow.
+    // allow — whoever asks, the instance administrator or an org's admin.
     if let Err(refused) = app.kek_allow.check(&uri) {
         app.audit(
-            Some(&principal),
-            &addr,
-            None,
+            Some(principal),
+            addr,
+            org_id.as_deref(),
             "kek.add",
             uri.as_str(),
             "denied",
@@ -99,16 +180,6 @@ pub async fn add(
         .await?;
         return Err(ApiError::bad_request(refused.to_string()));
     }
-    let org_id = match &req.org {
-        Some(name) => Some(
-            app.org_by_name(name)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("organization '{name}' not found")))?
-                .id
-                .clone(),
-        ),
-        None => None,
-    };
     if app
         .store
         .keks()
@@ -158,8 +229,8 @@ pub async fn add(
         }
     }
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         record.org_id.as_deref(),
         "kek.add",
         &record.id,
@@ -169,7 +240,7 @@ pub async fn add(
     .await?;
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
-    Ok((StatusCode::CREATED, Json(info(&app, record).await?)))
+    Ok((StatusCode::CREATED, Json(info(app, record).await?)))
 }
 
 /// Query of `GET /api/sesame/v1/keks`.
@@ -206,13 +277,31 @@ pub async fn list(
     Ok(Json(KekList { keks }))
 }
 
-async fn find(app: &AppState, id: &str) -> Result<KekRecord, ApiError> {
+/// `GET /api/sesame/v1/orgs/{org}/keks`: the org's own KEKs (not the instance's).
+pub async fn org_list(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path(org): Path<String>,
+) -> Result<Json<KekList>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    let mut keks = Vec::new();
+    for k in app.store.keks().await.map_err(|e| ApiError::internal(&e))? {
+        if keys.reach(k.org_id.as_deref()) {
+            keks.push(info(&app, k).await?);
+        }
+    }
+    Ok(Json(KekList { keks }))
+}
+
+/// The KEK `id` if `keys` reaches it; a KEK out of reach answers exactly like a missing one.
+async fn find(app: &AppState, keys: &Keys, id: &str) -> Result<KekRecord, ApiError> {
     app.store
         .keks()
         .await
         .map_err(|e| ApiError::internal(&e))?
         .into_iter()
-        .find(|k| k.id == id)
+        .find(|k| k.id == id && keys.reach(k.org_id.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("KEK {id} not found")))
 }
 
@@ -224,7 +313,28 @@ pub async fn make_default(
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let kek = find(&app, &id).await?;
+    make_default_kek(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/keks/{id}/default`
+pub async fn org_make_default(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<KekInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    make_default_kek(&app, &principal, &addr, keys, id).await
+}
+
+async fn make_default_kek(
+    app: &AppState,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<KekInfo>, ApiError> {
+    let kek = find(app, &keys, &id).await?;
     if kek.state != KekState::Active {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -236,8 +346,8 @@ pub async fn make_default(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         kek.org_id.as_deref(),
         "kek.default",
         &id,
@@ -246,7 +356,7 @@ pub async fn make_default(
     )
     .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK made default");
-    Ok(Json(info(&app, find(&app, &id).await?).await?))
+    Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }
 
 /// `POST /api/sesame/v1/keks/{id}/disable`
@@ -257,7 +367,28 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let kek = find(&app, &id).await?;
+    disable_kek(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/keks/{id}/disable`
+pub async fn org_disable(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<KekInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    disable_kek(&app, &principal, &addr, keys, id).await
+}
+
+async fn disable_kek(
+    app: &AppState,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<KekInfo>, ApiError> {
+    let kek = find(app, &keys, &id).await?;
     if kek.is_default {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -266,8 +397,8 @@ pub async fn disable(
     }
     app.store.disable_kek(&id).await.map_err(|e| ApiError::internal(&e))?;
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         kek.org_id.as_deref(),
         "kek.disable",
         &id,
@@ -276,7 +407,7 @@ pub async fn disable(
     )
     .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK disabled");
-    Ok(Json(info(&app, find(&app, &id).await?).await?))
+    Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }
 
 /// [`require_admin`], with a refusal written to the audit log.

@@ -1,6 +1,11 @@
-//! KEK migrations in the admin API, `/api/sesame/v1/kek-migrations`: start (or resume) a job, list and read its
-//! progress, pause, resume, verify, retire. The job itself runs in [`crate::migrate`], in the background of
-//! whichever replica holds its lease. Only the instance administrator may use these until roles arrive (issue 5).
+//! KEK migrations in the admin API: start (or resume) a job, list and read its progress, pause, resume, verify,
+//! retire. The job itself runs in [`crate::migrate`], in the background of whichever replica holds its lease.
+//!
+//! `/api/sesame/v1/kek-migrations…` is the instance administrator's: every job, including instance-wide ones (every
+//! DEK under a KEK). `/api/sesame/v1/orgs/{org}/kek-migrations…` is the org's admins' (see [`super::keks::Keys`]):
+//! a job started there moves only that org's DEKs, between the org's own KEKs or the instance's (where the org's
+//! DEKs start out) — never another org's; the other jobs, and an org the caller has no role in, answer 404 like
+//! missing ones. Each step is audited on the chain of the job's org (the instance's for an instance-wide job).
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -14,6 +19,7 @@ use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::keks::Keys;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
@@ -25,7 +31,8 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     tracing::info!(token_id = %principal.token_id, "access denied: KEK migration");
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "only the instance administrator may migrate KEKs",
+        "only the instance administrator may migrate KEKs here; an org's admins migrate its own DEKs under \
+         /api/sesame/v1/orgs/{org}/kek-migrations",
     ))
 }
 
@@ -120,21 +127,52 @@ pub async fn start(
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let org_id = match &req.org {
-        Some(name) => Some(
+    start_migration(&app, &principal, &addr, Keys::Instance, req).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/kek-migrations`: the same, for the org's DEKs only (`org` in the body, if any,
+/// must name it).
+pub async fn org_start(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path(org): Path<String>,
+    JsonBody(req): JsonBody<StartMigrationRequest>,
+) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    start_migration(&app, &principal, &addr, keys, req).await
+}
+
+async fn start_migration(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    req: StartMigrationRequest,
+) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
+    keys.same_org(req.org.as_deref())?;
+    let org_id = match (&keys, &req.org) {
+        (Keys::Org(org), _) => Some(org.id.clone()),
+        (Keys::Instance, Some(name)) => Some(
             app.org_by_name(name)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("organization '{name}' not found")))?
                 .id
                 .clone(),
         ),
-        None => None,
+        (Keys::Instance, None) => None,
     };
     let keks = app.store.keks().await.map_err(|e| ApiError::internal(&e))?;
     let from = resolve(&keks, &req.from, org_id.as_deref())?;
     let to = resolve(&keks, &req.to, org_id.as_deref())?;
     if from.id == to.id {
         return Err(ApiError::bad_request("--from and --to name the same KEK"));
+    }
+    // Moving an org's DEKs between two of the instance's KEKs is the instance administrator's business.
+    if matches!(keys, Keys::Org(_)) && from.org_id.is_none() && to.org_id.is_none() {
+        return Err(ApiError::bad_request(
+            "an org's migration moves its DEKs to or from one of the org's own KEKs",
+        ));
     }
     if to.state != crate::store::KekState::Active {
         return Err(ApiError::new(
@@ -162,8 +200,8 @@ pub async fn start(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         m.org_id.as_deref(),
         "kek.migration.requested",
         &m.id,
@@ -172,24 +210,45 @@ pub async fn start(
     )
     .await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
-    spawn_run(&app, m.id.clone());
+    spawn_run(app, m.id.clone());
     Ok((StatusCode::ACCEPTED, Json(info(m))))
 }
 
 /// `GET /api/sesame/v1/kek-migrations`
 pub async fn list(State(app): State<Arc<AppState>>, Auth(principal): Auth) -> Result<Json<MigrationList>, ApiError> {
     require_admin(&principal)?;
+    list_migrations(&app, &Keys::Instance).await
+}
+
+/// `GET /api/sesame/v1/orgs/{org}/kek-migrations`: the jobs of the org's DEKs.
+pub async fn org_list(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path(org): Path<String>,
+) -> Result<Json<MigrationList>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    list_migrations(&app, &keys).await
+}
+
+async fn list_migrations(app: &AppState, keys: &Keys) -> Result<Json<MigrationList>, ApiError> {
     let all = app.store.migrations().await.map_err(|e| ApiError::internal(&e))?;
     Ok(Json(MigrationList {
-        migrations: all.into_iter().map(info).collect(),
+        migrations: all
+            .into_iter()
+            .filter(|m| keys.reach(m.org_id.as_deref()))
+            .map(info)
+            .collect(),
     }))
 }
 
-async fn get_record(app: &AppState, id: &str) -> Result<MigrationRecord, ApiError> {
+/// The job `id` if `keys` reaches it; a job out of reach answers exactly like a missing one.
+async fn get_record(app: &AppState, keys: &Keys, id: &str) -> Result<MigrationRecord, ApiError> {
     app.store
         .migration(id)
         .await
         .map_err(|e| ApiError::internal(&e))?
+        .filter(|m| keys.reach(m.org_id.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("migration {id} not found")))
 }
 
@@ -200,7 +259,18 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     require_admin(&principal)?;
-    Ok(Json(info(get_record(&app, &id).await?)))
+    Ok(Json(info(get_record(&app, &Keys::Instance, &id).await?)))
+}
+
+/// `GET /api/sesame/v1/orgs/{org}/kek-migrations/{id}`
+pub async fn org_get(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    Ok(Json(info(get_record(&app, &keys, &id).await?)))
 }
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/pause`
@@ -211,7 +281,28 @@ pub async fn pause(
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let m = get_record(&app, &id).await?;
+    pause_job(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause`
+pub async fn org_pause(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    pause_job(&app, &principal, &addr, keys, id).await
+}
+
+async fn pause_job(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let m = get_record(app, &keys, &id).await?;
     if m.state != MigrationState::Running {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -223,8 +314,8 @@ pub async fn pause(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         m.org_id.as_deref(),
         "kek.migration.pause-requested",
         &id,
@@ -233,7 +324,7 @@ pub async fn pause(
     )
     .await?;
     tracing::info!(migration = %id, "migration paused");
-    Ok(Json(info(get_record(&app, &id).await?)))
+    Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/resume`
@@ -244,7 +335,28 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let m = get_record(&app, &id).await?;
+    resume_job(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume`
+pub async fn org_resume(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    resume_job(&app, &principal, &addr, keys, id).await
+}
+
+async fn resume_job(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let m = get_record(app, &keys, &id).await?;
     if !matches!(
         m.state,
         MigrationState::Paused | MigrationState::Failed | MigrationState::Running
@@ -259,8 +371,8 @@ pub async fn resume(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     app.audit(
-        Some(&principal),
-        &addr,
+        Some(principal),
+        addr,
         m.org_id.as_deref(),
         "kek.migration.resume-requested",
         &id,
@@ -269,8 +381,8 @@ pub async fn resume(
     )
     .await?;
     tracing::info!(migration = %id, "migration resumed");
-    spawn_run(&app, id.clone());
-    Ok(Json(info(get_record(&app, &id).await?)))
+    spawn_run(app, id.clone());
+    Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/verify`: unwraps every DEK of the migration under the target KEK.
@@ -281,13 +393,35 @@ pub async fn verify(
     Path(id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
+    verify_job(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify`
+pub async fn org_verify(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    verify_job(&app, &principal, &addr, keys, id).await
+}
+
+async fn verify_job(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let m = get_record(app, &keys, &id).await?;
     let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id, &app.clock)
         .await
         .map_err(migrate_error)?;
     app.audit(
-        Some(&principal),
-        &addr,
-        None,
+        Some(principal),
+        addr,
+        m.org_id.as_deref(),
         "kek.migration.verify-requested",
         &id,
         "ok",
@@ -310,13 +444,33 @@ pub async fn retire(
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
-    let removed = migrate::retire(&app.store, &id, &app.clock)
-        .await
-        .map_err(migrate_error)?;
+    retire_job(&app, &principal, &addr, Keys::Instance, id).await
+}
+
+/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire`
+pub async fn org_retire(
+    State(app): State<Arc<AppState>>,
+    Auth(principal): Auth,
+    ClientAddr(addr): ClientAddr,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
+    retire_job(&app, &principal, &addr, keys, id).await
+}
+
+async fn retire_job(
+    app: &Arc<AppState>,
+    principal: &Principal,
+    addr: &str,
+    keys: Keys,
+    id: String,
+) -> Result<Json<MigrationInfo>, ApiError> {
+    let m = get_record(app, &keys, &id).await?;
+    let removed = migrate::retire(&app.store, &id, &app.clock).await.map_err(migrate_error)?;
     app.audit(
-        Some(&principal),
-        &addr,
-        None,
+        Some(principal),
+        addr,
+        m.org_id.as_deref(),
         "kek.migration.retire-requested",
         &id,
         "ok",
@@ -324,7 +478,7 @@ pub async fn retire(
     )
     .await?;
     tracing::info!(migration = %id, removed, "source wraps retired");
-    Ok(Json(info(get_record(&app, &id).await?)))
+    Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
 
 /// [`require_admin`], with a refusal written to the audit log.
