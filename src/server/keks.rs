@@ -21,6 +21,7 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{AddKekRequest, KekInfo, KekList};
+use crate::core::audit::{AuditAction, Outcome};
 use crate::keyring::now_ms;
 use crate::store::{Inserted, KekRecord, KekState};
 
@@ -88,16 +89,11 @@ pub async fn add(
     // Before anything is opened: no module loaded, no file read, no connection made for a URI the operator did not
     // allow.
     if let Err(refused) = app.kek_allow.check(&uri) {
-        app.audit(
-            Some(&principal),
-            &addr,
-            None,
-            "kek.add",
-            uri.as_str(),
-            "denied",
-            refused.to_string(),
-        )
-        .await?;
+        let event = app
+            .event(Some(&principal), &addr, None, AuditAction::KekAdd, uri.as_str())
+            .outcome(Outcome::Denied)
+            .detail(refused.to_string());
+        app.record(event).await?;
         return Err(ApiError::bad_request(refused.to_string()));
     }
     let org_id = match &req.org {
@@ -144,9 +140,18 @@ pub async fn add(
         is_default: req.default,
         created_ms: now_ms(),
     };
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            record.org_id.as_deref(),
+            AuditAction::KekAdd,
+            &record.id,
+        )
+        .detail(format!("{uri}{}", if record.is_default { " (default)" } else { "" }));
     match app
         .store
-        .insert_kek(&record)
+        .insert_kek(&record, &event)
         .await
         .map_err(|e| ApiError::internal(&e))?
     {
@@ -158,16 +163,6 @@ pub async fn add(
             ));
         }
     }
-    app.audit(
-        Some(&principal),
-        &addr,
-        record.org_id.as_deref(),
-        "kek.add",
-        &record.id,
-        "ok",
-        format!("{uri}{}", if record.is_default { " (default)" } else { "" }),
-    )
-    .await?;
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
     Ok((StatusCode::CREATED, Json(info(&app, record).await?)))
@@ -232,20 +227,19 @@ pub async fn make_default(
             format!("KEK {} is disabled", kek.uri),
         ));
     }
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            kek.org_id.as_deref(),
+            AuditAction::KekDefault,
+            &id,
+        )
+        .detail(kek.uri.clone());
     app.store
-        .set_default_kek(&id)
+        .set_default_kek(&id, &event)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(&principal),
-        &addr,
-        kek.org_id.as_deref(),
-        "kek.default",
-        &id,
-        "ok",
-        kek.uri.clone(),
-    )
-    .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK made default");
     Ok(Json(info(&app, find(&app, &id).await?).await?))
 }
@@ -265,17 +259,19 @@ pub async fn disable(
             format!("KEK {} is the default: make another KEK the default first", kek.uri),
         ));
     }
-    app.store.disable_kek(&id).await.map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(&principal),
-        &addr,
-        kek.org_id.as_deref(),
-        "kek.disable",
-        &id,
-        "ok",
-        kek.uri.clone(),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            kek.org_id.as_deref(),
+            AuditAction::KekDisable,
+            &id,
+        )
+        .detail(kek.uri.clone());
+    app.store
+        .disable_kek(&id, &event)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK disabled");
     Ok(Json(info(&app, find(&app, &id).await?).await?))
 }

@@ -15,6 +15,7 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
+use crate::core::audit::AuditAction;
 use crate::keyring::now_ms;
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
@@ -162,16 +163,16 @@ pub async fn start(
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(&principal),
-        &addr,
-        m.org_id.as_deref(),
-        "kek.migration.requested",
-        &m.id,
-        "ok",
-        format!("{} -> {}", from.uri, to.uri),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            m.org_id.as_deref(),
+            AuditAction::KekMigrationRequested,
+            &m.id,
+        )
+        .detail(format!("{} -> {}", from.uri, to.uri));
+    app.record(event).await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
     spawn_run(&app, m.id.clone());
     Ok((StatusCode::ACCEPTED, Json(info(m))))
@@ -223,16 +224,14 @@ pub async fn pause(
         .set_migration_state(&id, MigrationState::Paused, "", now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
+    let event = app.event(
         Some(&principal),
         &addr,
         m.org_id.as_deref(),
-        "kek.migration.pause-requested",
+        AuditAction::KekMigrationPauseRequested,
         &id,
-        "ok",
-        String::new(),
-    )
-    .await?;
+    );
+    app.record(event).await?;
     tracing::info!(migration = %id, "migration paused");
     Ok(Json(info(get_record(&app, &id).await?)))
 }
@@ -259,16 +258,14 @@ pub async fn resume(
         .set_migration_state(&id, MigrationState::Running, "", now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
+    let event = app.event(
         Some(&principal),
         &addr,
         m.org_id.as_deref(),
-        "kek.migration.resume-requested",
+        AuditAction::KekMigrationResumeRequested,
         &id,
-        "ok",
-        String::new(),
-    )
-    .await?;
+    );
+    app.record(event).await?;
     tracing::info!(migration = %id, "migration resumed");
     spawn_run(&app, id.clone());
     Ok(Json(info(get_record(&app, &id).await?)))
@@ -285,16 +282,16 @@ pub async fn verify(
     let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id)
         .await
         .map_err(migrate_error)?;
-    app.audit(
-        Some(&principal),
-        &addr,
-        None,
-        "kek.migration.verify-requested",
-        &id,
-        "ok",
-        format!("{checked} checked, {failed} failed"),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            None,
+            AuditAction::KekMigrationVerifyRequested,
+            &id,
+        )
+        .detail(format!("{checked} checked, {failed} failed"));
+    app.record(event).await?;
     tracing::info!(migration = %id, checked, failed, "migration verified");
     Ok(Json(VerifyResponse {
         checked,
@@ -312,16 +309,16 @@ pub async fn retire(
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
     let removed = migrate::retire(&app.store, &id).await.map_err(migrate_error)?;
-    app.audit(
-        Some(&principal),
-        &addr,
-        None,
-        "kek.migration.retire-requested",
-        &id,
-        "ok",
-        format!("{removed} wraps removed"),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(&principal),
+            &addr,
+            None,
+            AuditAction::KekMigrationRetireRequested,
+            &id,
+        )
+        .detail(format!("{removed} wraps removed"));
+    app.record(event).await?;
     tracing::info!(migration = %id, removed, "source wraps retired");
     Ok(Json(info(get_record(&app, &id).await?)))
 }
