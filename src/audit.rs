@@ -3,6 +3,10 @@
 //! cannot be written fails: nothing that must be audited happens unaudited. Open sessions ride along: a session row
 //! is inserted in the same transaction as the audit record of its open.
 //!
+//! Writes to the store do not come here: each store write method takes its event and appends it in the write's own
+//! transaction, under the same chain-head lock the writer's batches take (see `docs/ARCHITECTURE.md`, "Audit log").
+//! The writer carries what changes nothing else: opens, refusals, decrypts, tallies.
+//!
 //! High-rate calls (the stack secrets API) are not written one record per call: [`CallAudit`] tallies them per
 //! principal, source, target, operation and outcome per second ([`crate::core::call_tally`]) and hands each closed
 //! window to the writer; [`CallAudit::flush_all`] writes the open windows at a graceful stop.

@@ -1,6 +1,7 @@
 //! The audit log's pure part: what an event holds, the hash chain that links each chain's events (one chain per
 //! organization, plus `instance` for what belongs to no organization), and the check of an exported chain against a
-//! head recorded earlier. Any edited, removed, reordered or truncated row breaks the chain.
+//! head recorded earlier. Any edited, removed, reordered or truncated row breaks the chain. What can be recorded is
+//! closed: an [`AuditAction`] and an [`Outcome`], each with the text it is stored as.
 //!
 //! An unkeyed chain only proves consistency: whoever can write the database can rewrite a record and recompute
 //! every hash after it. Signed checkpoints close that gap: the server signs each chain's head (Ed25519, with a key
@@ -13,7 +14,156 @@ use aws_lc_rs::{digest, signature};
 /// The chain for events that belong to no organization (instance administration, unauthenticated failures).
 pub const INSTANCE_CHAIN: &str = "instance";
 
-/// One audit event, before it is placed in its chain.
+/// Declares [`AuditAction`] with the text each action is stored as, once.
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// What an audit record says happened. [`AuditAction::as_str`] is the text stored in the record (and hashed
+        /// into the chain), so it never changes for an existing action: records written before read the same.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AuditAction {
+            /// Every action.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The stored text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    /// A caller without the role an action needs (or without any role in the org).
+    AccessDenied = "access.denied",
+    /// A caller refused an instance-administration endpoint.
+    AdminDenied = "admin.denied",
+    /// Records of a chain deleted through a signed checkpoint.
+    AuditPrune = "audit.prune",
+    /// Failed authentications of one source in one window (tallied).
+    AuthFailed = "auth.failed",
+    EnvCreate = "env.create",
+    EnvClone = "env.clone",
+    EnvDecrypt = "env.decrypt",
+    EnvDelete = "env.delete",
+    EnvOpen = "env.open",
+    EnvRename = "env.rename",
+    EnvUpdate = "env.update",
+    /// Plaintext secrets an earlier version stored, sealed in place at start-up.
+    EnvRevisionReseal = "env.revision.reseal",
+    EnvRevisionRetract = "env.revision.retract",
+    EnvRevisionTagCreate = "env.revision_tag.create",
+    EnvRevisionTagUpdate = "env.revision_tag.update",
+    EnvRevisionTagDelete = "env.revision_tag.delete",
+    EnvTagCreate = "env.tag.create",
+    EnvTagUpdate = "env.tag.update",
+    EnvTagDelete = "env.tag.delete",
+    KekAdd = "kek.add",
+    KekDefault = "kek.default",
+    KekDisable = "kek.disable",
+    /// An operator asked for a migration (the migration's own steps follow as `kek.migration.*`).
+    KekMigrationRequested = "kek.migration.requested",
+    KekMigrationPauseRequested = "kek.migration.pause-requested",
+    KekMigrationResumeRequested = "kek.migration.resume-requested",
+    KekMigrationVerifyRequested = "kek.migration.verify-requested",
+    KekMigrationRetireRequested = "kek.migration.retire-requested",
+    KekMigrationStart = "kek.migration.start",
+    KekMigrationResume = "kek.migration.resume",
+    KekMigrationBatch = "kek.migration.batch",
+    KekMigrationVerified = "kek.migration.verified",
+    KekMigrationRetire = "kek.migration.retire",
+    /// A migration's state set to `running` (and so on below): `kek.migration.<state>`.
+    KekMigrationRunning = "kek.migration.running",
+    KekMigrationPaused = "kek.migration.paused",
+    KekMigrationDone = "kek.migration.done",
+    KekMigrationFailed = "kek.migration.failed",
+    KekMigrationRetired = "kek.migration.retired",
+    MemberAdd = "member.add",
+    MemberRole = "member.role",
+    MemberRemove = "member.remove",
+    MemberInvite = "member.invite",
+    MemberInviteWithdraw = "member.invite.withdraw",
+    MemberJoin = "member.join",
+    MemberDecline = "member.decline",
+    OrgCreate = "org.create",
+    RoleGrant = "role.grant",
+    RoleRevoke = "role.revoke",
+    /// Stack encryptions of one principal, source, stack and outcome in one window (tallied).
+    StackEncrypt = "stack.encrypt",
+    StackDecrypt = "stack.decrypt",
+    TeamCreate = "team.create",
+    TeamDelete = "team.delete",
+    TeamMemberAdd = "team.member.add",
+    TeamMemberRemove = "team.member.remove",
+    TokenCreate = "token.create",
+    TokenRevoke = "token.revoke",
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How what an audit record describes ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It happened.
+    Ok,
+    /// It was refused (no right to it, no credentials).
+    Denied,
+    /// It was tried and did not succeed (refused input, an undecryptable value, a failed migration).
+    Failed,
+    /// The server failed.
+    Error,
+}
+
+impl Outcome {
+    /// The stored text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Actions and outcomes order as their stored text does (so records made from sorted keys keep their order).
+macro_rules! ordered_as_text {
+    ($($t:ty),*) => {$(
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+    )*};
+}
+
+ordered_as_text!(AuditAction, Outcome);
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One audit event, before it is placed in its chain: the stored record. Its action and outcome are kept as their
+/// stored text (so a chain exported by a newer version still verifies here); new events are built with
+/// [`AuditEvent::new`] from an [`AuditAction`], then [`AuditEvent::outcome`] and [`AuditEvent::detail`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     /// The organization id, or [`INSTANCE_CHAIN`].
@@ -23,14 +173,51 @@ pub struct AuditEvent {
     pub actor: String,
     /// Where from: the client address, or `internal`.
     pub source: String,
-    /// What: `kek.add`, `kek.migration.batch`, `auth.failed`, …
+    /// What: an [`AuditAction`]'s text (`kek.add`, `kek.migration.batch`, `auth.failed`, …).
     pub action: String,
     /// On what: a KEK id, a migration id, a path.
     pub target: String,
-    /// `ok`, `denied`, `failed`.
+    /// An [`Outcome`]'s text: `ok`, `denied`, `failed`, `error`.
     pub outcome: String,
     /// Extra facts (counts, error classes); never a secret.
     pub detail: String,
+}
+
+impl AuditEvent {
+    /// An event of `action` on `target` by `actor` from `source` in `chain` at `time_ms`: outcome `ok`, no detail.
+    pub fn new(
+        chain: impl Into<String>,
+        time_ms: i64,
+        actor: impl Into<String>,
+        source: impl Into<String>,
+        action: AuditAction,
+        target: impl Into<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            chain: chain.into(),
+            time_ms,
+            actor: actor.into(),
+            source: source.into(),
+            action: action.as_str().to_owned(),
+            target: target.into(),
+            outcome: Outcome::Ok.as_str().to_owned(),
+            detail: String::new(),
+        }
+    }
+
+    /// The same event with `outcome`.
+    #[must_use]
+    pub fn outcome(mut self, outcome: Outcome) -> AuditEvent {
+        self.outcome = outcome.as_str().to_owned();
+        self
+    }
+
+    /// The same event with `detail` (extra facts: counts, error classes; never a secret).
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> AuditEvent {
+        self.detail = detail.into();
+        self
+    }
 }
 
 /// An event in its chain.
@@ -328,6 +515,29 @@ mod tests {
             outcome: "ok".into(),
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn actions_keep_their_stored_text_and_no_two_share_one() {
+        let texts: std::collections::BTreeSet<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(texts.len(), AuditAction::ALL.len());
+        assert_eq!(AuditAction::EnvUpdate.as_str(), "env.update");
+        assert_eq!(
+            AuditAction::KekMigrationPauseRequested.as_str(),
+            "kek.migration.pause-requested"
+        );
+        assert_eq!(AuditAction::MemberInviteWithdraw.as_str(), "member.invite.withdraw");
+        let e = AuditEvent::new("org1", 7, "user:admin", "127.0.0.1", AuditAction::KekAdd, "kek-1")
+            .outcome(Outcome::Denied)
+            .detail("not allowed");
+        assert_eq!(
+            (e.action.as_str(), e.outcome.as_str(), e.detail.as_str()),
+            ("kek.add", "denied", "not allowed")
+        );
+        assert_eq!(
+            AuditEvent::new("c", 0, "a", "s", AuditAction::OrgCreate, "t").outcome,
+            "ok"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::audit::AuditEvent;
+use super::audit::{AuditAction, AuditEvent, Outcome};
 
 /// The length of a window: at most one record per key per second.
 pub const WINDOW_MS: i64 = 1_000;
@@ -21,12 +21,12 @@ pub struct CallKey {
     pub actor: String,
     /// The client address.
     pub source: String,
-    /// `stack.encrypt` or `stack.decrypt`.
-    pub action: String,
+    /// [`AuditAction::StackEncrypt`] or [`AuditAction::StackDecrypt`].
+    pub action: AuditAction,
     /// `org/project/stack`.
     pub target: String,
     /// `ok`, `failed` (refused input, undecryptable) or `error` (the server failed).
-    pub outcome: String,
+    pub outcome: Outcome,
 }
 
 /// The counts of one key in one window.
@@ -81,16 +81,21 @@ fn events(windows: BTreeMap<i64, HashMap<CallKey, CallCount>>) -> Vec<AuditEvent
         let mut keys: Vec<_> = keys.into_iter().collect();
         keys.sort_by(|a, b| a.0.cmp(&b.0));
         for (k, c) in keys {
-            out.push(AuditEvent {
-                chain: k.chain,
-                time_ms: window.saturating_mul(WINDOW_MS),
-                actor: k.actor,
-                source: k.source,
-                action: k.action,
-                target: k.target,
-                outcome: k.outcome,
-                detail: format!("values={} requests={} window_ms={WINDOW_MS}", c.values, c.requests),
-            });
+            out.push(
+                AuditEvent::new(
+                    k.chain,
+                    window.saturating_mul(WINDOW_MS),
+                    k.actor,
+                    k.source,
+                    k.action,
+                    k.target,
+                )
+                .outcome(k.outcome)
+                .detail(format!(
+                    "values={} requests={} window_ms={WINDOW_MS}",
+                    c.values, c.requests
+                )),
+            );
         }
     }
     out
@@ -118,13 +123,18 @@ mod tests {
     use super::*;
 
     fn key(actor: &str, action: &str, outcome: &str) -> CallKey {
+        let action = *AuditAction::ALL.iter().find(|a| a.as_str() == action).unwrap();
+        let outcome = [Outcome::Ok, Outcome::Failed, Outcome::Error]
+            .into_iter()
+            .find(|o| o.as_str() == outcome)
+            .unwrap();
         CallKey {
             chain: "org".into(),
             actor: actor.into(),
             source: "127.0.0.1".into(),
-            action: action.into(),
+            action,
             target: "acme/app/prod".into(),
-            outcome: outcome.into(),
+            outcome,
         }
     }
 

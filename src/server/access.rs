@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::{Access, Action, Decision};
 use crate::store::identity::Subject;
 use crate::store::{OrgRecord, TokenKind};
@@ -69,16 +70,11 @@ impl AppState {
         let access = self.access(p, &org).await?;
         if !access.sees_org() {
             // Recorded on the org's own chain: its admins see who probed it.
-            self.audit(
-                Some(p),
-                source,
-                Some(&org.id),
-                "access.denied",
-                &org.name,
-                "denied",
-                "caller has no role in this org".into(),
-            )
-            .await?;
+            let event = self
+                .event(Some(p), source, Some(&org.id), AuditAction::AccessDenied, &org.name)
+                .outcome(Outcome::Denied)
+                .detail("caller has no role in this org");
+            self.record(event).await?;
             return Err(org_not_found(name));
         }
         Ok((org, access))
@@ -87,15 +83,12 @@ impl AppState {
     /// Decides `action` on a target in `org` (the org itself when `project` is `None`). A refusal is audited on
     /// the org's chain and answered 403, or — when the caller may not see the target — with `hidden`, the same
     /// error a missing target gets.
-    #[allow(clippy::too_many_arguments)]
     pub async fn authorize(
         &self,
         p: &Principal,
         source: &str,
-        org: &OrgRecord,
-        access: &Access,
-        project: Option<&str>,
-        env: Option<&str>,
+        (org, access): (&OrgRecord, &Access),
+        (project, env): (Option<&str>, Option<&str>),
         action: Action,
         hidden: impl FnOnce() -> ApiError,
     ) -> Result<(), ApiError> {
@@ -109,16 +102,11 @@ impl AppState {
             _ => org.name.clone(),
         };
         let role = access.role(project, env);
-        self.audit(
-            Some(p),
-            source,
-            Some(&org.id),
-            "access.denied",
-            &target,
-            "denied",
-            format!("{action:?} needs {}; caller has {role}", action.needs()),
-        )
-        .await?;
+        let event = self
+            .event(Some(p), source, Some(&org.id), AuditAction::AccessDenied, &target)
+            .outcome(Outcome::Denied)
+            .detail(format!("{action:?} needs {}; caller has {role}", action.needs()));
+        self.record(event).await?;
         Err(match decision {
             Decision::Hidden => hidden(),
             _ => ApiError::forbidden(format!(

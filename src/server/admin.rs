@@ -25,11 +25,12 @@ use super::wire::{
     SecretText, SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
 };
 use super::{AppState, ClientAddr};
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::core::text;
 use crate::core::tokens::AccessToken;
-use crate::store::identity::{GrantRecord, MemberRecord, NewUser, TeamRecord};
+use crate::store::identity::{AddedMember, GrantRecord, MemberRecord, NewUser, Revoked, TeamRecord};
 use crate::store::{Inserted, OrgRecord, StoreError, TokenKind, TokenRecord, UserRecord};
 
 /// The longest lifetime a token may be given, in days.
@@ -79,8 +80,10 @@ async fn org_for(
     action: Action,
 ) -> Result<Arc<OrgRecord>, ApiError> {
     let (record, access) = app.org_access(p, source, org).await?;
-    app.authorize(p, source, &record, &access, None, None, action, || org_not_found(org))
-        .await?;
+    app.authorize(p, source, (&record, &access), (None, None), action, || {
+        org_not_found(org)
+    })
+    .await?;
     Ok(record)
 }
 
@@ -211,19 +214,10 @@ pub async fn create_org(
         name: name.to_string(),
         created_ms: app.clock.now_ms(),
     };
-    if app.store.insert_org(&org).await.map_err(internal)? == Inserted::AlreadyExists {
+    let event = app.event(Some(&p), &addr, Some(&org.id), AuditAction::OrgCreate, &org.name);
+    if app.store.insert_org(&org, &event).await.map_err(internal)? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!("organization '{name}' exists already")));
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "org.create",
-        &org.name,
-        "ok",
-        String::new(),
-    )
-    .await?;
     tracing::info!(org = %org.name, "organization created");
     Ok((StatusCode::CREATED, Json(org_info(&org))))
 }
@@ -289,9 +283,24 @@ pub async fn add_member(
             parent_id: None,
         },
     };
+    let event = app.event(
+        Some(&p),
+        &addr,
+        Some(&org.id),
+        AuditAction::MemberAdd,
+        &format!("{}/{login}", org.name),
+    );
+    let first_token = &new_user.token.id;
+    let audit = |added: &AddedMember| {
+        event.clone().detail(if added.created_user {
+            format!("role {role}; new user, personal token {first_token}")
+        } else {
+            format!("role {role}")
+        })
+    };
     let added = app
         .store
-        .add_member(&org.id, login.as_str(), &new_user, role, now)
+        .add_member(&org.id, login.as_str(), &new_user, role, now, &audit)
         .await
         .map_err(internal)?;
     if added.inserted == Inserted::AlreadyExists {
@@ -300,21 +309,6 @@ pub async fn add_member(
             org.name
         )));
     }
-    let detail = if added.created_user {
-        format!("role {role}; new user, personal token {}", new_user.token.id)
-    } else {
-        format!("role {role}")
-    };
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "member.add",
-        &format!("{}/{login}", org.name),
-        "ok",
-        detail,
-    )
-    .await?;
     app.forget_access();
     let member = member_of(&app, &org, &added.user.id).await?;
     Ok((
@@ -338,24 +332,23 @@ pub async fn set_member_role(
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let role = parse_role(&req.role)?;
     let user = member_user(&app, &org, &login).await?;
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            Some(&org.id),
+            AuditAction::MemberRole,
+            &format!("{}/{login}", org.name),
+        )
+        .detail(format!("role {role}"));
     if !app
         .store
-        .set_member_role(&org.id, &user.id, role, app.clock.now_ms())
+        .set_member_role(&org.id, &user.id, role, app.clock.now_ms(), &event)
         .await
         .map_err(internal)?
     {
         return Err(member_not_found(&org.name, &login));
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "member.role",
-        &format!("{}/{login}", org.name),
-        "ok",
-        format!("role {role}"),
-    )
-    .await?;
     app.forget_access();
     Ok(Json(member_of(&app, &org, &user.id).await?))
 }
@@ -369,19 +362,21 @@ pub async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let user = member_user(&app, &org, &login).await?;
-    if !app.store.remove_member(&org.id, &user.id).await.map_err(internal)? {
-        return Err(member_not_found(&org.name, &login));
-    }
-    app.audit(
+    let event = app.event(
         Some(&p),
         &addr,
         Some(&org.id),
-        "member.remove",
+        AuditAction::MemberRemove,
         &format!("{}/{login}", org.name),
-        "ok",
-        String::new(),
-    )
-    .await?;
+    );
+    if !app
+        .store
+        .remove_member(&org.id, &user.id, &event)
+        .await
+        .map_err(internal)?
+    {
+        return Err(member_not_found(&org.name, &login));
+    }
     app.forget_access();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -431,22 +426,19 @@ pub async fn create_team(
         description: req.description,
         created_ms: app.clock.now_ms(),
     };
-    if app.store.insert_team(&team).await.map_err(internal)? == Inserted::AlreadyExists {
+    let event = app.event(
+        Some(&p),
+        &addr,
+        Some(&org.id),
+        AuditAction::TeamCreate,
+        &format!("{}/{name}", org.name),
+    );
+    if app.store.insert_team(&team, &event).await.map_err(internal)? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "organization '{}' has a team '{name}' already",
             org.name
         )));
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "team.create",
-        &format!("{}/{name}", org.name),
-        "ok",
-        String::new(),
-    )
-    .await?;
     Ok((
         StatusCode::CREATED,
         Json(TeamInfo {
@@ -473,26 +465,25 @@ pub async fn delete_team(
         .await
         .map_err(internal)?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
-    let revoked = app
-        .store
-        .delete_team(&record.id, app.clock.now_ms())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| team_not_found(&org.name, &team))?;
-    app.audit(
+    let event = app.event(
         Some(&p),
         &addr,
         Some(&org.id),
-        "team.delete",
+        AuditAction::TeamDelete,
         &format!("{}/{team}", org.name),
-        "ok",
-        if revoked.is_empty() {
+    );
+    let audit = |revoked: &Vec<String>| {
+        event.clone().detail(if revoked.is_empty() {
             String::new()
         } else {
             format!("revoked team tokens {}", revoked.join(", "))
-        },
-    )
-    .await?;
+        })
+    };
+    app.store
+        .delete_team(&record.id, app.clock.now_ms(), &audit)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| team_not_found(&org.name, &team))?;
     app.tokens.invalidate_all();
     app.forget_access();
     Ok(StatusCode::NO_CONTENT)
@@ -513,22 +504,19 @@ pub async fn add_team_member(
         .map_err(internal)?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     let user = member_user(&app, &org, &login).await?;
+    let event = app.event(
+        Some(&p),
+        &addr,
+        Some(&org.id),
+        AuditAction::TeamMemberAdd,
+        &format!("{}/{team}/{login}", org.name),
+    );
     let inserted = app
         .store
-        .add_team_member(&record.id, &user.id, app.clock.now_ms())
+        .add_team_member(&record.id, &user.id, app.clock.now_ms(), &event)
         .await
         .map_err(internal)?;
     if inserted == Inserted::New {
-        app.audit(
-            Some(&p),
-            &addr,
-            Some(&org.id),
-            "team.member.add",
-            &format!("{}/{team}/{login}", org.name),
-            "ok",
-            String::new(),
-        )
-        .await?;
         app.forget_access();
     }
     Ok(StatusCode::NO_CONTENT)
@@ -555,24 +543,21 @@ pub async fn remove_team_member(
         .await
         .map_err(internal)?
         .ok_or_else(not_in_team)?;
+    let event = app.event(
+        Some(&p),
+        &addr,
+        Some(&org.id),
+        AuditAction::TeamMemberRemove,
+        &format!("{}/{team}/{login}", org.name),
+    );
     if !app
         .store
-        .remove_team_member(&record.id, &user.id)
+        .remove_team_member(&record.id, &user.id, &event)
         .await
         .map_err(internal)?
     {
         return Err(not_in_team());
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "team.member.remove",
-        &format!("{}/{team}/{login}", org.name),
-        "ok",
-        String::new(),
-    )
-    .await?;
     app.forget_access();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -660,27 +645,24 @@ pub async fn put_role(
             format!("team:{}", t.id)
         }
     };
-    app.store
-        .put_grant(&GrantRecord {
-            org_id: org.id.clone(),
-            subject,
-            project: req.project.clone(),
-            env: req.environment.clone(),
-            role,
-            created_ms: app.clock.now_ms(),
-        })
-        .await
-        .map_err(internal)?;
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "role.grant",
-        &level_text(&org.name, &req.project, &req.environment),
-        "ok",
-        format!("{} {role}", req.subject),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            Some(&org.id),
+            AuditAction::RoleGrant,
+            &level_text(&org.name, &req.project, &req.environment),
+        )
+        .detail(format!("{} {role}", req.subject));
+    let grant = GrantRecord {
+        org_id: org.id.clone(),
+        subject,
+        project: req.project.clone(),
+        env: req.environment.clone(),
+        role,
+        created_ms: app.clock.now_ms(),
+    };
+    app.store.put_grant(&grant, &event).await.map_err(internal)?;
     app.forget_access();
     Ok(Json(GrantInfo {
         subject: req.subject,
@@ -711,9 +693,18 @@ pub async fn delete_role(
             None => format!("team:{team}"),
         },
     };
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            Some(&org.id),
+            AuditAction::RoleRevoke,
+            &level_text(&org.name, &q.project, &q.environment),
+        )
+        .detail(q.subject.clone());
     if !app
         .store
-        .delete_grant(&org.id, &subject, &q.project, &q.environment)
+        .delete_grant(&org.id, &subject, &q.project, &q.environment, &event)
         .await
         .map_err(internal)?
     {
@@ -723,16 +714,6 @@ pub async fn delete_role(
             level_text(&org.name, &q.project, &q.environment)
         )));
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "role.revoke",
-        &level_text(&org.name, &q.project, &q.environment),
-        "ok",
-        q.subject.clone(),
-    )
-    .await?;
     app.forget_access();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -856,24 +837,20 @@ pub async fn create_token(
         revoked_ms: None,
         parent_id: Some(p.token_id.clone()),
     };
-    if !app.store.insert_token(&record).await.map_err(internal)? {
-        // The calling token was revoked since this replica cached it: refused like any revoked token.
-        app.tokens.invalidate_all();
-        return Err(ApiError::unauthorized("invalid, expired or revoked access token"));
-    }
     let owner = match (&org, &team) {
         (Some(o), Some(t)) => format!("team {}/{}", o.name, t.name),
         (Some(o), None) => format!("organization {}", o.name),
         _ => format!("user {}", p.user_login.as_deref().unwrap_or("")),
     };
-    app.audit(
-        Some(&p),
-        &addr,
-        org.as_ref().map(|o| o.id.as_str()),
-        "token.create",
-        &record.id,
-        "ok",
-        format!(
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            org.as_ref().map(|o| o.id.as_str()),
+            AuditAction::TokenCreate,
+            &record.id,
+        )
+        .detail(format!(
             "{} token for {owner}{}, made by token {}",
             kind_str(kind),
             match expires_ms {
@@ -881,9 +858,12 @@ pub async fn create_token(
                 None => String::new(),
             },
             p.token_id
-        ),
-    )
-    .await?;
+        ));
+    if !app.store.insert_token(&record, &event).await.map_err(internal)? {
+        // The calling token was revoked since this replica cached it: refused like any revoked token.
+        app.tokens.invalidate_all();
+        return Err(ApiError::unauthorized("invalid, expired or revoked access token"));
+    }
     let login = (kind == TokenKind::Personal)
         .then_some(p.user_login.as_deref())
         .flatten();
@@ -962,7 +942,7 @@ pub async fn revoke_token(
                     e
                 }
             })?;
-            app.authorize(&p, &addr, &org, &access, None, None, Action::ManageAccess, || {
+            app.authorize(&p, &addr, (&org, &access), (None, None), Action::ManageAccess, || {
                 token_not_found(&id)
             })
             .await?;
@@ -970,29 +950,17 @@ pub async fn revoke_token(
         }
         (None, false) => {
             // Someone else's personal token: answered like a missing one, and audited.
-            app.audit(
-                Some(&p),
-                &addr,
-                None,
-                "token.revoke",
-                &id,
-                "denied",
-                "not the caller's token".into(),
-            )
-            .await?;
+            let event = app
+                .event(Some(&p), &addr, None, AuditAction::TokenRevoke, &id)
+                .outcome(Outcome::Denied)
+                .detail("not the caller's token");
+            app.record(event).await?;
             return Err(token_not_found(&id));
         }
     };
-    let now = app.clock.now_ms();
-    let revoked = app.store.revoke_token(&id, now).await.map_err(internal)?;
-    app.audit(
-        Some(&p),
-        &addr,
-        chain.as_deref(),
-        "token.revoke",
-        &id,
-        "ok",
-        format!(
+    let event = app.event(Some(&p), &addr, chain.as_deref(), AuditAction::TokenRevoke, &id);
+    let audit = |revoked: &Revoked| {
+        event.clone().detail(format!(
             "{} token{}{}",
             kind_str(record.kind),
             if revoked.revoked { "" } else { " (revoked already)" },
@@ -1001,9 +969,12 @@ pub async fn revoke_token(
             } else {
                 format!("; with the tokens it made: {}", revoked.descendants.join(", "))
             }
-        ),
-    )
-    .await?;
+        ))
+    };
+    app.store
+        .revoke_token(&id, app.clock.now_ms(), &audit)
+        .await
+        .map_err(internal)?;
     app.tokens.invalidate_all();
     Ok(StatusCode::NO_CONTENT)
 }

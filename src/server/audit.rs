@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::auth::{Auth, Principal};
 use super::error::ApiError;
 use super::{AppState, ClientAddr};
-use crate::core::audit::{GENESIS, INSTANCE_CHAIN, hex};
+use crate::core::audit::{AuditAction, GENESIS, INSTANCE_CHAIN, hex};
 use crate::core::authz::Action;
 
 const PAGE: i64 = 5_000;
@@ -127,10 +127,8 @@ pub async fn export_org(
     app.authorize(
         &principal,
         &source,
-        &org,
-        &access,
-        None,
-        None,
+        (&org, &access),
+        (None, None),
         Action::ReadAudit,
         || super::access::org_not_found(&org.name),
     )
@@ -232,22 +230,15 @@ pub async fn prune(
             req.through
         )));
     }
-    let event = super::audit_event(
-        Some(&principal),
-        &source,
-        Some(&chain),
-        "audit.prune",
-        &name,
-        "ok",
-        format!(
+    let event = app
+        .event(Some(&principal), &source, Some(&chain), AuditAction::AuditPrune, &name)
+        .detail(format!(
             "records {} to {} deleted; anchor: checkpoint of record {} (head {})",
             from_seq + 1,
             req.through,
             req.through,
             checkpoint.head
-        ),
-        app.clock.now_ms(),
-    );
+        ));
     let pruned = app
         .store
         .prune_audit(&checkpoint, &event)

@@ -25,6 +25,7 @@ use super::error::ApiError;
 use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
 use super::esc_wire;
 use super::{AppState, ClientAddr};
+use crate::core::audit::{AuditAction, AuditEvent};
 use crate::core::authz::{Access, Action};
 use crate::core::env::Mode;
 use crate::core::keys::{Name, open_session_aad};
@@ -122,7 +123,7 @@ async fn target(
     parse_name("project", project)?;
     parse_name("environment", env)?;
     let (org, access) = app.org_access(p, source, org).await?;
-    app.authorize(p, source, &org, &access, Some(project), Some(env), action, || {
+    app.authorize(p, source, (&org, &access), (Some(project), Some(env)), action, || {
         env_not_found(project, env)
     })
     .await?;
@@ -143,17 +144,9 @@ fn target_name(t: &Target) -> String {
     format!("{}/{}/{}", t.org.name, t.env.project, t.env.name)
 }
 
-/// Audits a successful `action` on the environment `t` in its org's chain.
-async fn audit_ok(
-    app: &AppState,
-    p: &Principal,
-    source: &str,
-    t: &Target,
-    action: &str,
-    detail: String,
-) -> Result<(), ApiError> {
-    app.audit(Some(p), source, Some(&t.org.id), action, &target_name(t), "ok", detail)
-        .await
+/// The audit event of `action` on the environment `t`, in its org's chain.
+fn env_event(app: &AppState, p: &Principal, source: &str, t: &Target, action: AuditAction) -> AuditEvent {
+    app.event(Some(p), source, Some(&t.org.id), action, &target_name(t))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -286,10 +279,8 @@ pub async fn create(
     app.authorize(
         &p,
         &source,
-        &org,
-        &access,
-        Some(&body.project),
-        Some(&body.name),
+        (&org, &access),
+        (Some(&body.project), Some(&body.name)),
         Action::Write,
         || env_not_found(&body.project, &body.name),
     )
@@ -305,7 +296,13 @@ pub async fn create(
         modified_ms: now,
     };
     let target = format!("{}/{}/{}", org.name, body.project, body.name);
-    match app.store.create_env(&env, "", &login_of(&p)).await.map_err(internal)? {
+    let event = app.event(Some(&p), &source, Some(&org.id), AuditAction::EnvCreate, &target);
+    match app
+        .store
+        .create_env(&env, "", &login_of(&p), &event)
+        .await
+        .map_err(internal)?
+    {
         Inserted::New => {}
         Inserted::AlreadyExists => {
             return Err(ApiError::conflict(format!(
@@ -314,16 +311,6 @@ pub async fn create(
             )));
         }
     }
-    app.audit(
-        Some(&p),
-        &source,
-        Some(&org.id),
-        "env.create",
-        &target,
-        "ok",
-        String::new(),
-    )
-    .await?;
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
     Ok(axum::Json(json!({})).into_response())
 }
@@ -395,7 +382,8 @@ pub async fn decrypt(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
     let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
     let mut plain = esc_eval::open_secrets(&app, &t.org.id, &t.env.id, &yaml).await?;
-    audit_ok(&app, &p, &source, &t, "env.decrypt", format!("revision {}", t.env.head)).await?;
+    app.record(env_event(&app, &p, &source, &t, AuditAction::EnvDecrypt).detail(format!("revision {}", t.env.head)))
+        .await?;
     let mut resp = secret_body(zeroize::Zeroizing::new(std::mem::take(&mut *plain).into_bytes())).into_response();
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
     Ok(with_headers(resp, &revision_headers(&t.env, t.env.head)))
@@ -465,9 +453,18 @@ pub async fn update(
     }
     check_for_write(&app, &t, &p, text).await?;
     let sealed = esc_eval::seal_secrets(&app, &t.org.id, &t.env.id, text).await?;
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvUpdate);
+    let audit = |rev: &i64| event.clone().detail(format!("revision {rev}"));
     let written = app
         .store
-        .write_revision(&t.env.id, expected, &sealed, &login_of(&p), app.clock.now_ms())
+        .write_revision(
+            &t.env.id,
+            expected,
+            &sealed,
+            &login_of(&p),
+            app.clock.now_ms(),
+            Some(&audit),
+        )
         .await
         .map_err(internal)?;
     let Written::Revision(rev) = written else {
@@ -475,7 +472,6 @@ pub async fn update(
             "the environment has changed since it was read; read it again and retry",
         ));
     };
-    audit_ok(&app, &p, &source, &t, "env.update", format!("revision {rev}")).await?;
     Ok(with_headers(
         axum::Json(json!({"diagnostics": []})).into_response(),
         &revision_headers(&t.env, rev),
@@ -490,10 +486,10 @@ pub async fn delete(
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
-    if !app.store.delete_env(&t.env.id).await.map_err(internal)? {
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvDelete);
+    if !app.store.delete_env(&t.env.id, &event).await.map_err(internal)? {
         return Err(env_not_found(&project, &env));
     }
-    audit_ok(&app, &p, &source, &t, "env.delete", String::new()).await?;
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
     Ok(axum::Json(json!({})).into_response())
 }
@@ -521,17 +517,17 @@ pub async fn rename(
     app.authorize(
         &p,
         &source,
-        &t.org,
-        &t.access,
-        Some(&body.project),
-        Some(&body.name),
+        (&t.org, &t.access),
+        (Some(&body.project), Some(&body.name)),
         Action::Delete,
         || env_not_found(&body.project, &body.name),
     )
     .await?;
+    let event =
+        env_event(&app, &p, &source, &t, AuditAction::EnvRename).detail(format!("to {}/{}", body.project, body.name));
     if !app
         .store
-        .rename_env(&t.env.id, &body.project, &body.name, app.clock.now_ms())
+        .rename_env(&t.env.id, &body.project, &body.name, app.clock.now_ms(), &event)
         .await
         .map_err(internal)?
     {
@@ -540,8 +536,6 @@ pub async fn rename(
             body.project, body.name
         )));
     }
-    let detail = format!("to {}/{}", body.project, body.name);
-    audit_ok(&app, &p, &source, &t, "env.rename", detail).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -576,10 +570,8 @@ pub async fn clone(
     app.authorize(
         &p,
         &source,
-        &t.org,
-        &t.access,
-        Some(&body.project),
-        Some(&body.name),
+        (&t.org, &t.access),
+        (Some(&body.project), Some(&body.name)),
         Action::Write,
         || env_not_found(&body.project, &body.name),
     )
@@ -603,9 +595,22 @@ pub async fn clone(
     }
     let creator = login_of(&p);
     let (_, first_yaml) = &resealed[0];
+    let detail = format!(
+        "to {}/{}/{}{}",
+        t.org.name,
+        body.project,
+        body.name,
+        if body.preserve_access {
+            " (access is not copied: grant roles on the clone)"
+        } else {
+            ""
+        }
+    );
+    // The clone's record commits with the clone's creation; the revisions and tags copied next are part of it.
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvClone).detail(detail);
     if app
         .store
-        .create_env(&new, first_yaml, &creator)
+        .create_env(&new, first_yaml, &creator, &event)
         .await
         .map_err(internal)?
         == Inserted::AlreadyExists
@@ -621,7 +626,7 @@ pub async fn clone(
     for (rev, yaml) in &resealed[1..] {
         if let Written::Revision(n) = app
             .store
-            .write_revision(&new.id, None, yaml, &creator, now)
+            .write_revision(&new.id, None, yaml, &creator, now, None)
             .await
             .map_err(internal)?
         {
@@ -633,7 +638,7 @@ pub async fn clone(
             if let Some(&n) = map.get(&tag.revision) {
                 let rec = RevisionTagRecord { revision: n, ..tag };
                 app.store
-                    .put_revision_tag(&new.id, &rec, true)
+                    .put_revision_tag(&new.id, &rec, true, None)
                     .await
                     .map_err(internal)?;
             }
@@ -641,21 +646,9 @@ pub async fn clone(
     }
     if body.preserve_environment_tags {
         for tag in app.store.env_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
-            app.store.create_env_tag(&new.id, &tag).await.map_err(internal)?;
+            app.store.create_env_tag(&new.id, &tag, None).await.map_err(internal)?;
         }
     }
-    let detail = format!(
-        "to {}/{}/{}{}",
-        t.org.name,
-        body.project,
-        body.name,
-        if body.preserve_access {
-            " (access is not copied: grant roles on the clone)"
-        } else {
-            ""
-        }
-    );
-    audit_ok(&app, &p, &source, &t, "env.clone", detail).await?;
     // 204, as the contract and the TypeScript SDK's wrapper expect.
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -725,16 +718,13 @@ fn open_duration(q: &OpenQuery) -> Result<Duration, ApiError> {
 }
 
 /// Evaluates, seals the result for the session and stores it; answers `{"id"}`.
-#[allow(clippy::too_many_arguments)]
 async fn open_and_store(
     app: &AppState,
     p: &Principal,
     source: &str,
-    org: &OrgRecord,
-    access: &Access,
+    (org, access): (&OrgRecord, &Access),
     env: Option<(&EnvRecord, i64)>,
-    name: &str,
-    yaml: &str,
+    (name, yaml): (&str, &str),
     duration: Duration,
 ) -> Result<Response, ApiError> {
     let caller = Caller {
@@ -793,8 +783,10 @@ async fn open_and_store(
     };
     // The session row and the open's audit record land in one transaction of the audit writer's batch.
     let detail = format!("session {id}, {}s", duration.as_secs());
-    app.audit_with_session(p, source, &org.id, "env.open", &target, detail, session)
-        .await?;
+    let event = app
+        .event(Some(p), source, Some(&org.id), AuditAction::EnvOpen, &target)
+        .detail(detail);
+    app.record_with_session(event, session).await?;
     Ok(axum::Json(json!({ "id": id })).into_response())
 }
 
@@ -814,11 +806,9 @@ pub async fn open(
         &app,
         &p,
         &source,
-        &t.org,
-        &t.access,
+        (&t.org, &t.access),
         Some((&t.env, t.env.head)),
-        &name,
-        &yaml,
+        (&name, &yaml),
         duration,
     )
     .await
@@ -841,11 +831,9 @@ pub async fn open_version(
         &app,
         &p,
         &source,
-        &t.org,
-        &t.access,
+        (&t.org, &t.access),
         Some((&t.env, rev)),
-        &name,
-        &yaml,
+        (&name, &yaml),
         duration,
     )
     .await
@@ -864,7 +852,7 @@ pub async fn open_yaml(
     let duration = open_duration(&q)?;
     let (org, access) = app.org_access(&p, &source, &org).await?;
     let text = body_text(&body)?;
-    open_and_store(&app, &p, &source, &org, &access, None, "<yaml>", text, duration).await
+    open_and_store(&app, &p, &source, (&org, &access), None, ("<yaml>", text), duration).await
 }
 
 #[derive(Deserialize)]
@@ -1077,22 +1065,20 @@ pub async fn retract(
         reason: body.reason.unwrap_or_default(),
         replacement,
     };
-    if !app.store.retract_revision(&t.env.id, rev, &r).await.map_err(internal)? {
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvRevisionRetract)
+        .detail(format!("revision {rev} → {replacement}"));
+    if !app
+        .store
+        .retract_revision(&t.env.id, rev, &r, &event)
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::conflict(format!("revision {rev} is already retracted")));
     }
     // Cached texts and results may hold the retracted revision: this replica forgets them at once (others within
     // DOC_CACHE_TTL / EVAL_CACHE_TTL).
     app.doc_cache.invalidate_all();
     app.eval_cache.invalidate_all();
-    audit_ok(
-        &app,
-        &p,
-        &source,
-        &t,
-        "env.revision.retract",
-        format!("revision {rev} → {replacement}"),
-    )
-    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1196,9 +1182,15 @@ async fn put_revision_tag(
         modified_ms: now,
         editor: login_of(p),
     };
+    let action = if create {
+        AuditAction::EnvRevisionTagCreate
+    } else {
+        AuditAction::EnvRevisionTagUpdate
+    };
+    let event = env_event(app, p, source, &t, action).detail(format!("{name} → {revision}"));
     if !app
         .store
-        .put_revision_tag(&t.env.id, &rec, create)
+        .put_revision_tag(&t.env.id, &rec, create, Some(&event))
         .await
         .map_err(internal)?
     {
@@ -1208,12 +1200,6 @@ async fn put_revision_tag(
             ApiError::not_found(format!("tag '{name}' not found"))
         });
     }
-    let action = if create {
-        "env.revision_tag.create"
-    } else {
-        "env.revision_tag.update"
-    };
-    audit_ok(app, p, source, &t, action, format!("{name} → {revision}")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1268,10 +1254,15 @@ pub async fn delete_revision_tag(
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    if !app.store.delete_revision_tag(&t.env.id, &tag).await.map_err(internal)? {
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvRevisionTagDelete).detail(tag.clone());
+    if !app
+        .store
+        .delete_revision_tag(&t.env.id, &tag, &event)
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    audit_ok(&app, &p, &source, &t, "env.revision_tag.delete", tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1346,10 +1337,15 @@ pub async fn create_tag(
         modified_ms: now,
         editor: login_of(&p),
     };
-    if !app.store.create_env_tag(&t.env.id, &rec).await.map_err(internal)? {
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagCreate).detail(body.name.clone());
+    if !app
+        .store
+        .create_env_tag(&t.env.id, &rec, Some(&event))
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::conflict(format!("tag '{}' already exists", body.name)));
     }
-    audit_ok(&app, &p, &source, &t, "env.tag.create", body.name).await?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
 
@@ -1415,15 +1411,15 @@ pub async fn update_tag(
         modified_ms: app.clock.now_ms(),
         editor: login_of(&p),
     };
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagUpdate).detail(format!("{tag} → {}", rec.name));
     if !app
         .store
-        .update_env_tag(&t.env.id, &tag, &rec)
+        .update_env_tag(&t.env.id, &tag, &rec, &event)
         .await
         .map_err(internal)?
     {
         return Err(ApiError::conflict(format!("tag '{}' already exists", rec.name)));
     }
-    audit_ok(&app, &p, &source, &t, "env.tag.update", format!("{tag} → {}", rec.name)).await?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
 
@@ -1435,10 +1431,15 @@ pub async fn delete_tag(
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    if !app.store.delete_env_tag(&t.env.id, &tag).await.map_err(internal)? {
+    let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagDelete).detail(tag.clone());
+    if !app
+        .store
+        .delete_env_tag(&t.env.id, &tag, &event)
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    audit_ok(&app, &p, &source, &t, "env.tag.delete", tag).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -614,19 +614,18 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
                     continue;
                 }
             };
-            let event = crate::store::AuditEvent {
-                chain: rev.org_id.clone(),
-                time_ms: app.clock.now_ms(),
-                actor: "system:upgrade".into(),
-                source: "internal".into(),
-                action: "env.revision.reseal".into(),
-                target: target.clone(),
-                outcome: "ok".into(),
-                detail: format!(
-                    "revision {}: plaintext fn::secret values stored by an earlier version sealed in place",
-                    rev.revision
-                ),
-            };
+            let event = crate::store::AuditEvent::new(
+                rev.org_id.clone(),
+                app.clock.now_ms(),
+                "system:upgrade",
+                "internal",
+                crate::core::audit::AuditAction::EnvRevisionReseal,
+                target.clone(),
+            )
+            .detail(format!(
+                "revision {}: plaintext fn::secret values stored by an earlier version sealed in place",
+                rev.revision
+            ));
             if app
                 .store
                 .reseal_revision_in_place(&rev.env_id, rev.revision, yaml, &sealed, &event)

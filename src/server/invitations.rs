@@ -19,6 +19,7 @@ use super::auth::{Auth, Principal};
 use super::error::ApiError;
 use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 use super::{AppState, ClientAddr};
+use crate::core::audit::AuditAction;
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::store::identity::InvitationRecord;
@@ -94,28 +95,23 @@ pub async fn invite(
             org.name
         )));
     }
-    let stored = app
-        .store
-        .invite(&InvitationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            org_id: org.id.clone(),
-            login: login.to_string(),
-            role,
-            invited_by: inviter(app, p, org).await?,
-            created_ms: app.clock.now_ms(),
-        })
-        .await
-        .map_err(internal)?;
-    app.audit(
+    let invitation = InvitationRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: org.id.clone(),
+        login: login.to_string(),
+        role,
+        invited_by: inviter(app, p, org).await?,
+        created_ms: app.clock.now_ms(),
+    };
+    let event = app.event(
         Some(p),
         source,
         Some(&org.id),
-        "member.invite",
+        AuditAction::MemberInvite,
         &format!("{}/{login}", org.name),
-        "ok",
-        format!("role {role}; invitation {}", stored.id),
-    )
-    .await?;
+    );
+    let audit = |stored: &InvitationRecord| event.clone().detail(format!("role {role}; invitation {}", stored.id));
+    let stored = app.store.invite(&invitation, &audit).await.map_err(internal)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(InvitedMember {
@@ -157,27 +153,35 @@ pub async fn accept(
     Path(id): Path<String>,
 ) -> Result<Json<AcceptedInvitation>, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
+    // The org's name, for the record written with the acceptance (orgs are never renamed).
+    let org_name = app
+        .store
+        .invitations_for(&user.login)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .find(|(inv, _)| inv.id == id)
+        .map(|(_, org)| org)
+        .ok_or_else(|| invitation_not_found(&id))?;
+    let audit = |inv: &InvitationRecord| {
+        app.event(
+            Some(&p),
+            &addr,
+            Some(&inv.org_id),
+            AuditAction::MemberJoin,
+            &format!("{org_name}/{}", user.login),
+        )
+        .detail(format!(
+            "accepted invitation {} (role {}) from {}",
+            inv.id, inv.role, inv.invited_by
+        ))
+    };
     let inv = app
         .store
-        .accept_invitation(&id, &user, app.clock.now_ms())
+        .accept_invitation(&id, &user, app.clock.now_ms(), &audit)
         .await
         .map_err(internal)?
         .ok_or_else(|| invitation_not_found(&id))?;
-    let org = app.store.org_by_id(&inv.org_id).await.map_err(internal)?;
-    let org_name = org.map(|o| o.name).unwrap_or_default();
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&inv.org_id),
-        "member.join",
-        &format!("{org_name}/{}", user.login),
-        "ok",
-        format!(
-            "accepted invitation {} (role {}) from {}",
-            inv.id, inv.role, inv.invited_by
-        ),
-    )
-    .await?;
     app.forget_access();
     let member = app
         .store
@@ -200,31 +204,35 @@ pub async fn decline(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
-    let inv = app
-        .store
-        .decline_invitation(&id, &user.login)
+    let audit = |inv: &InvitationRecord| {
+        app.event(
+            Some(&p),
+            &addr,
+            Some(&inv.org_id),
+            AuditAction::MemberDecline,
+            &user.login,
+        )
+        .detail(format!("declined invitation {}", inv.id))
+    };
+    app.store
+        .decline_invitation(&id, &user.login, &audit)
         .await
         .map_err(internal)?
         .ok_or_else(|| invitation_not_found(&id))?;
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&inv.org_id),
-        "member.decline",
-        &user.login,
-        "ok",
-        format!("declined invitation {}", inv.id),
-    )
-    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The org named `org`, once the caller may manage its access.
 async fn managed_org(app: &AppState, p: &Principal, source: &str, org: &str) -> Result<Arc<OrgRecord>, ApiError> {
     let (record, access) = app.org_access(p, source, org).await?;
-    app.authorize(p, source, &record, &access, None, None, Action::ManageAccess, || {
-        org_not_found(org)
-    })
+    app.authorize(
+        p,
+        source,
+        (&record, &access),
+        (None, None),
+        Action::ManageAccess,
+        || org_not_found(org),
+    )
     .await?;
     Ok(record)
 }
@@ -251,21 +259,23 @@ pub async fn withdraw(
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
-    if !app.store.withdraw_invitation(&org.id, &login).await.map_err(internal)? {
+    let event = app.event(
+        Some(&p),
+        &addr,
+        Some(&org.id),
+        AuditAction::MemberInviteWithdraw,
+        &format!("{}/{login}", org.name),
+    );
+    if !app
+        .store
+        .withdraw_invitation(&org.id, &login, &event)
+        .await
+        .map_err(internal)?
+    {
         return Err(ApiError::not_found(format!(
             "no pending invitation of '{login}' to '{}'",
             org.name
         )));
     }
-    app.audit(
-        Some(&p),
-        &addr,
-        Some(&org.id),
-        "member.invite.withdraw",
-        &format!("{}/{login}", org.name),
-        "ok",
-        String::new(),
-    )
-    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

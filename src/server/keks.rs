@@ -26,6 +26,7 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::wire::{AddKekRequest, KekInfo, KekList};
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::Action;
 use crate::store::{Inserted, KekRecord, KekState, OrgRecord};
 
@@ -42,9 +43,14 @@ impl Keys {
     /// Refusals are audited on the org's chain; an org the caller has no role in answers 404 like a missing one.
     pub(super) async fn of_org(app: &AppState, principal: &Principal, addr: &str, org: &str) -> Result<Keys, ApiError> {
         let (org, access) = app.org_access(principal, addr, org).await?;
-        app.authorize(principal, addr, &org, &access, None, None, Action::ManageKeys, || {
-            super::access::org_not_found(&org.name)
-        })
+        app.authorize(
+            principal,
+            addr,
+            (&org, &access),
+            (None, None),
+            Action::ManageKeys,
+            || super::access::org_not_found(&org.name),
+        )
         .await?;
         Ok(Keys::Org(org))
     }
@@ -168,16 +174,17 @@ async fn add_kek(
     // Before anything is opened: no module loaded, no file read, no connection made for a URI the operator did not
     // allow — whoever asks, the instance administrator or an org's admin.
     if let Err(refused) = app.kek_allow.check(&uri) {
-        app.audit(
-            Some(principal),
-            addr,
-            org_id.as_deref(),
-            "kek.add",
-            uri.as_str(),
-            "denied",
-            refused.to_string(),
-        )
-        .await?;
+        let event = app
+            .event(
+                Some(principal),
+                addr,
+                org_id.as_deref(),
+                AuditAction::KekAdd,
+                uri.as_str(),
+            )
+            .outcome(Outcome::Denied)
+            .detail(refused.to_string());
+        app.record(event).await?;
         return Err(ApiError::bad_request(refused.to_string()));
     }
     if app
@@ -214,9 +221,18 @@ async fn add_kek(
         is_default: req.default,
         created_ms: app.clock.now_ms(),
     };
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            record.org_id.as_deref(),
+            AuditAction::KekAdd,
+            &record.id,
+        )
+        .detail(format!("{uri}{}", if record.is_default { " (default)" } else { "" }));
     match app
         .store
-        .insert_kek(&record)
+        .insert_kek(&record, &event)
         .await
         .map_err(|e| ApiError::internal(&e))?
     {
@@ -228,16 +244,6 @@ async fn add_kek(
             ));
         }
     }
-    app.audit(
-        Some(principal),
-        addr,
-        record.org_id.as_deref(),
-        "kek.add",
-        &record.id,
-        "ok",
-        format!("{uri}{}", if record.is_default { " (default)" } else { "" }),
-    )
-    .await?;
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
     Ok((StatusCode::CREATED, Json(info(app, record).await?)))
@@ -341,20 +347,19 @@ async fn make_default_kek(
             format!("KEK {} is disabled", kek.uri),
         ));
     }
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            kek.org_id.as_deref(),
+            AuditAction::KekDefault,
+            &id,
+        )
+        .detail(kek.uri.clone());
     app.store
-        .set_default_kek(&id)
+        .set_default_kek(&id, &event)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(principal),
-        addr,
-        kek.org_id.as_deref(),
-        "kek.default",
-        &id,
-        "ok",
-        kek.uri.clone(),
-    )
-    .await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK made default");
     Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }
@@ -395,17 +400,19 @@ async fn disable_kek(
             format!("KEK {} is the default: make another KEK the default first", kek.uri),
         ));
     }
-    app.store.disable_kek(&id).await.map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(principal),
-        addr,
-        kek.org_id.as_deref(),
-        "kek.disable",
-        &id,
-        "ok",
-        kek.uri.clone(),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            kek.org_id.as_deref(),
+            AuditAction::KekDisable,
+            &id,
+        )
+        .detail(kek.uri.clone());
+    app.store
+        .disable_kek(&id, &event)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK disabled");
     Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }

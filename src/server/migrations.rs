@@ -21,6 +21,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::keks::Keys;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
+use crate::core::audit::AuditAction;
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
 
@@ -199,16 +200,16 @@ async fn start_migration(
         })
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
-        Some(principal),
-        addr,
-        m.org_id.as_deref(),
-        "kek.migration.requested",
-        &m.id,
-        "ok",
-        format!("{} -> {}", from.uri, to.uri),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            m.org_id.as_deref(),
+            AuditAction::KekMigrationRequested,
+            &m.id,
+        )
+        .detail(format!("{} -> {}", from.uri, to.uri));
+    app.record(event).await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
     spawn_run(app, m.id.clone());
     Ok((StatusCode::ACCEPTED, Json(info(m))))
@@ -313,16 +314,14 @@ async fn pause_job(
         .set_migration_state(&id, MigrationState::Paused, "", app.clock.now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
+    let event = app.event(
         Some(principal),
         addr,
         m.org_id.as_deref(),
-        "kek.migration.pause-requested",
+        AuditAction::KekMigrationPauseRequested,
         &id,
-        "ok",
-        String::new(),
-    )
-    .await?;
+    );
+    app.record(event).await?;
     tracing::info!(migration = %id, "migration paused");
     Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
@@ -370,16 +369,14 @@ async fn resume_job(
         .set_migration_state(&id, MigrationState::Running, "", app.clock.now_ms())
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    app.audit(
+    let event = app.event(
         Some(principal),
         addr,
         m.org_id.as_deref(),
-        "kek.migration.resume-requested",
+        AuditAction::KekMigrationResumeRequested,
         &id,
-        "ok",
-        String::new(),
-    )
-    .await?;
+    );
+    app.record(event).await?;
     tracing::info!(migration = %id, "migration resumed");
     spawn_run(app, id.clone());
     Ok(Json(info(get_record(app, &keys, &id).await?)))
@@ -418,16 +415,16 @@ async fn verify_job(
     let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id, &app.clock)
         .await
         .map_err(migrate_error)?;
-    app.audit(
-        Some(principal),
-        addr,
-        m.org_id.as_deref(),
-        "kek.migration.verify-requested",
-        &id,
-        "ok",
-        format!("{checked} checked, {failed} failed"),
-    )
-    .await?;
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            m.org_id.as_deref(),
+            AuditAction::KekMigrationVerifyRequested,
+            &id,
+        )
+        .detail(format!("{checked} checked, {failed} failed"));
+    app.record(event).await?;
     tracing::info!(migration = %id, checked, failed, "migration verified");
     Ok(Json(VerifyResponse {
         checked,
@@ -466,17 +463,19 @@ async fn retire_job(
     id: String,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let m = get_record(app, &keys, &id).await?;
-    let removed = migrate::retire(&app.store, &id, &app.clock).await.map_err(migrate_error)?;
-    app.audit(
-        Some(principal),
-        addr,
-        m.org_id.as_deref(),
-        "kek.migration.retire-requested",
-        &id,
-        "ok",
-        format!("{removed} wraps removed"),
-    )
-    .await?;
+    let removed = migrate::retire(&app.store, &id, &app.clock)
+        .await
+        .map_err(migrate_error)?;
+    let event = app
+        .event(
+            Some(principal),
+            addr,
+            m.org_id.as_deref(),
+            AuditAction::KekMigrationRetireRequested,
+            &id,
+        )
+        .detail(format!("{removed} wraps removed"));
+    app.record(event).await?;
     tracing::info!(migration = %id, removed, "source wraps retired");
     Ok(Json(info(get_record(app, &keys, &id).await?)))
 }

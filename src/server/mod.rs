@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::core::audit::{AuditAction, AuditEvent, Outcome};
 use crate::core::keys::Name;
 use crate::core::tokens::AccessToken;
 use crate::instance::{Instance, InstanceConfig, StartError};
@@ -105,30 +106,6 @@ pub(crate) fn audit_actor(principal: Option<&auth::Principal>) -> String {
     }
 }
 
-/// An audit event by `principal` (or `anonymous`) in `chain` (an org id; `None`: the instance chain) at `now_ms`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn audit_event(
-    principal: Option<&auth::Principal>,
-    source: &str,
-    chain: Option<&str>,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    detail: String,
-    now_ms: i64,
-) -> crate::core::audit::AuditEvent {
-    crate::core::audit::AuditEvent {
-        chain: chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN).to_owned(),
-        time_ms: now_ms,
-        actor: audit_actor(principal),
-        source: source.to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        outcome: outcome.to_owned(),
-        detail,
-    }
-}
-
 /// The caller's address (`unknown` when the server was not started with connection info).
 pub struct ClientAddr(pub String);
 
@@ -150,41 +127,45 @@ pub fn client_addr(parts: &axum::http::request::Parts) -> String {
 }
 
 impl AppState {
-    /// Writes one audit event by `principal` (or `anonymous`) into `chain` (an org id; `None`: the instance chain)
-    /// and waits for it to be committed; a failure to audit fails the request.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn audit(
+    /// The one way an edge builds an audit event: `action` on `target` by `principal` (or `anonymous`) from
+    /// `source`, in `chain` (an org id; `None`: the instance chain), now; outcome `ok` and no detail until
+    /// [`AuditEvent::outcome`](crate::core::audit::AuditEvent::outcome) and
+    /// [`AuditEvent::detail`](crate::core::audit::AuditEvent::detail) say otherwise. A write passes it to the store
+    /// method that makes the change (appended in the same transaction); anything else hands it to [`AppState::record`].
+    pub fn event(
         &self,
         principal: Option<&auth::Principal>,
         source: &str,
         chain: Option<&str>,
-        action: &str,
+        action: AuditAction,
         target: &str,
-        outcome: &str,
-        detail: String,
-    ) -> Result<(), error::ApiError> {
-        let now = self.clock.now_ms();
-        let event = audit_event(principal, source, chain, action, target, outcome, detail, now);
+    ) -> AuditEvent {
+        AuditEvent::new(
+            chain.unwrap_or(crate::core::audit::INSTANCE_CHAIN),
+            self.clock.now_ms(),
+            audit_actor(principal),
+            source,
+            action,
+            target,
+        )
+    }
+
+    /// Writes `event` through the group-commit writer and waits for it to be committed; a failure to audit fails
+    /// the request. For what changes nothing in the store (refusals, reads that must be audited) or changes it
+    /// elsewhere; a store write takes its event itself.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), error::ApiError> {
         self.audit
             .record(event)
             .await
             .map_err(|e| error::ApiError::internal(&e))
     }
 
-    /// Like [`AppState::audit`], and inserts `session` in the same transaction as the event.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn audit_with_session(
+    /// Like [`AppState::record`], and inserts `session` in the same transaction as the event.
+    pub async fn record_with_session(
         &self,
-        principal: &auth::Principal,
-        source: &str,
-        chain: &str,
-        action: &str,
-        target: &str,
-        detail: String,
+        event: AuditEvent,
         session: crate::store::envs::SessionRecord,
     ) -> Result<(), error::ApiError> {
-        let now = self.clock.now_ms();
-        let event = audit_event(Some(principal), source, Some(chain), action, target, "ok", detail, now);
         self.audit
             .record_with(event, Some(session))
             .await
@@ -201,16 +182,17 @@ impl AppState {
     ) -> Result<(), error::ApiError> {
         if let Err(refused) = &decision {
             let detail = refused.message().to_owned();
-            self.audit(
-                Some(principal),
-                source,
-                principal.org_id.as_deref(),
-                "admin.denied",
-                target,
-                "denied",
-                detail,
-            )
-            .await?;
+            let event = self
+                .event(
+                    Some(principal),
+                    source,
+                    principal.org_id.as_deref(),
+                    AuditAction::AdminDenied,
+                    target,
+                )
+                .outcome(Outcome::Denied)
+                .detail(detail);
+            self.record(event).await?;
         }
         decision
     }

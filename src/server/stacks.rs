@@ -29,6 +29,7 @@ use super::wire::{
     DecryptResponse, EncryptRequest, EncryptResponse, SecretText,
 };
 use super::{AppState, ClientAddr};
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::call_tally::CallKey;
 use crate::core::keys::{Name, Scope, stack_secret_aad};
 
@@ -50,23 +51,23 @@ fn tally<T>(
     principal: &Principal,
     source: &str,
     target: &StackTarget,
-    action: &str,
+    action: AuditAction,
     values: usize,
     result: &Result<T, ApiError>,
 ) {
     let outcome = match result {
-        Ok(_) => "ok",
-        Err(e) if e.status().is_server_error() => "error",
-        Err(_) => "failed",
+        Ok(_) => Outcome::Ok,
+        Err(e) if e.status().is_server_error() => Outcome::Error,
+        Err(_) => Outcome::Failed,
     };
     app.stack_calls.add(
         CallKey {
             chain: target.org_id.clone(),
             actor: super::audit_actor(Some(principal)),
             source: source.to_owned(),
-            action: action.to_owned(),
+            action,
             target: target.name.clone(),
-            outcome: outcome.to_owned(),
+            outcome,
         },
         u64::try_from(values).unwrap_or(u64::MAX),
     );
@@ -90,10 +91,8 @@ async fn resolve(
     app.authorize(
         principal,
         source,
-        &org,
-        &access,
-        Some(project.as_str()),
-        None,
+        (&org, &access),
+        (Some(project.as_str()), None),
         crate::core::authz::Action::Open,
         || super::access::org_not_found(&org.name),
     )
@@ -148,7 +147,15 @@ pub async fn encrypt(
         }))
     }
     .await;
-    tally(&app, &principal, &source, &target, "stack.encrypt", 1, &result);
+    tally(
+        &app,
+        &principal,
+        &source,
+        &target,
+        AuditAction::StackEncrypt,
+        1,
+        &result,
+    );
     result
 }
 
@@ -169,7 +176,15 @@ pub async fn decrypt(
         }))
     }
     .await;
-    tally(&app, &principal, &source, &target, "stack.decrypt", 1, &result);
+    tally(
+        &app,
+        &principal,
+        &source,
+        &target,
+        AuditAction::StackDecrypt,
+        1,
+        &result,
+    );
     result
 }
 
@@ -199,7 +214,15 @@ pub async fn batch_encrypt(
     }
     .await;
     let values = req.plaintexts.len();
-    tally(&app, &principal, &source, &target, "stack.encrypt", values, &result);
+    tally(
+        &app,
+        &principal,
+        &source,
+        &target,
+        AuditAction::StackEncrypt,
+        values,
+        &result,
+    );
     result
 }
 
@@ -227,6 +250,14 @@ pub async fn batch_decrypt(
         Ok(Json(BatchDecryptResponse { plaintexts }))
     }
     .await;
-    tally(&app, &principal, &source, &target, "stack.decrypt", values, &result);
+    tally(
+        &app,
+        &principal,
+        &source,
+        &target,
+        AuditAction::StackDecrypt,
+        values,
+        &result,
+    );
     result
 }

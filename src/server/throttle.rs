@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::audit::AuditLog;
 use crate::clock::Clock;
-use crate::core::audit::{AuditEvent, INSTANCE_CHAIN};
+use crate::core::audit::{AuditAction, AuditEvent, INSTANCE_CHAIN, Outcome};
 use crate::core::tally::{Tallies, Tally};
 use crate::core::throttle::{Decision, Limiter, Rate};
 
@@ -210,16 +210,16 @@ pub fn tally_event(t: &Tally<String>) -> AuditEvent {
         "firstPathBytes": t.target_bytes,
         "pathsCut": t.any_cut,
     });
-    AuditEvent {
-        chain: INSTANCE_CHAIN.to_owned(),
-        time_ms: t.end_ms,
-        actor: "anonymous".into(),
-        source: t.key.clone(),
-        action: "auth.failed".into(),
-        target: t.target.clone(),
-        outcome: "denied".into(),
-        detail: detail.to_string(),
-    }
+    AuditEvent::new(
+        INSTANCE_CHAIN,
+        t.end_ms,
+        "anonymous",
+        t.key.clone(),
+        AuditAction::AuthFailed,
+        t.target.clone(),
+    )
+    .outcome(Outcome::Denied)
+    .detail(detail.to_string())
 }
 
 async fn write(audit: &AuditLog, closed: Vec<Tally<String>>) {

@@ -2,12 +2,14 @@
 //!
 //! Writes are optimistic: a new revision is `head + 1`, taken by one conditional `UPDATE … RETURNING head`, so two
 //! writers never both get the same revision and a writer holding a stale head gets nothing (the caller answers 409).
+//! Every write the API makes takes its audit event and appends it in the write's own transaction (`audit_in`), so
+//! the change and its record commit together or not at all.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::{Dialect, SqlStore, append_audit_in};
-use super::{AuditEvent, Inserted, StoreResult};
+use super::sql::{Dialect, SqlStore, append_audit_in, audit_in, commit_if, commit_if_maybe};
+use super::{AuditEvent, AuditWith, Inserted, StoreResult};
 
 /// An environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +150,10 @@ impl std::fmt::Debug for StoredRevision {
 /// The environment queries.
 #[async_trait::async_trait]
 pub trait EnvStore: Send + Sync {
-    /// Creates an environment with revision 1 holding `yaml`. `AlreadyExists` when the name is taken.
-    async fn create_env(&self, env: &EnvRecord, yaml: &str, creator: &str) -> StoreResult<Inserted>;
+    /// Creates an environment with revision 1 holding `yaml`, appending `audit` in the same transaction.
+    /// `AlreadyExists` (nothing written, nothing appended) when the name is taken.
+    async fn create_env(&self, env: &EnvRecord, yaml: &str, creator: &str, audit: &AuditEvent)
+    -> StoreResult<Inserted>;
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>>;
     /// Several environments of one org by `(project, name)`, in one round trip; missing ones are left out.
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>>;
@@ -164,7 +168,9 @@ pub trait EnvStore: Send + Sync {
         after: Option<(&str, &str, &str)>,
         limit: i64,
     ) -> StoreResult<Vec<(String, EnvRecord)>>;
-    /// Appends a revision, if `expected_head` (when given) is still the head.
+    /// Appends a revision, if `expected_head` (when given) is still the head, with the audit record `audit` makes
+    /// of the new revision in the same transaction. `audit` is `None` only for the revisions a clone copies (the
+    /// clone's record was appended with its [`EnvStore::create_env`]).
     async fn write_revision(
         &self,
         env_id: &str,
@@ -172,31 +178,59 @@ pub trait EnvStore: Send + Sync {
         yaml: &str,
         creator: &str,
         now_ms: i64,
+        audit: Option<AuditWith<'_, i64>>,
     ) -> StoreResult<Written>;
     async fn revision(&self, env_id: &str, revision: i64) -> StoreResult<Option<RevisionRecord>>;
     /// Revisions newest first, at or below `before`, without their YAML.
     async fn revisions(&self, env_id: &str, before: i64, limit: i64) -> StoreResult<Vec<RevisionRecord>>;
-    /// Retracts a revision (not the head); false when it does not exist or is already retracted.
-    async fn retract_revision(&self, env_id: &str, revision: i64, retraction: &Retraction) -> StoreResult<bool>;
+    /// Retracts a revision (not the head); false when it does not exist or is already retracted. Like every write
+    /// below, appends `audit` in the same transaction when it writes, and nothing when it does not.
+    async fn retract_revision(
+        &self,
+        env_id: &str,
+        revision: i64,
+        retraction: &Retraction,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Renames (or moves to another project); false when the new name is taken. The id — and with it every
     /// sealed secret — stays.
-    async fn rename_env(&self, env_id: &str, project: &str, name: &str, now_ms: i64) -> StoreResult<bool>;
+    async fn rename_env(
+        &self,
+        env_id: &str,
+        project: &str,
+        name: &str,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
     /// Deletes the environment with its revisions, tags and sessions.
-    async fn delete_env(&self, env_id: &str) -> StoreResult<bool>;
+    async fn delete_env(&self, env_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     async fn revision_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<RevisionTagRecord>>;
     async fn revision_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<RevisionTagRecord>>;
     /// Creates (`create`) or moves (`!create`) a revision tag; false when it already exists / does not exist.
-    async fn put_revision_tag(&self, env_id: &str, tag: &RevisionTagRecord, create: bool) -> StoreResult<bool>;
-    async fn delete_revision_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
+    /// `audit` is `None` only for the tags a clone copies.
+    async fn put_revision_tag(
+        &self,
+        env_id: &str,
+        tag: &RevisionTagRecord,
+        create: bool,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool>;
+    async fn delete_revision_tag(&self, env_id: &str, name: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     async fn env_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<EnvTagRecord>>;
     async fn env_tag(&self, env_id: &str, name: &str) -> StoreResult<Option<EnvTagRecord>>;
-    /// Creates a tag; false when the name is taken.
-    async fn create_env_tag(&self, env_id: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
+    /// Creates a tag; false when the name is taken. `audit` is `None` only for the tags a clone copies.
+    async fn create_env_tag(&self, env_id: &str, tag: &EnvTagRecord, audit: Option<&AuditEvent>) -> StoreResult<bool>;
     /// Renames and/or changes a tag; false when `name` does not exist or `tag.name` is taken.
-    async fn update_env_tag(&self, env_id: &str, name: &str, tag: &EnvTagRecord) -> StoreResult<bool>;
-    async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool>;
+    async fn update_env_tag(
+        &self,
+        env_id: &str,
+        name: &str,
+        tag: &EnvTagRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    async fn delete_env_tag(&self, env_id: &str, name: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// Revisions whose text mentions `fn::secret` or holds a backslash (a double-quoted key can spell `fn::secret`
     /// with escapes), ordered by (environment id, revision), after `after`: the candidates of
@@ -305,7 +339,13 @@ const REVISION_COLUMNS: &str =
 
 #[async_trait::async_trait]
 impl EnvStore for SqlStore {
-    async fn create_env(&self, env: &EnvRecord, yaml: &str, creator: &str) -> StoreResult<Inserted> {
+    async fn create_env(
+        &self,
+        env: &EnvRecord,
+        yaml: &str,
+        creator: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<Inserted> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "INSERT INTO environments (id, org_id, project, name, head, created_ms, modified_ms) \
@@ -330,6 +370,7 @@ impl EnvStore for SqlStore {
         .bind(creator)
         .execute(&mut *tx)
         .await?;
+        audit_in(&mut tx, self.dialect(), audit).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }
@@ -423,6 +464,7 @@ impl EnvStore for SqlStore {
         yaml: &str,
         creator: &str,
         now_ms: i64,
+        audit: Option<AuditWith<'_, i64>>,
     ) -> StoreResult<Written> {
         let mut tx = self.pool().begin().await?;
         // One conditional statement takes the next revision: concurrent writers serialise on the row, and a
@@ -450,6 +492,9 @@ impl EnvStore for SqlStore {
         .bind(creator)
         .execute(&mut *tx)
         .await?;
+        if let Some(audit) = audit {
+            audit_in(&mut tx, self.dialect(), &audit(&head)).await?;
+        }
         tx.commit().await?;
         Ok(Written::Revision(head))
     }
@@ -478,7 +523,14 @@ impl EnvStore for SqlStore {
         rows.iter().map(|r| revision_from_row(r, false)).collect()
     }
 
-    async fn retract_revision(&self, env_id: &str, revision: i64, r: &Retraction) -> StoreResult<bool> {
+    async fn retract_revision(
+        &self,
+        env_id: &str,
+        revision: i64,
+        r: &Retraction,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = sqlx::query(
             "UPDATE env_revisions SET retracted_ms = $3, retracted_by = $4, retraction_reason = $5, replacement = $6 \
              WHERE env_id = $1 AND revision = $2 AND retracted_ms IS NULL",
@@ -489,27 +541,36 @@ impl EnvStore for SqlStore {
         .bind(&r.by)
         .bind(&r.reason)
         .bind(r.replacement)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
-    async fn rename_env(&self, env_id: &str, project: &str, name: &str, now_ms: i64) -> StoreResult<bool> {
+    async fn rename_env(
+        &self,
+        env_id: &str,
+        project: &str,
+        name: &str,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = sqlx::query("UPDATE environments SET project = $2, name = $3, modified_ms = $4 WHERE id = $1")
             .bind(env_id)
             .bind(project)
             .bind(name)
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await;
         match done {
-            Ok(d) => Ok(d.rows_affected() == 1),
+            Ok(d) => commit_if(tx, self.dialect(), d.rows_affected() == 1, audit).await,
+            // The name is taken: the transaction is dropped, so nothing is written or appended.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn delete_env(&self, env_id: &str) -> StoreResult<bool> {
+    async fn delete_env(&self, env_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.pool().begin().await?;
         for table in ["open_sessions", "env_tags", "env_revision_tags", "env_revisions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE env_id = $1"))
@@ -521,8 +582,7 @@ impl EnvStore for SqlStore {
             .bind(env_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
     async fn revision_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<RevisionTagRecord>> {
@@ -550,7 +610,14 @@ impl EnvStore for SqlStore {
         row.as_ref().map(rev_tag_from_row).transpose()
     }
 
-    async fn put_revision_tag(&self, env_id: &str, t: &RevisionTagRecord, create: bool) -> StoreResult<bool> {
+    async fn put_revision_tag(
+        &self,
+        env_id: &str,
+        t: &RevisionTagRecord,
+        create: bool,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = if create {
             sqlx::query(
                 "INSERT INTO env_revision_tags (env_id, name, revision, created_ms, modified_ms, editor) \
@@ -562,7 +629,7 @@ impl EnvStore for SqlStore {
             .bind(t.created_ms)
             .bind(t.modified_ms)
             .bind(&t.editor)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
         } else {
             sqlx::query(
@@ -574,19 +641,20 @@ impl EnvStore for SqlStore {
             .bind(t.revision)
             .bind(t.modified_ms)
             .bind(&t.editor)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
         };
-        Ok(done.rows_affected() == 1)
+        commit_if_maybe(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
-    async fn delete_revision_tag(&self, env_id: &str, name: &str) -> StoreResult<bool> {
+    async fn delete_revision_tag(&self, env_id: &str, name: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = sqlx::query("DELETE FROM env_revision_tags WHERE env_id = $1 AND name = $2")
             .bind(env_id)
             .bind(name)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
     async fn env_tags(&self, env_id: &str, after: &str, limit: i64) -> StoreResult<Vec<EnvTagRecord>> {
@@ -613,7 +681,8 @@ impl EnvStore for SqlStore {
         row.as_ref().map(env_tag_from_row).transpose()
     }
 
-    async fn create_env_tag(&self, env_id: &str, t: &EnvTagRecord) -> StoreResult<bool> {
+    async fn create_env_tag(&self, env_id: &str, t: &EnvTagRecord, audit: Option<&AuditEvent>) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = sqlx::query(
             "INSERT INTO env_tags (env_id, name, value, created_ms, modified_ms, editor) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (env_id, name) DO NOTHING",
@@ -624,12 +693,18 @@ impl EnvStore for SqlStore {
         .bind(t.created_ms)
         .bind(t.modified_ms)
         .bind(&t.editor)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if_maybe(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
-    async fn update_env_tag(&self, env_id: &str, name: &str, t: &EnvTagRecord) -> StoreResult<bool> {
+    async fn update_env_tag(
+        &self,
+        env_id: &str,
+        name: &str,
+        t: &EnvTagRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_tx().await?;
         if t.name != name {
             let taken = sqlx::query("SELECT 1 AS one FROM env_tags WHERE env_id = $1 AND name = $2")
@@ -652,17 +727,17 @@ impl EnvStore for SqlStore {
         .bind(&t.editor)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
-    async fn delete_env_tag(&self, env_id: &str, name: &str) -> StoreResult<bool> {
+    async fn delete_env_tag(&self, env_id: &str, name: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let done = sqlx::query("DELETE FROM env_tags WHERE env_id = $1 AND name = $2")
             .bind(env_id)
             .bind(name)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        commit_if(tx, self.dialect(), done.rows_affected() == 1, audit).await
     }
 
     async fn revisions_mentioning_secrets(

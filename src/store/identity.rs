@@ -2,12 +2,15 @@
 //!
 //! Grants name a subject as `user:<user id>` or `team:<team id>`. A personal token's grants in an org are its
 //! user's and those of the user's teams there; a team token's are its team's.
+//!
+//! Every write takes its audit event (or a function making it from the write's result) and appends it in the
+//! write's own transaction, only when the write takes effect.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::sql::SqlStore;
-use super::{Inserted, OrgRecord, StoreError, StoreResult, TokenRecord, UserRecord};
+use super::sql::{SqlStore, audit_in, commit_if};
+use super::{AuditEvent, AuditWith, Inserted, OrgRecord, StoreError, StoreResult, TokenRecord, UserRecord};
 use crate::core::authz::{Grant, Role};
 
 /// A grant as stored.
@@ -124,8 +127,10 @@ pub trait IdentityStore: Send + Sync {
     /// The grants in `org_id` that apply to `who`.
     async fn grants_for(&self, org_id: &str, who: Subject<'_>) -> StoreResult<Vec<GrantRecord>>;
 
-    /// Creates an org; [`Inserted::AlreadyExists`] when the name is taken.
-    async fn insert_org(&self, org: &OrgRecord) -> StoreResult<Inserted>;
+    /// Creates an org; [`Inserted::AlreadyExists`] when the name is taken. Like every write here, appends `audit`
+    /// (or what it makes of the write's result) in the same transaction when it writes, and nothing when it does
+    /// not.
+    async fn insert_org(&self, org: &OrgRecord, audit: &AuditEvent) -> StoreResult<Inserted>;
 
     /// The orgs `user_id` is a member of, by name.
     async fn orgs_of_user(&self, user_id: &str) -> StoreResult<Vec<OrgRecord>>;
@@ -149,11 +154,16 @@ pub trait IdentityStore: Send + Sync {
         new_user: &NewUser,
         role: Role,
         now_ms: i64,
+        audit: AuditWith<'_, AddedMember>,
     ) -> StoreResult<AddedMember>;
 
     /// Records an invitation; one already pending for the same org and login is kept (same id), its role and
     /// inviter replaced. Returns what is stored.
-    async fn invite(&self, invitation: &InvitationRecord) -> StoreResult<InvitationRecord>;
+    async fn invite(
+        &self,
+        invitation: &InvitationRecord,
+        audit: AuditWith<'_, InvitationRecord>,
+    ) -> StoreResult<InvitationRecord>;
 
     /// The invitations pending for `login`, oldest first, each with its org's name.
     async fn invitations_for(&self, login: &str) -> StoreResult<Vec<(InvitationRecord, String)>>;
@@ -169,20 +179,33 @@ pub trait IdentityStore: Send + Sync {
         id: &str,
         user: &UserRecord,
         now_ms: i64,
+        audit: AuditWith<'_, InvitationRecord>,
     ) -> StoreResult<Option<InvitationRecord>>;
 
     /// Deletes the invitation `id` addressed to `login`; `None` when there is none. (The invitee declines.)
-    async fn decline_invitation(&self, id: &str, login: &str) -> StoreResult<Option<InvitationRecord>>;
+    async fn decline_invitation(
+        &self,
+        id: &str,
+        login: &str,
+        audit: AuditWith<'_, InvitationRecord>,
+    ) -> StoreResult<Option<InvitationRecord>>;
 
     /// Deletes the invitation of `login` to an org; `false` when there is none. (An org admin withdraws it.)
-    async fn withdraw_invitation(&self, org_id: &str, login: &str) -> StoreResult<bool>;
+    async fn withdraw_invitation(&self, org_id: &str, login: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// Sets a member's org-wide role; `false` (nothing written) when the user is not a member.
-    async fn set_member_role(&self, org_id: &str, user_id: &str, role: Role, now_ms: i64) -> StoreResult<bool>;
+    async fn set_member_role(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: Role,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
 
     /// In one transaction: removes the user from the org, from its teams there, and every grant the user holds in
     /// it. `false` when the user was not a member.
-    async fn remove_member(&self, org_id: &str, user_id: &str) -> StoreResult<bool>;
+    async fn remove_member(&self, org_id: &str, user_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// The teams of an org, by name, with their members.
     async fn teams(&self, org_id: &str) -> StoreResult<Vec<TeamWithMembers>>;
@@ -194,30 +217,48 @@ pub trait IdentityStore: Send + Sync {
     async fn team_by_id(&self, id: &str) -> StoreResult<Option<TeamRecord>>;
 
     /// Creates a team; [`Inserted::AlreadyExists`] when the org has a team of that name.
-    async fn insert_team(&self, team: &TeamRecord) -> StoreResult<Inserted>;
+    async fn insert_team(&self, team: &TeamRecord, audit: &AuditEvent) -> StoreResult<Inserted>;
 
     /// In one transaction: deletes a team, its memberships and grants, and revokes its team tokens (returned, so
     /// the caller can forget them). `None` when there was no such team.
-    async fn delete_team(&self, team_id: &str, now_ms: i64) -> StoreResult<Option<Vec<String>>>;
+    async fn delete_team(
+        &self,
+        team_id: &str,
+        now_ms: i64,
+        audit: AuditWith<'_, Vec<String>>,
+    ) -> StoreResult<Option<Vec<String>>>;
 
     /// Adds a user to a team ([`Inserted::AlreadyExists`] when already in it).
-    async fn add_team_member(&self, team_id: &str, user_id: &str, now_ms: i64) -> StoreResult<Inserted>;
+    async fn add_team_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<Inserted>;
 
     /// Removes a user from a team; `false` when the user was not in it.
-    async fn remove_team_member(&self, team_id: &str, user_id: &str) -> StoreResult<bool>;
+    async fn remove_team_member(&self, team_id: &str, user_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// Every grant in an org, with subjects named, ordered by subject, project, environment.
     async fn grants(&self, org_id: &str) -> StoreResult<Vec<NamedGrant>>;
 
     /// Sets a grant (replacing the role of the same subject at the same level).
-    async fn put_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    async fn put_grant(&self, grant: &GrantRecord, audit: &AuditEvent) -> StoreResult<()>;
 
     /// Deletes a grant; `false` when there was none.
-    async fn delete_grant(&self, org_id: &str, subject: &str, project: &str, env: &str) -> StoreResult<bool>;
+    async fn delete_grant(
+        &self,
+        org_id: &str,
+        subject: &str,
+        project: &str,
+        env: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
 
     /// Stores a new token (its hash only). A token with a `parent_id` is stored only while that parent is not
     /// revoked (checked under a lock on the parent's row): `false`, nothing written, when it is.
-    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<bool>;
+    async fn insert_token(&self, token: &TokenRecord, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// A token by id.
     async fn token_by_id(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
@@ -229,8 +270,9 @@ pub trait IdentityStore: Send + Sync {
     async fn tokens_of_org(&self, org_id: &str) -> StoreResult<Vec<TokenRecord>>;
 
     /// Marks a token revoked, with every token made from it (transitively). `revoked` is `false` when there is no
-    /// such token or it was revoked already; `descendants` are the ids this call revoked below it.
-    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<Revoked>;
+    /// such token or it was revoked already; `descendants` are the ids this call revoked below it. `audit` is
+    /// appended in either case (a revocation of a revoked token is recorded too).
+    async fn revoke_token(&self, id: &str, now_ms: i64, audit: AuditWith<'_, Revoked>) -> StoreResult<Revoked>;
 }
 
 pub(crate) fn grant_from_row(row: &sqlx::any::AnyRow) -> StoreResult<GrantRecord> {
@@ -369,9 +411,18 @@ fn invitation_row(row: &AnyRow) -> StoreResult<InvitationRecord> {
     })
 }
 
+/// [`Inserted`] from whether an insert wrote.
+fn inserted(wrote: bool) -> Inserted {
+    if wrote { Inserted::New } else { Inserted::AlreadyExists }
+}
+
 #[async_trait::async_trait]
 impl IdentityStore for SqlStore {
-    async fn invite(&self, inv: &InvitationRecord) -> StoreResult<InvitationRecord> {
+    async fn invite(
+        &self,
+        inv: &InvitationRecord,
+        audit: AuditWith<'_, InvitationRecord>,
+    ) -> StoreResult<InvitationRecord> {
         let mut tx = self.begin_tx().await?;
         sqlx::query(
             "INSERT INTO invitations (id, org_id, login, role, invited_by, created_ms) VALUES ($1, $2, $3, $4, $5, \
@@ -392,8 +443,10 @@ impl IdentityStore for SqlStore {
         .bind(&inv.login)
         .fetch_one(&mut *tx)
         .await?;
+        let stored = invitation_row(&row)?;
+        audit_in(&mut tx, self.dialect(), &audit(&stored)).await?;
         tx.commit().await?;
-        invitation_row(&row)
+        Ok(stored)
     }
 
     async fn invitations_for(&self, login: &str) -> StoreResult<Vec<(InvitationRecord, String)>> {
@@ -424,6 +477,7 @@ impl IdentityStore for SqlStore {
         id: &str,
         user: &UserRecord,
         now_ms: i64,
+        audit: AuditWith<'_, InvitationRecord>,
     ) -> StoreResult<Option<InvitationRecord>> {
         let mut tx = self.begin_tx().await?;
         let row = sqlx::query(&format!(
@@ -461,29 +515,44 @@ impl IdentityStore for SqlStore {
             )
             .await?;
         }
+        audit_in(&mut tx, self.dialect(), &audit(&inv)).await?;
         tx.commit().await?;
         Ok(Some(inv))
     }
 
-    async fn decline_invitation(&self, id: &str, login: &str) -> StoreResult<Option<InvitationRecord>> {
+    async fn decline_invitation(
+        &self,
+        id: &str,
+        login: &str,
+        audit: AuditWith<'_, InvitationRecord>,
+    ) -> StoreResult<Option<InvitationRecord>> {
+        let mut tx = self.begin_tx().await?;
         let row = sqlx::query(&format!(
             "DELETE FROM invitations WHERE id = $1 AND login = $2 RETURNING {INVITATION_FIELDS}"
         ))
         .bind(id)
         .bind(login)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        row.as_ref().map(invitation_row).transpose()
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let inv = invitation_row(&row)?;
+        audit_in(&mut tx, self.dialect(), &audit(&inv)).await?;
+        tx.commit().await?;
+        Ok(Some(inv))
     }
 
-    async fn withdraw_invitation(&self, org_id: &str, login: &str) -> StoreResult<bool> {
+    async fn withdraw_invitation(&self, org_id: &str, login: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query("DELETE FROM invitations WHERE org_id = $1 AND login = $2")
             .bind(org_id)
             .bind(login)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(n > 0)
+        commit_if(tx, self.dialect(), n > 0, audit).await
     }
 
     async fn grants_for(&self, org_id: &str, who: Subject<'_>) -> StoreResult<Vec<GrantRecord>> {
@@ -514,15 +583,16 @@ impl IdentityStore for SqlStore {
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn insert_org(&self, org: &OrgRecord) -> StoreResult<Inserted> {
+    async fn insert_org(&self, org: &OrgRecord, audit: &AuditEvent) -> StoreResult<Inserted> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query("INSERT INTO orgs (id, name, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(&org.id)
             .bind(&org.name)
             .bind(org.created_ms)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(if n == 0 { Inserted::AlreadyExists } else { Inserted::New })
+        Ok(inserted(commit_if(tx, self.dialect(), n > 0, audit).await?))
     }
 
     async fn orgs_of_user(&self, user_id: &str) -> StoreResult<Vec<OrgRecord>> {
@@ -581,6 +651,7 @@ impl IdentityStore for SqlStore {
         new_user: &NewUser,
         role: Role,
         now_ms: i64,
+        audit: AuditWith<'_, AddedMember>,
     ) -> StoreResult<AddedMember> {
         let mut tx = self.begin_tx().await?;
         let (user, created_user) = match user_by_login_in(&mut tx, login).await? {
@@ -637,15 +708,24 @@ impl IdentityStore for SqlStore {
             },
         )
         .await?;
-        tx.commit().await?;
-        Ok(AddedMember {
+        let added = AddedMember {
             user,
             created_user,
             inserted: Inserted::New,
-        })
+        };
+        audit_in(&mut tx, self.dialect(), &audit(&added)).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
-    async fn set_member_role(&self, org_id: &str, user_id: &str, role: Role, now_ms: i64) -> StoreResult<bool> {
+    async fn set_member_role(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        role: Role,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_tx().await?;
         let row = sqlx::query("SELECT COUNT(*) AS n FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
@@ -668,11 +748,10 @@ impl IdentityStore for SqlStore {
             },
         )
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_if(tx, self.dialect(), true, audit).await
     }
 
-    async fn remove_member(&self, org_id: &str, user_id: &str) -> StoreResult<bool> {
+    async fn remove_member(&self, org_id: &str, user_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin_tx().await?;
         let removed = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
@@ -696,8 +775,7 @@ impl IdentityStore for SqlStore {
         .bind(org_id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_if(tx, self.dialect(), true, audit).await
     }
 
     async fn teams(&self, org_id: &str) -> StoreResult<Vec<TeamWithMembers>> {
@@ -749,7 +827,8 @@ impl IdentityStore for SqlStore {
         row.as_ref().map(team_row).transpose()
     }
 
-    async fn insert_team(&self, t: &TeamRecord) -> StoreResult<Inserted> {
+    async fn insert_team(&self, t: &TeamRecord, audit: &AuditEvent) -> StoreResult<Inserted> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query(
             "INSERT INTO teams (id, org_id, name, description, created_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT \
              DO NOTHING",
@@ -759,13 +838,18 @@ impl IdentityStore for SqlStore {
         .bind(&t.name)
         .bind(&t.description)
         .bind(t.created_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(if n == 0 { Inserted::AlreadyExists } else { Inserted::New })
+        Ok(inserted(commit_if(tx, self.dialect(), n > 0, audit).await?))
     }
 
-    async fn delete_team(&self, team_id: &str, now_ms: i64) -> StoreResult<Option<Vec<String>>> {
+    async fn delete_team(
+        &self,
+        team_id: &str,
+        now_ms: i64,
+        audit: AuditWith<'_, Vec<String>>,
+    ) -> StoreResult<Option<Vec<String>>> {
         let mut tx = self.begin_tx().await?;
         let Some(row) = sqlx::query("SELECT org_id FROM teams WHERE id = $1")
             .bind(team_id)
@@ -803,31 +887,40 @@ impl IdentityStore for SqlStore {
             .bind(team_id)
             .execute(&mut *tx)
             .await?;
+        audit_in(&mut tx, self.dialect(), &audit(&revoked)).await?;
         tx.commit().await?;
         Ok(Some(revoked))
     }
 
-    async fn add_team_member(&self, team_id: &str, user_id: &str, now_ms: i64) -> StoreResult<Inserted> {
+    async fn add_team_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        now_ms: i64,
+        audit: &AuditEvent,
+    ) -> StoreResult<Inserted> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query(
             "INSERT INTO team_members (team_id, user_id, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(team_id)
         .bind(user_id)
         .bind(now_ms)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(if n == 0 { Inserted::AlreadyExists } else { Inserted::New })
+        Ok(inserted(commit_if(tx, self.dialect(), n > 0, audit).await?))
     }
 
-    async fn remove_team_member(&self, team_id: &str, user_id: &str) -> StoreResult<bool> {
+    async fn remove_team_member(&self, team_id: &str, user_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
             .bind(team_id)
             .bind(user_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(n > 0)
+        commit_if(tx, self.dialect(), n > 0, audit).await
     }
 
     async fn grants(&self, org_id: &str) -> StoreResult<Vec<NamedGrant>> {
@@ -860,26 +953,34 @@ impl IdentityStore for SqlStore {
         Ok(out)
     }
 
-    async fn put_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+    async fn put_grant(&self, grant: &GrantRecord, audit: &AuditEvent) -> StoreResult<()> {
         let mut tx = self.begin_tx().await?;
         upsert_grant_in(&mut tx, grant).await?;
-        tx.commit().await?;
+        commit_if(tx, self.dialect(), true, audit).await?;
         Ok(())
     }
 
-    async fn delete_grant(&self, org_id: &str, subject: &str, project: &str, env: &str) -> StoreResult<bool> {
+    async fn delete_grant(
+        &self,
+        org_id: &str,
+        subject: &str,
+        project: &str,
+        env: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_tx().await?;
         let n = sqlx::query("DELETE FROM role_grants WHERE org_id = $1 AND subject = $2 AND project = $3 AND env = $4")
             .bind(org_id)
             .bind(subject)
             .bind(project)
             .bind(env)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(n > 0)
+        commit_if(tx, self.dialect(), n > 0, audit).await
     }
 
-    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<bool> {
+    async fn insert_token(&self, token: &TokenRecord, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.begin_tx().await?;
         if let Some(parent) = &token.parent_id {
             // A no-op write that locks the parent's row (see `revoke_tree_in`) and finds it still live.
@@ -894,8 +995,7 @@ impl IdentityStore for SqlStore {
             }
         }
         insert_token_in(&mut tx, token).await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_if(tx, self.dialect(), true, audit).await
     }
 
     async fn token_by_id(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
@@ -927,10 +1027,12 @@ impl IdentityStore for SqlStore {
         rows.iter().map(super::sql::token_from_row).collect()
     }
 
-    async fn revoke_token(&self, id: &str, now_ms: i64) -> StoreResult<Revoked> {
+    async fn revoke_token(&self, id: &str, now_ms: i64, audit: AuditWith<'_, Revoked>) -> StoreResult<Revoked> {
         let mut tx = self.begin_tx().await?;
         let (revoked, descendants) = revoke_tree_in(&mut tx, id, now_ms).await?;
+        let revoked = Revoked { revoked, descendants };
+        audit_in(&mut tx, self.dialect(), &audit(&revoked)).await?;
         tx.commit().await?;
-        Ok(Revoked { revoked, descendants })
+        Ok(revoked)
     }
 }

@@ -50,6 +50,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// The audit record of a write whose detail depends on what the write did (the revision it made, the tokens it
+/// revoked): called inside the write's transaction once the write took effect, and appended there.
+pub type AuditWith<'a, T> = &'a (dyn Fn(&T) -> AuditEvent + Send + Sync);
+
 /// Result alias of the store layer.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -372,7 +376,9 @@ pub struct TokenWithUser {
 }
 
 /// The persistence interface. Every method is one transaction at most; a method that writes either fully lands or
-/// leaves nothing behind.
+/// leaves nothing behind. A write the API makes takes its audit event (`audit`) and appends it to its chain in the
+/// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
+/// commit together.
 #[async_trait::async_trait]
 pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
@@ -417,15 +423,16 @@ pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
     async fn org_by_id(&self, id: &str) -> StoreResult<Option<OrgRecord>>;
 
     /// Registers a KEK. If it is the owner's default, the owner's previous default stops being one, in the same
-    /// transaction. [`Inserted::AlreadyExists`] when the owner has this URI registered already.
-    async fn insert_kek(&self, kek: &KekRecord) -> StoreResult<Inserted>;
+    /// transaction. [`Inserted::AlreadyExists`] when the owner has this URI registered already. Like the two below,
+    /// appends `audit` in the same transaction when it writes, and nothing when it does not.
+    async fn insert_kek(&self, kek: &KekRecord, audit: &AuditEvent) -> StoreResult<Inserted>;
 
     /// Makes `kek_id` the default of its owner (and no other of the owner's KEKs). `false` if no active KEK has
     /// that id.
-    async fn set_default_kek(&self, kek_id: &str) -> StoreResult<bool>;
+    async fn set_default_kek(&self, kek_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// Disables a KEK: it keeps unwrapping, but wraps no new DEK and stops being a default. `false` if no such KEK.
-    async fn disable_kek(&self, kek_id: &str) -> StoreResult<bool>;
+    async fn disable_kek(&self, kek_id: &str, audit: &AuditEvent) -> StoreResult<bool>;
 
     /// The unfinished (not done, not retired) migration for this pair and scope, or a new one counting the DEKs to
     /// move. Re-running a migration after a crash therefore resumes it.

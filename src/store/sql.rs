@@ -8,6 +8,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::core::audit::{AuditAction, Outcome};
+
 use super::{
     AuditEvent, AuditRecord, Bootstrap, Checkpoint, DekRecord, DekState, DekWithWraps, Inserted, KekRecord, KekState,
     MigrationRecord, MigrationState, OrgRecord, Store, StoreError, StoreResult, TokenKind, TokenRecord, TokenWithUser,
@@ -253,6 +255,46 @@ pub(crate) async fn append_audit_in(
     Ok(out)
 }
 
+/// Appends one event inside `tx` (see [`append_audit_in`]): how a write records itself in its own transaction.
+pub(crate) async fn audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    event: &AuditEvent,
+) -> StoreResult<()> {
+    append_audit_in(tx, dialect, std::slice::from_ref(event))
+        .await
+        .map(drop)
+}
+
+/// Ends a write's transaction: when the write took effect (`wrote`), appends `audit` and commits, else rolls back
+/// (nothing written, nothing appended). Returns `wrote`.
+pub(crate) async fn commit_if(
+    tx: sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    wrote: bool,
+    audit: &AuditEvent,
+) -> StoreResult<bool> {
+    commit_if_maybe(tx, dialect, wrote, Some(audit)).await
+}
+
+/// [`commit_if`] for a write whose record, if any, was appended elsewhere (`audit` is `None`).
+pub(crate) async fn commit_if_maybe(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    wrote: bool,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<bool> {
+    if !wrote {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(audit) = audit {
+        audit_in(&mut tx, dialect, audit).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Migration `id` as `tx` sees it.
 async fn migration_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> StoreResult<Option<MigrationRecord>> {
     let row = sqlx::query(&format!("SELECT {MIGRATION_COLUMNS} FROM kek_migrations WHERE id = $1"))
@@ -263,20 +305,23 @@ async fn migration_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> St
 }
 
 /// The audit event of a migration step taken by the migration machinery itself.
-fn migration_event(m: &MigrationRecord, action: &str, detail: String, now_ms: i64) -> AuditEvent {
-    AuditEvent {
-        chain: m
-            .org_id
-            .clone()
-            .filter(|o| !o.is_empty())
-            .unwrap_or_else(|| crate::core::audit::INSTANCE_CHAIN.to_owned()),
-        time_ms: now_ms,
-        actor: "system:kek-migration".into(),
-        source: "internal".into(),
-        action: action.into(),
-        target: m.id.clone(),
-        outcome: "ok".into(),
-        detail,
+fn migration_event(m: &MigrationRecord, action: AuditAction, detail: String, now_ms: i64) -> AuditEvent {
+    let chain = m
+        .org_id
+        .clone()
+        .filter(|o| !o.is_empty())
+        .unwrap_or_else(|| crate::core::audit::INSTANCE_CHAIN.to_owned());
+    AuditEvent::new(chain, now_ms, "system:kek-migration", "internal", action, m.id.clone()).detail(detail)
+}
+
+/// The action recording that a migration entered `state`: `kek.migration.<state>`.
+fn migration_state_action(state: MigrationState) -> AuditAction {
+    match state {
+        MigrationState::Running => AuditAction::KekMigrationRunning,
+        MigrationState::Paused => AuditAction::KekMigrationPaused,
+        MigrationState::Done => AuditAction::KekMigrationDone,
+        MigrationState::Failed => AuditAction::KekMigrationFailed,
+        MigrationState::Retired => AuditAction::KekMigrationRetired,
     }
 }
 
@@ -546,7 +591,7 @@ impl Store for SqlStore {
         row.as_ref().map(org_from_row).transpose()
     }
 
-    async fn insert_kek(&self, k: &KekRecord) -> StoreResult<Inserted> {
+    async fn insert_kek(&self, k: &KekRecord, audit: &AuditEvent) -> StoreResult<Inserted> {
         let mut tx = self.pool.begin().await?;
         let owner = k.org_id.as_deref().unwrap_or("");
         if k.is_default {
@@ -568,15 +613,14 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 0 {
-            tx.rollback().await?;
-            return Ok(Inserted::AlreadyExists);
-        }
-        tx.commit().await?;
-        Ok(Inserted::New)
+        Ok(if commit_if(tx, self.dialect, n > 0, audit).await? {
+            Inserted::New
+        } else {
+            Inserted::AlreadyExists
+        })
     }
 
-    async fn set_default_kek(&self, kek_id: &str) -> StoreResult<bool> {
+    async fn set_default_kek(&self, kek_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let owner = sqlx::query("SELECT org_id FROM keks WHERE id = $1 AND state = 'active'")
             .bind(kek_id)
@@ -592,17 +636,17 @@ impl Store for SqlStore {
             .bind(&owner)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(true)
+        commit_if(tx, self.dialect, true, audit).await
     }
 
-    async fn disable_kek(&self, kek_id: &str) -> StoreResult<bool> {
+    async fn disable_kek(&self, kek_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query("UPDATE keks SET state = 'disabled', is_default = 0 WHERE id = $1")
             .bind(kek_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        Ok(n > 0)
+        commit_if(tx, self.dialect, n > 0, audit).await
     }
 
     async fn start_or_resume_migration(&self, new: &MigrationRecord) -> StoreResult<MigrationRecord> {
@@ -628,7 +672,12 @@ impl Store for SqlStore {
             append_audit_in(
                 &mut tx,
                 self.dialect,
-                &[migration_event(&m, "kek.migration.resume", detail, new.created_ms)],
+                &[migration_event(
+                    &m,
+                    AuditAction::KekMigrationResume,
+                    detail,
+                    new.created_ms,
+                )],
             )
             .await?;
             tx.commit().await?;
@@ -663,7 +712,12 @@ impl Store for SqlStore {
         append_audit_in(
             &mut tx,
             self.dialect,
-            &[migration_event(new, "kek.migration.start", detail, new.created_ms)],
+            &[migration_event(
+                new,
+                AuditAction::KekMigrationStart,
+                detail,
+                new.created_ms,
+            )],
         )
         .await?;
         tx.commit().await?;
@@ -759,7 +813,7 @@ impl Store for SqlStore {
             append_audit_in(
                 &mut tx,
                 self.dialect,
-                &[migration_event(&m, "kek.migration.batch", detail, now_ms)],
+                &[migration_event(&m, AuditAction::KekMigrationBatch, detail, now_ms)],
             )
             .await?;
         }
@@ -798,7 +852,7 @@ impl Store for SqlStore {
             .await?;
         let mut event = migration_event(
             &m,
-            &format!("kek.migration.{}", state.as_str()),
+            migration_state_action(state),
             format!(
                 "{} -> {}; {} of {} done",
                 m.state.as_str(),
@@ -809,8 +863,8 @@ impl Store for SqlStore {
             now_ms,
         );
         if state == MigrationState::Failed {
-            event.outcome = "failed".into();
-            event.detail = format!("{}; {error}", event.detail);
+            let detail = format!("{}; {error}", event.detail);
+            event = event.outcome(Outcome::Failed).detail(detail);
         }
         append_audit_in(&mut tx, self.dialect, &[event]).await?;
         tx.commit().await?;
@@ -829,7 +883,7 @@ impl Store for SqlStore {
             append_audit_in(
                 &mut tx,
                 self.dialect,
-                &[migration_event(&m, "kek.migration.verified", detail, now_ms)],
+                &[migration_event(&m, AuditAction::KekMigrationVerified, detail, now_ms)],
             )
             .await?;
         }
@@ -1019,7 +1073,7 @@ impl Store for SqlStore {
         append_audit_in(
             &mut tx,
             self.dialect,
-            &[migration_event(m, "kek.migration.retire", detail, now_ms)],
+            &[migration_event(m, AuditAction::KekMigrationRetire, detail, now_ms)],
         )
         .await?;
         tx.commit().await?;

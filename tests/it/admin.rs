@@ -725,13 +725,39 @@ async fn expired_tokens_are_refused() {
     let now = srv.server.state.clock.now_ms();
 
     let (expired, record) = stored_token(&alice.id, now - 1_000);
-    store.insert_token(&record).await.unwrap();
+    store
+        .insert_token(
+            &record,
+            &sesame::core::audit::AuditEvent::new(
+                "instance",
+                1,
+                "test",
+                "internal",
+                sesame::core::audit::AuditAction::TokenCreate,
+                "test",
+            ),
+        )
+        .await
+        .unwrap();
     let (status, body) = get(&srv, "/api/user", expired.expose()).await;
     assert_error(status, &body, 401);
 
     // One that expires while cached is refused from then on.
     let (short, record) = stored_token(&alice.id, now + 1_500);
-    store.insert_token(&record).await.unwrap();
+    store
+        .insert_token(
+            &record,
+            &sesame::core::audit::AuditEvent::new(
+                "instance",
+                1,
+                "test",
+                "internal",
+                sesame::core::audit::AuditAction::TokenCreate,
+                "test",
+            ),
+        )
+        .await
+        .unwrap();
     let (status, _) = get(&srv, "/api/user", short.expose()).await;
     assert_eq!(status, 200);
     clock.advance(std::time::Duration::from_millis(1_499));
@@ -1145,7 +1171,16 @@ async fn lineage(srv: &TestServer) {
     assert_eq!(status, 200, "now cached");
     let store = srv.server.state.store.clone();
     let revoked = store
-        .revoke_token(short["id"].as_str().unwrap(), now_ms())
+        .revoke_token(short["id"].as_str().unwrap(), now_ms(), &|_| {
+            sesame::core::audit::AuditEvent::new(
+                "instance",
+                1,
+                "test",
+                "internal",
+                sesame::core::audit::AuditAction::TokenRevoke,
+                "test",
+            )
+        })
         .await
         .unwrap();
     assert!(revoked.revoked);

@@ -1,7 +1,8 @@
 //! The audit log end to end: KEK administration, every migration step, and failed logins land in hash chains;
 //! the export verifies; `sesame audit verify` catches an edited, removed or truncated record; the table refuses
 //! UPDATE and DELETE; signed checkpoints catch a rewrite that recomputed every hash; org admins export their own
-//! org's chain; stack calls are audited aggregated, every call counted.
+//! org's chain; stack calls are audited aggregated, every call counted; an API write whose audit record cannot be
+//! appended is not applied.
 
 use std::process::Command;
 use std::time::Duration;
@@ -686,5 +687,150 @@ async fn a_chain_is_pruned_only_through_a_signed_checkpoint_and_verifies_from_it
         return;
     };
     prune_scenario(Some(&db.url)).await;
+    db.drop_db().await;
+}
+
+/// Makes every append of an `env.update` or `team.create` record fail inside the database (a trigger on
+/// `audit_events`): the failpoint of [`failpoint_scenario`].
+async fn break_audit_appends(url: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER audit_failpoint BEFORE INSERT ON audit_events \
+             WHEN NEW.action IN ('env.update', 'team.create') \
+             BEGIN SELECT RAISE(ABORT, 'failpoint: the audit append fails'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE FUNCTION audit_failpoint() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.action IN ('env.update', 'team.create') THEN \
+             RAISE EXCEPTION 'failpoint: the audit append fails'; END IF; RETURN NEW; END $$",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER audit_failpoint BEFORE INSERT ON audit_events FOR EACH ROW \
+             EXECUTE FUNCTION audit_failpoint()",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+async fn heal_audit_appends(url: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("DROP TRIGGER audit_failpoint")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("DROP TRIGGER audit_failpoint ON audit_events")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn send(srv: &TestServer, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, String) {
+    let mut req = srv
+        .http
+        .request(method, format!("{}{path}", srv.base))
+        .header("Authorization", format!("token {}", srv.token));
+    if let Some(b) = body {
+        let kind = if b.starts_with('{') {
+            "application/json"
+        } else {
+            "application/x-yaml"
+        };
+        req = req.header("Content-Type", kind).body(b);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// API writes and their audit records commit in one transaction: when the append fails, the write is not applied
+/// and the caller gets a 5xx; once appends work again, the same write lands with its record.
+async fn failpoint_scenario(db: Option<&str>) {
+    use reqwest::Method;
+    let dir = temp_dir();
+    let url = db
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sesame.db").display()));
+    let srv = TestServer::start(config(dir.path(), Some(&url)), None).await.unwrap();
+    let env = "/api/esc/environments/acme/app/prod";
+    let (status, body) = send(
+        &srv,
+        Method::POST,
+        "/api/esc/environments/acme",
+        Some(json!({"project": "app", "name": "prod"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(&srv, Method::PATCH, env, Some("values:\n  colour: blue\n".into())).await;
+    assert_eq!(status, 200, "{body}");
+
+    break_audit_appends(&url).await;
+    let (status, body) = send(&srv, Method::PATCH, env, Some("values:\n  colour: red\n".into())).await;
+    assert!((500..600).contains(&status), "{status} {body}");
+    let (status, text) = send(&srv, Method::GET, env, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("blue") && !text.contains("red"),
+        "the update must not be applied: {text}"
+    );
+    let (status, body) = send(
+        &srv,
+        Method::POST,
+        "/api/sesame/v1/orgs/acme/teams",
+        Some(json!({"name": "ops", "description": ""}).to_string()),
+    )
+    .await;
+    assert!((500..600).contains(&status), "{status} {body}");
+    let (status, teams) = send(&srv, Method::GET, "/api/sesame/v1/orgs/acme/teams", None).await;
+    assert_eq!(status, 200);
+    assert!(!teams.contains("\"ops\""), "the team must not be created: {teams}");
+
+    heal_audit_appends(&url).await;
+    let (status, body) = send(&srv, Method::PATCH, env, Some("values:\n  colour: red\n".into())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, text) = send(&srv, Method::GET, env, None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("red"), "{text}");
+    // The failed attempt took no revision: the update that landed is revision 3, recorded once, in a chain that
+    // still verifies.
+    let org = srv.server.state.store.org_by_name("acme").await.unwrap().unwrap();
+    let recs = srv.server.state.store.audit_records(&org.id, 0, 1_000).await.unwrap();
+    assert!(verify(&recs, None).is_ok());
+    let updates: Vec<&str> = recs
+        .iter()
+        .filter(|r| r.event.action == "env.update")
+        .map(|r| r.event.detail.as_str())
+        .collect();
+    assert_eq!(updates, ["revision 2", "revision 3"]);
+    assert!(!recs.iter().any(|r| r.event.action == "team.create"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_sqlite() {
+    failpoint_scenario(None).await;
+}
+
+#[tokio::test]
+async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_postgres() {
+    let Some(db) = crate::support::PgDb::create().await else {
+        return;
+    };
+    failpoint_scenario(Some(&db.url)).await;
     db.drop_db().await;
 }

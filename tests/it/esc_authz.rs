@@ -342,7 +342,15 @@ async fn listing_visibility(s: &TestServer) {
             created_ms: 1,
             modified_ms: 1,
         };
-        store.create_env(&record, "values: {}\n", "test").await.unwrap();
+        let event = sesame::core::audit::AuditEvent::new(
+            org.clone(),
+            1,
+            "test",
+            "internal",
+            sesame::core::audit::AuditAction::EnvCreate,
+            name.clone(),
+        );
+        store.create_env(&record, "values: {}\n", "test", &event).await.unwrap();
     }
 
     // An admin of beta: every page and every cursor of the all-orgs listing is free of acme.

@@ -264,14 +264,24 @@ async fn kek_uris_reach_only_what_the_operator_allowed() {
     // A registered KEK reaching a module this start does not allow stops the start, before it is opened.
     let store = srv.server.state.store.clone();
     let inserted = store
-        .insert_kek(&sesame::store::KekRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            org_id: None,
-            uri: "pkcs11:token=t;object=old?module-path=/tmp/sesame-registered-earlier.so".into(),
-            state: sesame::store::KekState::Active,
-            is_default: false,
-            created_ms: 1,
-        })
+        .insert_kek(
+            &sesame::store::KekRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                org_id: None,
+                uri: "pkcs11:token=t;object=old?module-path=/tmp/sesame-registered-earlier.so".into(),
+                state: sesame::store::KekState::Active,
+                is_default: false,
+                created_ms: 1,
+            },
+            &sesame::core::audit::AuditEvent::new(
+                "instance",
+                1,
+                "test",
+                "internal",
+                sesame::core::audit::AuditAction::KekAdd,
+                "test",
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(inserted, sesame::store::Inserted::New);

@@ -164,7 +164,20 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
         is_default: false,
         created_ms: 1,
     };
-    store.insert_kek(&ghost).await.unwrap();
+    store
+        .insert_kek(
+            &ghost,
+            &sesame::core::audit::AuditEvent::new(
+                "instance",
+                1,
+                "test",
+                "internal",
+                sesame::core::audit::AuditAction::KekAdd,
+                "test",
+            ),
+        )
+        .await
+        .unwrap();
     let job = store
         .start_or_resume_migration(&new_job(&system, &ghost.id))
         .await

@@ -192,6 +192,102 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(new, 1);
 
     audit_chains(store.clone()).await;
+    writes_carry_their_audit_record(store.clone()).await;
+}
+
+/// A write appends its audit event in its own transaction when it takes effect, and nothing when it does not.
+async fn writes_carry_their_audit_record(store: Arc<dyn Store>) {
+    use sesame::core::audit::{AuditAction, AuditEvent, verify};
+    let org = OrgRecord {
+        id: id(),
+        name: "audited".into(),
+        created_ms: 1,
+    };
+    let event = AuditEvent::new(
+        org.id.clone(),
+        5,
+        "user:admin",
+        "127.0.0.1",
+        AuditAction::OrgCreate,
+        "audited",
+    );
+    assert_eq!(store.insert_org(&org, &event).await.unwrap(), Inserted::New);
+    let twin = OrgRecord {
+        id: id(),
+        ..org.clone()
+    };
+    let twin_event = AuditEvent::new(
+        twin.id.clone(),
+        6,
+        "user:admin",
+        "127.0.0.1",
+        AuditAction::OrgCreate,
+        "audited",
+    );
+    assert_eq!(
+        store.insert_org(&twin, &twin_event).await.unwrap(),
+        Inserted::AlreadyExists
+    );
+    let records = store.audit_records(&org.id, 0, 10).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event, event);
+    assert_eq!(records[0].event.action, "org.create");
+    assert!(verify(&records, None).is_ok());
+    assert!(
+        store.audit_records(&twin.id, 0, 10).await.unwrap().is_empty(),
+        "a refused write appends nothing"
+    );
+
+    // The record can depend on what the write did: a revision's number.
+    let env = sesame::store::envs::EnvRecord {
+        id: id(),
+        org_id: org.id.clone(),
+        project: "p".into(),
+        name: "e".into(),
+        head: 1,
+        created_ms: 1,
+        modified_ms: 1,
+    };
+    let create = AuditEvent::new(
+        org.id.clone(),
+        7,
+        "user:admin",
+        "127.0.0.1",
+        AuditAction::EnvCreate,
+        "audited/p/e",
+    );
+    assert_eq!(
+        store.create_env(&env, "", "admin", &create).await.unwrap(),
+        Inserted::New
+    );
+    let update = AuditEvent::new(
+        org.id.clone(),
+        8,
+        "user:admin",
+        "127.0.0.1",
+        AuditAction::EnvUpdate,
+        "audited/p/e",
+    );
+    let audit = |rev: &i64| update.clone().detail(format!("revision {rev}"));
+    let written = store
+        .write_revision(&env.id, Some(1), "values: {}\n", "admin", 8, Some(&audit))
+        .await
+        .unwrap();
+    assert_eq!(written, sesame::store::envs::Written::Revision(2));
+    let stale = store
+        .write_revision(&env.id, Some(1), "values: {}\n", "admin", 9, Some(&audit))
+        .await
+        .unwrap();
+    assert_eq!(stale, sesame::store::envs::Written::Stale);
+    let records = store.audit_records(&org.id, 0, 10).await.unwrap();
+    let actions: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.event.action.as_str(), r.event.detail.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("org.create", ""), ("env.create", ""), ("env.update", "revision 2")]
+    );
 }
 
 /// Concurrent appends to two chains (one writer per replica would do this) keep each chain gap-free and linked.
