@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
@@ -21,7 +21,7 @@ use serde_json::{Value as JsonValue, json};
 use super::answer::{secret_body, wipe_json};
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{self, ApiError, Success};
 use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
 use super::esc_wire;
 use super::{AppState, ClientAddr};
@@ -45,8 +45,8 @@ const ANONYMOUS_ENV: &str = "anonymous";
 
 const YAML: &str = "application/x-yaml";
 
-fn yaml_response(status: StatusCode, text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
-    let mut resp = (status, text).into_response();
+fn yaml_response(text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
+    let mut resp = Success::Ok.with(text).into_response();
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
     with_headers(resp, headers)
 }
@@ -130,8 +130,7 @@ async fn target(
     let env_rec = app
         .store
         .env_by_name(&org.id, project, env)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| env_not_found(project, env))?;
     Ok(Target {
         org,
@@ -222,8 +221,7 @@ async fn list(
     let rows = app
         .store
         .list_envs(viewer(p), only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
-        .await
-        .map_err(internal)?;
+        .await?;
     let out: Vec<JsonValue> = rows
         .iter()
         .map(|(org_name, env)| {
@@ -306,7 +304,7 @@ pub async fn create(
         modified_ms: now,
     };
     let target = format!("{}/{}/{}", org.name, body.project, body.name);
-    match app.store.create_env(&env, "", &login_of(&p)).await.map_err(internal)? {
+    match app.store.create_env(&env, "", &login_of(&p)).await? {
         Inserted::New => {}
         Inserted::AlreadyExists => {
             return Err(ApiError::conflict(format!(
@@ -351,11 +349,7 @@ pub async fn get_definition(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
-    Ok(yaml_response(
-        StatusCode::OK,
-        yaml,
-        &revision_headers(&t.env, t.env.head),
-    ))
+    Ok(yaml_response(yaml, &revision_headers(&t.env, t.env.head)))
 }
 
 /// `HEAD …/{org}/{project}/{env}`: the headers only.
@@ -366,11 +360,7 @@ pub async fn head_definition(
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
-    Ok(yaml_response(
-        StatusCode::OK,
-        String::new(),
-        &revision_headers(&t.env, t.env.head),
-    ))
+    Ok(yaml_response(String::new(), &revision_headers(&t.env, t.env.head)))
 }
 
 /// `GET …/versions/{version}`: a definition at a revision number or tag.
@@ -383,7 +373,7 @@ pub async fn get_version(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let rev = resolve_version(&app, &t.env, Some(&version)).await?;
     let yaml = revision_yaml(&app, &t.env, rev).await?;
-    Ok(yaml_response(StatusCode::OK, yaml, &revision_headers(&t.env, rev)))
+    Ok(yaml_response(yaml, &revision_headers(&t.env, rev)))
 }
 
 /// `GET …/decrypt`: the latest definition with its secrets in plaintext (editors only).
@@ -469,8 +459,7 @@ pub async fn update(
     let written = app
         .store
         .write_revision(&t.env.id, expected, &sealed, &login_of(&p), now_ms())
-        .await
-        .map_err(internal)?;
+        .await?;
     let Written::Revision(rev) = written else {
         return Err(ApiError::conflict(
             "the environment has changed since it was read; read it again and retry",
@@ -491,7 +480,7 @@ pub async fn delete(
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
-    if !app.store.delete_env(&t.env.id).await.map_err(internal)? {
+    if !app.store.delete_env(&t.env.id).await? {
         return Err(env_not_found(&project, &env));
     }
     audit_ok(&app, &p, &source, &t, "env.delete", String::new()).await?;
@@ -533,8 +522,7 @@ pub async fn rename(
     if !app
         .store
         .rename_env(&t.env.id, &body.project, &body.name, now_ms())
-        .await
-        .map_err(internal)?
+        .await?
     {
         return Err(ApiError::conflict(format!(
             "environment '{}/{}' already exists",
@@ -543,7 +531,7 @@ pub async fn rename(
     }
     let detail = format!("to {}/{}", body.project, body.name);
     audit_ok(&app, &p, &source, &t, "env.rename", detail).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 #[derive(Deserialize)]
@@ -604,13 +592,7 @@ pub async fn clone(
     }
     let creator = login_of(&p);
     let (_, first_yaml) = &resealed[0];
-    if app
-        .store
-        .create_env(&new, first_yaml, &creator)
-        .await
-        .map_err(internal)?
-        == Inserted::AlreadyExists
-    {
+    if app.store.create_env(&new, first_yaml, &creator).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "environment '{}/{}' already exists",
             body.project, body.name
@@ -620,29 +602,21 @@ pub async fn clone(
     let mut map = std::collections::HashMap::new();
     map.insert(resealed[0].0, 1);
     for (rev, yaml) in &resealed[1..] {
-        if let Written::Revision(n) = app
-            .store
-            .write_revision(&new.id, None, yaml, &creator, now)
-            .await
-            .map_err(internal)?
-        {
+        if let Written::Revision(n) = app.store.write_revision(&new.id, None, yaml, &creator, now).await? {
             map.insert(*rev, n);
         }
     }
     if body.preserve_revision_tags {
-        for tag in app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
+        for tag in app.store.revision_tags(&t.env.id, "", 10_000).await? {
             if let Some(&n) = map.get(&tag.revision) {
                 let rec = RevisionTagRecord { revision: n, ..tag };
-                app.store
-                    .put_revision_tag(&new.id, &rec, true)
-                    .await
-                    .map_err(internal)?;
+                app.store.put_revision_tag(&new.id, &rec, true).await?;
             }
         }
     }
     if body.preserve_environment_tags {
-        for tag in app.store.env_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
-            app.store.create_env_tag(&new.id, &tag).await.map_err(internal)?;
+        for tag in app.store.env_tags(&t.env.id, "", 10_000).await? {
+            app.store.create_env_tag(&new.id, &tag).await?;
         }
     }
     let detail = format!(
@@ -658,7 +632,7 @@ pub async fn clone(
     );
     audit_ok(&app, &p, &source, &t, "env.clone", detail).await?;
     // 204, as the contract and the TypeScript SDK's wrapper expect.
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -681,11 +655,7 @@ pub async fn check(
         import_action: Action::Read,
     };
     let out = esc_eval::run(&app, &caller, "<yaml>", text, None, Mode::Check { show_secrets: false }).await?;
-    let status = if out.has_errors() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = error::check_status(out.has_errors());
     let properties = rendered_properties(&out)?;
     let diagnostics = serde_json::to_vec(&esc_wire::diagnostics(&out.diags)).map_err(internal)?;
     let mut body = Vec::with_capacity(properties.len() + diagnostics.len() + 36);
@@ -896,18 +866,13 @@ async fn read_session(
     property: Option<&str>,
 ) -> Result<Response, ApiError> {
     let binding = anonymous_binding(env_id == ANONYMOUS_ENV, id, p);
-    let s = app
-        .store
-        .session(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(session_not_found)?;
+    let s = app.store.session(id).await?.ok_or_else(session_not_found)?;
     if s.org_id != org.id || s.env_id != env_id {
         return Err(session_not_found());
     }
     let now = now_ms();
     if s.expires_ms <= now {
-        app.store.purge_sessions(now).await.map_err(internal)?;
+        app.store.purge_sessions(now).await?;
         return Err(session_not_found());
     }
     let plain = app
@@ -999,8 +964,8 @@ pub async fn list_revisions(
         _ => t.env.head,
     };
     let count = q.count.unwrap_or(500).clamp(1, 500);
-    let revs = app.store.revisions(&t.env.id, before, count).await.map_err(internal)?;
-    let tags = app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)?;
+    let revs = app.store.revisions(&t.env.id, before, count).await?;
+    let tags = app.store.revision_tags(&t.env.id, "", 10_000).await?;
     let out: Vec<JsonValue> = revs
         .iter()
         .map(|r| {
@@ -1078,7 +1043,7 @@ pub async fn retract(
         reason: body.reason.unwrap_or_default(),
         replacement,
     };
-    if !app.store.retract_revision(&t.env.id, rev, &r).await.map_err(internal)? {
+    if !app.store.retract_revision(&t.env.id, rev, &r).await? {
         return Err(ApiError::conflict(format!("revision {rev} is already retracted")));
     }
     // Cached texts and results may hold the retracted revision: this replica forgets them at once (others within
@@ -1094,7 +1059,7 @@ pub async fn retract(
         format!("revision {rev} → {replacement}"),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 fn rev_tag_json(t: &RevisionTagRecord) -> JsonValue {
@@ -1139,8 +1104,7 @@ pub async fn list_revision_tags(
     let tags = app
         .store
         .revision_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await
-        .map_err(internal)?;
+        .await?;
     let mut out: Vec<JsonValue> = Vec::new();
     if q.after.as_deref().unwrap_or("").is_empty() {
         out.push(latest_tag_json(&t.env));
@@ -1197,12 +1161,7 @@ async fn put_revision_tag(
         modified_ms: now,
         editor: login_of(p),
     };
-    if !app
-        .store
-        .put_revision_tag(&t.env.id, &rec, create)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.put_revision_tag(&t.env.id, &rec, create).await? {
         return Err(if create {
             ApiError::conflict(format!("tag '{name}' already exists"))
         } else {
@@ -1215,7 +1174,7 @@ async fn put_revision_tag(
         "env.revision_tag.update"
     };
     audit_ok(app, p, source, &t, action, format!("{name} → {revision}")).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 /// `POST …/versions/tags` with `{"name", "revision"}`
@@ -1255,8 +1214,7 @@ pub async fn get_revision_tag(
     let rec = app
         .store
         .revision_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     Ok(axum::Json(rev_tag_json(&rec)))
 }
@@ -1269,11 +1227,11 @@ pub async fn delete_revision_tag(
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    if !app.store.delete_revision_tag(&t.env.id, &tag).await.map_err(internal)? {
+    if !app.store.delete_revision_tag(&t.env.id, &tag).await? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
     audit_ok(&app, &p, &source, &t, "env.revision_tag.delete", tag).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1303,8 +1261,7 @@ pub async fn list_tags(
     let tags = app
         .store
         .env_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await
-        .map_err(internal)?;
+        .await?;
     let map: serde_json::Map<String, JsonValue> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
     let next = if tags.len() as i64 == count {
         tags.last().map(|t| t.name.clone()).unwrap_or_default()
@@ -1347,7 +1304,7 @@ pub async fn create_tag(
         modified_ms: now,
         editor: login_of(&p),
     };
-    if !app.store.create_env_tag(&t.env.id, &rec).await.map_err(internal)? {
+    if !app.store.create_env_tag(&t.env.id, &rec).await? {
         return Err(ApiError::conflict(format!("tag '{}' already exists", body.name)));
     }
     audit_ok(&app, &p, &source, &t, "env.tag.create", body.name).await?;
@@ -1365,8 +1322,7 @@ pub async fn get_tag(
     let rec = app
         .store
         .env_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
@@ -1403,8 +1359,7 @@ pub async fn update_tag(
     let current = app
         .store
         .env_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     if current.value != body.current_tag.value {
         return Err(ApiError::conflict(format!("tag '{tag}' has changed since it was read")));
@@ -1416,12 +1371,7 @@ pub async fn update_tag(
         modified_ms: now_ms(),
         editor: login_of(&p),
     };
-    if !app
-        .store
-        .update_env_tag(&t.env.id, &tag, &rec)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.update_env_tag(&t.env.id, &tag, &rec).await? {
         return Err(ApiError::conflict(format!("tag '{}' already exists", rec.name)));
     }
     audit_ok(&app, &p, &source, &t, "env.tag.update", format!("{tag} → {}", rec.name)).await?;
@@ -1436,11 +1386,11 @@ pub async fn delete_tag(
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    if !app.store.delete_env_tag(&t.env.id, &tag).await.map_err(internal)? {
+    if !app.store.delete_env_tag(&t.env.id, &tag).await? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
     audit_ok(&app, &p, &source, &t, "env.tag.delete", tag).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 #[cfg(test)]

@@ -16,18 +16,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::keyring::now_ms;
 use crate::store::identity::InvitationRecord;
-use crate::store::{OrgRecord, StoreError, TokenKind, UserRecord};
-
-fn internal(e: StoreError) -> ApiError {
-    ApiError::internal(&e)
-}
+use crate::store::{OrgRecord, TokenKind, UserRecord};
 
 fn invitation_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("invitation '{id}' not found"))
@@ -51,7 +47,7 @@ async fn inviter(app: &AppState, p: &Principal, org: &OrgRecord) -> Result<Strin
         TokenKind::Organization => format!("org:{}", org.name),
         TokenKind::Team => {
             let team = match &p.team_id {
-                Some(id) => app.store.team_by_id(id).await.map_err(internal)?.map(|t| t.name),
+                Some(id) => app.store.team_by_id(id).await?.map(|t| t.name),
                 None => None,
             };
             format!("team:{}/{}", org.name, team.unwrap_or_default())
@@ -76,8 +72,7 @@ pub async fn invite(
     if app
         .store
         .members(&org.id)
-        .await
-        .map_err(internal)?
+        .await?
         .iter()
         .any(|m| m.user.login == login.as_str())
     {
@@ -88,7 +83,7 @@ pub async fn invite(
     }
     // Pending invitations are stored objects an org admin makes at will: bounded per org (a renewed invitation of
     // the same login replaces its own and is always allowed).
-    let pending = app.store.invitations_of_org(&org.id).await.map_err(internal)?;
+    let pending = app.store.invitations_of_org(&org.id).await?;
     if pending.len() >= MAX_PENDING_PER_ORG && !pending.iter().any(|i| i.login == login.as_str()) {
         return Err(ApiError::bad_request(format!(
             "'{}' has {MAX_PENDING_PER_ORG} pending invitations, the most an org may have; withdraw some first",
@@ -105,8 +100,7 @@ pub async fn invite(
             invited_by: inviter(app, p, org).await?,
             created_ms: now_ms(),
         })
-        .await
-        .map_err(internal)?;
+        .await?;
     app.audit(
         Some(p),
         source,
@@ -117,19 +111,17 @@ pub async fn invite(
         format!("role {role}; invitation {}", stored.id),
     )
     .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(InvitedMember {
+    Ok(Success::Accepted
+        .with(Json(InvitedMember {
             invitation: info(&stored, &org.name),
-        }),
-    )
+        }))
         .into_response())
 }
 
 /// The user a personal token acts as; other tokens have no invitations.
 async fn caller_user(app: &AppState, p: &Principal) -> Result<Option<UserRecord>, ApiError> {
     match (p.kind, &p.user_login) {
-        (TokenKind::Personal, Some(login)) => app.store.user_by_login(login).await.map_err(internal),
+        (TokenKind::Personal, Some(login)) => Ok(app.store.user_by_login(login).await?),
         _ => Ok(None),
     }
 }
@@ -140,8 +132,7 @@ pub async fn list_mine(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
         Some(user) => app
             .store
             .invitations_for(&user.login)
-            .await
-            .map_err(internal)?
+            .await?
             .iter()
             .map(|(inv, org)| info(inv, org))
             .collect(),
@@ -161,10 +152,9 @@ pub async fn accept(
     let inv = app
         .store
         .accept_invitation(&id, &user, now_ms())
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| invitation_not_found(&id))?;
-    let org = app.store.org_by_id(&inv.org_id).await.map_err(internal)?;
+    let org = app.store.org_by_id(&inv.org_id).await?;
     let org_name = org.map(|o| o.name).unwrap_or_default();
     app.audit(
         Some(&p),
@@ -183,8 +173,7 @@ pub async fn accept(
     let member = app
         .store
         .members(&inv.org_id)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .find(|m| m.user.id == user.id);
     Ok(Json(AcceptedInvitation {
@@ -204,8 +193,7 @@ pub async fn decline(
     let inv = app
         .store
         .decline_invitation(&id, &user.login)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| invitation_not_found(&id))?;
     app.audit(
         Some(&p),
@@ -217,7 +205,7 @@ pub async fn decline(
         format!("declined invitation {}", inv.id),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// The org named `org`, once the caller may manage its access.
@@ -238,7 +226,7 @@ pub async fn list_org(
     Path(org): Path<String>,
 ) -> Result<Json<InvitationList>, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
-    let invitations = app.store.invitations_of_org(&org.id).await.map_err(internal)?;
+    let invitations = app.store.invitations_of_org(&org.id).await?;
     Ok(Json(InvitationList {
         invitations: invitations.iter().map(|i| info(i, &org.name)).collect(),
     }))
@@ -252,7 +240,7 @@ pub async fn withdraw(
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
-    if !app.store.withdraw_invitation(&org.id, &login).await.map_err(internal)? {
+    if !app.store.withdraw_invitation(&org.id, &login).await? {
         return Err(ApiError::not_found(format!(
             "no pending invitation of '{login}' to '{}'",
             org.name
@@ -268,5 +256,5 @@ pub async fn withdraw(
         String::new(),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }

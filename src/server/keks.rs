@@ -19,7 +19,7 @@ use super::AppState;
 use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{AddKekRequest, KekInfo, KekList};
 use crate::keyring::now_ms;
 use crate::store::{Inserted, KekRecord, KekState};
@@ -29,31 +29,12 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
         return Ok(());
     }
     tracing::info!(token_id = %principal.token_id, "access denied: KEK administration");
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "only the instance administrator may manage KEKs",
-    ))
-}
-
-fn kms_error(e: &KmsError) -> ApiError {
-    // KmsError messages name the KEK and the failure, never key material or credentials.
-    let status = match e {
-        KmsError::InvalidUri { .. } | KmsError::Unsupported { .. } | KmsError::Config { .. } => StatusCode::BAD_REQUEST,
-        KmsError::NotFound { .. } => StatusCode::BAD_REQUEST,
-        KmsError::PermissionDenied { .. } | KmsError::Disabled { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    ApiError::new(status, e.to_string())
+    Err(ApiError::forbidden("only the instance administrator may manage KEKs"))
 }
 
 async fn info(app: &AppState, k: KekRecord) -> Result<KekInfo, ApiError> {
     let org = match &k.org_id {
-        Some(id) => app
-            .store
-            .org_by_id(id)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map(|o| o.name),
+        Some(id) => app.store.org_by_id(id).await?.map(|o| o.name),
         None => None,
     };
     Ok(KekInfo {
@@ -84,7 +65,7 @@ pub async fn add(
         crate::core::text::MAX_KEK_URI,
         crate::core::text::Lines::Single,
     )?;
-    let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
+    let uri: KekUri = req.uri.parse().map_err(|e: KmsError| ApiError::kek_refused(&e))?;
     // Before anything is opened: no module loaded, no file read, no connection made for a URI the operator did not
     // allow.
     if let Err(refused) = app.kek_allow.check(&uri) {
@@ -113,24 +94,25 @@ pub async fn add(
     if app
         .store
         .keks()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .iter()
         .any(|k| k.org_id == org_id && k.uri == uri.as_str())
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {uri} is already registered"),
-        ));
+        return Err(ApiError::conflict(format!("KEK {uri} is already registered")));
     }
     let mut options = app.kek_options.clone();
     options.create_if_missing = true;
-    let kek = sesame_kms::open_kek(&uri, &options).await.map_err(|e| kms_error(&e))?;
+    let kek = sesame_kms::open_kek(&uri, &options)
+        .await
+        .map_err(|e| ApiError::kek_refused(&e))?;
     // Prove the KEK before trusting it with DEKs.
     let probe = Dek::generate();
     let ctx = WrapContext::new().with("probe", uri.as_str());
-    let wrapped = kek.wrap(&probe, &ctx).await.map_err(|e| kms_error(&e))?;
-    let back = kek.unwrap(&wrapped, &ctx).await.map_err(|e| kms_error(&e))?;
+    let wrapped = kek.wrap(&probe, &ctx).await.map_err(|e| ApiError::kek_refused(&e))?;
+    let back = kek
+        .unwrap(&wrapped, &ctx)
+        .await
+        .map_err(|e| ApiError::kek_refused(&e))?;
     if back.as_bytes() != probe.as_bytes() {
         return Err(ApiError::bad_request(format!(
             "KEK {uri} did not give back what it wrapped"
@@ -144,18 +126,10 @@ pub async fn add(
         is_default: req.default,
         created_ms: now_ms(),
     };
-    match app
-        .store
-        .insert_kek(&record)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    match app.store.insert_kek(&record).await? {
         Inserted::New => {}
         Inserted::AlreadyExists => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("KEK {uri} is already registered"),
-            ));
+            return Err(ApiError::conflict(format!("KEK {uri} is already registered")));
         }
     }
     app.audit(
@@ -170,7 +144,7 @@ pub async fn add(
     .await?;
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
-    Ok((StatusCode::CREATED, Json(info(&app, record).await?)))
+    Ok(Success::Created.with(Json(info(&app, record).await?)))
 }
 
 /// Query of `GET /api/sesame/v1/keks`.
@@ -199,7 +173,7 @@ pub async fn list(
         )),
     };
     let mut keks = Vec::new();
-    for k in app.store.keks().await.map_err(|e| ApiError::internal(&e))? {
+    for k in app.store.keks().await? {
         if filter.as_ref().is_none_or(|f| *f == k.org_id) {
             keks.push(info(&app, k).await?);
         }
@@ -210,8 +184,7 @@ pub async fn list(
 async fn find(app: &AppState, id: &str) -> Result<KekRecord, ApiError> {
     app.store
         .keks()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .into_iter()
         .find(|k| k.id == id)
         .ok_or_else(|| ApiError::not_found(format!("KEK {id} not found")))
@@ -227,15 +200,9 @@ pub async fn make_default(
     deny_unless_admin(&app, &principal, &addr).await?;
     let kek = find(&app, &id).await?;
     if kek.state != KekState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {} is disabled", kek.uri),
-        ));
+        return Err(ApiError::conflict(format!("KEK {} is disabled", kek.uri)));
     }
-    app.store
-        .set_default_kek(&id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    app.store.set_default_kek(&id).await?;
     app.audit(
         Some(&principal),
         &addr,
@@ -260,12 +227,12 @@ pub async fn disable(
     deny_unless_admin(&app, &principal, &addr).await?;
     let kek = find(&app, &id).await?;
     if kek.is_default {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {} is the default: make another KEK the default first", kek.uri),
-        ));
+        return Err(ApiError::conflict(format!(
+            "KEK {} is the default: make another KEK the default first",
+            kek.uri
+        )));
     }
-    app.store.disable_kek(&id).await.map_err(|e| ApiError::internal(&e))?;
+    app.store.disable_kek(&id).await?;
     app.audit(
         Some(&principal),
         &addr,

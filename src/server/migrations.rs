@@ -13,7 +13,7 @@ use super::AppState;
 use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::keyring::now_ms;
 use crate::migrate::{self, MigrateError};
@@ -24,10 +24,7 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
         return Ok(());
     }
     tracing::info!(token_id = %principal.token_id, "access denied: KEK migration");
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "only the instance administrator may migrate KEKs",
-    ))
+    Err(ApiError::forbidden("only the instance administrator may migrate KEKs"))
 }
 
 fn info(m: MigrationRecord) -> MigrationInfo {
@@ -47,8 +44,8 @@ fn info(m: MigrationRecord) -> MigrationInfo {
 fn migrate_error(e: MigrateError) -> ApiError {
     match e {
         MigrateError::NotFound(id) => ApiError::not_found(format!("migration {id} not found")),
-        MigrateError::NotVerified(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        MigrateError::Dek { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        MigrateError::NotVerified(_) => ApiError::conflict(e.to_string()),
+        MigrateError::Dek { .. } => ApiError::conflict(e.to_string()),
         other => ApiError::internal(&other),
     }
 }
@@ -131,17 +128,14 @@ pub async fn start(
         ),
         None => None,
     };
-    let keks = app.store.keks().await.map_err(|e| ApiError::internal(&e))?;
+    let keks = app.store.keks().await?;
     let from = resolve(&keks, &req.from, org_id.as_deref())?;
     let to = resolve(&keks, &req.to, org_id.as_deref())?;
     if from.id == to.id {
         return Err(ApiError::bad_request("--from and --to name the same KEK"));
     }
     if to.state != crate::store::KekState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("target KEK {} is disabled", to.uri),
-        ));
+        return Err(ApiError::conflict(format!("target KEK {} is disabled", to.uri)));
     }
     let now = now_ms();
     let m = app
@@ -160,8 +154,7 @@ pub async fn start(
             created_ms: now,
             updated_ms: now,
         })
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     app.audit(
         Some(&principal),
         &addr,
@@ -174,13 +167,13 @@ pub async fn start(
     .await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
     spawn_run(&app, m.id.clone());
-    Ok((StatusCode::ACCEPTED, Json(info(m))))
+    Ok(Success::Accepted.with(Json(info(m))))
 }
 
 /// `GET /api/sesame/v1/kek-migrations`
 pub async fn list(State(app): State<Arc<AppState>>, Auth(principal): Auth) -> Result<Json<MigrationList>, ApiError> {
     require_admin(&principal)?;
-    let all = app.store.migrations().await.map_err(|e| ApiError::internal(&e))?;
+    let all = app.store.migrations().await?;
     Ok(Json(MigrationList {
         migrations: all.into_iter().map(info).collect(),
     }))
@@ -189,8 +182,7 @@ pub async fn list(State(app): State<Arc<AppState>>, Auth(principal): Auth) -> Re
 async fn get_record(app: &AppState, id: &str) -> Result<MigrationRecord, ApiError> {
     app.store
         .migration(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("migration {id} not found")))
 }
 
@@ -214,15 +206,11 @@ pub async fn pause(
     deny_unless_admin(&app, &principal, &addr).await?;
     let m = get_record(&app, &id).await?;
     if m.state != MigrationState::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("migration {id} is {}", m.state.as_str()),
-        ));
+        return Err(ApiError::conflict(format!("migration {id} is {}", m.state.as_str())));
     }
     app.store
         .set_migration_state(&id, MigrationState::Paused, "", now_ms())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     app.audit(
         Some(&principal),
         &addr,
@@ -250,15 +238,11 @@ pub async fn resume(
         m.state,
         MigrationState::Paused | MigrationState::Failed | MigrationState::Running
     ) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("migration {id} is {}", m.state.as_str()),
-        ));
+        return Err(ApiError::conflict(format!("migration {id} is {}", m.state.as_str())));
     }
     app.store
         .set_migration_state(&id, MigrationState::Running, "", now_ms())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     app.audit(
         Some(&principal),
         &addr,
