@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sesame::core::env::eval::{
-    self, Answer, DecryptError, DecryptRequest, Effects, Mode, Options, ProviderCall, ProviderSchema, RotatorSchema,
+    self, Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Options, ProviderCall, ProviderSchema,
+    RotatorSchema,
 };
 use sesame::core::env::{Value, load};
 
@@ -50,7 +51,7 @@ impl InMemory {
 }
 
 impl Effects for InMemory {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         match self.docs.get(name) {
             Some(d) => Answer::Ready(Ok(d.clone())),
             None => self.fakes.load(name),
@@ -65,7 +66,7 @@ impl Effects for InMemory {
     fn rotator(&self, name: &str) -> Option<RotatorSchema> {
         self.fakes.rotator(name)
     }
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         self.fakes.call(call)
     }
 }
@@ -74,8 +75,8 @@ impl Effects for InMemory {
 struct Nothing;
 
 impl Effects for Nothing {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
-        Answer::Ready(Err(format!("no {name}")))
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
+        Answer::Ready(Err(EffectError::NotFound(name.to_owned())))
     }
     fn decrypt(&self, _: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
         Answer::Ready(Err(DecryptError::Failed("no keys".into())))
@@ -86,8 +87,8 @@ impl Effects for Nothing {
     fn rotator(&self, _: &str) -> Option<RotatorSchema> {
         None
     }
-    fn call(&self, _: &ProviderCall) -> Answer<Result<Value, String>> {
-        Answer::Ready(Err("no providers".into()))
+    fn call(&self, _: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+        Answer::Ready(Err(EffectError::NoProviders))
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use sesame::core::env::eval::{
-    self, Answer, DecryptError, DecryptRequest, Effects, Mode, Options, ProviderCall, ProviderSchema, RotatorSchema,
+    self, Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Options, ProviderCall, ProviderSchema, RotatorSchema,
 };
 use sesame::core::env::{Value, load};
 
@@ -27,12 +27,12 @@ fn numbered(text: &str, n: usize) -> String {
 struct Same(Arc<str>);
 
 impl Effects for Same {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         let base = name.strip_prefix("p/").unwrap_or(name);
         if let Some(n) = base.strip_prefix('e').and_then(|n| n.parse::<usize>().ok()) {
             return Answer::Ready(Ok(Arc::from(numbered(&self.0, n))));
         }
-        Answer::Ready(if name.len() % 2 == 0 { Ok(self.0.clone()) } else { Err("missing".into()) })
+        Answer::Ready(if name.len() % 2 == 0 { Ok(self.0.clone()) } else { Err(EffectError::NotFound(name.to_owned())) })
     }
     fn decrypt(&self, req: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
         Answer::Ready(if req.ciphertext.len() % 2 == 0 {
@@ -48,7 +48,7 @@ impl Effects for Same {
         let t = serde_json::Value::Bool(true);
         Some(RotatorSchema { inputs: t.clone(), state: t.clone(), outputs: t })
     }
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         // The inputs back, secret: the evaluator walks them to mark them (a shared, doubled input included).
         let mut out = call.inputs.clone();
         out.secret = call.provider.len() % 2 == 0;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ClientArgs};
 use crate::core::keys::Name;
+use crate::core::tokens::TokenKind;
 
 /// The org a command works in.
 #[derive(Debug, Clone, Args)]
@@ -279,6 +280,17 @@ pub struct TokenArgs {
     pub command: TokenCommand,
 }
 
+/// `--kind` takes a token kind by its text form.
+impl clap::ValueEnum for TokenKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &TokenKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
 /// Token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -291,8 +303,8 @@ sesame token create --kind team --org acme --team ops --description ci\n  sesame
     )]
     Create {
         /// personal, team or organization.
-        #[arg(long, default_value = "personal", value_parser = ["personal", "team", "organization"])]
-        kind: String,
+        #[arg(long, default_value = "personal", value_enum)]
+        kind: TokenKind,
         /// The org of a team or organization token.
         #[arg(long, env = "SESAME_ORG")]
         org: Option<String>,
@@ -752,9 +764,9 @@ pub async fn run_token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             // A personal token names no org; SESAME_ORG set in the environment must not make it fail.
-            let org = if kind == "personal" { None } else { org };
+            let org = if kind == TokenKind::Personal { None } else { org };
             let body = json!({
-                "kind": kind,
+                "kind": kind.as_str(),
                 "org": org,
                 "team": team,
                 "description": description,

@@ -12,7 +12,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value as Json;
 
 use crate::core::env::eval::{
-    self, Answer, DecryptError, DecryptRequest, Effects, Mode, Options, ProviderCall, ProviderSchema, RotatorSchema,
+    self, Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Options, ProviderCall, ProviderSchema,
+    RotatorSchema,
 };
 use crate::core::env::{Diagnostic, Value, load, project};
 
@@ -156,14 +157,18 @@ impl LocalFiles {
 }
 
 impl Effects for LocalFiles {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         let Some(path) = self.path_of(name) else {
-            return Answer::Ready(Err(format!("invalid environment name {name:?}")));
+            return Answer::Ready(Err(EffectError::NotAFileName(name.to_owned())));
         };
         Answer::Ready(
             std::fs::read_to_string(&path)
                 .map(Arc::from)
-                .map_err(|e| format!("environment {name:?} ({}): {e}", path.display())),
+                .map_err(|e| EffectError::Unreadable {
+                    name: name.to_owned(),
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                }),
         )
     }
 
@@ -181,8 +186,8 @@ impl Effects for LocalFiles {
         None
     }
 
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
-        Answer::Ready(Err(format!("provider {:?} cannot run offline", call.provider)))
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+        Answer::Ready(Err(EffectError::Offline(call.provider.clone())))
     }
 }
 

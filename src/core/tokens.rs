@@ -17,6 +17,44 @@ pub const TOKEN_BODY_LEN: usize = 43;
 
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/// The kind of an access token (DESIGN.md §6): whom it acts as. Matched as this enum everywhere; its text form
+/// ([`TokenKind::as_str`]) is the one stored and sent on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// Acts as one user.
+    Personal,
+    /// Acts as a team.
+    Team,
+    /// Acts as an organization.
+    Organization,
+}
+
+impl TokenKind {
+    /// Every kind, in the order shown to people.
+    pub const ALL: [TokenKind; 3] = [TokenKind::Personal, TokenKind::Team, TokenKind::Organization];
+
+    /// The text form: `personal`, `team` or `organization`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Team => "team",
+            TokenKind::Organization => "organization",
+        }
+    }
+
+    /// The kind named by its text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A token's text. Zeroized on drop; `Debug` prints `[redacted]`.
 #[derive(Clone)]
 pub struct AccessToken(Zeroizing<String>);
@@ -68,6 +106,16 @@ impl fmt::Debug for AccessToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_kinds_round_trip_through_their_text() {
+        for kind in TokenKind::ALL {
+            assert_eq!(TokenKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(TokenKind::parse("Personal"), None);
+        assert_eq!(TokenKind::parse("org"), None);
+    }
 
     #[test]
     fn generated_tokens_are_well_formed_and_distinct() {

@@ -45,11 +45,7 @@ impl AppState {
                 _ => None,
             };
             if let Some(who) = who {
-                let grants = self
-                    .store
-                    .grants_for(&org.id, who)
-                    .await
-                    .map_err(|e| ApiError::internal(&e))?;
+                let grants = self.store.grants_for(&org.id, who).await?;
                 access.grants = grants.iter().map(|g| g.to_grant()).collect();
             }
         }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{
     AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
     CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
@@ -31,16 +31,12 @@ use crate::core::keys::Name;
 use crate::core::text;
 use crate::core::tokens::AccessToken;
 use crate::store::identity::{AddedMember, GrantRecord, MemberRecord, NewUser, Revoked, TeamRecord};
-use crate::store::{Inserted, OrgRecord, StoreError, TokenKind, TokenRecord, UserRecord};
+use crate::store::{Inserted, OrgRecord, TokenKind, TokenRecord, UserRecord};
 
 /// The longest lifetime a token may be given, in days.
 pub const MAX_TOKEN_DAYS: u32 = 365;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-fn internal(e: StoreError) -> ApiError {
-    ApiError::internal(&e)
-}
 
 fn valid_name(what: &str, s: &str) -> Result<Name, ApiError> {
     s.parse::<Name>()
@@ -49,14 +45,6 @@ fn valid_name(what: &str, s: &str) -> Result<Name, ApiError> {
 
 fn parse_role(s: &str) -> Result<Role, ApiError> {
     s.parse::<Role>().map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-fn kind_str(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Personal => "personal",
-        TokenKind::Team => "team",
-        TokenKind::Organization => "organization",
-    }
 }
 
 fn member_not_found(org: &str, login: &str) -> ApiError {
@@ -92,10 +80,9 @@ async fn member_user(app: &AppState, org: &OrgRecord, login: &str) -> Result<Use
     let user = app
         .store
         .user_by_login(login)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| member_not_found(&org.name, login))?;
-    if !app.store.is_member(&org.id, &user.id).await.map_err(internal)? {
+    if !app.store.is_member(&org.id, &user.id).await? {
         return Err(member_not_found(&org.name, login));
     }
     Ok(user)
@@ -111,7 +98,7 @@ fn member_info(m: &MemberRecord) -> MemberInfo {
 }
 
 async fn member_of(app: &AppState, org: &OrgRecord, user_id: &str) -> Result<MemberInfo, ApiError> {
-    let members = app.store.members(&org.id).await.map_err(internal)?;
+    let members = app.store.members(&org.id).await?;
     members
         .iter()
         .find(|m| m.user.id == user_id)
@@ -130,12 +117,12 @@ fn org_info(o: &OrgRecord) -> OrgInfo {
 /// an organization or team token.
 async fn orgs_of(app: &AppState, p: &Principal) -> Result<Vec<OrgRecord>, ApiError> {
     if p.instance_admin {
-        return app.store.orgs().await.map_err(internal);
+        return Ok(app.store.orgs().await?);
     }
     match (p.kind, &p.user_id, &p.org_id) {
-        (TokenKind::Personal, Some(user), _) => app.store.orgs_of_user(user).await.map_err(internal),
+        (TokenKind::Personal, Some(user), _) => Ok(app.store.orgs_of_user(user).await?),
         (TokenKind::Team | TokenKind::Organization, _, Some(org)) => {
-            Ok(app.store.org_by_id(org).await.map_err(internal)?.into_iter().collect())
+            Ok(app.store.org_by_id(org).await?.into_iter().collect())
         }
         _ => Ok(Vec::new()),
     }
@@ -151,8 +138,7 @@ pub async fn current_user(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Re
             let name = app
                 .store
                 .user_by_login(&login)
-                .await
-                .map_err(internal)?
+                .await?
                 .map(|u| u.display_name)
                 .unwrap_or_else(|| login.clone());
             (login, name)
@@ -163,7 +149,7 @@ pub async fn current_user(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Re
         }
         TokenKind::Team => {
             let team = match &p.team_id {
-                Some(id) => app.store.team_by_id(id).await.map_err(internal)?.map(|t| t.name),
+                Some(id) => app.store.team_by_id(id).await?.map(|t| t.name),
                 None => None,
             };
             let login = format!("team:{}/{}", own_org(), team.unwrap_or_default());
@@ -215,11 +201,11 @@ pub async fn create_org(
         created_ms: app.clock.now_ms(),
     };
     let event = app.event(Some(&p), &addr, Some(&org.id), AuditAction::OrgCreate, &org.name);
-    if app.store.insert_org(&org, &event).await.map_err(internal)? == Inserted::AlreadyExists {
+    if app.store.insert_org(&org, &event).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!("organization '{name}' exists already")));
     }
     tracing::info!(org = %org.name, "organization created");
-    Ok((StatusCode::CREATED, Json(org_info(&org))))
+    Ok(Success::Created.with(Json(org_info(&org))))
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/members`
@@ -230,7 +216,7 @@ pub async fn list_members(
     Path(org): Path<String>,
 ) -> Result<Json<MemberList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
-    let members = app.store.members(&org.id).await.map_err(internal)?;
+    let members = app.store.members(&org.id).await?;
     Ok(Json(MemberList {
         members: members.iter().map(member_info).collect(),
     }))
@@ -301,8 +287,7 @@ pub async fn add_member(
     let added = app
         .store
         .add_member(&org.id, login.as_str(), &new_user, role, now, &audit)
-        .await
-        .map_err(internal)?;
+        .await?;
     if added.inserted == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "'{login}' is a member of '{}' already; change the role with PATCH",
@@ -311,13 +296,11 @@ pub async fn add_member(
     }
     app.forget_access();
     let member = member_of(&app, &org, &added.user.id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(AddMemberResponse {
+    Ok(Success::Created
+        .with(Json(AddMemberResponse {
             member,
             token: added.created_user.then(|| SecretText::new(token.expose().to_owned())),
-        }),
-    )
+        }))
         .into_response())
 }
 
@@ -344,8 +327,7 @@ pub async fn set_member_role(
     if !app
         .store
         .set_member_role(&org.id, &user.id, role, app.clock.now_ms(), &event)
-        .await
-        .map_err(internal)?
+        .await?
     {
         return Err(member_not_found(&org.name, &login));
     }
@@ -369,16 +351,11 @@ pub async fn remove_member(
         AuditAction::MemberRemove,
         &format!("{}/{login}", org.name),
     );
-    if !app
-        .store
-        .remove_member(&org.id, &user.id, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.remove_member(&org.id, &user.id, &event).await? {
         return Err(member_not_found(&org.name, &login));
     }
     app.forget_access();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/teams`
@@ -389,7 +366,7 @@ pub async fn list_teams(
     Path(org): Path<String>,
 ) -> Result<Json<TeamList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
-    let teams = app.store.teams(&org.id).await.map_err(internal)?;
+    let teams = app.store.teams(&org.id).await?;
     Ok(Json(TeamList {
         teams: teams
             .into_iter()
@@ -433,21 +410,18 @@ pub async fn create_team(
         AuditAction::TeamCreate,
         &format!("{}/{name}", org.name),
     );
-    if app.store.insert_team(&team, &event).await.map_err(internal)? == Inserted::AlreadyExists {
+    if app.store.insert_team(&team, &event).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "organization '{}' has a team '{name}' already",
             org.name
         )));
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(TeamInfo {
-            name: team.name,
-            description: team.description,
-            members: Vec::new(),
-            created_ms: team.created_ms,
-        }),
-    ))
+    Ok(Success::Created.with(Json(TeamInfo {
+        name: team.name,
+        description: team.description,
+        members: Vec::new(),
+        created_ms: team.created_ms,
+    })))
 }
 
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}`: the team, its memberships and grants go; its tokens are
@@ -462,8 +436,7 @@ pub async fn delete_team(
     let record = app
         .store
         .team_by_name(&org.id, &team)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     let event = app.event(
         Some(&p),
@@ -481,12 +454,11 @@ pub async fn delete_team(
     };
     app.store
         .delete_team(&record.id, app.clock.now_ms(), &audit)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     app.tokens.invalidate_all();
     app.forget_access();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// `PUT /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}` (the user must be a member of the org)
@@ -500,8 +472,7 @@ pub async fn add_team_member(
     let record = app
         .store
         .team_by_name(&org.id, &team)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     let user = member_user(&app, &org, &login).await?;
     let event = app.event(
@@ -514,12 +485,11 @@ pub async fn add_team_member(
     let inserted = app
         .store
         .add_team_member(&record.id, &user.id, app.clock.now_ms(), &event)
-        .await
-        .map_err(internal)?;
+        .await?;
     if inserted == Inserted::New {
         app.forget_access();
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}`
@@ -533,16 +503,10 @@ pub async fn remove_team_member(
     let record = app
         .store
         .team_by_name(&org.id, &team)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| team_not_found(&org.name, &team))?;
     let not_in_team = || ApiError::not_found(format!("'{login}' is not in team '{team}'"));
-    let user = app
-        .store
-        .user_by_login(&login)
-        .await
-        .map_err(internal)?
-        .ok_or_else(not_in_team)?;
+    let user = app.store.user_by_login(&login).await?.ok_or_else(not_in_team)?;
     let event = app.event(
         Some(&p),
         &addr,
@@ -550,16 +514,11 @@ pub async fn remove_team_member(
         AuditAction::TeamMemberRemove,
         &format!("{}/{team}/{login}", org.name),
     );
-    if !app
-        .store
-        .remove_team_member(&record.id, &user.id, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.remove_team_member(&record.id, &user.id, &event).await? {
         return Err(not_in_team());
     }
     app.forget_access();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/roles`
@@ -570,7 +529,7 @@ pub async fn list_roles(
     Path(org): Path<String>,
 ) -> Result<Json<GrantList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
-    let grants = app.store.grants(&org.id).await.map_err(internal)?;
+    let grants = app.store.grants(&org.id).await?;
     Ok(Json(GrantList {
         roles: grants
             .into_iter()
@@ -639,8 +598,7 @@ pub async fn put_role(
             let t = app
                 .store
                 .team_by_name(&org.id, team)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| team_not_found(&org.name, team))?;
             format!("team:{}", t.id)
         }
@@ -662,7 +620,7 @@ pub async fn put_role(
         role,
         created_ms: app.clock.now_ms(),
     };
-    app.store.put_grant(&grant, &event).await.map_err(internal)?;
+    app.store.put_grant(&grant, &event).await?;
     app.forget_access();
     Ok(Json(GrantInfo {
         subject: req.subject,
@@ -684,11 +642,11 @@ pub async fn delete_role(
     // A subject is looked up by login or team name; one no longer found is taken as the id the listing shows for
     // grants whose user or team is gone.
     let subject = match parse_subject(&q.subject)? {
-        SubjectName::User(login) => match app.store.user_by_login(login).await.map_err(internal)? {
+        SubjectName::User(login) => match app.store.user_by_login(login).await? {
             Some(u) => format!("user:{}", u.id),
             None => format!("user:{login}"),
         },
-        SubjectName::Team(team) => match app.store.team_by_name(&org.id, team).await.map_err(internal)? {
+        SubjectName::Team(team) => match app.store.team_by_name(&org.id, team).await? {
             Some(t) => format!("team:{}", t.id),
             None => format!("team:{team}"),
         },
@@ -705,8 +663,7 @@ pub async fn delete_role(
     if !app
         .store
         .delete_grant(&org.id, &subject, &q.project, &q.environment, &event)
-        .await
-        .map_err(internal)?
+        .await?
     {
         return Err(ApiError::not_found(format!(
             "{} holds no grant on {}",
@@ -715,21 +672,21 @@ pub async fn delete_role(
         )));
     }
     app.forget_access();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 async fn token_info(app: &AppState, t: &TokenRecord, user_login: Option<&str>) -> Result<TokenInfo, ApiError> {
     let org = match &t.org_id {
-        Some(id) => app.store.org_by_id(id).await.map_err(internal)?.map(|o| o.name),
+        Some(id) => app.store.org_by_id(id).await?.map(|o| o.name),
         None => None,
     };
     let team = match &t.team_id {
-        Some(id) => app.store.team_by_id(id).await.map_err(internal)?.map(|t| t.name),
+        Some(id) => app.store.team_by_id(id).await?.map(|t| t.name),
         None => None,
     };
     Ok(TokenInfo {
         id: t.id.clone(),
-        kind: kind_str(t.kind).to_owned(),
+        kind: t.kind.as_str().to_owned(),
         user: user_login.map(str::to_owned),
         org,
         team,
@@ -780,8 +737,8 @@ pub async fn create_token(
     )?;
     let now = app.clock.now_ms();
     let expires_ms = child_expiry(req.expires_in_days, p.expires_ms(), now)?;
-    let (kind, user_id, org, team) = match req.kind.as_str() {
-        "personal" => {
+    let (kind, user_id, org, team) = match TokenKind::parse(&req.kind) {
+        Some(TokenKind::Personal) => {
             if req.org.is_some() || req.team.is_some() {
                 return Err(ApiError::bad_request("a personal token names no org or team"));
             }
@@ -792,15 +749,15 @@ pub async fn create_token(
             };
             (TokenKind::Personal, Some(user.clone()), None, None)
         }
-        "organization" | "team" => {
+        Some(kind @ (TokenKind::Organization | TokenKind::Team)) => {
             let Some(org_name) = &req.org else {
-                return Err(ApiError::bad_request(format!("a {} token needs \"org\"", req.kind)));
+                return Err(ApiError::bad_request(format!("a {kind} token needs \"org\"")));
             };
-            match (req.kind.as_str(), &req.team) {
-                ("organization", Some(_)) => {
+            match (kind, &req.team) {
+                (TokenKind::Organization, Some(_)) => {
                     return Err(ApiError::bad_request("an organization token names no team"));
                 }
-                ("team", None) => return Err(ApiError::bad_request("a team token needs \"team\"")),
+                (TokenKind::Team, None) => return Err(ApiError::bad_request("a team token needs \"team\"")),
                 _ => {}
             }
             let org = org_for(&app, &p, &addr, org_name, Action::ManageAccess).await?;
@@ -810,16 +767,16 @@ pub async fn create_token(
                     let team = app
                         .store
                         .team_by_name(&org.id, team_name)
-                        .await
-                        .map_err(internal)?
+                        .await?
                         .ok_or_else(|| team_not_found(&org.name, team_name))?;
                     (TokenKind::Team, None, Some(org), Some(team))
                 }
             }
         }
-        other => {
+        _ => {
             return Err(ApiError::bad_request(format!(
-                "unknown token kind {other:?}: use personal, team or organization"
+                "unknown token kind {:?}: use personal, team or organization",
+                req.kind
             )));
         }
     };
@@ -852,14 +809,14 @@ pub async fn create_token(
         )
         .detail(format!(
             "{} token for {owner}{}, made by token {}",
-            kind_str(kind),
+            kind,
             match expires_ms {
                 Some(at) => format!(", expires {}", crate::core::timefmt::rfc3339(at)),
                 None => String::new(),
             },
             p.token_id
         ));
-    if !app.store.insert_token(&record, &event).await.map_err(internal)? {
+    if !app.store.insert_token(&record, &event).await? {
         // The calling token was revoked since this replica cached it: refused like any revoked token.
         app.tokens.invalidate_all();
         return Err(ApiError::unauthorized("invalid, expired or revoked access token"));
@@ -868,13 +825,10 @@ pub async fn create_token(
         .then_some(p.user_login.as_deref())
         .flatten();
     let info = token_info(&app, &record, login).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            info,
-            token: SecretText::new(token.expose().to_owned()),
-        }),
-    ))
+    Ok(Success::Created.with(Json(CreatedToken {
+        info,
+        token: SecretText::new(token.expose().to_owned()),
+    })))
 }
 
 /// Query of `GET /api/sesame/v1/tokens`.
@@ -895,10 +849,10 @@ pub async fn list_tokens(
     let records = match &q.org {
         Some(org) => {
             let org = org_for(&app, &p, &addr, org, Action::ManageAccess).await?;
-            app.store.tokens_of_org(&org.id).await.map_err(internal)?
+            app.store.tokens_of_org(&org.id).await?
         }
         None => match (p.kind, &p.user_id) {
-            (TokenKind::Personal, Some(user)) => app.store.tokens_of_user(user).await.map_err(internal)?,
+            (TokenKind::Personal, Some(user)) => app.store.tokens_of_user(user).await?,
             _ => Vec::new(),
         },
     };
@@ -921,27 +875,19 @@ pub async fn revoke_token(
     ClientAddr(addr): ClientAddr,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let record = app
-        .store
-        .token_by_id(&id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| token_not_found(&id))?;
+    let record = app.store.token_by_id(&id).await?.ok_or_else(|| token_not_found(&id))?;
     let own = record.user_id.is_some() && record.user_id == p.user_id;
     let chain = match (&record.org_id, own || p.instance_admin) {
         (_, true) => record.org_id.clone(),
         (Some(org_id), false) => {
-            let Some(org) = app.store.org_by_id(org_id).await.map_err(internal)? else {
+            let Some(org) = app.store.org_by_id(org_id).await? else {
                 return Err(token_not_found(&id));
             };
             // The org's name must not leak to a caller who cannot see it: its 404 becomes the token's.
-            let (org, access) = app.org_access(&p, &addr, &org.name).await.map_err(|e| {
-                if e.status() == StatusCode::NOT_FOUND {
-                    token_not_found(&id)
-                } else {
-                    e
-                }
-            })?;
+            let (org, access) = app
+                .org_access(&p, &addr, &org.name)
+                .await
+                .map_err(|e| if e.is_not_found() { token_not_found(&id) } else { e })?;
             app.authorize(&p, &addr, (&org, &access), (None, None), Action::ManageAccess, || {
                 token_not_found(&id)
             })
@@ -962,7 +908,7 @@ pub async fn revoke_token(
     let audit = |revoked: &Revoked| {
         event.clone().detail(format!(
             "{} token{}{}",
-            kind_str(record.kind),
+            record.kind,
             if revoked.revoked { "" } else { " (revoked already)" },
             if revoked.descendants.is_empty() {
                 String::new()
@@ -971,10 +917,7 @@ pub async fn revoke_token(
             }
         ))
     };
-    app.store
-        .revoke_token(&id, app.clock.now_ms(), &audit)
-        .await
-        .map_err(internal)?;
+    app.store.revoke_token(&id, app.clock.now_ms(), &audit).await?;
     app.tokens.invalidate_all();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }

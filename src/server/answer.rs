@@ -6,15 +6,15 @@
 //! ESC, stack and `/api/sesame` APIs (all of `/api/…`) and on the operations endpoints has ESC's
 //! `{"code", "message"}` JSON body — also the ones axum's extractors (bad query or path: plain text), the body
 //! limit (413), the gzip layer (415), the router (405) or any other layer (429, …) make. Such a body is replaced,
-//! never quoted (it could echo the request), by a fixed message for its status; the status and the other headers
-//! (`Allow`, `Retry-After`, …) are kept. JSON error bodies are left as they are (yaml/check's diagnostics), and so
+//! never quoted (it could echo the request), by a fixed message for its status (`ApiError::for_status`); the
+//! status and the other headers (`Allow`, `Retry-After`, …) are kept. JSON error bodies are left as they are (yaml/check's diagnostics), and so
 //! are paths outside those prefixes, which belong to APIs with their own error shapes.
 //!
 //! Answers holding plaintext go out through [`secret_body`], whose buffer is wiped once sent.
 
 use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -44,21 +44,6 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
         .unwrap_or(false)
 }
 
-/// The message of an error whose body was not ours: fixed per status, never taken from the body.
-fn message_for(status: StatusCode) -> String {
-    match status {
-        StatusCode::BAD_REQUEST => "the request is malformed: its path, query string or body could not be read".into(),
-        StatusCode::NOT_FOUND => "no such endpoint".into(),
-        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".into(),
-        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".into(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            "unsupported media type (bodies may be sent as is or with Content-Encoding: gzip)".into()
-        }
-        StatusCode::TOO_MANY_REQUESTS => "too many requests; retry later".into(),
-        other => other.canonical_reason().unwrap_or("error").to_lowercase(),
-    }
-}
-
 /// The layer (outermost in the router): security headers on every answer, ESC's error shape where it applies.
 pub async fn finish(req: Request, next: Next) -> Response {
     let shaped = esc_shaped(req.uri().path());
@@ -68,7 +53,7 @@ pub async fn finish(req: Request, next: Next) -> Response {
         && (status.is_client_error() || status.is_server_error())
         && !is_json(response.headers().get(CONTENT_TYPE))
     {
-        let mut replaced = ApiError::new(status, message_for(status)).into_response();
+        let mut replaced = ApiError::for_status(status).into_response();
         for (name, value) in response.headers() {
             if name != CONTENT_TYPE && name != CONTENT_LENGTH {
                 replaced.headers_mut().entry(name).or_insert(value.clone());
@@ -130,6 +115,7 @@ pub fn wipe_json(value: serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn deeply_nested_json_is_wiped_without_recursion() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -35,8 +35,7 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.instance_admin {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        Err(ApiError::forbidden(
             "only the instance administrator can read the instance's audit log",
         ))
     }
@@ -54,17 +53,9 @@ fn key_json(app: &AppState) -> serde_json::Value {
 
 async fn export(app: &AppState, chain: &str) -> Result<Response, ApiError> {
     app.checkpoints.pass(Some(chain)).await;
-    let anchor = app
-        .store
-        .audit_anchor(chain)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let anchor = app.store.audit_anchor(chain).await?;
     let start = anchor.as_ref().map_or(0, |a| a.seq);
-    let checkpoints = app
-        .store
-        .audit_checkpoints(chain)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let checkpoints = app.store.audit_checkpoints(chain).await?;
     let mut pending = checkpoints.into_iter().filter(|c| c.seq > start).peekable();
     let mut out = String::new();
     let (mut after, mut head, mut seq) = match &anchor {
@@ -76,11 +67,7 @@ async fn export(app: &AppState, chain: &str) -> Result<Response, ApiError> {
         None => (0i64, hex(&GENESIS), 0i64),
     };
     loop {
-        let page = app
-            .store
-            .audit_records(chain, after, PAGE)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        let page = app.store.audit_records(chain, after, PAGE).await?;
         for r in &page {
             out.push_str(&serde_json::to_string(r).map_err(|e| ApiError::internal(&e))?);
             out.push('\n');
@@ -174,11 +161,7 @@ pub async fn prune(
         }
         None => (INSTANCE_CHAIN.to_owned(), INSTANCE_CHAIN.to_owned()),
     };
-    let anchor = app
-        .store
-        .audit_anchor(&chain)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let anchor = app.store.audit_anchor(&chain).await?;
     let (from_seq, from_hash) = match &anchor {
         Some(a) => (
             a.seq,
@@ -194,8 +177,7 @@ pub async fn prune(
     let checkpoint = app
         .store
         .audit_checkpoints(&chain)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .into_iter()
         .find(|c| c.seq == req.through)
         .ok_or_else(|| {
@@ -213,8 +195,7 @@ pub async fn prune(
         let page = app
             .store
             .audit_records(&chain, seq, PAGE.min(req.through - seq))
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
         if page.is_empty() {
             break;
         }
@@ -239,11 +220,7 @@ pub async fn prune(
             req.through,
             checkpoint.head
         ));
-    let pruned = app
-        .store
-        .prune_audit(&checkpoint, &event)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let pruned = app.store.prune_audit(&checkpoint, &event).await?;
     Ok(Json(serde_json::json!({ "pruned": pruned, "anchor": checkpoint })))
 }
 

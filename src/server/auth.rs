@@ -101,7 +101,7 @@ impl FromRequestParts<Arc<AppState>> for Auth {
                     .map_err(IntoResponse::into_response)?;
                 Ok(Auth(p))
             }
-            Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            Err(e) if e.is_unauthorized() => {
                 // A failure spends the source's budget: once it is spent, failures answer 429 instead of 401.
                 // Either way the failure goes to the instance chain (the caller is nobody we know), tallied per
                 // source and window.
@@ -142,11 +142,7 @@ async fn authenticate(
     let principal = match app.tokens.get(&hash).await {
         Some(p) => p,
         None => {
-            let record = app
-                .store
-                .token_by_hash(&hash)
-                .await
-                .map_err(|e| ApiError::internal(&e))?;
+            let record = app.store.token_by_hash(&hash).await?;
             let Some(record) = record else {
                 tracing::debug!("authentication failed: unknown token");
                 return Err(refused());

@@ -6,7 +6,6 @@
 //! position and the kind of error are reported. Once parsed, the body's buffer is zeroed when nothing else holds it.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
@@ -23,7 +22,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(req, state).await?;
         if crate::core::text::json_has_nul(&bytes) {
             wipe(bytes);
             return Err(ApiError::bad_request(
@@ -42,14 +41,6 @@ fn wipe(bytes: Bytes) {
     use zeroize::Zeroize;
     if let Ok(mut owned) = bytes.try_into_mut() {
         owned.as_mut().zeroize();
-    }
-}
-
-fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large("request body is too large")
-    } else {
-        ApiError::bad_request("request body could not be read (is its Content-Encoding valid?)")
     }
 }
 

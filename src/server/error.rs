@@ -1,13 +1,19 @@
 //! The one HTTP error type. Every failure leaves the server as ESC's error body `{"code": <status>, "message": …}`;
-//! status codes are chosen here and nowhere else. Causes that could say too much (store or KMS failures) are logged
-//! with the request and answered with a plain message.
+//! status codes are chosen here and nowhere else: handlers and layers name an answer ([`ApiError`]'s constructors,
+//! the `From` conversions of the layers' errors, [`Success`] for the success answers) and this module maps it to a
+//! status. Causes that could say too much (store or KMS failures) are logged with the request and answered with a
+//! plain message; a store failure is always a 500 whose message names nothing of the cause, so handlers pass
+//! [`StoreError`]s on with `?`.
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use sesame_kms::KmsError;
 
 use super::wire::ErrorBody;
 use crate::keyring::KeyringError;
+use crate::store::StoreError;
 
 /// An HTTP error with ESC's body shape.
 #[derive(Debug)]
@@ -19,8 +25,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with this status and a message safe to show the caller.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error with this status and a message safe to show the caller (private: callers name the answer).
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
@@ -67,15 +73,75 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
 
-    /// 500/503 for a failure the caller cannot fix; the cause goes to the log only.
+    /// 429: a rate limit is spent (the caller adds `Retry-After`).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+
+    /// 503: a service the server needs (the store, a key service) does not answer now; retrying may help.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// 500 for a failure the caller cannot fix; the cause goes to the log only.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %cause, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
     }
 
+    /// A KEK that could not be opened or did not round-trip when it was offered for registration: the adapter's
+    /// classified error (its messages name the KEK and the failure, never key material or credentials) — 400 for
+    /// what the caller can fix (URI, configuration, missing key, permissions, a disabled key), 503 otherwise.
+    pub fn kek_refused(e: &KmsError) -> Self {
+        let status = match e {
+            KmsError::InvalidUri { .. } | KmsError::Unsupported { .. } | KmsError::Config { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            KmsError::NotFound { .. } => StatusCode::BAD_REQUEST,
+            KmsError::PermissionDenied { .. } | KmsError::Disabled { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
+    }
+
+    /// The error answer for a status some layer chose without ESC's body (an extractor, the body limit, the gzip
+    /// layer, the router): the same status with a fixed message for it, never the layer's body (it could echo the
+    /// request).
+    pub fn for_status(status: StatusCode) -> Self {
+        let message = match status {
+            StatusCode::BAD_REQUEST => {
+                "the request is malformed: its path, query string or body could not be read".into()
+            }
+            StatusCode::NOT_FOUND => "no such endpoint".into(),
+            StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".into(),
+            StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "unsupported media type (bodies may be sent as is or with Content-Encoding: gzip)".into()
+            }
+            StatusCode::TOO_MANY_REQUESTS => "too many requests; retry later".into(),
+            other => other.canonical_reason().unwrap_or("error").to_lowercase(),
+        };
+        Self::new(status, message)
+    }
+
+    /// The same answer with the message placed at a line of the caller's text (`line N: …`); diagnostics dropped.
+    pub fn at_line(self, line: usize) -> Self {
+        Self::new(self.status, format!("line {line}: {}", self.message))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// Whether this is a 404 (something not found, or not visible to the caller).
+    pub fn is_not_found(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+    }
+
+    /// Whether this is a 401 (no valid credentials).
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED
     }
 
     /// The message shown to the caller (never a secret).
@@ -93,13 +159,30 @@ impl From<KeyringError> for ApiError {
             KeyringError::TooLarge => ApiError::too_large("plaintext is too large to encrypt"),
             KeyringError::Kms(ref kms) if kms.is_retryable() => {
                 tracing::warn!(error = %kms, "key service unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the key service is unavailable; retry later",
-                )
+                ApiError::unavailable("the key service is unavailable; retry later")
             }
             other => ApiError::internal(&other),
         }
+    }
+}
+
+/// A request body that could not be read: 413 over the body limit, else 400 (a bad `Content-Encoding`, a broken
+/// stream). The rejection's own text is not shown.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("request body is too large")
+        } else {
+            ApiError::bad_request("request body could not be read (is its Content-Encoding valid?)")
+        }
+    }
+}
+
+/// A store failure: always a 500 whose message says nothing of the cause (ids, SQL, connection details); the cause
+/// goes to the log. Answers such as "not found" or "name taken" are the handler's, from what the store returned.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(&e)
     }
 }
 
@@ -124,5 +207,118 @@ impl IntoResponse for ApiError {
 impl From<crate::core::text::TextError> for ApiError {
     fn from(e: crate::core::text::TextError) -> Self {
         ApiError::bad_request(e.to_string())
+    }
+}
+
+/// A success answer, named: handlers return these instead of choosing a status themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Success {
+    /// 200: here is what was asked for.
+    Ok,
+    /// 201: the resource was made.
+    Created,
+    /// 202: accepted; the work continues (a migration started, an invitation waiting for its answer).
+    Accepted,
+    /// 204: done, nothing to say.
+    NoContent,
+}
+
+impl Success {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Success::Ok => StatusCode::OK,
+            Success::Created => StatusCode::CREATED,
+            Success::Accepted => StatusCode::ACCEPTED,
+            Success::NoContent => StatusCode::NO_CONTENT,
+        }
+    }
+
+    /// This status with a body.
+    pub fn with<B: IntoResponse>(self, body: B) -> (StatusCode, B) {
+        (self.status(), body)
+    }
+}
+
+impl IntoResponse for Success {
+    fn into_response(self) -> Response {
+        self.status().into_response()
+    }
+}
+
+/// The status of `yaml/check`'s answer, whose body (properties and diagnostics) is sent either way: 400 when the
+/// definition has errors, as ESC answers.
+pub fn check_status(has_errors: bool) -> StatusCode {
+    if has_errors {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every store failure is a 500 that names nothing of its cause.
+    #[test]
+    fn store_errors_are_plain_500s() {
+        let secretish = "tokens.token_hash=deadbeef host=db.internal password=hunter2";
+        let errors = [
+            StoreError::UnsupportedUrl {
+                scheme: secretish.to_owned(),
+            },
+            StoreError::Connect(sqlx::Error::Protocol(secretish.to_owned())),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(
+                secretish.to_owned(),
+            ))),
+            StoreError::Corrupt {
+                table: "tokens",
+                detail: secretish.to_owned(),
+            },
+            StoreError::Database(sqlx::Error::Protocol(secretish.to_owned())),
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::RowNotFound),
+        ];
+        for e in errors {
+            // A new variant must be added to this test.
+            match &e {
+                StoreError::UnsupportedUrl { .. }
+                | StoreError::Connect(_)
+                | StoreError::Migrate(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Database(_) => {}
+            }
+            let shown = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR, "{shown}");
+            assert_eq!(api.message(), "internal server error", "{shown}");
+            assert!(api.diagnostics.is_none());
+            for word in ["hunter2", "deadbeef", "tokens", "db.internal", "pool", "no rows"] {
+                assert!(!api.message().contains(word), "{word} leaked from {shown}");
+            }
+        }
+    }
+
+    /// `?` on a store call gives the same answer.
+    #[test]
+    fn question_mark_converts_store_errors() {
+        fn handler() -> Result<(), ApiError> {
+            Err(StoreError::Database(sqlx::Error::PoolClosed))?;
+            Ok(())
+        }
+        let e = handler().unwrap_err();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.message(), "internal server error");
+    }
+
+    #[test]
+    fn success_answers_have_their_statuses() {
+        assert_eq!(Success::Ok.status(), StatusCode::OK);
+        assert_eq!(Success::Created.status(), StatusCode::CREATED);
+        assert_eq!(Success::Accepted.status(), StatusCode::ACCEPTED);
+        assert_eq!(Success::NoContent.into_response().status(), StatusCode::NO_CONTENT);
+        assert_eq!(check_status(true), StatusCode::BAD_REQUEST);
+        assert_eq!(check_status(false), StatusCode::OK);
     }
 }

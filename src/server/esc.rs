@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
@@ -21,7 +21,7 @@ use serde_json::{Value as JsonValue, json};
 use super::answer::{secret_body, wipe_json};
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{self, ApiError, Success};
 use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
 use super::esc_wire;
 use super::{AppState, ClientAddr};
@@ -45,8 +45,8 @@ const ANONYMOUS_ENV: &str = "anonymous";
 
 const YAML: &str = "application/x-yaml";
 
-fn yaml_response(status: StatusCode, text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
-    let mut resp = (status, text).into_response();
+fn yaml_response(text: String, headers: &[(axum::http::HeaderName, String)]) -> Response {
+    let mut resp = Success::Ok.with(text).into_response();
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(YAML));
     with_headers(resp, headers)
 }
@@ -130,8 +130,7 @@ async fn target(
     let env_rec = app
         .store
         .env_by_name(&org.id, project, env)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| env_not_found(project, env))?;
     Ok(Target {
         org,
@@ -214,8 +213,7 @@ async fn list(
     let rows = app
         .store
         .list_envs(viewer(p), only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
-        .await
-        .map_err(internal)?;
+        .await?;
     let out: Vec<JsonValue> = rows
         .iter()
         .map(|(org_name, env)| {
@@ -297,12 +295,7 @@ pub async fn create(
     };
     let target = format!("{}/{}/{}", org.name, body.project, body.name);
     let event = app.event(Some(&p), &source, Some(&org.id), AuditAction::EnvCreate, &target);
-    match app
-        .store
-        .create_env(&env, "", &login_of(&p), &event)
-        .await
-        .map_err(internal)?
-    {
+    match app.store.create_env(&env, "", &login_of(&p), &event).await? {
         Inserted::New => {}
         Inserted::AlreadyExists => {
             return Err(ApiError::conflict(format!(
@@ -337,11 +330,7 @@ pub async fn get_definition(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
-    Ok(yaml_response(
-        StatusCode::OK,
-        yaml,
-        &revision_headers(&t.env, t.env.head),
-    ))
+    Ok(yaml_response(yaml, &revision_headers(&t.env, t.env.head)))
 }
 
 /// `HEAD …/{org}/{project}/{env}`: the headers only.
@@ -352,11 +341,7 @@ pub async fn head_definition(
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
-    Ok(yaml_response(
-        StatusCode::OK,
-        String::new(),
-        &revision_headers(&t.env, t.env.head),
-    ))
+    Ok(yaml_response(String::new(), &revision_headers(&t.env, t.env.head)))
 }
 
 /// `GET …/versions/{version}`: a definition at a revision number or tag.
@@ -369,7 +354,7 @@ pub async fn get_version(
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let rev = resolve_version(&app, &t.env, Some(&version)).await?;
     let yaml = revision_yaml(&app, &t.env, rev).await?;
-    Ok(yaml_response(StatusCode::OK, yaml, &revision_headers(&t.env, rev)))
+    Ok(yaml_response(yaml, &revision_headers(&t.env, rev)))
 }
 
 /// `GET …/decrypt`: the latest definition with its secrets in plaintext (editors only).
@@ -465,8 +450,7 @@ pub async fn update(
             app.clock.now_ms(),
             Some(&audit),
         )
-        .await
-        .map_err(internal)?;
+        .await?;
     let Written::Revision(rev) = written else {
         return Err(ApiError::conflict(
             "the environment has changed since it was read; read it again and retry",
@@ -487,7 +471,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvDelete);
-    if !app.store.delete_env(&t.env.id, &event).await.map_err(internal)? {
+    if !app.store.delete_env(&t.env.id, &event).await? {
         return Err(env_not_found(&project, &env));
     }
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
@@ -528,15 +512,14 @@ pub async fn rename(
     if !app
         .store
         .rename_env(&t.env.id, &body.project, &body.name, app.clock.now_ms(), &event)
-        .await
-        .map_err(internal)?
+        .await?
     {
         return Err(ApiError::conflict(format!(
             "environment '{}/{}' already exists",
             body.project, body.name
         )));
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 #[derive(Deserialize)]
@@ -608,13 +591,7 @@ pub async fn clone(
     );
     // The clone's record commits with the clone's creation; the revisions and tags copied next are part of it.
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvClone).detail(detail);
-    if app
-        .store
-        .create_env(&new, first_yaml, &creator, &event)
-        .await
-        .map_err(internal)?
-        == Inserted::AlreadyExists
-    {
+    if app.store.create_env(&new, first_yaml, &creator, &event).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "environment '{}/{}' already exists",
             body.project, body.name
@@ -627,30 +604,26 @@ pub async fn clone(
         if let Written::Revision(n) = app
             .store
             .write_revision(&new.id, None, yaml, &creator, now, None)
-            .await
-            .map_err(internal)?
+            .await?
         {
             map.insert(*rev, n);
         }
     }
     if body.preserve_revision_tags {
-        for tag in app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
+        for tag in app.store.revision_tags(&t.env.id, "", 10_000).await? {
             if let Some(&n) = map.get(&tag.revision) {
                 let rec = RevisionTagRecord { revision: n, ..tag };
-                app.store
-                    .put_revision_tag(&new.id, &rec, true, None)
-                    .await
-                    .map_err(internal)?;
+                app.store.put_revision_tag(&new.id, &rec, true, None).await?;
             }
         }
     }
     if body.preserve_environment_tags {
-        for tag in app.store.env_tags(&t.env.id, "", 10_000).await.map_err(internal)? {
-            app.store.create_env_tag(&new.id, &tag, None).await.map_err(internal)?;
+        for tag in app.store.env_tags(&t.env.id, "", 10_000).await? {
+            app.store.create_env_tag(&new.id, &tag, None).await?;
         }
     }
     // 204, as the contract and the TypeScript SDK's wrapper expect.
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -673,11 +646,7 @@ pub async fn check(
         import_action: Action::Read,
     };
     let out = esc_eval::run(&app, &caller, "<yaml>", text, None, Mode::Check { show_secrets: false }).await?;
-    let status = if out.has_errors() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = error::check_status(out.has_errors());
     let properties = rendered_properties(&out)?;
     let diagnostics = serde_json::to_vec(&esc_wire::diagnostics(&out.diags)).map_err(internal)?;
     let mut body = Vec::with_capacity(properties.len() + diagnostics.len() + 36);
@@ -883,18 +852,13 @@ async fn read_session(
     property: Option<&str>,
 ) -> Result<Response, ApiError> {
     let binding = anonymous_binding(env_id == ANONYMOUS_ENV, id, p);
-    let s = app
-        .store
-        .session(id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(session_not_found)?;
+    let s = app.store.session(id).await?.ok_or_else(session_not_found)?;
     if s.org_id != org.id || s.env_id != env_id {
         return Err(session_not_found());
     }
     let now = app.clock.now_ms();
     if s.expires_ms <= now {
-        app.store.purge_sessions(now).await.map_err(internal)?;
+        app.store.purge_sessions(now).await?;
         return Err(session_not_found());
     }
     let plain = app
@@ -986,8 +950,8 @@ pub async fn list_revisions(
         _ => t.env.head,
     };
     let count = q.count.unwrap_or(500).clamp(1, 500);
-    let revs = app.store.revisions(&t.env.id, before, count).await.map_err(internal)?;
-    let tags = app.store.revision_tags(&t.env.id, "", 10_000).await.map_err(internal)?;
+    let revs = app.store.revisions(&t.env.id, before, count).await?;
+    let tags = app.store.revision_tags(&t.env.id, "", 10_000).await?;
     let out: Vec<JsonValue> = revs
         .iter()
         .map(|r| {
@@ -1067,19 +1031,14 @@ pub async fn retract(
     };
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvRevisionRetract)
         .detail(format!("revision {rev} → {replacement}"));
-    if !app
-        .store
-        .retract_revision(&t.env.id, rev, &r, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.retract_revision(&t.env.id, rev, &r, &event).await? {
         return Err(ApiError::conflict(format!("revision {rev} is already retracted")));
     }
     // Cached texts and results may hold the retracted revision: this replica forgets them at once (others within
     // DOC_CACHE_TTL / EVAL_CACHE_TTL).
     app.doc_cache.invalidate_all();
     app.eval_cache.invalidate_all();
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 fn rev_tag_json(t: &RevisionTagRecord) -> JsonValue {
@@ -1124,8 +1083,7 @@ pub async fn list_revision_tags(
     let tags = app
         .store
         .revision_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await
-        .map_err(internal)?;
+        .await?;
     let mut out: Vec<JsonValue> = Vec::new();
     if q.after.as_deref().unwrap_or("").is_empty() {
         out.push(latest_tag_json(&t.env));
@@ -1191,8 +1149,7 @@ async fn put_revision_tag(
     if !app
         .store
         .put_revision_tag(&t.env.id, &rec, create, Some(&event))
-        .await
-        .map_err(internal)?
+        .await?
     {
         return Err(if create {
             ApiError::conflict(format!("tag '{name}' already exists"))
@@ -1200,7 +1157,7 @@ async fn put_revision_tag(
             ApiError::not_found(format!("tag '{name}' not found"))
         });
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 /// `POST …/versions/tags` with `{"name", "revision"}`
@@ -1240,8 +1197,7 @@ pub async fn get_revision_tag(
     let rec = app
         .store
         .revision_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     Ok(axum::Json(rev_tag_json(&rec)))
 }
@@ -1255,15 +1211,10 @@ pub async fn delete_revision_tag(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvRevisionTagDelete).detail(tag.clone());
-    if !app
-        .store
-        .delete_revision_tag(&t.env.id, &tag, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.delete_revision_tag(&t.env.id, &tag, &event).await? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1293,8 +1244,7 @@ pub async fn list_tags(
     let tags = app
         .store
         .env_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await
-        .map_err(internal)?;
+        .await?;
     let map: serde_json::Map<String, JsonValue> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
     let next = if tags.len() as i64 == count {
         tags.last().map(|t| t.name.clone()).unwrap_or_default()
@@ -1338,12 +1288,7 @@ pub async fn create_tag(
         editor: login_of(&p),
     };
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagCreate).detail(body.name.clone());
-    if !app
-        .store
-        .create_env_tag(&t.env.id, &rec, Some(&event))
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.create_env_tag(&t.env.id, &rec, Some(&event)).await? {
         return Err(ApiError::conflict(format!("tag '{}' already exists", body.name)));
     }
     Ok(axum::Json(env_tag_json(&rec)))
@@ -1360,8 +1305,7 @@ pub async fn get_tag(
     let rec = app
         .store
         .env_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
@@ -1398,8 +1342,7 @@ pub async fn update_tag(
     let current = app
         .store
         .env_tag(&t.env.id, &tag)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
     if current.value != body.current_tag.value {
         return Err(ApiError::conflict(format!("tag '{tag}' has changed since it was read")));
@@ -1412,12 +1355,7 @@ pub async fn update_tag(
         editor: login_of(&p),
     };
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagUpdate).detail(format!("{tag} → {}", rec.name));
-    if !app
-        .store
-        .update_env_tag(&t.env.id, &tag, &rec, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.update_env_tag(&t.env.id, &tag, &rec, &event).await? {
         return Err(ApiError::conflict(format!("tag '{}' already exists", rec.name)));
     }
     Ok(axum::Json(env_tag_json(&rec)))
@@ -1432,15 +1370,10 @@ pub async fn delete_tag(
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagDelete).detail(tag.clone());
-    if !app
-        .store
-        .delete_env_tag(&t.env.id, &tag, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.delete_env_tag(&t.env.id, &tag, &event).await? {
         return Err(ApiError::not_found(format!("tag '{tag}' not found")));
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Success::NoContent.into_response())
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use super::error::ApiError;
 use crate::core::authz::{Access, Action, Decision};
 use crate::core::env::crypt::{self, CryptError};
 use crate::core::env::eval::{
-    Answer, DecryptError, DecryptRequest, Effects, Mode, Need, Options, ProviderCall, ProviderSchema, RotatorSchema,
+    Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Need, Options, ProviderCall, ProviderSchema,
+    RotatorSchema,
 };
 use crate::core::env::{Evaluated, Value, evaluate, load};
 use crate::core::keys::{Scope, env_secret_aad};
@@ -80,8 +81,7 @@ pub async fn resolve_version(app: &AppState, env: &EnvRecord, version: Option<&s
         Some(v) => Ok(app
             .store
             .revision_tag(&env.id, v)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+            .await?
             .ok_or_else(|| unknown(v))?
             .revision),
     }
@@ -130,8 +130,7 @@ pub async fn revision_doc(app: &AppState, env: &EnvRecord, revision: i64) -> Res
         let row = app
             .store
             .revision(&env.id, rev)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("revision {rev} not found")))?;
         match row.retracted {
             Some(r) if r.replacement != rev && hops < 64 => {
@@ -171,7 +170,7 @@ struct Doc {
 
 #[derive(Default)]
 struct Answers {
-    docs: HashMap<String, Result<Doc, String>>,
+    docs: HashMap<String, Result<Doc, EffectError>>,
     /// Opened secrets, wiped when the answers go.
     plain: HashMap<DecryptRequest, Result<String, DecryptError>>,
 }
@@ -186,7 +185,7 @@ impl Drop for Answers {
 }
 
 impl Effects for Answers {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         match self.docs.get(name) {
             Some(r) => Answer::Ready(r.as_ref().map(|d| d.info.src.clone()).map_err(Clone::clone)),
             None => Answer::Pending,
@@ -204,8 +203,8 @@ impl Effects for Answers {
     fn rotator(&self, _name: &str) -> Option<RotatorSchema> {
         None
     }
-    fn call(&self, _call: &ProviderCall) -> Answer<Result<Value, String>> {
-        Answer::Ready(Err("providers are not available on this server yet".into()))
+    fn call(&self, _call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+        Answer::Ready(Err(EffectError::NoProviders))
     }
 }
 
@@ -242,7 +241,7 @@ impl Resolved {
                         put(d.info.src.as_bytes());
                     }
                 }
-                Err(e) => put(e.as_bytes()),
+                Err(e) => put(e.to_string().as_bytes()),
             }
         }
         let d = ctx.finish();
@@ -412,7 +411,7 @@ async fn load_imports(
     app: &AppState,
     caller: &Caller<'_>,
     names: &[String],
-) -> Result<Vec<Result<Doc, String>>, ApiError> {
+) -> Result<Vec<Result<Doc, EffectError>>, ApiError> {
     let refs: Vec<Option<EnvRef>> = names.iter().map(|n| EnvRef::parse(n)).collect();
     // Only what the caller may use is looked up; the rest answers like a missing environment.
     let allowed = |r: &EnvRef| {
@@ -427,11 +426,7 @@ async fn load_imports(
         .filter(|r| allowed(r))
         .map(|r| (r.project.as_str(), r.name.as_str()))
         .collect();
-    let found = app
-        .store
-        .envs_by_names(&caller.org.id, &wanted)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let found = app.store.envs_by_names(&caller.org.id, &wanted).await?;
     let docs = names.iter().zip(&refs).map(|(name, r)| {
         let env = r.as_ref().filter(|r| allowed(r)).and_then(|r| {
             found
@@ -441,10 +436,10 @@ async fn load_imports(
         });
         async move {
             if r.is_none() {
-                return Ok(Err(format!("invalid environment name \"{name}\"")));
+                return Ok(Err(EffectError::InvalidName(name.clone())));
             }
             let Some((env, version)) = env else {
-                return Ok(Err(format!("environment \"{name}\" not found")));
+                return Ok(Err(EffectError::NotFound(name.clone())));
             };
             doc_at(app, name, env, version).await
         }
@@ -458,11 +453,14 @@ async fn doc_at(
     name: &str,
     env: &EnvRecord,
     version: Option<&str>,
-) -> Result<Result<Doc, String>, ApiError> {
+) -> Result<Result<Doc, EffectError>, ApiError> {
     let revision = match resolve_version(app, env, version).await {
         Ok(rev) => rev,
-        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => {
-            return Ok(Err(format!("environment \"{name}\": {}", e.message())));
+        Err(e) if e.is_not_found() => {
+            return Ok(Err(EffectError::NoSuchVersion {
+                name: name.to_owned(),
+                why: e.message().to_owned(),
+            }));
         }
         Err(e) => return Err(e),
     };
@@ -474,11 +472,11 @@ async fn doc_at(
     }))
 }
 
-async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, String>, ApiError> {
+async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, EffectError>, ApiError> {
     let mut docs = load_imports(app, caller, std::slice::from_ref(&name.to_owned())).await?;
     Ok(docs
         .pop()
-        .unwrap_or_else(|| Err(format!("environment \"{name}\" not found"))))
+        .unwrap_or_else(|| Err(EffectError::NotFound(name.to_owned()))))
 }
 
 async fn decrypt_one(
@@ -523,9 +521,7 @@ fn crypt_error(e: CryptError<ApiError>) -> ApiError {
             "line {line}: this fn::secret is written in a form that cannot be sealed safely; write its value as a \
              quoted string or a block scalar (| or >) on its own lines"
         )),
-        CryptError::Crypto { line, error } => {
-            ApiError::new(error.status(), format!("line {line}: {}", error.message()))
-        }
+        CryptError::Crypto { line, error } => error.at_line(line),
     }
 }
 
@@ -579,8 +575,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
         let page = app
             .store
             .revisions_mentioning_secrets(after.as_ref().map(|(e, r)| (e.as_str(), *r)), PAGE)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
         let Some(last) = page.last() else { break };
         after = Some((last.env_id.clone(), last.revision));
         let full = page.len() as i64 == PAGE;
@@ -597,8 +592,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
             let org = app
                 .store
                 .org_by_id(&rev.org_id)
-                .await
-                .map_err(|e| ApiError::internal(&e))?
+                .await?
                 .map(|o| o.name)
                 .unwrap_or_else(|| rev.org_id.clone());
             let target = format!("{org}/{}/{}", rev.project, rev.name);
@@ -629,8 +623,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
             if app
                 .store
                 .reseal_revision_in_place(&rev.env_id, rev.revision, yaml, &sealed, &event)
-                .await
-                .map_err(|e| ApiError::internal(&e))?
+                .await?
             {
                 tracing::warn!(
                     environment = %target,
@@ -647,10 +640,7 @@ pub async fn reseal_stored_plaintexts(app: &AppState) -> Result<usize, ApiError>
     if repaired > 0 {
         app.doc_cache.invalidate_all();
         app.eval_cache.invalidate_all();
-        app.store
-            .purge_freed_revision_pages()
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        app.store.purge_freed_revision_pages().await?;
     }
     Ok(repaired)
 }

@@ -16,18 +16,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 use super::{AppState, ClientAddr};
 use crate::core::audit::AuditAction;
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::store::identity::InvitationRecord;
-use crate::store::{OrgRecord, StoreError, TokenKind, UserRecord};
-
-fn internal(e: StoreError) -> ApiError {
-    ApiError::internal(&e)
-}
+use crate::store::{OrgRecord, TokenKind, UserRecord};
 
 fn invitation_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("invitation '{id}' not found"))
@@ -51,7 +47,7 @@ async fn inviter(app: &AppState, p: &Principal, org: &OrgRecord) -> Result<Strin
         TokenKind::Organization => format!("org:{}", org.name),
         TokenKind::Team => {
             let team = match &p.team_id {
-                Some(id) => app.store.team_by_id(id).await.map_err(internal)?.map(|t| t.name),
+                Some(id) => app.store.team_by_id(id).await?.map(|t| t.name),
                 None => None,
             };
             format!("team:{}/{}", org.name, team.unwrap_or_default())
@@ -76,8 +72,7 @@ pub async fn invite(
     if app
         .store
         .members(&org.id)
-        .await
-        .map_err(internal)?
+        .await?
         .iter()
         .any(|m| m.user.login == login.as_str())
     {
@@ -88,7 +83,7 @@ pub async fn invite(
     }
     // Pending invitations are stored objects an org admin makes at will: bounded per org (a renewed invitation of
     // the same login replaces its own and is always allowed).
-    let pending = app.store.invitations_of_org(&org.id).await.map_err(internal)?;
+    let pending = app.store.invitations_of_org(&org.id).await?;
     if pending.len() >= MAX_PENDING_PER_ORG && !pending.iter().any(|i| i.login == login.as_str()) {
         return Err(ApiError::bad_request(format!(
             "'{}' has {MAX_PENDING_PER_ORG} pending invitations, the most an org may have; withdraw some first",
@@ -111,20 +106,18 @@ pub async fn invite(
         &format!("{}/{login}", org.name),
     );
     let audit = |stored: &InvitationRecord| event.clone().detail(format!("role {role}; invitation {}", stored.id));
-    let stored = app.store.invite(&invitation, &audit).await.map_err(internal)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(InvitedMember {
+    let stored = app.store.invite(&invitation, &audit).await?;
+    Ok(Success::Accepted
+        .with(Json(InvitedMember {
             invitation: info(&stored, &org.name),
-        }),
-    )
+        }))
         .into_response())
 }
 
 /// The user a personal token acts as; other tokens have no invitations.
 async fn caller_user(app: &AppState, p: &Principal) -> Result<Option<UserRecord>, ApiError> {
     match (p.kind, &p.user_login) {
-        (TokenKind::Personal, Some(login)) => app.store.user_by_login(login).await.map_err(internal),
+        (TokenKind::Personal, Some(login)) => Ok(app.store.user_by_login(login).await?),
         _ => Ok(None),
     }
 }
@@ -135,8 +128,7 @@ pub async fn list_mine(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
         Some(user) => app
             .store
             .invitations_for(&user.login)
-            .await
-            .map_err(internal)?
+            .await?
             .iter()
             .map(|(inv, org)| info(inv, org))
             .collect(),
@@ -157,8 +149,7 @@ pub async fn accept(
     let org_name = app
         .store
         .invitations_for(&user.login)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .find(|(inv, _)| inv.id == id)
         .map(|(_, org)| org)
@@ -179,15 +170,13 @@ pub async fn accept(
     let inv = app
         .store
         .accept_invitation(&id, &user, app.clock.now_ms(), &audit)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| invitation_not_found(&id))?;
     app.forget_access();
     let member = app
         .store
         .members(&inv.org_id)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .find(|m| m.user.id == user.id);
     Ok(Json(AcceptedInvitation {
@@ -216,10 +205,9 @@ pub async fn decline(
     };
     app.store
         .decline_invitation(&id, &user.login, &audit)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| invitation_not_found(&id))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }
 
 /// The org named `org`, once the caller may manage its access.
@@ -245,7 +233,7 @@ pub async fn list_org(
     Path(org): Path<String>,
 ) -> Result<Json<InvitationList>, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
-    let invitations = app.store.invitations_of_org(&org.id).await.map_err(internal)?;
+    let invitations = app.store.invitations_of_org(&org.id).await?;
     Ok(Json(InvitationList {
         invitations: invitations.iter().map(|i| info(i, &org.name)).collect(),
     }))
@@ -266,16 +254,11 @@ pub async fn withdraw(
         AuditAction::MemberInviteWithdraw,
         &format!("{}/{login}", org.name),
     );
-    if !app
-        .store
-        .withdraw_invitation(&org.id, &login, &event)
-        .await
-        .map_err(internal)?
-    {
+    if !app.store.withdraw_invitation(&org.id, &login, &event).await? {
         return Err(ApiError::not_found(format!(
             "no pending invitation of '{login}' to '{}'",
             org.name
         )));
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Success::NoContent.status())
 }

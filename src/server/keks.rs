@@ -24,7 +24,7 @@ use super::AppState;
 use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::wire::{AddKekRequest, KekInfo, KekList};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::Action;
@@ -80,32 +80,15 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
         return Ok(());
     }
     tracing::info!(token_id = %principal.token_id, "access denied: KEK administration");
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
+    Err(ApiError::forbidden(
         "only the instance administrator may manage KEKs here; an org's admins manage its own under \
          /api/sesame/v1/orgs/{org}/keks",
     ))
 }
 
-fn kms_error(e: &KmsError) -> ApiError {
-    // KmsError messages name the KEK and the failure, never key material or credentials.
-    let status = match e {
-        KmsError::InvalidUri { .. } | KmsError::Unsupported { .. } | KmsError::Config { .. } => StatusCode::BAD_REQUEST,
-        KmsError::NotFound { .. } => StatusCode::BAD_REQUEST,
-        KmsError::PermissionDenied { .. } | KmsError::Disabled { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    ApiError::new(status, e.to_string())
-}
-
 async fn info(app: &AppState, k: KekRecord) -> Result<KekInfo, ApiError> {
     let org = match &k.org_id {
-        Some(id) => app
-            .store
-            .org_by_id(id)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map(|o| o.name),
+        Some(id) => app.store.org_by_id(id).await?.map(|o| o.name),
         None => None,
     };
     Ok(KekInfo {
@@ -159,7 +142,7 @@ async fn add_kek(
         crate::core::text::MAX_KEK_URI,
         crate::core::text::Lines::Single,
     )?;
-    let uri: KekUri = req.uri.parse().map_err(|e: KmsError| kms_error(&e))?;
+    let uri: KekUri = req.uri.parse().map_err(|e: KmsError| ApiError::kek_refused(&e))?;
     let org_id = match (&keys, &req.org) {
         (Keys::Org(org), _) => Some(org.id.clone()),
         (Keys::Instance, Some(name)) => Some(
@@ -190,24 +173,25 @@ async fn add_kek(
     if app
         .store
         .keks()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .iter()
         .any(|k| k.org_id == org_id && k.uri == uri.as_str())
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {uri} is already registered"),
-        ));
+        return Err(ApiError::conflict(format!("KEK {uri} is already registered")));
     }
     let mut options = app.kek_options.clone();
     options.create_if_missing = true;
-    let kek = sesame_kms::open_kek(&uri, &options).await.map_err(|e| kms_error(&e))?;
+    let kek = sesame_kms::open_kek(&uri, &options)
+        .await
+        .map_err(|e| ApiError::kek_refused(&e))?;
     // Prove the KEK before trusting it with DEKs.
     let probe = Dek::generate();
     let ctx = WrapContext::new().with("probe", uri.as_str());
-    let wrapped = kek.wrap(&probe, &ctx).await.map_err(|e| kms_error(&e))?;
-    let back = kek.unwrap(&wrapped, &ctx).await.map_err(|e| kms_error(&e))?;
+    let wrapped = kek.wrap(&probe, &ctx).await.map_err(|e| ApiError::kek_refused(&e))?;
+    let back = kek
+        .unwrap(&wrapped, &ctx)
+        .await
+        .map_err(|e| ApiError::kek_refused(&e))?;
     if back.as_bytes() != probe.as_bytes() {
         return Err(ApiError::bad_request(format!(
             "KEK {uri} did not give back what it wrapped"
@@ -230,23 +214,15 @@ async fn add_kek(
             &record.id,
         )
         .detail(format!("{uri}{}", if record.is_default { " (default)" } else { "" }));
-    match app
-        .store
-        .insert_kek(&record, &event)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-    {
+    match app.store.insert_kek(&record, &event).await? {
         Inserted::New => {}
         Inserted::AlreadyExists => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("KEK {uri} is already registered"),
-            ));
+            return Err(ApiError::conflict(format!("KEK {uri} is already registered")));
         }
     }
     app.keyring.register_kek(&record.id, kek);
     tracing::info!(kek = %uri, kek_id = %record.id, default = record.is_default, "KEK registered");
-    Ok((StatusCode::CREATED, Json(info(app, record).await?)))
+    Ok(Success::Created.with(Json(info(app, record).await?)))
 }
 
 /// Query of `GET /api/sesame/v1/keks`.
@@ -275,7 +251,7 @@ pub async fn list(
         )),
     };
     let mut keks = Vec::new();
-    for k in app.store.keks().await.map_err(|e| ApiError::internal(&e))? {
+    for k in app.store.keks().await? {
         if filter.as_ref().is_none_or(|f| *f == k.org_id) {
             keks.push(info(&app, k).await?);
         }
@@ -292,7 +268,7 @@ pub async fn org_list(
 ) -> Result<Json<KekList>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
     let mut keks = Vec::new();
-    for k in app.store.keks().await.map_err(|e| ApiError::internal(&e))? {
+    for k in app.store.keks().await? {
         if keys.reach(k.org_id.as_deref()) {
             keks.push(info(&app, k).await?);
         }
@@ -304,8 +280,7 @@ pub async fn org_list(
 async fn find(app: &AppState, keys: &Keys, id: &str) -> Result<KekRecord, ApiError> {
     app.store
         .keks()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .into_iter()
         .find(|k| k.id == id && keys.reach(k.org_id.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("KEK {id} not found")))
@@ -342,10 +317,7 @@ async fn make_default_kek(
 ) -> Result<Json<KekInfo>, ApiError> {
     let kek = find(app, &keys, &id).await?;
     if kek.state != KekState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {} is disabled", kek.uri),
-        ));
+        return Err(ApiError::conflict(format!("KEK {} is disabled", kek.uri)));
     }
     let event = app
         .event(
@@ -356,10 +328,7 @@ async fn make_default_kek(
             &id,
         )
         .detail(kek.uri.clone());
-    app.store
-        .set_default_kek(&id, &event)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    app.store.set_default_kek(&id, &event).await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK made default");
     Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }
@@ -395,10 +364,10 @@ async fn disable_kek(
 ) -> Result<Json<KekInfo>, ApiError> {
     let kek = find(app, &keys, &id).await?;
     if kek.is_default {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("KEK {} is the default: make another KEK the default first", kek.uri),
-        ));
+        return Err(ApiError::conflict(format!(
+            "KEK {} is the default: make another KEK the default first",
+            kek.uri
+        )));
     }
     let event = app
         .event(
@@ -409,10 +378,7 @@ async fn disable_kek(
             &id,
         )
         .detail(kek.uri.clone());
-    app.store
-        .disable_kek(&id, &event)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    app.store.disable_kek(&id, &event).await?;
     tracing::info!(kek = %kek.uri, kek_id = %id, "KEK disabled");
     Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }

@@ -18,7 +18,7 @@ use super::AppState;
 use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, Success};
 use super::keks::Keys;
 use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::core::audit::AuditAction;
@@ -30,8 +30,7 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
         return Ok(());
     }
     tracing::info!(token_id = %principal.token_id, "access denied: KEK migration");
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
+    Err(ApiError::forbidden(
         "only the instance administrator may migrate KEKs here; an org's admins migrate its own DEKs under \
          /api/sesame/v1/orgs/{org}/kek-migrations",
     ))
@@ -54,8 +53,8 @@ fn info(m: MigrationRecord) -> MigrationInfo {
 fn migrate_error(e: MigrateError) -> ApiError {
     match e {
         MigrateError::NotFound(id) => ApiError::not_found(format!("migration {id} not found")),
-        MigrateError::NotVerified(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        MigrateError::Dek { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        MigrateError::NotVerified(_) => ApiError::conflict(e.to_string()),
+        MigrateError::Dek { .. } => ApiError::conflict(e.to_string()),
         other => ApiError::internal(&other),
     }
 }
@@ -163,7 +162,7 @@ async fn start_migration(
         ),
         (Keys::Instance, None) => None,
     };
-    let keks = app.store.keks().await.map_err(|e| ApiError::internal(&e))?;
+    let keks = app.store.keks().await?;
     let from = resolve(&keks, &req.from, org_id.as_deref())?;
     let to = resolve(&keks, &req.to, org_id.as_deref())?;
     if from.id == to.id {
@@ -176,10 +175,7 @@ async fn start_migration(
         ));
     }
     if to.state != crate::store::KekState::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("target KEK {} is disabled", to.uri),
-        ));
+        return Err(ApiError::conflict(format!("target KEK {} is disabled", to.uri)));
     }
     let now = app.clock.now_ms();
     let m = app
@@ -198,8 +194,7 @@ async fn start_migration(
             created_ms: now,
             updated_ms: now,
         })
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let event = app
         .event(
             Some(principal),
@@ -212,7 +207,7 @@ async fn start_migration(
     app.record(event).await?;
     tracing::info!(migration = %m.id, from = %from.uri, to = %to.uri, total = m.total, "migration started or resumed");
     spawn_run(app, m.id.clone());
-    Ok((StatusCode::ACCEPTED, Json(info(m))))
+    Ok(Success::Accepted.with(Json(info(m))))
 }
 
 /// `GET /api/sesame/v1/kek-migrations`
@@ -233,7 +228,7 @@ pub async fn org_list(
 }
 
 async fn list_migrations(app: &AppState, keys: &Keys) -> Result<Json<MigrationList>, ApiError> {
-    let all = app.store.migrations().await.map_err(|e| ApiError::internal(&e))?;
+    let all = app.store.migrations().await?;
     Ok(Json(MigrationList {
         migrations: all
             .into_iter()
@@ -247,8 +242,7 @@ async fn list_migrations(app: &AppState, keys: &Keys) -> Result<Json<MigrationLi
 async fn get_record(app: &AppState, keys: &Keys, id: &str) -> Result<MigrationRecord, ApiError> {
     app.store
         .migration(id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .filter(|m| keys.reach(m.org_id.as_deref()))
         .ok_or_else(|| ApiError::not_found(format!("migration {id} not found")))
 }
@@ -305,15 +299,11 @@ async fn pause_job(
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let m = get_record(app, &keys, &id).await?;
     if m.state != MigrationState::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("migration {id} is {}", m.state.as_str()),
-        ));
+        return Err(ApiError::conflict(format!("migration {id} is {}", m.state.as_str())));
     }
     app.store
         .set_migration_state(&id, MigrationState::Paused, "", app.clock.now_ms())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let event = app.event(
         Some(principal),
         addr,
@@ -360,15 +350,11 @@ async fn resume_job(
         m.state,
         MigrationState::Paused | MigrationState::Failed | MigrationState::Running
     ) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("migration {id} is {}", m.state.as_str()),
-        ));
+        return Err(ApiError::conflict(format!("migration {id} is {}", m.state.as_str())));
     }
     app.store
         .set_migration_state(&id, MigrationState::Running, "", app.clock.now_ms())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     let event = app.event(
         Some(principal),
         addr,

@@ -257,12 +257,7 @@ impl AppState {
         if let Some(org) = self.orgs.get(name).await {
             return Ok(Some(org));
         }
-        let org = self
-            .store
-            .org_by_name(name)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map(Arc::new);
+        let org = self.store.org_by_name(name).await?.map(Arc::new);
         if let Some(org) = &org {
             self.orgs.insert(name.to_owned(), org.clone()).await;
         }

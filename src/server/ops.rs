@@ -23,7 +23,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     app.store.is_bootstrapped().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        ApiError::unavailable("store unavailable")
     })?;
     Ok("ready")
 }

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::audit::AuditLog;
@@ -80,11 +80,8 @@ pub struct TooManyRequests {
 
 impl IntoResponse for TooManyRequests {
     fn into_response(self) -> Response {
-        let body = super::wire::ErrorBody {
-            code: StatusCode::TOO_MANY_REQUESTS.as_u16(),
-            message: format!("{}; retry after {} s", self.what, self.retry_after_secs),
-        };
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        let message = format!("{}; retry after {} s", self.what, self.retry_after_secs);
+        let mut response = super::error::ApiError::too_many_requests(message).into_response();
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(self.retry_after_secs));

@@ -83,36 +83,7 @@ pub struct UserRecord {
     pub created_ms: i64,
 }
 
-/// The kind of an access token (DESIGN.md §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenKind {
-    /// Acts as one user.
-    Personal,
-    /// Acts as a team.
-    Team,
-    /// Acts as an organization.
-    Organization,
-}
-
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Personal => "personal",
-            TokenKind::Team => "team",
-            TokenKind::Organization => "organization",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "personal" => Some(TokenKind::Personal),
-            "team" => Some(TokenKind::Team),
-            "organization" => Some(TokenKind::Organization),
-            _ => None,
-        }
-    }
-}
+pub use crate::core::tokens::TokenKind;
 
 /// An access token as stored: only the SHA-256 of its text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value as Json, json};
 use sesame::core::env::eval::{
-    self, Answer, CallKind, DecryptError, DecryptRequest, Effects, Evaluated, Need, Options, ProviderCall,
+    self, Answer, CallKind, DecryptError, DecryptRequest, EffectError, Effects, Evaluated, Need, Options, ProviderCall,
     ProviderSchema, RotatorSchema,
 };
 use sesame::core::env::value::Repr;
@@ -120,13 +120,13 @@ fn text(v: Option<&Value>) -> Option<&str> {
 }
 
 impl Effects for Fakes {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         let path = self.dir.join(format!("{name}.yaml"));
         Answer::Ready(std::fs::read_to_string(&path).map(Arc::from).map_err(|_| {
-            format!(
+            EffectError::Failed(format!(
                 "open testdata/eval/{}/{name}.yaml: no such file or directory",
                 self.case
-            )
+            ))
         }))
     }
 
@@ -178,7 +178,7 @@ impl Effects for Fakes {
         }
     }
 
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         let inputs = &call.inputs;
         let state = call.state.clone().unwrap_or_else(|| Value::object(BTreeMap::new()));
         let r = match (call.kind, call.provider.as_str()) {
@@ -187,7 +187,9 @@ impl Effects for Fakes {
                 secret: true,
                 ..inputs.clone()
             }),
-            (CallKind::Open, "error") => Err(text(field(inputs, "why")).unwrap_or_default().to_owned()),
+            (CallKind::Open, "error") => Err(EffectError::Failed(
+                text(field(inputs, "why")).unwrap_or_default().to_owned(),
+            )),
             (CallKind::Open, "bench") => Ok(Value::string("0s")),
             (CallKind::RotatorOpen, "swap") => Ok(state),
             (CallKind::Rotate, "swap") => {
@@ -199,9 +201,9 @@ impl Effects for Fakes {
             (CallKind::RotatorOpen, "echo") => {
                 let next = field(inputs, "next");
                 match next {
-                    Some(n) if !n.unknown && text(Some(n)) != text(field(&state, "current")) => {
-                        Err("oh no! inputs were evaluated outside of rotation".into())
-                    }
+                    Some(n) if !n.unknown && text(Some(n)) != text(field(&state, "current")) => Err(
+                        EffectError::Failed("oh no! inputs were evaluated outside of rotation".into()),
+                    ),
                     _ => Ok(state),
                 }
             }
@@ -215,9 +217,11 @@ impl Effects for Fakes {
                     );
                     Ok(Value::object(m))
                 }
-                _ => Err("oh no! rotateOnly inputs were not evaluated during rotation".into()),
+                _ => Err(EffectError::Failed(
+                    "oh no! rotateOnly inputs were not evaluated during rotation".into(),
+                )),
             },
-            (_, p) => Err(format!("unknown provider {p:?}")),
+            (_, p) => Err(EffectError::Failed(format!("unknown provider {p:?}"))),
         };
         Answer::Ready(r)
     }
@@ -226,13 +230,13 @@ impl Effects for Fakes {
 /// Effects that answer `Pending` until the driver has performed the request, as the server's edge does.
 struct Deferred<'f> {
     inner: &'f Fakes,
-    loads: Mutex<BTreeMap<String, Result<Arc<str>, String>>>,
+    loads: Mutex<BTreeMap<String, Result<Arc<str>, EffectError>>>,
     decrypts: Mutex<Vec<(DecryptRequest, Result<String, DecryptError>)>>,
-    calls: Mutex<Vec<(ProviderCall, Result<Value, String>)>>,
+    calls: Mutex<Vec<(ProviderCall, Result<Value, EffectError>)>>,
 }
 
 impl Effects for Deferred<'_> {
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
         match self.loads.lock().unwrap().get(name) {
             Some(r) => Answer::Ready(r.clone()),
             None => Answer::Pending,
@@ -250,7 +254,7 @@ impl Effects for Deferred<'_> {
     fn rotator(&self, name: &str) -> Option<RotatorSchema> {
         self.inner.rotator(name)
     }
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>> {
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         match self.calls.lock().unwrap().iter().find(|(c, _)| c == call) {
             Some((_, a)) => Answer::Ready(a.clone()),
             None => Answer::Pending,

@@ -128,17 +128,47 @@ pub enum DecryptError {
     Failed(String),
 }
 
+/// Why an import or a provider or rotator call was not answered. Its `Display` is the text of the diagnostic the
+/// evaluator reports at the import or the call, so each edge's messages stay what they were.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EffectError {
+    /// The import's name is not an environment name (as written, unescaped).
+    #[error("invalid environment name \"{0}\"")]
+    InvalidName(String),
+    /// No environment of that name, or none the caller may read (the two answer alike).
+    #[error("environment \"{0}\" not found")]
+    NotFound(String),
+    /// The environment exists, but not at the version or tag the import asks for.
+    #[error("environment \"{name}\": {why}")]
+    NoSuchVersion { name: String, why: String },
+    /// Offline evaluation: the name is not a relative path inside the import directory.
+    #[error("invalid environment name {0:?}")]
+    NotAFileName(String),
+    /// Offline evaluation: the environment's file could not be read.
+    #[error("environment {name:?} ({path}): {error}")]
+    Unreadable { name: String, path: String, error: String },
+    /// The server does not run providers yet.
+    #[error("providers are not available on this server yet")]
+    NoProviders,
+    /// Offline evaluation: the provider (named) needs the server.
+    #[error("provider {0:?} cannot run offline")]
+    Offline(String),
+    /// The effect failed with this message, shown as is: a provider's or rotator's own error, or a test double's.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What the evaluator needs from outside. Implementations must answer the same request the same way within one
 /// evaluation.
 ///
 /// Evaluation runs on a thread of its own (see [`evaluate`]), so effects are shared with it: `Sync`.
 pub trait Effects: Sync {
-    /// The source of environment `name` (an import or `${environments.P.E}`), or the error text to report.
-    fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>>;
+    /// The source of environment `name` (an import or `${environments.P.E}`), or why there is none.
+    fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>>;
     fn decrypt(&self, req: &DecryptRequest) -> Answer<Result<String, DecryptError>>;
     fn provider(&self, name: &str) -> Option<ProviderSchema>;
     fn rotator(&self, name: &str) -> Option<RotatorSchema>;
-    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, String>>;
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>>;
 }
 
 /// A request the edge must perform before the next round.
@@ -661,8 +691,8 @@ impl<'a> Run<'a> {
                 self.pending.push(Need::Load(name.to_owned()));
                 return None;
             }
-            Answer::Ready(Err(msg)) => {
-                self.error(from, span, path, msg);
+            Answer::Ready(Err(e)) => {
+                self.error(from, span, path, e.to_string());
                 self.cache.insert(name.to_owned(), None);
                 return None;
             }
@@ -1594,8 +1624,8 @@ impl<'a> Run<'a> {
                 self.pending.push(Need::Call(Box::new(call)));
                 Value::unknown(outputs)
             }
-            Answer::Ready(Err(msg)) => {
-                self.error(env, expr.span, &expr.path, msg);
+            Answer::Ready(Err(e)) => {
+                self.error(env, expr.span, &expr.path, e.to_string());
                 Value::unknown(outputs)
             }
             Answer::Ready(Ok(v)) => {
@@ -1618,12 +1648,12 @@ mod tests {
     struct Docs(BTreeMap<String, String>);
 
     impl Effects for Docs {
-        fn load(&self, name: &str) -> Answer<Result<Arc<str>, String>> {
+        fn load(&self, name: &str) -> Answer<Result<Arc<str>, EffectError>> {
             Answer::Ready(
                 self.0
                     .get(name)
                     .map(|s| Arc::from(s.as_str()))
-                    .ok_or_else(|| format!("no {name}")),
+                    .ok_or_else(|| EffectError::NotFound(name.to_owned())),
             )
         }
         fn decrypt(&self, _: &DecryptRequest) -> Answer<Result<String, DecryptError>> {
@@ -1635,8 +1665,8 @@ mod tests {
         fn rotator(&self, _: &str) -> Option<RotatorSchema> {
             None
         }
-        fn call(&self, _: &ProviderCall) -> Answer<Result<Value, String>> {
-            Answer::Ready(Err("no providers".into()))
+        fn call(&self, _: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+            Answer::Ready(Err(EffectError::NoProviders))
         }
     }
 
@@ -1647,6 +1677,64 @@ mod tests {
             context: BTreeMap::new(),
         };
         evaluate(&load("root", src), &docs, &opts)
+    }
+
+    /// The diagnostics' texts are those the edges wrote by hand before the errors were typed.
+    #[test]
+    fn effect_errors_read_as_the_edges_messages() {
+        let name = "p/e";
+        let cases = [
+            (
+                EffectError::InvalidName("a b".into()),
+                "invalid environment name \"a b\"".to_owned(),
+            ),
+            (
+                EffectError::NotFound(name.into()),
+                format!("environment \"{name}\" not found"),
+            ),
+            (
+                EffectError::NoSuchVersion {
+                    name: name.into(),
+                    why: "tag \"x\" not found".into(),
+                },
+                format!("environment \"{name}\": tag \"x\" not found"),
+            ),
+            (
+                EffectError::NotAFileName("../a\"b".into()),
+                format!("invalid environment name {:?}", "../a\"b"),
+            ),
+            (
+                EffectError::Unreadable {
+                    name: name.into(),
+                    path: "/d/p/e.yaml".into(),
+                    error: "No such file or directory (os error 2)".into(),
+                },
+                format!("environment {name:?} (/d/p/e.yaml): No such file or directory (os error 2)"),
+            ),
+            (
+                EffectError::NoProviders,
+                "providers are not available on this server yet".to_owned(),
+            ),
+            (
+                EffectError::Offline("aws-login".into()),
+                format!("provider {:?} cannot run offline", "aws-login"),
+            ),
+            (EffectError::Failed("boom: \"why\"".into()), "boom: \"why\"".to_owned()),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+
+    /// A failed import is reported with the error's text at the import.
+    #[test]
+    fn a_failed_load_is_reported_with_its_text() {
+        let e = run("imports:\n  - p/missing\nvalues:\n  a: 1\n", &[]);
+        assert!(
+            summaries(&e).contains(&"environment \"p/missing\" not found".to_owned()),
+            "{:?}",
+            summaries(&e)
+        );
     }
 
     fn summaries(e: &Evaluated) -> Vec<String> {
