@@ -26,7 +26,7 @@ use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
 use super::esc_wire;
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Access, Action};
-use crate::core::env::Mode;
+use crate::core::env::{Mode, PropertyPath};
 use crate::core::keys::{Name, open_session_aad};
 use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::{parse_go_duration, rfc3339};
@@ -934,8 +934,8 @@ async fn read_session(
         Some(path) => {
             let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
             drop(plain);
-            let answer = esc_wire::parse_path(path)
-                .map_err(ApiError::bad_request)
+            let answer = PropertyPath::parse(path)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
                 .and_then(|steps| {
                     esc_wire::lookup(&env["properties"], &steps)
                         .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))

@@ -6,6 +6,7 @@ pub mod ast;
 pub mod crypt;
 pub mod diag;
 pub mod eval;
+pub mod path;
 pub mod project;
 pub mod schema;
 pub mod syntax;
@@ -13,5 +14,6 @@ pub mod value;
 
 pub use ast::{Loaded, load};
 pub use diag::{Diagnostic, Severity};
+pub use path::{PathError, PropertyPath, Seg};
 pub use eval::{Answer, Effects, Evaluated, Mode, Need, Options, evaluate};
 pub use value::Value;

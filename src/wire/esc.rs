@@ -1,4 +1,4 @@
-//! ESC's JSON shapes for evaluated values, diagnostics and property paths, as the official clients read them.
+//! ESC's JSON shapes for evaluated values and diagnostics, and property lookup in them, as the official clients read them.
 //!
 //! Client needs honoured here (conformance/esc-api/CLIENT-NOTES.md): every range carries `environment`; nested
 //! nulls are an explicit `"value": null`; open results carry `properties` only (no `exprs`, whose Go shape breaks
@@ -10,6 +10,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::core::env::Diagnostic;
 use crate::core::env::diag::{Pos, Span};
+use crate::core::env::path::{PropertyPath, Seg};
 use crate::core::env::value::{Repr, Value};
 
 fn pos(p: &Pos) -> Json {
@@ -97,66 +98,16 @@ pub fn diagnostics(ds: &[Diagnostic]) -> Json {
     Json::Array(ds.iter().map(diagnostic).collect())
 }
 
-/// One step of a property path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// Parses a property path as ESC writes them: `a.b[0]`, `a["key.with.dots"]`, `["x"].y`.
-pub fn parse_path(path: &str) -> Result<Vec<Step>, String> {
-    let bad = |why: &str| format!("invalid property path {path:?}: {why}");
-    let mut steps = Vec::new();
-    let b = path.as_bytes();
-    let mut i = 0;
-    let mut expect_key = true;
-    while i < b.len() {
-        match b[i] {
-            b'[' => {
-                let close = path[i..].find(']').map(|j| i + j).ok_or_else(|| bad("unclosed '['"))?;
-                let inner = &path[i + 1..close];
-                if let Some(quoted) = inner.strip_prefix('"') {
-                    let key = quoted.strip_suffix('"').ok_or_else(|| bad("unterminated string key"))?;
-                    steps.push(Step::Key(key.to_owned()));
-                } else {
-                    let n = inner.parse::<usize>().map_err(|_| bad("an index must be a number"))?;
-                    steps.push(Step::Index(n));
-                }
-                i = close + 1;
-                expect_key = false;
-            }
-            b'.' => {
-                if expect_key {
-                    return Err(bad("empty key"));
-                }
-                i += 1;
-                expect_key = true;
-            }
-            _ => {
-                let end = path[i..].find(['.', '[']).map_or(b.len(), |j| i + j);
-                steps.push(Step::Key(path[i..end].to_owned()));
-                i = end;
-                expect_key = false;
-            }
-        }
-    }
-    if steps.is_empty() || expect_key && !path.is_empty() && path.ends_with('.') {
-        return Err(bad("empty path"));
-    }
-    Ok(steps)
-}
-
 /// Follows a property path through rendered `properties` (objects and arrays of `Value`s).
-pub fn lookup<'a>(properties: &'a Json, steps: &[Step]) -> Option<&'a Json> {
-    let (first, rest) = steps.split_first()?;
-    let Step::Key(k) = first else { return None };
+pub fn lookup<'a>(properties: &'a Json, path: &PropertyPath) -> Option<&'a Json> {
+    let (first, rest) = path.0.split_first()?;
+    let Seg::Key(k) = first else { return None };
     let mut cur = properties.get(k)?;
     for step in rest {
         let inner = cur.get("value")?;
         cur = match step {
-            Step::Key(k) => inner.as_object()?.get(k)?,
-            Step::Index(n) => inner.as_array()?.get(*n)?,
+            Seg::Key(k) => inner.as_object()?.get(k)?,
+            Seg::Index(n) => inner.as_array()?.get(*n)?,
         };
     }
     Some(cur)
@@ -167,27 +118,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_parse() {
-        assert_eq!(
-            parse_path("a.b[2]").unwrap(),
-            vec![Step::Key("a".into()), Step::Key("b".into()), Step::Index(2)]
-        );
-        assert_eq!(
-            parse_path(r#"["x.y"].z"#).unwrap(),
-            vec![Step::Key("x.y".into()), Step::Key("z".into())]
-        );
-        for bad in ["", "a..b", "a[", "a[x]", "a.", r#"["x]"#] {
-            assert!(parse_path(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn lookup_walks_values() {
         let props = json!({"a": {"value": {"b": {"value": [{"value": 1, "trace": {}}, {"value": null, "trace": {}}], "trace": {}}}, "trace": {}}});
-        let got = lookup(&props, &parse_path("a.b[1]").unwrap()).unwrap();
+        let got = lookup(&props, &PropertyPath::parse("a.b[1]").unwrap()).unwrap();
         assert_eq!(got, &json!({"value": null, "trace": {}}));
-        assert!(lookup(&props, &parse_path("a.c").unwrap()).is_none());
-        assert!(lookup(&props, &parse_path("a.b[5]").unwrap()).is_none());
+        assert!(lookup(&props, &PropertyPath::parse("a.c").unwrap()).is_none());
+        assert!(lookup(&props, &PropertyPath::parse("a.b[5]").unwrap()).is_none());
     }
 
     #[test]
