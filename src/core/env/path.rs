@@ -43,7 +43,11 @@ impl fmt::Display for PathError {
         if self.path.is_empty() {
             return write!(f, "invalid property path: {}", self.why);
         }
-        write!(f, "invalid property path {:?}: {} at byte {}", self.path, self.why, self.at)
+        write!(
+            f,
+            "invalid property path {:?}: {} at byte {}",
+            self.path, self.why, self.at
+        )
     }
 }
 
@@ -140,7 +144,9 @@ impl PropertyPath {
                 if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
                     return Err(bad(i + 1, "a list index must be a number (quote a key: [\"k\"])"));
                 }
-                let n = digits.parse::<usize>().map_err(|_| bad(i + 1, "list index too large"))?;
+                let n = digits
+                    .parse::<usize>()
+                    .map_err(|_| bad(i + 1, "list index too large"))?;
                 segs.push(Seg::Index(n));
                 i = close + 1;
             }
@@ -226,8 +232,23 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_path() {
         for bad in [
-            "", ".", "a.", "a..b", ".a", "a[", "a[x]", "a[-1]", "a[+1]", "a[]", r#"a["x""#, r#"["x]"#, "a]b",
-            r#"a["x"]b"#, "a[0]b", r#"["x"y]"#, "a[99999999999999999999999]",
+            "",
+            ".",
+            "a.",
+            "a..b",
+            ".a",
+            "a[",
+            "a[x]",
+            "a[-1]",
+            "a[+1]",
+            "a[]",
+            r#"a["x""#,
+            r#"["x]"#,
+            "a]b",
+            r#"a["x"]b"#,
+            "a[0]b",
+            r#"["x"y]"#,
+            "a[99999999999999999999999]",
         ] {
             let err = PropertyPath::parse(bad).unwrap_err();
             assert!(err.to_string().contains("property path"), "{bad:?}: {err}");
@@ -251,7 +272,10 @@ mod tests {
             assert_eq!(p.to_string(), text);
         }
         // An empty key is printed, not dropped.
-        assert_eq!(PropertyPath::default().key("a").key("").key("b").to_string(), r#"a[""].b"#);
+        assert_eq!(
+            PropertyPath::default().key("a").key("").key("b").to_string(),
+            r#"a[""].b"#
+        );
     }
 
     /// Every path built from awkward keys prints to a text that parses back to the same path. A deterministic
@@ -259,10 +283,12 @@ mod tests {
     #[test]
     fn round_trips_over_awkward_keys() {
         const CHARS: &[char] = &[
-            ']', '[', '"', '\\', '.', ' ', 'a', 'Z', '_', '0', '9', 'é', '鍵', '😀', '\n', '\t', ':', '$', '{', '}', '-',
-            '\'', '*',
+            ']', '[', '"', '\\', '.', ' ', 'a', 'Z', '_', '0', '9', 'é', '鍵', '😀', '\n', '\t', ':', '$', '{', '}',
+            '-', '\'', '*',
         ];
-        let fixed = ["", "]", "\"", "\\", ".", "[", "0", "123", " ", "a b", "\\\"", "\"]", "\\]", "ключ", "x\\"];
+        let fixed = [
+            "", "]", "\"", "\\", ".", "[", "0", "123", " ", "a b", "\\\"", "\"]", "\\]", "ключ", "x\\",
+        ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |n: u64| {
             state = state
@@ -278,7 +304,9 @@ mod tests {
                 segs.push(match next(5) {
                     0 => Seg::Index(next(1_000)),
                     1 => key(fixed[next(fixed.len() as u64)]),
-                    _ => key(&(0..next(8)).map(|_| CHARS[next(CHARS.len() as u64)]).collect::<String>()),
+                    _ => key(&(0..next(8))
+                        .map(|_| CHARS[next(CHARS.len() as u64)])
+                        .collect::<String>()),
                 });
             }
             if round < fixed.len() {
