@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+use crate::wire::keks::{
+    AddKekRequest, KekInfo, KekList, MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse,
+};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 
 use super::client::{Client, ClientArgs};
 
@@ -143,38 +145,7 @@ deletes A's wraps.\n\nExample:\n  sesame kek migrate --from local://default --to
     },
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Kek {
-    id: String,
-    org: Option<String>,
-    uri: String,
-    state: String,
-    default: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct KekList {
-    keks: Vec<Kek>,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Migration {
-    id: String,
-    from: String,
-    to: String,
-    state: String,
-    total: i64,
-    migrated: i64,
-    verified: bool,
-    error: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct MigrationList {
-    migrations: Vec<Migration>,
-}
-
-fn print_migration(m: &Migration) {
+fn print_migration(m: &MigrationInfo) {
     println!(
         "{}  {}  {}/{} DEKs{}{}",
         m.id,
@@ -191,14 +162,14 @@ fn print_migration(m: &Migration) {
 }
 
 /// Polls a migration until it stops running, with a progress bar.
-async fn wait_for(client: &Client, id: &str) -> anyhow::Result<Migration> {
+async fn wait_for(client: &Client, id: &str) -> anyhow::Result<MigrationInfo> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} DEKs re-wrapped ({per_sec}, eta {eta})")
             .context("progress bar template")?,
     );
     loop {
-        let m: Migration = client.get(&format!("api/sesame/v1/kek-migrations/{id}")).await?;
+        let m: MigrationInfo = client.get(&format!("api/sesame/v1/kek-migrations/{id}")).await?;
         bar.set_length(u64::try_from(m.total).unwrap_or(0));
         bar.set_position(u64::try_from(m.migrated).unwrap_or(0));
         if m.state != "running" {
@@ -219,7 +190,7 @@ fn list_path(org: Option<&str>) -> String {
 /// The id of a KEK given by id or URI.
 async fn resolve(client: &Client, kek: &str, org: Option<&str>) -> anyhow::Result<String> {
     let list: KekList = client.get(&list_path(org)).await?;
-    let matches: Vec<&Kek> = list.keks.iter().filter(|k| k.id == kek || k.uri == kek).collect();
+    let matches: Vec<&KekInfo> = list.keks.iter().filter(|k| k.id == kek || k.uri == kek).collect();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => bail!(
@@ -230,7 +201,7 @@ async fn resolve(client: &Client, kek: &str, org: Option<&str>) -> anyhow::Resul
     }
 }
 
-fn print_table(keks: &[Kek]) {
+fn print_table(keks: &[KekInfo]) {
     println!("{:<36}  {:<12}  {:<8}  {:<7}  URI", "ID", "ORG", "STATE", "DEFAULT");
     for k in keks {
         println!(
@@ -254,8 +225,8 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "uri": uri, "org": org, "default": default });
-            let kek: Kek = client.post("api/sesame/v1/keks", &body).await?;
+            let body = AddKekRequest { uri, org, default };
+            let kek: KekInfo = client.post("api/sesame/v1/keks", &body).await?;
             println!(
                 "registered KEK {} ({}){}",
                 kek.id,
@@ -280,8 +251,8 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "from": from, "to": to, "org": org });
-            let m: Migration = client.post("api/sesame/v1/kek-migrations", &body).await?;
+            let body = StartMigrationRequest { from, to, org };
+            let m: MigrationInfo = client.post("api/sesame/v1/kek-migrations", &body).await?;
             let m = if wait { wait_for(&client, &m.id).await? } else { m };
             print_migration(&m);
             if m.state == "failed" {
@@ -293,7 +264,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             let all = match id {
                 Some(id) => vec![
                     client
-                        .get::<Migration>(&format!("api/sesame/v1/kek-migrations/{id}"))
+                        .get::<MigrationInfo>(&format!("api/sesame/v1/kek-migrations/{id}"))
                         .await?,
                 ],
                 None => {
@@ -310,7 +281,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             }
         }
         KekCommand::Pause { id, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("api/sesame/v1/kek-migrations/{id}/pause"),
                     &serde_json::json!({}),
@@ -319,7 +290,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Resume { id, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("api/sesame/v1/kek-migrations/{id}/resume"),
                     &serde_json::json!({}),
@@ -328,7 +299,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Retire { id, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("api/sesame/v1/kek-migrations/{id}/retire"),
                     &serde_json::json!({}),
@@ -337,12 +308,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Verify { id, client } => {
-            #[derive(Deserialize)]
-            struct Verified {
-                checked: u64,
-                failed: u64,
-            }
-            let v: Verified = Client::new(&client)?
+            let v: VerifyResponse = Client::new(&client)?
                 .post(
                     &format!("api/sesame/v1/kek-migrations/{id}/verify"),
                     &serde_json::json!({}),
@@ -356,7 +322,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
         KekCommand::Default { kek, org, client } => {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: Kek = client
+            let kek: KekInfo = client
                 .post(&format!("api/sesame/v1/keks/{id}/default"), &serde_json::json!({}))
                 .await?;
             println!("KEK {} ({}) is now the default", kek.id, kek.uri);
@@ -364,7 +330,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
         KekCommand::Disable { kek, org, client } => {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: Kek = client
+            let kek: KekInfo = client
                 .post(&format!("api/sesame/v1/keks/{id}/disable"), &serde_json::json!({}))
                 .await?;
             println!(

@@ -19,11 +19,6 @@ use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::wire::{
-    AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
-    CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
-    SecretText, SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
-};
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
@@ -32,6 +27,12 @@ use crate::core::tokens::AccessToken;
 use crate::keyring::now_ms;
 use crate::store::identity::{GrantRecord, MemberRecord, NewUser, TeamRecord};
 use crate::store::{Inserted, OrgRecord, StoreError, TokenKind, TokenRecord, UserRecord};
+use crate::wire::SecretText;
+use crate::wire::admin::{
+    AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
+    CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
+    SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
+};
 
 /// The longest lifetime a token may be given, in days.
 pub const MAX_TOKEN_DAYS: u32 = 365;

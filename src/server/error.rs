@@ -6,8 +6,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::wire::ErrorBody;
 use crate::keyring::KeyringError;
+use crate::wire::ErrorBody;
 
 /// An HTTP error with ESC's body shape.
 #[derive(Debug)]

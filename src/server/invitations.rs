@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::error::ApiError;
-use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 use super::{AppState, ClientAddr};
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::keyring::now_ms;
 use crate::store::identity::InvitationRecord;
 use crate::store::{OrgRecord, StoreError, TokenKind, UserRecord};
+use crate::wire::admin::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 
 fn internal(e: StoreError) -> ApiError {
     ApiError::internal(&e)

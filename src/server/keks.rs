@@ -20,9 +20,9 @@ use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::wire::{AddKekRequest, KekInfo, KekList};
 use crate::keyring::now_ms;
 use crate::store::{Inserted, KekRecord, KekState};
+use crate::wire::keks::{AddKekRequest, KekInfo, KekList};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.instance_admin {

@@ -14,10 +14,10 @@ use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::keyring::now_ms;
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
+use crate::wire::keks::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.instance_admin {

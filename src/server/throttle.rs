@@ -79,7 +79,7 @@ pub struct TooManyRequests {
 
 impl IntoResponse for TooManyRequests {
     fn into_response(self) -> Response {
-        let body = super::wire::ErrorBody {
+        let body = crate::wire::ErrorBody {
             code: StatusCode::TOO_MANY_REQUESTS.as_u16(),
             message: format!("{}; retry after {} s", self.what, self.retry_after_secs),
         };
