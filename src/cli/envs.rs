@@ -666,7 +666,11 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|e| {
-            let o = if e.organization.is_empty() { &org } else { &e.organization };
+            let o = if e.organization.is_empty() {
+                &org
+            } else {
+                &e.organization
+            };
             vec![
                 format!("{o}/{}/{}", e.project, e.name),
                 e.created.clone(),
