@@ -16,3 +16,4 @@ pub mod keyring;
 pub mod migrate;
 pub mod server;
 pub mod store;
+pub mod wire;

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientArgs};
 use crate::core::keys::Name;
 use crate::core::tokens::TokenKind;
+use crate::wire::admin::{GrantInfo, InvitationInfo, MemberInfo, OrgInfo, TeamInfo, TokenInfo};
 
 /// The org a command works in.
 #[derive(Debug, Clone, Args)]
@@ -370,64 +370,6 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct OrgInfo {
-    name: String,
-    #[serde(rename = "createdMs")]
-    created_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct Member {
-    login: String,
-    name: String,
-    role: String,
-}
-
-#[derive(Deserialize)]
-struct Invitation {
-    id: String,
-    org: String,
-    login: String,
-    role: String,
-    #[serde(rename = "invitedBy")]
-    invited_by: String,
-}
-
-#[derive(Deserialize)]
-struct Team {
-    name: String,
-    description: String,
-    members: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Grant {
-    subject: String,
-    project: String,
-    environment: String,
-    role: String,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    id: String,
-    kind: String,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    org: Option<String>,
-    #[serde(default)]
-    team: Option<String>,
-    description: String,
-    #[serde(rename = "createdMs")]
-    created_ms: i64,
-    #[serde(rename = "expiresMs")]
-    expires_ms: Option<i64>,
-    #[serde(rename = "revokedMs")]
-    revoked_ms: Option<i64>,
-}
-
 fn field<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> anyhow::Result<T> {
     Ok(serde_json::from_value(v.get(key).cloned().unwrap_or(Value::Null))?)
 }
@@ -464,7 +406,7 @@ pub async fn run_invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
-            let invitations: Vec<Invitation> = field(&v, "invitations")?;
+            let invitations: Vec<InvitationInfo> = field(&v, "invitations")?;
             println!("{:<36}  {:<24}  {:<8}  INVITED BY", "ID", "ORG", "ROLE");
             for i in invitations {
                 println!("{:<36}  {:<24}  {:<8}  {}", i.id, i.org, i.role, i.invited_by);
@@ -497,7 +439,7 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
-            let members: Vec<Member> = field(&v, "members")?;
+            let members: Vec<MemberInfo> = field(&v, "members")?;
             println!("{:<24}  {:<8}  NAME", "LOGIN", "ROLE");
             for m in members {
                 println!("{:<24}  {:<8}  {}", m.login, m.role, m.name);
@@ -519,14 +461,14 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
             if let Some(inv) = v.get("invitation") {
-                let inv: Invitation = serde_json::from_value(inv.clone())?;
+                let inv: InvitationInfo = serde_json::from_value(inv.clone())?;
                 println!(
                     "invited {} to {} as {} (invitation {}); they join once they run `sesame invitation accept {}`",
                     inv.login, inv.org, inv.role, inv.id, inv.id
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let member: Member = field(&v, "member")?;
+            let member: MemberInfo = field(&v, "member")?;
             println!("added {} to {} as {}", member.login, org.org, member.role);
             if let Some(token) = v.get("token").and_then(Value::as_str) {
                 eprintln!(
@@ -548,7 +490,7 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 seg("org", &org.org)?,
                 seg("login", &login)?
             );
-            let member: Member = Client::new(&client)?
+            let member: MemberInfo = Client::new(&client)?
                 .send_json(Method::PATCH, &path, Some(&json!({ "role": role })))
                 .await?;
             println!("{} is now {} in {}", member.login, member.role, org.org);
@@ -577,7 +519,7 @@ pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
-            let teams: Vec<Team> = field(&v, "teams")?;
+            let teams: Vec<TeamInfo> = field(&v, "teams")?;
             println!("{:<20}  {:<30}  MEMBERS", "NAME", "DESCRIPTION");
             for t in teams {
                 println!("{:<20}  {:<30}  {}", t.name, t.description, t.members.join(", "));
@@ -652,7 +594,7 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
-            let grants: Vec<Grant> = field(&v, "roles")?;
+            let grants: Vec<GrantInfo> = field(&v, "roles")?;
             println!("{:<30}  {:<20}  {:<20}  ROLE", "SUBJECT", "PROJECT", "ENVIRONMENT");
             for g in grants {
                 let or_all = |s: &str| if s.is_empty() { "*".to_owned() } else { s.to_owned() };
@@ -684,7 +626,7 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
                 "environment": env.clone().unwrap_or_default(),
                 "role": role,
             });
-            let g: Grant = Client::new(&client)?.send_json(Method::PUT, &path, Some(&body)).await?;
+            let g: GrantInfo = Client::new(&client)?.send_json(Method::PUT, &path, Some(&body)).await?;
             println!("{} is {} on {}", g.subject, g.role, level(&org.org, &project, &env));
         }
         RoleCommand::Revoke {
@@ -720,7 +662,7 @@ fn level(org: &str, project: &Option<String>, env: &Option<String>) -> String {
     }
 }
 
-fn print_tokens(tokens: &[Token]) {
+fn print_tokens(tokens: &[TokenInfo]) {
     println!(
         "{:<36}  {:<12}  {:<20}  {:<16}  {:<16}  {:<8}  DESCRIPTION",
         "ID", "KIND", "OWNER", "CREATED (UTC)", "EXPIRES (UTC)", "STATE"
@@ -792,7 +734,7 @@ pub async fn run_token(args: TokenArgs) -> anyhow::Result<ExitCode> {
             if json {
                 return print_json(&v).map(|_| ExitCode::SUCCESS);
             }
-            let tokens: Vec<Token> = field(&v, "tokens")?;
+            let tokens: Vec<TokenInfo> = field(&v, "tokens")?;
             print_tokens(&tokens);
         }
         TokenCommand::Revoke { id, client } => {

@@ -45,40 +45,8 @@ impl std::fmt::Debug for ClientArgs {
     }
 }
 
-/// One diagnostic of an ESC error answer (`{"diagnostics": [{"range": …, "summary": …}]}`).
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct ApiDiagnostic {
-    /// What is wrong.
-    #[serde(default)]
-    pub summary: String,
-    /// The property path it concerns, when the server names one.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Where in the definition.
-    #[serde(default)]
-    pub range: Option<ApiRange>,
-}
-
-/// A source range of a diagnostic.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct ApiRange {
-    /// The environment whose definition it is in (empty: the one being written).
-    #[serde(default)]
-    pub environment: String,
-    /// Where it begins.
-    pub begin: ApiPos,
-}
-
-/// A position in a definition (1-based line and column).
-#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
-pub struct ApiPos {
-    /// Line, from 1.
-    #[serde(default)]
-    pub line: u64,
-    /// Column, from 1.
-    #[serde(default)]
-    pub column: u64,
-}
+/// One diagnostic of an ESC error answer (`{"diagnostics": [{"range": …, "summary": …}]}`): the server's own type.
+pub use crate::wire::esc::EnvironmentDiagnostic as ApiDiagnostic;
 
 /// The server answered with an error status.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ use super::client::{Answer, ApiDiagnostic, Client, ClientArgs, ServerRefused};
 use crate::core::env::project;
 use crate::core::env::value::{Repr, Value};
 use crate::core::keys::Name;
+use crate::wire::esc;
 
 /// Writes to standard output. A closed pipe (`sesame env ls | head`) ends the process quietly with 141, as a process
 /// killed by SIGPIPE would; any other write error ends it with 1.
@@ -56,86 +57,27 @@ macro_rules! say_raw {
 
 /// The org of names without one, when neither `--org`, `SESAME_ORG` nor the credentials file names one.
 pub const DEFAULT_ORG: &str = "default";
-/// The project of names without one (ESC's convention for a bare environment name).
-pub const DEFAULT_PROJECT: &str = "default";
+pub use crate::core::env::env_ref::{DEFAULT_PROJECT, EnvRef};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Names
 
-/// An environment on the server, perhaps at one version: `org/project/env[@version]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnvRef {
-    /// The org.
-    pub org: String,
-    /// The project.
-    pub project: String,
-    /// The environment's name within its project.
-    pub name: String,
-    /// A revision number or a revision tag (`latest`, `stable`, …); `None` is the latest.
-    pub version: Option<String>,
+/// Parses a name on the command line, `[[org/]project/]env[@version]` ([`EnvRef::parse`]); a missing org is
+/// `default_org`. The version must be a name too (the server looks up any text, the CLI refuses a typo early).
+pub fn parse_name(text: &str, default_org: &str) -> anyhow::Result<EnvRef> {
+    let env = EnvRef::parse(text, default_org)?;
+    if let Some(v) = &env.version {
+        v.parse::<Name>()
+            .with_context(|| format!("{text:?}: invalid version {v:?} (a revision number or a tag)"))?;
+    }
+    Ok(env)
 }
 
-impl EnvRef {
-    /// Parses `[[org/]project/]env[@version]`; a missing org is `default_org`, a missing project `default`.
-    pub fn parse(text: &str, default_org: &str) -> anyhow::Result<EnvRef> {
-        let (path, version) = match text.split_once('@') {
-            Some((p, v)) => (p, Some(v)),
-            None => (text, None),
-        };
-        let parts: Vec<&str> = path.split('/').collect();
-        let (org, project, name) = match parts.as_slice() {
-            [name] => (default_org, DEFAULT_PROJECT, *name),
-            [project, name] => (default_org, *project, *name),
-            [org, project, name] => (*org, *project, *name),
-            _ => bail!("{text:?} is not an environment name: use [ORG/]PROJECT/ENV[@VERSION]"),
-        };
-        for (what, part) in [("org", org), ("project", project), ("environment", name)] {
-            part.parse::<Name>()
-                .with_context(|| format!("{text:?}: invalid {what} name {part:?}"))?;
-        }
-        if let Some(v) = version {
-            v.parse::<Name>()
-                .with_context(|| format!("{text:?}: invalid version {v:?} (a revision number or a tag)"))?;
-        }
-        Ok(EnvRef {
-            org: org.to_owned(),
-            project: project.to_owned(),
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
-        })
-    }
-
-    /// The same environment at `version` (`None`: the latest).
-    pub fn at(&self, version: Option<String>) -> EnvRef {
-        EnvRef {
-            version,
-            ..self.clone()
-        }
-    }
-
-    fn no_version(&self, command: &str) -> anyhow::Result<()> {
-        match &self.version {
-            Some(v) => bail!("`env {command}` works on the latest definition; drop @{v} from {self}"),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether a diagnostic's `range.environment` names this environment (or nothing, meaning this one).
-    fn is_named(&self, env: &str) -> bool {
-        env.is_empty()
-            || env == self.name
-            || env == format!("{}/{}", self.project, self.name)
-            || env == format!("{}/{}/{}", self.org, self.project, self.name)
-    }
-}
-
-impl fmt::Display for EnvRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.org, self.project, self.name)?;
-        if let Some(v) = &self.version {
-            write!(f, "@{v}")?;
-        }
-        Ok(())
+/// Refuses `@version` for a command that works on the latest definition.
+fn no_version(env: &EnvRef, command: &str) -> anyhow::Result<()> {
+    match &env.version {
+        Some(v) => bail!("`env {command}` works on the latest definition; drop @{v} from {env}"),
+        None => Ok(()),
     }
 }
 
@@ -383,7 +325,7 @@ impl Session {
     }
 
     fn env(&self, text: &str) -> anyhow::Result<EnvRef> {
-        EnvRef::parse(text, &self.default_org)
+        parse_name(text, &self.default_org)
     }
 
     /// The URL of `tail` under the environment (its version is not part of it).
@@ -442,11 +384,9 @@ impl Session {
             None => self.url(env, &["open"], &query)?,
         };
         let opened = self.call(Method::POST, url).await.map_err(|e| about(e, env))?;
-        let opened: Json = serde_json::from_str(&opened.body).context("the server's answer to open was not JSON")?;
-        let Some(id) = opened.get("id").and_then(Json::as_str) else {
-            bail!("the server's answer to open has no session id");
-        };
-        let url = self.url(env, &["open", id], &[])?;
+        let opened: esc::OpenResponse =
+            serde_json::from_str(&opened.body).context("the server's answer to open has no session id")?;
+        let url = self.url(env, &["open", &opened.id], &[])?;
         let read = self.call(Method::GET, url).await.map_err(|e| about(e, env))?;
         let read: Json = serde_json::from_str(&read.body).context("the open environment was not JSON")?;
         Ok(properties(&read))
@@ -461,23 +401,22 @@ impl Session {
         let revisions = self.revisions(env).await?;
         revisions
             .first()
-            .and_then(|r| r.get("number"))
-            .and_then(Json::as_u64)
+            .and_then(|r| u64::try_from(r.number).ok())
             .with_context(|| format!("the server named no revision of {env}"))
     }
 
     /// All revisions, newest first, following `before` paging.
-    async fn revisions(&self, env: &EnvRef) -> anyhow::Result<Vec<Json>> {
-        let mut all: Vec<Json> = Vec::new();
+    async fn revisions(&self, env: &EnvRef) -> anyhow::Result<Vec<esc::EnvironmentRevision>> {
+        let mut all: Vec<esc::EnvironmentRevision> = Vec::new();
         let mut before: Option<u64> = None;
         loop {
             let b = before.map(|b| b.to_string());
             let query: Vec<(&str, &str)> = b.as_deref().map(|b| ("before", b)).into_iter().collect();
             let url = self.url(env, &["versions"], &query)?;
             let answer = self.call(Method::GET, url).await.map_err(|e| about(e, &env.at(None)))?;
-            let page: Vec<Json> =
+            let page: Vec<esc::EnvironmentRevision> =
                 serde_json::from_str(&answer.body).context("the list of revisions was not a JSON array")?;
-            let lowest = page.iter().filter_map(|r| r.get("number").and_then(Json::as_u64)).min();
+            let lowest = page.iter().filter_map(|r| u64::try_from(r.number).ok()).min();
             all.extend(page);
             match (lowest, before) {
                 // Stop at the first revision, on an empty page, and when a page does not go further back.
@@ -486,8 +425,8 @@ impl Session {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        all.retain(|r| r.get("number").and_then(Json::as_u64).is_none_or(|n| seen.insert(n)));
-        all.sort_by_key(|r| std::cmp::Reverse(r.get("number").and_then(Json::as_u64).unwrap_or(0)));
+        all.retain(|r| seen.insert(r.number));
+        all.sort_by_key(|r| std::cmp::Reverse(r.number));
         Ok(all)
     }
 
@@ -504,10 +443,9 @@ impl Session {
             .call(Method::GET, url)
             .await
             .with_context(|| format!("reading the tag {revision} of {env}"))?;
-        let tag: Json = serde_json::from_str(&answer.body).context("the revision tag was not JSON")?;
-        tag.get("revision")
-            .and_then(Json::as_u64)
-            .with_context(|| format!("the tag {revision} of {env} names no revision"))
+        let tag: esc::RevisionTag = serde_json::from_str(&answer.body)
+            .with_context(|| format!("the tag {revision} of {env} names no revision"))?;
+        u64::try_from(tag.revision).with_context(|| format!("the tag {revision} of {env} names no revision"))
     }
 }
 
@@ -553,16 +491,8 @@ fn print_diagnostics(file: &str, env: &EnvRef, diags: &[ApiDiagnostic]) {
 
 /// Warnings a successful write may carry (`{"diagnostics": [...]}`).
 fn print_write_diagnostics(file: &str, env: &EnvRef, answer: &Answer) {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        #[serde(default)]
-        diagnostics: Option<Vec<ApiDiagnostic>>,
-    }
-    if let Ok(Body {
-        diagnostics: Some(diags),
-    }) = serde_json::from_str::<Body>(&answer.body)
-    {
-        print_diagnostics(file, env, &diags);
+    if let Ok(esc::UpdateResponse { diagnostics }) = serde_json::from_str(&answer.body) {
+        print_diagnostics(file, env, &diagnostics);
     }
 }
 
@@ -662,7 +592,7 @@ pub fn yaml_to_json(text: &str) -> anyhow::Result<Json> {
 pub async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let s = Session::new(&args.remote)?;
     let env = s.env(&args.env)?;
-    env.no_version("init")?;
+    no_version(&env, "init")?;
     let initial = match args.file.as_deref() {
         None => None,
         Some("-") => Some(std::io::read_to_string(std::io::stdin()).context("reading standard input")?),
@@ -702,7 +632,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     let org = s.default_org.clone();
     org.parse::<Name>()
         .with_context(|| format!("invalid org name {org:?}"))?;
-    let mut all: Vec<Json> = Vec::new();
+    let mut all: Vec<esc::OrgEnvironment> = Vec::new();
     let mut token: Option<String> = None;
     let mut seen = std::collections::BTreeSet::new();
     loop {
@@ -713,19 +643,17 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
             .execute(s.client.request(Method::GET, url))
             .await
             .with_context(|| format!("listing the environments of {org}"))?;
-        let page: Json = serde_json::from_str(&answer.body).context("the list of environments was not JSON")?;
-        if let Some(envs) = page.get("environments").and_then(Json::as_array) {
-            all.extend(envs.iter().cloned());
-        }
-        match page.get("nextToken").and_then(Json::as_str) {
+        let page: esc::OrgEnvironments =
+            serde_json::from_str(&answer.body).context("the list of environments was not JSON")?;
+        all.extend(page.environments);
+        match page.next_token {
             // A token seen before would loop forever: stop there.
-            Some(next) if !next.is_empty() && seen.insert(next.to_owned()) => token = Some(next.to_owned()),
+            Some(next) if !next.is_empty() && seen.insert(next.clone()) => token = Some(next),
             _ => break,
         }
     }
-    let field = |e: &Json, k: &str| e.get(k).and_then(Json::as_str).unwrap_or("").to_owned();
     if let Some(p) = &args.project {
-        all.retain(|e| field(e, "project") == *p);
+        all.retain(|e| e.project == *p);
     }
     if args.json {
         say!("{}", serde_json::to_string_pretty(&all).context("printing JSON")?);
@@ -738,12 +666,15 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|e| {
-            let o = field(e, "organization");
-            let o = if o.is_empty() { org.clone() } else { o };
+            let o = if e.organization.is_empty() {
+                &org
+            } else {
+                &e.organization
+            };
             vec![
-                format!("{o}/{}/{}", field(e, "project"), field(e, "name")),
-                field(e, "created"),
-                field(e, "modified"),
+                format!("{o}/{}/{}", e.project, e.name),
+                e.created.clone(),
+                e.modified.clone(),
             ]
         })
         .collect();
@@ -826,7 +757,7 @@ async fn again(sigint: &mut tokio::signal::unix::Signal) -> bool {
 pub async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
     let s = Session::new(&args.remote)?;
     let env = s.env(&args.env)?;
-    env.no_version("edit")?;
+    no_version(&env, "edit")?;
     let current = s.definition(&env).await?;
     let original = if args.show_secrets {
         zeroize::Zeroizing::new(s.decrypted(&env).await?)
@@ -936,7 +867,7 @@ where
 pub async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
     let s = Session::new(&args.remote)?;
     let env = s.env(&args.env)?;
-    env.no_version("set")?;
+    no_version(&env, "set")?;
     let path: PropertyPath = args.path.parse()?;
     let mut full = vec![Seg::Key("values".into())];
     full.extend(path.0.iter().cloned());
@@ -953,7 +884,7 @@ pub async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
 pub async fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
     let s = Session::new(&args.remote)?;
     let env = s.env(&args.env)?;
-    env.no_version("rm")?;
+    no_version(&env, "rm")?;
     if let Some(path) = &args.path {
         let path: PropertyPath = path.parse()?;
         let mut full = vec![Seg::Key("values".into())];
@@ -1156,32 +1087,21 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         VersionCommand::Ls { env, json, remote } => {
             let s = Session::new(&remote)?;
             let env = s.env(&env)?;
-            env.no_version("version ls")?;
+            no_version(&env, "version ls")?;
             let revisions = s.revisions(&env).await?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&revisions)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let text = |r: &Json, k: &str| r.get(k).and_then(Json::as_str).unwrap_or("").to_owned();
             let rows: Vec<Vec<String>> = revisions
                 .iter()
                 .map(|r| {
-                    let creator = match (text(r, "creatorLogin"), text(r, "creatorName")) {
+                    let creator = match (r.creator_login.clone(), r.creator_name.clone()) {
                         (l, n) if n.is_empty() || n == l => l,
                         (l, n) if l.is_empty() => n,
                         (l, n) => format!("{l} ({n})"),
                     };
-                    let tags: Vec<&str> = r
-                        .get("tags")
-                        .and_then(Json::as_array)
-                        .map(|t| t.iter().filter_map(Json::as_str).collect())
-                        .unwrap_or_default();
-                    vec![
-                        r.get("number").map(Json::to_string).unwrap_or_default(),
-                        text(r, "created"),
-                        creator,
-                        tags.join(", "),
-                    ]
+                    vec![r.number.to_string(), r.created.clone(), creator, r.tags.join(", ")]
                 })
                 .collect();
             print_table(&["REVISION", "CREATED", "CREATOR", "TAGS"], &rows);
@@ -1194,7 +1114,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         } => {
             let s = Session::new(&remote)?;
             let env = s.env(&env)?;
-            env.no_version("version tag")?;
+            no_version(&env, "version tag")?;
             tag.parse::<Name>()
                 .with_context(|| format!("invalid tag name {tag:?}"))?;
             if tag.parse::<u64>().is_ok() {
@@ -1225,7 +1145,7 @@ pub async fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         VersionCommand::Rollback { env, revision, remote } => {
             let s = Session::new(&remote)?;
             let env = s.env(&env)?;
-            env.no_version("version rollback")?;
+            no_version(&env, "version rollback")?;
             revision
                 .parse::<Name>()
                 .with_context(|| format!("{revision:?} is neither a revision number nor a tag"))?;
@@ -1254,7 +1174,7 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let a = s.env(&args.env)?;
     let (a, b) = match args.other.as_deref() {
         Some(other) if other.starts_with('@') => {
-            let b = EnvRef::parse(&format!("{}/{}/{}{other}", a.org, a.project, a.name), &s.default_org)?;
+            let b = parse_name(&format!("{}/{}/{}{other}", a.org, a.project, a.name), &s.default_org)?;
             (Some(a), b)
         }
         Some(other) => {
@@ -1333,20 +1253,20 @@ mod tests {
 
     #[test]
     fn names_take_defaults_and_versions() {
-        let e = EnvRef::parse("web/prod", "acme").unwrap();
+        let e = parse_name("web/prod", "acme").unwrap();
         assert_eq!(
             (e.org.as_str(), e.project.as_str(), e.name.as_str()),
             ("acme", "web", "prod")
         );
         assert_eq!(e.version, None);
-        let e = EnvRef::parse("other/web/prod@stable", "acme").unwrap();
+        let e = parse_name("other/web/prod@stable", "acme").unwrap();
         assert_eq!(e.to_string(), "other/web/prod@stable");
-        let e = EnvRef::parse("prod@3", "acme").unwrap();
+        let e = parse_name("prod@3", "acme").unwrap();
         assert_eq!(e.to_string(), "acme/default/prod@3");
         for bad in [
             "", "a/b/c/d", "a//b", "a/b@", "a/b c", "a/b@x/y", "../x", "a/b?x", "a/%2e",
         ] {
-            assert!(EnvRef::parse(bad, "acme").is_err(), "{bad:?}");
+            assert!(parse_name(bad, "acme").is_err(), "{bad:?}");
         }
         assert!(e.is_named("prod") && e.is_named("default/prod") && e.is_named("") && !e.is_named("x/prod"));
     }

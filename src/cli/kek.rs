@@ -7,9 +7,11 @@
 
 use std::process::ExitCode;
 
+use crate::wire::keks::{
+    AddKekRequest, KekInfo, KekList, MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse,
+};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 
 use super::client::{Client, ClientArgs};
 
@@ -164,38 +166,7 @@ deletes A's wraps (an org's admins add `--org ORG` to each).\n\nExample:\n  sesa
     },
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Kek {
-    id: String,
-    org: Option<String>,
-    uri: String,
-    state: String,
-    default: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct KekList {
-    keks: Vec<Kek>,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Migration {
-    id: String,
-    from: String,
-    to: String,
-    state: String,
-    total: i64,
-    migrated: i64,
-    verified: bool,
-    error: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct MigrationList {
-    migrations: Vec<Migration>,
-}
-
-fn print_migration(m: &Migration) {
+fn print_migration(m: &MigrationInfo) {
     println!(
         "{}  {}  {}/{} DEKs{}{}",
         m.id,
@@ -221,14 +192,14 @@ fn base(org: Option<&str>) -> String {
 }
 
 /// Polls a migration until it stops running, with a progress bar.
-async fn wait_for(client: &Client, org: Option<&str>, id: &str) -> anyhow::Result<Migration> {
+async fn wait_for(client: &Client, org: Option<&str>, id: &str) -> anyhow::Result<MigrationInfo> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} DEKs re-wrapped ({per_sec}, eta {eta})")
             .context("progress bar template")?,
     );
     loop {
-        let m: Migration = client.get(&format!("{}/kek-migrations/{id}", base(org))).await?;
+        let m: MigrationInfo = client.get(&format!("{}/kek-migrations/{id}", base(org))).await?;
         bar.set_length(u64::try_from(m.total).unwrap_or(0));
         bar.set_position(u64::try_from(m.migrated).unwrap_or(0));
         if m.state != "running" {
@@ -249,7 +220,7 @@ fn list_path(org: Option<&str>) -> String {
 /// The id of a KEK given by id or URI.
 async fn resolve(client: &Client, kek: &str, org: Option<&str>) -> anyhow::Result<String> {
     let list: KekList = client.get(&list_path(org)).await?;
-    let matches: Vec<&Kek> = list.keks.iter().filter(|k| k.id == kek || k.uri == kek).collect();
+    let matches: Vec<&KekInfo> = list.keks.iter().filter(|k| k.id == kek || k.uri == kek).collect();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => bail!(
@@ -260,7 +231,7 @@ async fn resolve(client: &Client, kek: &str, org: Option<&str>) -> anyhow::Resul
     }
 }
 
-fn print_table(keks: &[Kek]) {
+fn print_table(keks: &[KekInfo]) {
     println!("{:<36}  {:<12}  {:<8}  {:<7}  URI", "ID", "ORG", "STATE", "DEFAULT");
     for k in keks {
         println!(
@@ -284,8 +255,12 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "uri": uri, "default": default });
-            let kek: Kek = client.post(&format!("{}/keks", base(org.as_deref())), &body).await?;
+            let body = AddKekRequest {
+                uri,
+                org: None,
+                default,
+            };
+            let kek: KekInfo = client.post(&format!("{}/keks", base(org.as_deref())), &body).await?;
             println!(
                 "registered KEK {} ({}){}",
                 kek.id,
@@ -310,8 +285,8 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             client,
         } => {
             let client = Client::new(&client)?;
-            let body = serde_json::json!({ "from": from, "to": to });
-            let m: Migration = client
+            let body = StartMigrationRequest { from, to, org: None };
+            let m: MigrationInfo = client
                 .post(&format!("{}/kek-migrations", base(org.as_deref())), &body)
                 .await?;
             let m = if wait {
@@ -328,7 +303,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             let client = Client::new(&client)?;
             let jobs = format!("{}/kek-migrations", base(org.as_deref()));
             let all = match id {
-                Some(id) => vec![client.get::<Migration>(&format!("{jobs}/{id}")).await?],
+                Some(id) => vec![client.get::<MigrationInfo>(&format!("{jobs}/{id}")).await?],
                 None => client.get::<MigrationList>(&jobs).await?.migrations,
             };
             if json {
@@ -338,7 +313,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             }
         }
         KekCommand::Pause { id, org, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("{}/kek-migrations/{id}/pause", base(org.as_deref())),
                     &serde_json::json!({}),
@@ -347,7 +322,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Resume { id, org, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("{}/kek-migrations/{id}/resume", base(org.as_deref())),
                     &serde_json::json!({}),
@@ -356,7 +331,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Retire { id, org, client } => {
-            let m: Migration = Client::new(&client)?
+            let m: MigrationInfo = Client::new(&client)?
                 .post(
                     &format!("{}/kek-migrations/{id}/retire", base(org.as_deref())),
                     &serde_json::json!({}),
@@ -365,12 +340,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             print_migration(&m);
         }
         KekCommand::Verify { id, org, client } => {
-            #[derive(Deserialize)]
-            struct Verified {
-                checked: u64,
-                failed: u64,
-            }
-            let v: Verified = Client::new(&client)?
+            let v: VerifyResponse = Client::new(&client)?
                 .post(
                     &format!("{}/kek-migrations/{id}/verify", base(org.as_deref())),
                     &serde_json::json!({}),
@@ -384,7 +354,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
         KekCommand::Default { kek, org, client } => {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: Kek = client
+            let kek: KekInfo = client
                 .post(
                     &format!("{}/keks/{id}/default", base(org.as_deref())),
                     &serde_json::json!({}),
@@ -395,7 +365,7 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
         KekCommand::Disable { kek, org, client } => {
             let client = Client::new(&client)?;
             let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: Kek = client
+            let kek: KekInfo = client
                 .post(
                     &format!("{}/keks/{id}/disable", base(org.as_deref())),
                     &serde_json::json!({}),

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 
 use super::client::{Client, ClientArgs};
 use crate::core::keys::Name;
+use crate::wire::SecretText;
+use crate::wire::stacks::{DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse};
 
 /// `sesame stack …`
 #[derive(Debug, Args)]
@@ -81,25 +83,26 @@ pub async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             let path = stack_path(&a.stack, "encrypt")?;
             let client = Client::new(&a.client)?;
             let plaintext = input(a.value)?;
-            let body = serde_json::json!({ "plaintext": STANDARD.encode(&*plaintext) });
-            let resp: serde_json::Value = client.post(&path, &body).await?;
-            let ciphertext = resp["ciphertext"]
-                .as_str()
-                .context("the server's answer has no ciphertext")?;
-            println!("{ciphertext}");
+            let body = EncryptRequest {
+                plaintext: SecretText::new(STANDARD.encode(&*plaintext)),
+            };
+            let resp: EncryptResponse = client.post(&path, &body).await?;
+            println!("{}", resp.ciphertext);
         }
         StackCommand::Decrypt(a) => {
             let path = stack_path(&a.stack, "decrypt")?;
             let client = Client::new(&a.client)?;
             let raw = input(a.value)?;
             let ciphertext = std::str::from_utf8(&raw).context("the ciphertext is not text")?.trim();
-            let body = serde_json::json!({ "ciphertext": ciphertext });
-            let resp: serde_json::Value = client.post(&path, &body).await?;
-            let b64 = resp["plaintext"]
-                .as_str()
-                .context("the server's answer has no plaintext")?;
-            let plaintext =
-                zeroize::Zeroizing::new(STANDARD.decode(b64).context("the server's plaintext is not base64")?);
+            let body = DecryptRequest {
+                ciphertext: ciphertext.to_owned(),
+            };
+            let resp: DecryptResponse = client.post(&path, &body).await?;
+            let plaintext = zeroize::Zeroizing::new(
+                STANDARD
+                    .decode(resp.plaintext.expose())
+                    .context("the server's plaintext is not base64")?,
+            );
             let mut out = std::io::stdout().lock();
             out.write_all(&plaintext).context("writing stdout")?;
             out.flush().context("writing stdout")?;

@@ -19,11 +19,6 @@ use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
-use super::wire::{
-    AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
-    CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
-    SecretText, SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
-};
 use super::{AppState, ClientAddr};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::{Action, Role};
@@ -32,6 +27,12 @@ use crate::core::text;
 use crate::core::tokens::AccessToken;
 use crate::store::identity::{AddedMember, GrantRecord, MemberRecord, NewUser, Revoked, TeamRecord};
 use crate::store::{Inserted, OrgRecord, TokenKind, TokenRecord, UserRecord};
+use crate::wire::SecretText;
+use crate::wire::admin::{
+    AddMemberRequest, AddMemberResponse, CreateOrgRequest, CreateTeamRequest, CreateTokenRequest, CreatedToken,
+    CurrentUser, DeleteGrantQuery, GrantInfo, GrantList, MemberInfo, MemberList, OrgInfo, OrgList, PutGrantRequest,
+    SetRoleRequest, TeamInfo, TeamList, TokenInfo, TokenList, UserOrg,
+};
 
 /// The longest lifetime a token may be given, in days.
 pub const MAX_TOKEN_DAYS: u32 = 365;

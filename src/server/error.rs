@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sesame_kms::KmsError;
 
-use super::wire::ErrorBody;
 use crate::keyring::KeyringError;
 use crate::store::StoreError;
+use crate::wire::ErrorBody;
 
 /// An HTTP error with ESC's body shape.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! in by byte range so comments and formatting survive. Open results are sealed under the same DEK (associated data
 //! naming the session) and kept in the database until they expire, so any replica answers reads.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,23 +17,23 @@ use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value as JsonValue, json};
+use serde_json::Value as JsonValue;
 
 use super::answer::{secret_body, wipe_json};
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{self, ApiError, Success};
 use super::esc_eval::{self, Caller, env_scope, resolve_version, revision_yaml};
-use super::esc_wire;
 use super::{AppState, ClientAddr};
 use crate::core::audit::{AuditAction, AuditEvent};
 use crate::core::authz::{Access, Action};
-use crate::core::env::Mode;
+use crate::core::env::{Mode, PropertyPath};
 use crate::core::keys::{Name, open_session_aad};
 use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::{parse_go_duration, rfc3339};
 use crate::store::envs::{EnvRecord, EnvTagRecord, Retraction, RevisionTagRecord, SessionRecord, Viewer, Written};
 use crate::store::{Inserted, OrgRecord, TokenKind};
+use crate::wire::esc;
 
 /// The longest an open session may last.
 pub const MAX_OPEN_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -203,7 +204,7 @@ async fn list(
     source: &str,
     org: Option<&str>,
     token: Option<&str>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::OrgEnvironments>, ApiError> {
     let only = match org {
         Some(name) => Some(app.org_access(p, source, name).await?),
         None => None,
@@ -214,25 +215,24 @@ async fn list(
         .store
         .list_envs(viewer(p), only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
         .await?;
-    let out: Vec<JsonValue> = rows
+    let environments = rows
         .iter()
-        .map(|(org_name, env)| {
-            json!({
-                "organization": org_name,
-                "project": env.project,
-                "name": env.name,
-                "created": rfc3339(env.created_ms),
-                "modified": rfc3339(env.modified_ms),
-            })
+        .map(|(org_name, env)| esc::OrgEnvironment {
+            created: rfc3339(env.created_ms),
+            modified: rfc3339(env.modified_ms),
+            name: env.name.clone(),
+            organization: org_name.clone(),
+            project: env.project.clone(),
         })
         .collect();
-    let mut body = json!({ "environments": out });
-    if rows.len() as i64 == PAGE
-        && let Some((o, last)) = rows.last()
-    {
-        body["nextToken"] = json!(encode_cursor(o, &last.project, &last.name));
-    }
-    Ok(axum::Json(body))
+    let next_token = match rows.last() {
+        Some((o, last)) if rows.len() as i64 == PAGE => Some(encode_cursor(o, &last.project, &last.name)),
+        _ => None,
+    };
+    Ok(axum::Json(esc::OrgEnvironments {
+        environments,
+        next_token,
+    }))
 }
 
 /// `GET /api/esc/environments`: every environment the caller can see, in every org.
@@ -241,7 +241,7 @@ pub async fn list_all(
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
     Query(q): Query<ListQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::OrgEnvironments>, ApiError> {
     list(&app, &p, &source, None, q.continuation_token.as_deref()).await
 }
 
@@ -252,7 +252,7 @@ pub async fn list_org(
     ClientAddr(source): ClientAddr,
     Path(org): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::OrgEnvironments>, ApiError> {
     list(&app, &p, &source, Some(&org), q.continuation_token.as_deref()).await
 }
 
@@ -305,7 +305,7 @@ pub async fn create(
         }
     }
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
-    Ok(axum::Json(json!({})).into_response())
+    Ok(axum::Json(esc::Empty {}).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) 
         let errors: Vec<_> = out.diags.iter().filter(|d| d.is_error()).cloned().collect();
         return Err(ApiError::with_diagnostics(
             "the environment definition has errors",
-            esc_wire::diagnostics(&errors),
+            esc::diagnostics(&errors),
         ));
     }
     Ok(())
@@ -457,7 +457,7 @@ pub async fn update(
         ));
     };
     Ok(with_headers(
-        axum::Json(json!({"diagnostics": []})).into_response(),
+        axum::Json(esc::UpdateResponse::default()).into_response(),
         &revision_headers(&t.env, rev),
     ))
 }
@@ -475,7 +475,7 @@ pub async fn delete(
         return Err(env_not_found(&project, &env));
     }
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
-    Ok(axum::Json(json!({})).into_response())
+    Ok(axum::Json(esc::Empty {}).into_response())
 }
 
 #[derive(Deserialize)]
@@ -648,7 +648,7 @@ pub async fn check(
     let out = esc_eval::run(&app, &caller, "<yaml>", text, None, Mode::Check { show_secrets: false }).await?;
     let status = error::check_status(out.has_errors());
     let properties = rendered_properties(&out)?;
-    let diagnostics = serde_json::to_vec(&esc_wire::diagnostics(&out.diags)).map_err(internal)?;
+    let diagnostics = serde_json::to_vec(&esc::diagnostics(&out.diags)).map_err(internal)?;
     let mut body = Vec::with_capacity(properties.len() + diagnostics.len() + 36);
     body.extend_from_slice(b"{\"properties\":");
     body.extend_from_slice(&properties);
@@ -662,7 +662,7 @@ pub async fn check(
 /// would render larger with unknowns; this is the exact check).
 fn rendered_properties(out: &crate::core::env::Evaluated) -> Result<Vec<u8>, ApiError> {
     use crate::core::env::eval::MAX_RENDERED_BYTES;
-    esc_wire::properties_text(out.properties.as_ref(), MAX_RENDERED_BYTES as usize).ok_or_else(|| {
+    esc::properties_text(out.properties.as_ref(), MAX_RENDERED_BYTES as usize).ok_or_else(|| {
         ApiError::bad_request(format!(
             "the result renders to more than {MAX_RENDERED_BYTES} bytes (the limit for one answer or open session)"
         ))
@@ -713,7 +713,7 @@ async fn open_and_store(
             if out.has_errors() {
                 return Err(ApiError::with_diagnostics(
                     "the environment could not be opened",
-                    esc_wire::diagnostics(&out.diags),
+                    esc::diagnostics(&out.diags),
                 ));
             }
             let properties = zeroize::Zeroizing::new(rendered_properties(&out)?);
@@ -756,7 +756,7 @@ async fn open_and_store(
         .event(Some(p), source, Some(&org.id), AuditAction::EnvOpen, &target)
         .detail(detail);
     app.record_with_session(event, session).await?;
-    Ok(axum::Json(json!({ "id": id })).into_response())
+    Ok(axum::Json(esc::OpenResponse { id }).into_response())
 }
 
 /// `POST …/{org}/{project}/{env}/open?duration=`
@@ -885,10 +885,10 @@ async fn read_session(
         Some(path) => {
             let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
             drop(plain);
-            let answer = esc_wire::parse_path(path)
-                .map_err(ApiError::bad_request)
+            let answer = PropertyPath::parse(path)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
                 .and_then(|steps| {
-                    esc_wire::lookup(&env["properties"], &steps)
+                    esc::lookup(&env["properties"], &steps)
                         .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))
                         .and_then(|v| serde_json::to_vec(v).map_err(internal))
                 });
@@ -941,7 +941,7 @@ pub async fn list_revisions(
     ClientAddr(source): ClientAddr,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<RevisionsQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<Vec<esc::EnvironmentRevision>>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     // `before` is exclusive (the Go client reads revision R with `before=R+1&count=1` and pages with the last
     // number it got); absent or 0 means from the newest.
@@ -952,7 +952,7 @@ pub async fn list_revisions(
     let count = q.count.unwrap_or(500).clamp(1, 500);
     let revs = app.store.revisions(&t.env.id, before, count).await?;
     let tags = app.store.revision_tags(&t.env.id, "", 10_000).await?;
-    let out: Vec<JsonValue> = revs
+    let out: Vec<esc::EnvironmentRevision> = revs
         .iter()
         .map(|r| {
             let mut names: Vec<&str> = tags
@@ -963,25 +963,22 @@ pub async fn list_revisions(
             if r.revision == t.env.head {
                 names.insert(0, "latest");
             }
-            let mut j = json!({
-                "number": r.revision,
-                "created": rfc3339(r.created_ms),
-                "creatorLogin": r.creator,
-                "creatorName": r.creator,
-                "tags": names,
-            });
-            if let Some(x) = &r.retracted {
-                j["retracted"] = json!({
-                    "replacement": x.replacement,
-                    "at": rfc3339(x.at_ms),
-                    "byLogin": x.by,
-                    "reason": x.reason,
-                });
+            esc::EnvironmentRevision {
+                created: rfc3339(r.created_ms),
+                creator_login: r.creator.clone(),
+                creator_name: r.creator.clone(),
+                number: r.revision,
+                retracted: r.retracted.as_ref().map(|x| esc::Retracted {
+                    at: rfc3339(x.at_ms),
+                    by_login: x.by.clone(),
+                    reason: x.reason.clone(),
+                    replacement: x.replacement,
+                }),
+                tags: names.into_iter().map(str::to_owned).collect(),
             }
-            j
         })
         .collect();
-    Ok(axum::Json(JsonValue::Array(out)))
+    Ok(axum::Json(out))
 }
 
 #[derive(Deserialize)]
@@ -1041,27 +1038,27 @@ pub async fn retract(
     Ok(Success::NoContent.into_response())
 }
 
-fn rev_tag_json(t: &RevisionTagRecord) -> JsonValue {
-    json!({
-        "name": t.name,
-        "revision": t.revision,
-        "created": rfc3339(t.created_ms),
-        "modified": rfc3339(t.modified_ms),
-        "editorLogin": t.editor,
-        "editorName": t.editor,
-    })
+fn rev_tag_json(t: &RevisionTagRecord) -> esc::RevisionTag {
+    esc::RevisionTag {
+        created: rfc3339(t.created_ms),
+        editor_login: t.editor.clone(),
+        editor_name: t.editor.clone(),
+        modified: rfc3339(t.modified_ms),
+        name: t.name.clone(),
+        revision: t.revision,
+    }
 }
 
 /// The built-in `latest` tag: always the head revision.
-fn latest_tag_json(env: &EnvRecord) -> JsonValue {
-    json!({
-        "name": "latest",
-        "revision": env.head,
-        "created": rfc3339(env.created_ms),
-        "modified": rfc3339(env.modified_ms),
-        "editorLogin": "",
-        "editorName": "",
-    })
+fn latest_tag_json(env: &EnvRecord) -> esc::RevisionTag {
+    esc::RevisionTag {
+        created: rfc3339(env.created_ms),
+        editor_login: String::new(),
+        editor_name: String::new(),
+        modified: rfc3339(env.modified_ms),
+        name: "latest".to_owned(),
+        revision: env.head,
+    }
 }
 
 #[derive(Deserialize)]
@@ -1077,14 +1074,14 @@ pub async fn list_revision_tags(
     ClientAddr(source): ClientAddr,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<TagsQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::RevisionTags>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let count = q.count.unwrap_or(500).clamp(1, 500);
     let tags = app
         .store
         .revision_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
         .await?;
-    let mut out: Vec<JsonValue> = Vec::new();
+    let mut out: Vec<esc::RevisionTag> = Vec::new();
     if q.after.as_deref().unwrap_or("").is_empty() {
         out.push(latest_tag_json(&t.env));
     }
@@ -1094,7 +1091,10 @@ pub async fn list_revision_tags(
     } else {
         String::new()
     };
-    Ok(axum::Json(json!({ "tags": out, "nextToken": next })))
+    Ok(axum::Json(esc::RevisionTags {
+        next_token: next,
+        tags: out,
+    }))
 }
 
 fn check_tag_name(name: &str) -> Result<(), ApiError> {
@@ -1189,7 +1189,7 @@ pub async fn get_revision_tag(
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::RevisionTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     if tag == "latest" {
         return Ok(axum::Json(latest_tag_json(&t.env)));
@@ -1220,15 +1220,15 @@ pub async fn delete_revision_tag(
 // ---------------------------------------------------------------------------------------------------------------
 // Environment (key/value) tags
 
-fn env_tag_json(t: &EnvTagRecord) -> JsonValue {
-    json!({
-        "name": t.name,
-        "value": t.value,
-        "created": rfc3339(t.created_ms),
-        "modified": rfc3339(t.modified_ms),
-        "editorLogin": t.editor,
-        "editorName": t.editor,
-    })
+fn env_tag_json(t: &EnvTagRecord) -> esc::EnvironmentTag {
+    esc::EnvironmentTag {
+        created: rfc3339(t.created_ms),
+        editor_login: t.editor.clone(),
+        editor_name: t.editor.clone(),
+        modified: rfc3339(t.modified_ms),
+        name: t.name.clone(),
+        value: t.value.clone(),
+    }
 }
 
 /// `GET …/tags`: `{"tags": {name: tag}, "nextToken"}`
@@ -1238,20 +1238,23 @@ pub async fn list_tags(
     ClientAddr(source): ClientAddr,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<TagsQuery>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::EnvironmentTags>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let count = q.count.unwrap_or(500).clamp(1, 500);
     let tags = app
         .store
         .env_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
         .await?;
-    let map: serde_json::Map<String, JsonValue> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
+    let map: BTreeMap<String, esc::EnvironmentTag> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
     let next = if tags.len() as i64 == count {
         tags.last().map(|t| t.name.clone()).unwrap_or_default()
     } else {
         String::new()
     };
-    Ok(axum::Json(json!({ "tags": map, "nextToken": next })))
+    Ok(axum::Json(esc::EnvironmentTags {
+        next_token: next,
+        tags: map,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -1275,7 +1278,7 @@ pub async fn create_tag(
     ClientAddr(source): ClientAddr,
     Path((org, project, env)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<CreateTagBody>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     check_env_tag_name(&body.name)?;
     text::check("tag value", &body.value, text::MAX_TAG_VALUE, text::Lines::Multi)?;
@@ -1300,7 +1303,7 @@ pub async fn get_tag(
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
     let rec = app
         .store
@@ -1330,7 +1333,7 @@ pub async fn update_tag(
     ClientAddr(source): ClientAddr,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
     JsonBody(body): JsonBody<UpdateTagBody>,
-) -> Result<axum::Json<JsonValue>, ApiError> {
+) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
     check_env_tag_name(&body.new_tag.name)?;
     text::check(

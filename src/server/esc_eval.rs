@@ -14,6 +14,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use crate::core::authz::{Access, Action, Decision};
 use crate::core::env::crypt::{self, CryptError};
+use crate::core::env::env_ref::EnvRef;
 use crate::core::env::eval::{
     Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Need, Options, ProviderCall, ProviderSchema,
     RotatorSchema,
@@ -27,42 +28,11 @@ use crate::store::envs::EnvRecord;
 /// Most evaluation rounds (each resolves what the previous one found pending).
 const MAX_ROUNDS: usize = 64;
 
-/// The project a bare import name lives in (ESC's convention).
-pub const DEFAULT_PROJECT: &str = "default";
-
 /// The DEK scope of an environment.
 pub fn env_scope(org_id: &str, env_id: &str) -> Scope {
     Scope::Environment {
         org_id: org_id.to_owned(),
         env_id: env_id.to_owned(),
-    }
-}
-
-/// An import reference: `project/env`, or a bare `env` (in `default`), with an optional `@version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvRef {
-    pub project: String,
-    pub name: String,
-    pub version: Option<String>,
-}
-
-impl EnvRef {
-    pub fn parse(text: &str) -> Option<EnvRef> {
-        let (path, version) = match text.split_once('@') {
-            Some((p, v)) if !v.is_empty() => (p, Some(v.to_owned())),
-            Some(_) => return None,
-            None => (text, None),
-        };
-        let (project, name) = match path.split_once('/') {
-            Some((p, n)) => (p, n),
-            None => (DEFAULT_PROJECT, path),
-        };
-        let ok = |s: &str| s.parse::<crate::core::keys::Name>().is_ok();
-        (ok(project) && ok(name)).then(|| EnvRef {
-            project: project.to_owned(),
-            name: name.to_owned(),
-            version,
-        })
     }
 }
 
@@ -412,7 +382,7 @@ async fn load_imports(
     caller: &Caller<'_>,
     names: &[String],
 ) -> Result<Vec<Result<Doc, EffectError>>, ApiError> {
-    let refs: Vec<Option<EnvRef>> = names.iter().map(|n| EnvRef::parse(n)).collect();
+    let refs: Vec<Option<EnvRef>> = names.iter().map(|n| EnvRef::import(n, &caller.org.name)).collect();
     // Only what the caller may use is looked up; the rest answers like a missing environment.
     let allowed = |r: &EnvRef| {
         caller
@@ -687,25 +657,4 @@ pub async fn open_secrets(
     })
     .map(zeroize::Zeroizing::new)
     .map_err(crypt_error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn import_names_resolve_like_esc() {
-        let r = EnvRef::parse("base").unwrap();
-        assert_eq!(
-            (r.project.as_str(), r.name.as_str(), r.version),
-            ("default", "base", None)
-        );
-        let r = EnvRef::parse("app/prod@stable").unwrap();
-        assert_eq!((r.project.as_str(), r.name.as_str()), ("app", "prod"));
-        assert_eq!(r.version.as_deref(), Some("stable"));
-        assert_eq!(EnvRef::parse("app/prod@3").unwrap().version.as_deref(), Some("3"));
-        for bad in ["", "a/b/c", "a@", "../x", "a/"] {
-            assert!(EnvRef::parse(bad).is_none(), "{bad}");
-        }
-    }
 }

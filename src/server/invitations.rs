@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::error::{ApiError, Success};
-use super::wire::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 use super::{AppState, ClientAddr};
 use crate::core::audit::AuditAction;
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
 use crate::store::identity::InvitationRecord;
 use crate::store::{OrgRecord, TokenKind, UserRecord};
+use crate::wire::admin::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
 
 fn invitation_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("invitation '{id}' not found"))

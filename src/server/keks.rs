@@ -25,10 +25,10 @@ use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
-use super::wire::{AddKekRequest, KekInfo, KekList};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::Action;
 use crate::store::{Inserted, KekRecord, KekState, OrgRecord};
+use crate::wire::keks::{AddKekRequest, KekInfo, KekList};
 
 /// Whose keys a request may reach: everything (the instance administrator's routes) or one org's.
 pub(super) enum Keys {

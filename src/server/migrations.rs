@@ -20,10 +20,10 @@ use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
 use super::keks::Keys;
-use super::wire::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 use crate::core::audit::AuditAction;
 use crate::migrate::{self, MigrateError};
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
+use crate::wire::keks::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.instance_admin {

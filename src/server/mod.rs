@@ -14,7 +14,6 @@ pub mod conn;
 pub mod error;
 pub mod esc;
 pub mod esc_eval;
-pub mod esc_wire;
 pub mod invitations;
 pub mod keks;
 pub mod migrations;
@@ -22,7 +21,6 @@ pub mod ops;
 pub mod params;
 pub mod stacks;
 pub mod throttle;
-pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

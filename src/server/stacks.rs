@@ -24,14 +24,15 @@ use base64::engine::general_purpose::STANDARD;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::wire::{
-    BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
-    DecryptResponse, EncryptRequest, EncryptResponse, SecretText,
-};
 use super::{AppState, ClientAddr};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::call_tally::CallKey;
 use crate::core::keys::{Name, Scope, stack_secret_aad};
+use crate::wire::SecretText;
+use crate::wire::stacks::{
+    BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
+    DecryptResponse, EncryptRequest, EncryptResponse,
+};
 
 /// Most values in one batch request.
 pub const MAX_BATCH: usize = 100_000;

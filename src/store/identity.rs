@@ -310,7 +310,9 @@ fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
     })
 }
 
-async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRecord) -> StoreResult<()> {
+/// The one `INSERT` of a token row (its hash only), used by every path that makes a token: the bootstrap's admin
+/// token, signup, and [`IdentityStore::insert_token`].
+pub(crate) async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, revoked_ms, \
          team_id, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",

@@ -467,23 +467,7 @@ impl Store for SqlStore {
         .bind(u.created_ms)
         .execute(&mut *tx)
         .await?;
-        let t = &boot.admin_token;
-        sqlx::query(
-            "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, \
-             revoked_ms, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&t.id)
-        .bind(t.token_hash.to_vec())
-        .bind(t.kind.as_str())
-        .bind(&t.user_id)
-        .bind(&t.org_id)
-        .bind(&t.description)
-        .bind(t.created_ms)
-        .bind(t.expires_ms)
-        .bind(t.revoked_ms)
-        .bind(&t.team_id)
-        .execute(&mut *tx)
-        .await?;
+        super::identity::insert_token_in(&mut tx, &boot.admin_token).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }

@@ -1273,3 +1273,40 @@ async fn clone_refuses_reserved_names_like_create() {
     assert_eq!(names, ["app/src"], "nothing was created");
     s.stop().await;
 }
+
+/// `?property=` reads the same path syntax the evaluator prints: keys with `]`, `"`, `\`, `.` and spaces, which the
+/// server's own parser used to cut at the first `]` or read with the backslash kept.
+#[tokio::test]
+async fn property_paths_with_awkward_keys() {
+    let dir = support::temp_dir();
+    let s = TestServer::start(support::config(dir.path(), None), None)
+        .await
+        .unwrap();
+    let c = Esc::admin(&s);
+    let app = "/acme/app/keys";
+    assert_eq!(c.create("acme", "app", "keys").await.status, 200);
+    let yaml = "values:\n  \"a]b\": 1\n  'a\"b': 2\n  'a\\b': 3\n  \"x.y z\":\n    - \"\": 4\n";
+    let r = c.patch(app, yaml).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = c.call("POST", &format!("{app}/open"), None, &[]).await;
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    for (path, want) in [
+        (r#"["a]b"]"#, 1),
+        (r#"["a\"b"]"#, 2),
+        (r#"["a\\b"]"#, 3),
+        (r#"["x.y z"][0][""]"#, 4),
+    ] {
+        let query: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        let r = c
+            .call("GET", &format!("{app}/open/{id}?property={query}"), None, &[])
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.json()["value"], want, "{path}");
+    }
+    let r = c
+        .call("GET", &format!("{app}/open/{id}?property=%5B%22a"), None, &[])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("property path"), "{}", r.text);
+    s.stop().await;
+}

@@ -1,112 +1,18 @@
 //! Edits of an environment definition's text at a property path (`sesame env set` and `env rm NAME PATH`), made as
-//! one splice of the user's text so that comments, order, quoting and layout elsewhere survive; plus property paths
-//! themselves (`a.b[0]`, `a["x.y"]`) and their lookup in plain JSON.
+//! one splice of the user's text so that comments, order, quoting and layout elsewhere survive; plus the lookup of a
+//! property path ([`crate::core::env::path`]: `a.b[0]`, `a["x.y"]`) in plain JSON.
 //!
 //! The tree from [`crate::core::env::syntax`] says where keys and values begin; how far a value reaches is read from
 //! indentation, as YAML's block style defines it. Flow collections (`{a: 1}`, `[1, 2]`) are replaced whole but never
 //! edited inside, and layouts this module does not understand are refused with a hint to use `sesame env edit`,
 //! rather than guessed at. Pure: no I/O.
 
-use std::fmt;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::Value as Json;
 
 use crate::core::env::syntax::{self, Node, NodeKind};
 
-/// One step of a property path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Seg {
-    /// An object key.
-    Key(String),
-    /// A list index.
-    Index(usize),
-}
-
-/// A property path: `a.b[0].c`, with `["key.with.dots"]` for keys that need quoting.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PropertyPath(pub Vec<Seg>);
-
-impl std::str::FromStr for PropertyPath {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<PropertyPath> {
-        let mut segs = Vec::new();
-        let b = text.as_bytes();
-        let mut i = 0;
-        let mut expect_key = true;
-        while i < b.len() {
-            match b[i] {
-                b'[' => {
-                    let rest = &text[i + 1..];
-                    if rest.starts_with('"') {
-                        // A JSON string up to its closing quote, then `]`.
-                        let mut de = serde_json::Deserializer::from_str(rest).into_iter::<String>();
-                        let key = de
-                            .next()
-                            .and_then(Result::ok)
-                            .with_context(|| format!("property path {text:?}: unterminated quoted key"))?;
-                        let used = de.byte_offset();
-                        if rest.as_bytes().get(used) != Some(&b']') {
-                            bail!("property path {text:?}: expected ] after the quoted key");
-                        }
-                        segs.push(Seg::Key(key));
-                        i += 1 + used + 1;
-                    } else {
-                        let Some(close) = rest.find(']') else {
-                            bail!("property path {text:?}: missing ]");
-                        };
-                        let index = rest[..close].parse::<usize>().with_context(|| {
-                            format!("property path {text:?}: {:?} is not a list index", &rest[..close])
-                        })?;
-                        segs.push(Seg::Index(index));
-                        i += 1 + close + 1;
-                    }
-                    expect_key = false;
-                }
-                b'.' if !expect_key => {
-                    i += 1;
-                    expect_key = true;
-                    if i == b.len() {
-                        bail!("property path {text:?} ends with '.'");
-                    }
-                }
-                _ if expect_key => {
-                    let end = text[i..].find(['.', '[', ']']).map_or(text.len(), |e| i + e);
-                    if end == i {
-                        bail!("property path {text:?}: empty key at byte {i}");
-                    }
-                    segs.push(Seg::Key(text[i..end].to_owned()));
-                    i = end;
-                    expect_key = false;
-                }
-                _ => bail!("property path {text:?}: unexpected {:?} at byte {i}", char::from(b[i])),
-            }
-        }
-        if segs.is_empty() {
-            bail!("the property path is empty");
-        }
-        Ok(PropertyPath(segs))
-    }
-}
-
-impl fmt::Display for PropertyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) if !k.is_empty() && !k.contains(['.', '[', ']', '"']) => {
-                    if n > 0 {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(k)?;
-                }
-                Seg::Key(k) => write!(f, "[{}]", serde_json::to_string(k).map_err(|_| fmt::Error)?)?,
-                Seg::Index(i) => write!(f, "[{i}]")?,
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::core::env::path::{PropertyPath, Seg};
 
 /// The value at `path` inside `json`, if there is one.
 pub fn lookup<'j>(json: &'j Json, path: &[Seg]) -> Option<&'j Json> {

@@ -1,8 +1,10 @@
 //! Diagnostics of the environment language: severity, summary, the source range they point at, and the document
-//! path (`values.a["b c"][0]`) of the node they concern.
+//! path (`values.a["b c"][0]`, a [`PropertyPath`]) of the node they concern.
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use super::path::{PropertyPath, Seg};
 
 /// A position in a document: 1-based line and column, 0-based byte offset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,59 +40,8 @@ impl Span {
     }
 }
 
-/// One step of a document path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A path from the root of a document to one of its nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DocPath(pub Vec<Seg>);
-
-impl DocPath {
-    pub fn key(&self, k: &str) -> DocPath {
-        let mut v = self.0.clone();
-        v.push(Seg::Key(k.to_owned()));
-        DocPath(v)
-    }
-    pub fn index(&self, i: usize) -> DocPath {
-        let mut v = self.0.clone();
-        v.push(Seg::Index(i));
-        DocPath(v)
-    }
-}
-
-/// Whether `k` can be written as `.k` in a path.
-pub fn is_plain_key(k: &str) -> bool {
-    let mut chars = k.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        _ => false,
-    }
-}
-
-impl fmt::Display for DocPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for seg in &self.0 {
-            match seg {
-                Seg::Key(k) if k.is_empty() => continue,
-                Seg::Key(k) if is_plain_key(k) => {
-                    if !first {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(k)?;
-                }
-                Seg::Key(k) => write!(f, "[\"{}\"]", k.replace('"', "\\\""))?,
-                Seg::Index(i) => write!(f, "[{i}]")?,
-            }
-            first = false;
-        }
-        Ok(())
-    }
-}
+/// A path from the root of a document to one of its nodes: the one property-path type, [`super::path`].
+pub type DocPath = PropertyPath;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -449,7 +449,7 @@ fn values_exceeded() -> String {
 
 /// The property path of a node inside `values` (`a.p`), as cycle messages name it.
 fn property_path(path: &DocPath) -> String {
-    DocPath(path.0.iter().skip(1).cloned().collect()).to_string()
+    super::path::PropertyPath(path.0.iter().skip(1).cloned().collect()).to_string()
 }
 
 impl<'a> Run<'a> {

@@ -1,213 +1,11 @@
-//! Wire types: the JSON bodies the API reads and writes. These are the only types that derive `Serialize` for the
-//! API; domain types convert to them by hand in the handlers. A field that holds a secret (a plaintext, even in
-//! base64) is a [`SecretText`]: wiped when dropped, `[redacted]` in `Debug`.
+//! Wire types of the admin API: `GET /api/user` (the shape the Pulumi and ESC CLIs read at login) and
+//! `/api/sesame/v1/` orgs, members, teams, roles, tokens and invitations; the server writes them, `sesame org|member|
+//! team|role|token|invitation` read them. Rule: none of these types derives `Debug` (two carry a token's text, shown
+//! once to its owner, as a [`SecretText`]).
 
-use std::collections::BTreeMap;
-use std::fmt;
+use serde::{Deserialize, Serialize};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::{Zeroize, ZeroizeOnDrop};
-
-/// Text that carries a secret (a plaintext, or its base64): zeroized when dropped, never shown by `Debug`, read and
-/// written as a plain JSON string.
-#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
-pub struct SecretText(String);
-
-impl SecretText {
-    /// Takes ownership of `text` (no copy is left behind).
-    pub fn new(text: String) -> Self {
-        SecretText(text)
-    }
-
-    /// The text.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[redacted; {} bytes]", self.0.len())
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(SecretText)
-    }
-}
-
-impl Serialize for SecretText {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-/// ESC's error body.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    /// The HTTP status as an integer.
-    pub code: u16,
-    /// What went wrong, safe to show.
-    pub message: String,
-}
-
-/// `POST …/encrypt` request: base64 (standard, padded) plaintext.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EncryptRequest {
-    /// The plaintext, base64.
-    pub plaintext: SecretText,
-}
-
-/// `POST …/encrypt` response.
-#[derive(Debug, Serialize)]
-pub struct EncryptResponse {
-    /// The ciphertext, base64.
-    pub ciphertext: String,
-}
-
-/// `POST …/decrypt` request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecryptRequest {
-    /// The ciphertext, base64.
-    pub ciphertext: String,
-}
-
-/// `POST …/decrypt` response.
-#[derive(Debug, Serialize)]
-pub struct DecryptResponse {
-    /// The plaintext, base64.
-    pub plaintext: SecretText,
-}
-
-/// `POST …/batch-encrypt` request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchEncryptRequest {
-    /// Plaintexts, base64.
-    pub plaintexts: Vec<SecretText>,
-}
-
-/// `POST …/batch-encrypt` response: ciphertexts in request order.
-#[derive(Debug, Serialize)]
-pub struct BatchEncryptResponse {
-    /// Ciphertexts, base64, in the order of the request.
-    pub ciphertexts: Vec<String>,
-}
-
-/// `POST …/batch-decrypt` request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchDecryptRequest {
-    /// Ciphertexts, base64.
-    pub ciphertexts: Vec<String>,
-}
-
-/// `POST …/batch-decrypt` response: each ciphertext (as sent) mapped to its plaintext.
-#[derive(Debug, Serialize)]
-pub struct BatchDecryptResponse {
-    /// Base64 ciphertext → base64 plaintext.
-    pub plaintexts: BTreeMap<String, SecretText>,
-}
-
-/// `POST /api/sesame/v1/keks` request.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddKekRequest {
-    /// The KEK URI.
-    pub uri: String,
-    /// The org it serves; absent for an instance (system) KEK.
-    #[serde(default)]
-    pub org: Option<String>,
-    /// Whether new DEKs of its owner are wrapped by it.
-    #[serde(default)]
-    pub default: bool,
-}
-
-/// A registered KEK.
-#[derive(Serialize)]
-pub struct KekInfo {
-    /// Its id.
-    pub id: String,
-    /// The org it serves, or null for the instance.
-    pub org: Option<String>,
-    /// Its URI.
-    pub uri: String,
-    /// `active` or `disabled`.
-    pub state: String,
-    /// Whether it wraps its owner's new DEKs.
-    pub default: bool,
-    /// Registration time, Unix milliseconds.
-    #[serde(rename = "createdMs")]
-    pub created_ms: i64,
-}
-
-/// `GET /api/sesame/v1/keks` response.
-#[derive(Serialize)]
-pub struct KekList {
-    /// The KEKs.
-    pub keks: Vec<KekInfo>,
-}
-
-/// `POST /api/sesame/v1/kek-migrations` request.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartMigrationRequest {
-    /// Source KEK: id or URI.
-    pub from: String,
-    /// Target KEK: id or URI.
-    pub to: String,
-    /// Limit to this org's DEKs.
-    #[serde(default)]
-    pub org: Option<String>,
-}
-
-/// A migration job.
-#[derive(Serialize)]
-pub struct MigrationInfo {
-    /// Job id.
-    pub id: String,
-    /// Source KEK id.
-    pub from: String,
-    /// Target KEK id.
-    pub to: String,
-    /// The org it is limited to.
-    #[serde(rename = "orgId")]
-    pub org_id: Option<String>,
-    /// running, paused, done, failed, retired.
-    pub state: String,
-    /// DEKs to migrate when it started.
-    pub total: i64,
-    /// DEKs migrated.
-    pub migrated: i64,
-    /// Whether a verification succeeded.
-    pub verified: bool,
-    /// The last error.
-    pub error: String,
-}
-
-/// `GET /api/sesame/v1/kek-migrations` response.
-#[derive(Serialize)]
-pub struct MigrationList {
-    /// Jobs, newest first.
-    pub migrations: Vec<MigrationInfo>,
-}
-
-/// `POST …/verify` response.
-#[derive(Serialize)]
-pub struct VerifyResponse {
-    /// DEKs unwrapped under the target.
-    pub checked: u64,
-    /// DEKs that did not (or are not yet under the target).
-    pub failed: u64,
-    /// Whether everything verified.
-    pub verified: bool,
-}
-
-// Admin API: orgs, members, teams, roles, tokens, user. None of these types derives `Debug`: two of them carry a
-// token's text, shown once to its owner.
+use super::SecretText;
 
 /// `GET /api/user` response: the shape the Pulumi and ESC CLIs read at login.
 #[derive(Serialize)]
@@ -237,7 +35,7 @@ pub struct UserOrg {
 }
 
 /// An org.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct OrgInfo {
     /// Its name.
     pub name: String,
@@ -262,7 +60,7 @@ pub struct CreateOrgRequest {
 }
 
 /// A member of an org.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Login.
     pub login: String,
@@ -314,7 +112,7 @@ pub struct SetRoleRequest {
 }
 
 /// A team.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct TeamInfo {
     /// Its name.
     pub name: String,
@@ -346,7 +144,7 @@ pub struct CreateTeamRequest {
 }
 
 /// One role grant.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct GrantInfo {
     /// `user:<login>` or `team:<name>`.
     pub subject: String,
@@ -415,7 +213,7 @@ pub struct CreateTokenRequest {
 }
 
 /// A token's public facts (never its text or hash).
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct TokenInfo {
     /// Its id.
     pub id: String,
@@ -465,7 +263,7 @@ pub struct TokenList {
 
 /// A pending invitation to join an org. The same shape whoever asks, and whether or not its login exists: it
 /// carries no display name.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct InvitationInfo {
     /// Its id (what the invitee accepts or declines).
     pub id: String,
@@ -504,57 +302,4 @@ pub struct AcceptedInvitation {
     pub org: String,
     /// The caller's org-wide role there now.
     pub role: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
-
-    #[test]
-    fn plaintext_fields_are_zeroized_on_drop() {
-        zeroized_on_drop::<SecretText>();
-        // The fields holding plaintexts are of that type (this stops compiling if one goes back to `String`).
-        let _: fn(&EncryptRequest) -> &SecretText = |r| &r.plaintext;
-        let _: fn(&DecryptResponse) -> &SecretText = |r| &r.plaintext;
-        let _: fn(&BatchEncryptRequest) -> &Vec<SecretText> = |r| &r.plaintexts;
-        let _: fn(&BatchDecryptResponse) -> &BTreeMap<String, SecretText> = |r| &r.plaintexts;
-    }
-
-    #[test]
-    fn debug_never_shows_a_plaintext() {
-        let secret = "aHVudGVyMi1zZWNyZXQ="; // base64 of "hunter2-secret"
-        let req: EncryptRequest = serde_json::from_str(&format!(r#"{{"plaintext": "{secret}"}}"#)).unwrap();
-        assert_eq!(req.plaintext.expose(), secret);
-        let batch: BatchEncryptRequest =
-            serde_json::from_str(&format!(r#"{{"plaintexts": ["{secret}", "{secret}"]}}"#)).unwrap();
-        let resp = DecryptResponse {
-            plaintext: SecretText::new(secret.to_owned()),
-        };
-        let map = BatchDecryptResponse {
-            plaintexts: [("Y3Q=".to_owned(), SecretText::new(secret.to_owned()))].into(),
-        };
-        for shown in [
-            format!("{req:?}"),
-            format!("{batch:?}"),
-            format!("{resp:?}"),
-            format!("{map:?}"),
-        ] {
-            assert!(!shown.contains(secret) && !shown.contains("hunter2"), "{shown}");
-            assert!(shown.contains("redacted"), "{shown}");
-        }
-        // On the wire it is the plain string.
-        assert_eq!(
-            serde_json::to_string(&resp).unwrap(),
-            format!(r#"{{"plaintext":"{secret}"}}"#)
-        );
-    }
-
-    #[test]
-    fn zeroize_wipes_the_text() {
-        let mut t = SecretText::new("hunter2".into());
-        t.zeroize();
-        assert!(t.expose().is_empty());
-    }
 }
