@@ -15,3 +15,4 @@ pub mod keyring;
 pub mod migrate;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -210,7 +210,7 @@ async fn migration_survives_twenty_sigkills() {
     let data: PathBuf = tmp.path().join("data");
     let log = tmp.path().join("sesame.log");
     File::create(&log).expect("server log");
-    sesame::server::install_crypto_provider();
+    sesame::tls::install_crypto_provider();
     let http = reqwest::Client::new();
 
     let (mut server, ready) = start(&http, &data, &log).await;
