@@ -87,17 +87,17 @@ fn opts(create: bool) -> OpenOptions {
 #[tokio::test]
 async fn moto_passes_the_suite() {
     let Some(m) = moto() else { return };
-    let kek = open_kek(&uri(m, "alias/sesame-a"), &opts(true)).await.unwrap();
-    let other = open_kek(&uri(m, "alias/sesame-b"), &opts(true)).await.unwrap();
+    let kek = open_kek(&uri(&m, "alias/sesame-a"), &opts(true)).await.unwrap();
+    let other = open_kek(&uri(&m, "alias/sesame-b"), &opts(true)).await.unwrap();
     conformance::run_all(kek.as_ref(), other.as_ref()).await;
 }
 
 #[tokio::test]
 async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
     let Some(m) = moto() else { return };
-    let err = open_kek(&uri(m, "alias/missing"), &opts(false)).await.unwrap_err();
+    let err = open_kek(&uri(&m, "alias/missing"), &opts(false)).await.unwrap_err();
     assert!(matches!(err, KmsError::NotFound { .. }), "{err}");
-    let kek = open_kek(&uri(m, "alias/sesame-arn"), &opts(true)).await.unwrap();
+    let kek = open_kek(&uri(&m, "alias/sesame-arn"), &opts(true)).await.unwrap();
     let ctx = WrapContext::new().with("dek", "d").with("scope", "s");
     let dek = Dek::generate();
     let wrapped = kek.wrap(&dek, &ctx).await.unwrap();
@@ -107,15 +107,15 @@ async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
         wrapped.kek_version
     );
     // Opening by the ARN itself finds the same key.
-    let by_arn = open_kek(&uri(m, &wrapped.kek_version), &opts(false)).await.unwrap();
+    let by_arn = open_kek(&uri(&m, &wrapped.kek_version), &opts(false)).await.unwrap();
     assert_eq!(by_arn.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
 }
 
 #[tokio::test]
 async fn reencrypt_moves_a_wrap_between_aws_keys_inside_kms() {
     let Some(m) = moto() else { return };
-    let a = open_kek(&uri(m, "alias/sesame-re-a"), &opts(true)).await.unwrap();
-    let b = open_kek(&uri(m, "alias/sesame-re-b"), &opts(true)).await.unwrap();
+    let a = open_kek(&uri(&m, "alias/sesame-re-a"), &opts(true)).await.unwrap();
+    let b = open_kek(&uri(&m, "alias/sesame-re-b"), &opts(true)).await.unwrap();
     assert!(a.kms_partition().is_some() && a.kms_partition() == b.kms_partition());
     let ctx = WrapContext::new().with("dek", "d1").with("scope", "stack:o:p/s");
     let dek = Dek::generate();
