@@ -16,4 +16,5 @@ pub mod keyring;
 pub mod migrate;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod wire;

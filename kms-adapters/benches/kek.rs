@@ -36,8 +36,11 @@ fn softhsm_uri(dir: &std::path::Path) -> Option<String> {
         ),
     )
     .ok()?;
+    #[allow(unsafe_code)]
     // SAFETY (invariant): set before the module is first loaded, while the bench is single-threaded.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+    unsafe {
+        std::env::set_var("SOFTHSM2_CONF", &conf)
+    };
     let ok = std::process::Command::new("softhsm2-util")
         .args([
             "--init-token",

@@ -1,6 +1,8 @@
 //! The adapter conformance suite: one set of checks that every KEK backend passes, run from each adapter's tests
 //! (`tests/conformance.rs` here; cloud and HSM adapters run the same functions against their test servers).
 //!
+//! Test code, compiled only with the `conformance` feature (off by default; the tests of this crate turn it on).
+//!
 //! Each check panics with a message naming the adapter when the adapter misbehaves. `kek` and `other` must be two
 //! instances of the same backend holding *different* keys.
 

@@ -1,10 +1,11 @@
 //! Key-encryption keys (KEKs) for Sesame: the [`Kek`] trait every backend implements, its classified errors, the
-//! adapters, and the one [`conformance`] suite every adapter passes.
+//! adapters, and (behind the `conformance` feature, for tests) the one `conformance` suite every adapter passes.
 //!
 //! A KEK wraps and unwraps 256-bit data-encryption keys ([`Dek`]) bound to a [`WrapContext`] (the DEK's id and
-//! scope), so a wrapped DEK copied into another row does not unwrap. Adapters here: `local://NAME` (a key file in the
-//! data folder) and `passphrase://` (Argon2id). Cloud KMS and PKCS#11 adapters arrive behind cargo features; their
-//! URIs are already recognised so that a build without them says which feature is missing.
+//! scope), so a wrapped DEK copied into another row does not unwrap. Adapters: `local://NAME` (a key file in the
+//! data folder) and `passphrase://` (Argon2id) always; `pkcs11:`, `awskms://`, `azurekeyvault://` and `gcpkms://`
+//! behind the `pkcs11`, `aws`, `azure` and `gcp` cargo features. Their URIs are recognised in every build, so that a
+//! build without a feature says which one is missing.
 //!
 //! This crate never logs or returns key material: errors name the KEK by URI only, and `Debug` of every key type
 //! prints `[redacted]`.
@@ -16,6 +17,7 @@ mod aead;
 pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod dek;
 mod error;

@@ -5,53 +5,67 @@
 //! key states or IAM faithfully, which the adapter's unit tests of the error mapping cover instead.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use sesame_kms::{Argon2Params, Dek, KekUri, KmsError, OpenOptions, WrapContext, conformance, open_kek};
 
+#[path = "../../tests/support/child.rs"]
+mod child;
+
+use child::ChildGuard;
+
 struct Moto {
     endpoint: String,
-    _child: Child,
+    _server: ChildGuard,
 }
 
-fn moto() -> Option<&'static Moto> {
-    static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let bin = std::env::var("SESAME_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("moto_server ({bin}) is required under CI=true");
-            }
-            eprintln!("skipping: moto_server not found (pip install 'moto[server]' or set SESAME_TEST_MOTO_SERVER)");
-            return None;
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start listening on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+/// The moto server, shared by the tests running at the same time and stopped when the last of them drops it (a
+/// test that starts after that starts a new one).
+fn moto() -> Option<Arc<Moto>> {
+    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+    static CREDENTIALS: Once = Once::new();
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(moto) = shared.upgrade() {
+        return Some(moto);
+    }
+    let bin = std::env::var("SESAME_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(server) = ChildGuard::spawn(cmd, "moto_server") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("moto_server ({bin}) is required under CI=true");
         }
-        // SAFETY (invariant): set once, inside OnceLock initialisation, before any SDK client reads them.
+        eprintln!("skipping: moto_server not found (pip install 'moto[server]' or set SESAME_TEST_MOTO_SERVER)");
+        return None;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start listening on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    CREDENTIALS.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY (invariant): set once, while no other test of this binary is past this lock, before any SDK client
+        // reads them.
         unsafe {
             std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
             std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         }
-        Some(Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _child: child,
-        })
-    })
-    .as_ref()
+    });
+    let moto = Arc::new(Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _server: server,
+    });
+    *shared = Arc::downgrade(&moto);
+    Some(moto)
 }
 
 fn uri(m: &Moto, key: &str) -> KekUri {
@@ -73,17 +87,17 @@ fn opts(create: bool) -> OpenOptions {
 #[tokio::test]
 async fn moto_passes_the_suite() {
     let Some(m) = moto() else { return };
-    let kek = open_kek(&uri(m, "alias/sesame-a"), &opts(true)).await.unwrap();
-    let other = open_kek(&uri(m, "alias/sesame-b"), &opts(true)).await.unwrap();
+    let kek = open_kek(&uri(&m, "alias/sesame-a"), &opts(true)).await.unwrap();
+    let other = open_kek(&uri(&m, "alias/sesame-b"), &opts(true)).await.unwrap();
     conformance::run_all(kek.as_ref(), other.as_ref()).await;
 }
 
 #[tokio::test]
 async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
     let Some(m) = moto() else { return };
-    let err = open_kek(&uri(m, "alias/missing"), &opts(false)).await.unwrap_err();
+    let err = open_kek(&uri(&m, "alias/missing"), &opts(false)).await.unwrap_err();
     assert!(matches!(err, KmsError::NotFound { .. }), "{err}");
-    let kek = open_kek(&uri(m, "alias/sesame-arn"), &opts(true)).await.unwrap();
+    let kek = open_kek(&uri(&m, "alias/sesame-arn"), &opts(true)).await.unwrap();
     let ctx = WrapContext::new().with("dek", "d").with("scope", "s");
     let dek = Dek::generate();
     let wrapped = kek.wrap(&dek, &ctx).await.unwrap();
@@ -93,15 +107,15 @@ async fn aliases_resolve_to_the_key_arn_that_each_wrap_records() {
         wrapped.kek_version
     );
     // Opening by the ARN itself finds the same key.
-    let by_arn = open_kek(&uri(m, &wrapped.kek_version), &opts(false)).await.unwrap();
+    let by_arn = open_kek(&uri(&m, &wrapped.kek_version), &opts(false)).await.unwrap();
     assert_eq!(by_arn.unwrap(&wrapped, &ctx).await.unwrap().as_bytes(), dek.as_bytes());
 }
 
 #[tokio::test]
 async fn reencrypt_moves_a_wrap_between_aws_keys_inside_kms() {
     let Some(m) = moto() else { return };
-    let a = open_kek(&uri(m, "alias/sesame-re-a"), &opts(true)).await.unwrap();
-    let b = open_kek(&uri(m, "alias/sesame-re-b"), &opts(true)).await.unwrap();
+    let a = open_kek(&uri(&m, "alias/sesame-re-a"), &opts(true)).await.unwrap();
+    let b = open_kek(&uri(&m, "alias/sesame-re-b"), &opts(true)).await.unwrap();
     assert!(a.kms_partition().is_some() && a.kms_partition() == b.kms_partition());
     let ctx = WrapContext::new().with("dek", "d1").with("scope", "stack:o:p/s");
     let dek = Dek::generate();

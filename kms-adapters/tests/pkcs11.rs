@@ -48,9 +48,12 @@ fn softhsm() -> Option<&'static SoftHsm> {
             ),
         )
         .unwrap();
+        #[allow(unsafe_code)]
         // SAFETY (of the invariant, not memory): this runs once, inside OnceLock initialisation, before any test
         // loads the PKCS#11 module, so no other thread reads the environment concurrently.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        unsafe {
+            std::env::set_var("SOFTHSM2_CONF", &conf)
+        };
         for label in ["sesame-test", "other-token"] {
             let out = Command::new("softhsm2-util")
                 .args([

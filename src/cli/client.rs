@@ -116,7 +116,7 @@ impl Client {
 
     /// Builds a client for `url` with `token` (as `sesame login` does before anything is saved).
     pub fn with_token(url: &str, token: AccessToken, insecure: bool) -> anyhow::Result<Client> {
-        crate::server::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let base = Url::parse(url).with_context(|| format!("invalid server URL {url:?}"))?;
         match base.scheme() {
             "https" => {}

@@ -12,7 +12,6 @@ pub mod envs;
 pub mod kek;
 pub mod login;
 pub mod serve;
-pub mod serve_limits;
 pub mod stack;
 
 use std::process::ExitCode;

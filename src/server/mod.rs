@@ -552,14 +552,9 @@ impl RunningServer {
     }
 }
 
-/// Installs aws-lc-rs as rustls' process-wide crypto provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
 /// Starts the instance and the listener; returns once the server accepts connections.
 pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     if config.tls.is_none() && !config.listen.ip().is_loopback() {
         if !config.insecure {
             return Err(ServeError::PlainHttpOffLoopback(config.listen));

@@ -1,8 +1,8 @@
 //! Persistence: one [`Store`] trait over the domain's records, implemented on SQLite (the embedded default) and
 //! PostgreSQL (production).
 //!
-//! The store holds only what is safe at rest: wrapped DEKs, token hashes, and (later) sealed content. It never sees
-//! a plaintext key or token. Queries are written once in [`sql`] against sqlx's `Any` driver with `$N`
+//! The store holds only what is safe at rest: wrapped DEKs, token hashes, and content sealed under DEKs (the secrets
+//! in environment revisions, open sessions, the audit signing key). It never sees a plaintext key or token. Queries are written once in [`sql`] against sqlx's `Any` driver with `$N`
 //! placeholders, which both dialects accept; what differs per dialect — connection set-up and the migrations in
 //! `migrations/sqlite` and `migrations/postgres` — lives in [`sqlite`] and [`postgres`]. The backend is chosen from
 //! the URL scheme by [`connect`].

@@ -3,32 +3,31 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::child::ChildGuard;
 use crate::support::temp_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 
 struct Served {
-    child: Child,
+    child: ChildGuard,
     url: String,
     token: Option<String>,
 }
 
-/// Starts `sesame serve` on port 0 and reads its banner up to the "listening" line. The child is waited for in
-/// [`stop`].
-#[allow(clippy::zombie_processes)]
+/// Starts `sesame serve` on port 0 and reads its banner up to the "listening" line. The child is stopped by
+/// [`stop`], or by its guard if the test fails first.
 fn serve(data_dir: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--org", "acme", "--data-dir"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--org", "acme", "--data-dir"])
         .arg(data_dir)
         .env_remove("SESAME_DATABASE_URL")
         .env("SESAME_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sesame serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .stderr(Stdio::inherit());
+    let mut child = ChildGuard::spawn(cmd, "sesame serve").expect("spawn sesame serve");
+    let mut lines = BufReader::new(child.child().stdout.take().unwrap()).lines();
     let mut token = None;
     loop {
         let line = lines.next().expect("serve exited before listening").unwrap();
@@ -46,13 +45,9 @@ fn serve(data_dir: &Path) -> Served {
     }
 }
 
-fn stop(mut served: Served) {
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = served.child.wait().unwrap();
+/// SIGTERM, then the server must shut down gracefully (within the guard's grace period) and exit 0.
+fn stop(served: Served) {
+    let exit = served.child.stop();
     assert!(exit.success(), "graceful shutdown must exit 0, got {exit:?}");
 }
 
@@ -220,9 +215,7 @@ fn a_killed_server_loses_nothing_it_acknowledged() {
         assert!(out.status.success());
         sealed.push((stack, String::from_utf8(out.stdout).unwrap().trim().to_owned()));
     }
-    let mut child = served.child;
-    child.kill().unwrap(); // SIGKILL: no shutdown path runs.
-    child.wait().unwrap();
+    served.child.kill(); // SIGKILL: no shutdown path runs.
 
     let served = serve(dir.path());
     for (i, (stack, ct)) in sealed.iter().enumerate() {

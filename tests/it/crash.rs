@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sesame::store::Store;
+
+use crate::child::ChildGuard;
 
 /// DEKs made before the migration: one stack each.
 const DEKS: usize = 10_000;
@@ -45,24 +47,16 @@ const MAX_KILL_DELAY_MS: u64 = 5_000;
 const SOURCE: &str = "local://default";
 const TARGET: &str = "local://target";
 
-/// A `sesame serve` child process, killed when dropped (so a failing assertion leaves no server behind).
+/// A `sesame serve` child process, stopped by its guard when dropped (so a failing assertion leaves no server behind).
 struct Server {
-    child: Child,
+    child: ChildGuard,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    /// Kills the process with SIGKILL (`Child::kill` on Unix) and reaps it.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
+    /// Kills the process with SIGKILL and reaps it.
+    fn kill(self) {
+        self.child.kill();
     }
 }
 
@@ -99,23 +93,22 @@ async fn start(http: &reqwest::Client, data: &Path, log: &Path) -> (Server, Dura
         .open(log)
         .expect("server log");
     let t0 = Instant::now();
-    let child = sesame_command()
-        .args(["serve", "--listen", &listen, "--data-dir"])
+    let mut cmd = sesame_command();
+    cmd.args(["serve", "--listen", &listen, "--data-dir"])
         .arg(data)
         .env("SESAME_MIGRATION_BATCH", MIGRATION_BATCH)
         .env("SESAME_MIGRATION_LEASE_MS", LEASE_MS.to_string())
         .env("SESAME_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log handle"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn sesame serve");
+        .stderr(out);
+    let child = ChildGuard::spawn(cmd, "sesame serve").expect("spawn sesame serve");
     let mut server = Server {
         child,
         base: format!("http://{listen}"),
     };
     loop {
-        if let Some(status) = server.child.try_wait().expect("server status") {
+        if let Some(status) = server.child.child().try_wait().expect("server status") {
             panic!("sesame serve exited with {status}:\n{}", log_tail(log));
         }
         if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
@@ -210,7 +203,7 @@ async fn migration_survives_twenty_sigkills() {
     let data: PathBuf = tmp.path().join("data");
     let log = tmp.path().join("sesame.log");
     File::create(&log).expect("server log");
-    sesame::server::install_crypto_provider();
+    sesame::tls::install_crypto_provider();
     let http = reqwest::Client::new();
 
     let (mut server, ready) = start(&http, &data, &log).await;

@@ -249,6 +249,7 @@ async fn kek_uris_reach_only_what_the_operator_allowed() {
         assert!(message.contains("could not be loaded"), "{v}");
     }
     if cfg!(feature = "aws") {
+        #[allow(unsafe_code)]
         // SAFETY (invariant): set before this test's first SDK client reads them; every test that reads them sets
         // the same values.
         unsafe {

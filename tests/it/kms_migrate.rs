@@ -3,7 +3,7 @@
 //! (`SESAME_TEST_MOTO_SERVER` or on PATH) and the `aws` feature; skips with a reason otherwise (fails under CI=true).
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -12,26 +12,17 @@ use serde_json::json;
 use sesame::migrate::{self, MigrateConfig};
 use sesame::store::{MigrationRecord, MigrationState};
 
+use crate::child::ChildGuard;
 use crate::support::{TestServer, config, temp_dir};
 
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto() -> Option<(Moto, String)> {
+fn start_moto() -> Option<(ChildGuard, String)> {
     let bin = std::env::var("SESAME_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
+        .stderr(Stdio::null());
+    let Ok(moto) = ChildGuard::spawn(cmd, "moto_server") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "moto_server ({bin}) is required under CI=true"
@@ -39,7 +30,6 @@ fn start_moto() -> Option<(Moto, String)> {
         eprintln!("skipping: moto_server not found (pip install 'moto[server]' or set SESAME_TEST_MOTO_SERVER)");
         return None;
     };
-    let moto = Moto(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "moto_server did not start");
@@ -51,6 +41,7 @@ fn start_moto() -> Option<(Moto, String)> {
 #[tokio::test]
 async fn a_migration_between_aws_keys_uses_reencrypt() {
     let Some((_moto, endpoint)) = start_moto() else { return };
+    #[allow(unsafe_code)]
     // SAFETY (invariant): moto accepts any credentials; set before the first SDK client of this test reads them,
     // and every test that reads them sets the same values.
     unsafe {

@@ -5,6 +5,9 @@ mod abuse;
 mod admin;
 mod api;
 mod audit;
+#[path = "../support/child.rs"]
+mod child;
+mod children;
 mod cli;
 mod cli_env;
 mod crash;

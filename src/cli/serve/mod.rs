@@ -1,5 +1,8 @@
 //! `sesame serve`: flags (each also a `SESAME_*` variable), the first-start banner, and signal handling for a
-//! graceful shutdown.
+//! graceful shutdown; its abuse-limit flags are in [`limits`]. The one CLI module that imports `crate::server`, since
+//! it starts the server (the tidy test allows `src/cli/serve/` and no other CLI file).
+
+pub mod limits;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -91,7 +94,7 @@ pub struct ServeArgs {
     pub migration_lease_ms: u64,
     /// Abuse limits.
     #[command(flatten)]
-    pub limits: super::serve_limits::LimitArgs,
+    pub limits: limits::LimitArgs,
     /// A file holding a token that /metrics then requires as `Authorization: Bearer <token>` (Prometheus:
     /// `authorization: {credentials_file: …}`). Without it, /metrics answers anyone who can reach the port.
     #[arg(long, env = "SESAME_METRICS_TOKEN_FILE")]
