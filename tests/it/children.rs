@@ -21,6 +21,18 @@ fn alive(pid: u32, comm: &str) -> bool {
     }
 }
 
+/// Waits (polling, up to 10 s) until `pid` is a live `comm`.
+fn started(pid: u32, comm: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alive(pid, comm) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 /// Waits (polling, up to 10 s) until `pid` is no longer a live `comm`.
 fn gone(pid: u32, comm: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -45,7 +57,8 @@ fn shell(script: &str, grace: Duration) -> (ChildGuard, u32, u32) {
     let pids: Vec<u32> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
     assert_eq!(pids.len(), 2, "{line:?}");
     assert_eq!(pids[0], guard.id());
-    assert!(alive(pids[0], "sh") && alive(pids[1], "sleep"));
+    // The background child has been forked when the line is printed, but may not have exec'd `sleep` yet.
+    assert!(alive(pids[0], "sh") && started(pids[1], "sleep"), "{line:?}");
     (guard, pids[0], pids[1])
 }
 
