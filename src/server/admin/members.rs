@@ -101,14 +101,7 @@ pub async fn add_member(
             parent_id: None,
         },
     };
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::MemberAdd,
-        &format!("{}/{login}", org.name),
-    );
+    let event = org_event(&app, &p, &addr, &org, AuditAction::MemberAdd, login.as_str());
     let first_token = &new_user.token.id;
     let audit = |added: &AddedMember| {
         event.clone().detail(if added.created_user {
@@ -148,15 +141,7 @@ pub async fn set_member_role(
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let role = parse_role(&req.role)?;
     let user = member_user(&app, &org, &login).await?;
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::MemberRole,
-        &format!("{}/{login}", org.name),
-    )
-    .detail(format!("role {role}"));
+    let event = org_event(&app, &p, &addr, &org, AuditAction::MemberRole, &login).detail(format!("role {role}"));
     if !app
         .store
         .set_member_role(&org.id, &user.id, role, app.clock.now_ms(), &event)
@@ -177,14 +162,7 @@ pub async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let user = member_user(&app, &org, &login).await?;
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::MemberRemove,
-        &format!("{}/{login}", org.name),
-    );
+    let event = org_event(&app, &p, &addr, &org, AuditAction::MemberRemove, &login);
     if !app.store.remove_member(&org.id, &user.id, &event).await? {
         return Err(member_not_found(&org.name, &login));
     }

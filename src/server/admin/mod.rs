@@ -86,14 +86,14 @@ pub(super) async fn team_in(app: &AppState, org: &OrgRecord, team: &str) -> Resu
         .ok_or_else(|| team_not_found(&org.name, team))
 }
 
-/// The audit event of the caller's `action` on `target`, on `org`'s chain.
+/// The audit event of the caller's `action` on `<org>/<below>` (a member, a team, a team's member), on `org`'s chain.
 pub(super) fn org_event(
     app: &AppState,
     p: &Principal,
     addr: &str,
     org: &OrgRecord,
     action: AuditAction,
-    target: &str,
+    below: &str,
 ) -> AuditEvent {
-    app.event(Some(p), addr, Some(&org.id), action, target)
+    app.event(Some(p), addr, Some(&org.id), action, &format!("{}/{below}", org.name))
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{org_event, valid_name};
+use super::valid_name;
 use crate::core::audit::AuditAction;
 use crate::server::auth::{Auth, Principal};
 use crate::server::body::JsonBody;
@@ -110,7 +110,7 @@ pub async fn create_org(
         name: name.to_string(),
         created_ms: app.clock.now_ms(),
     };
-    let event = org_event(&app, &p, &addr, &org, AuditAction::OrgCreate, &org.name);
+    let event = app.event(Some(&p), &addr, Some(&org.id), AuditAction::OrgCreate, &org.name);
     if app.store.insert_org(&org, &event).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!("organization '{name}' exists already")));
     }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
-use super::{member_user, org_event, org_for, parse_role, team_in, valid_name};
+use super::{member_user, org_for, parse_role, team_in, valid_name};
 use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
 use crate::server::auth::Auth;
@@ -95,15 +95,15 @@ pub async fn put_role(
             format!("team:{}", t.id)
         }
     };
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::RoleGrant,
-        &level_text(&org.name, &req.project, &req.environment),
-    )
-    .detail(format!("{} {role}", req.subject));
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            Some(&org.id),
+            AuditAction::RoleGrant,
+            &level_text(&org.name, &req.project, &req.environment),
+        )
+        .detail(format!("{} {role}", req.subject));
     let grant = GrantRecord {
         org_id: org.id.clone(),
         subject,
@@ -143,15 +143,15 @@ pub async fn delete_role(
             None => format!("team:{team}"),
         },
     };
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::RoleRevoke,
-        &level_text(&org.name, &q.project, &q.environment),
-    )
-    .detail(q.subject.clone());
+    let event = app
+        .event(
+            Some(&p),
+            &addr,
+            Some(&org.id),
+            AuditAction::RoleRevoke,
+            &level_text(&org.name, &q.project, &q.environment),
+        )
+        .detail(q.subject.clone());
     if !app
         .store
         .delete_grant(&org.id, &subject, &q.project, &q.environment, &event)

@@ -64,14 +64,7 @@ pub async fn create_team(
         description: req.description,
         created_ms: app.clock.now_ms(),
     };
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::TeamCreate,
-        &format!("{}/{name}", org.name),
-    );
+    let event = org_event(&app, &p, &addr, &org, AuditAction::TeamCreate, name.as_str());
     if app.store.insert_team(&team, &event).await? == Inserted::AlreadyExists {
         return Err(ApiError::conflict(format!(
             "organization '{}' has a team '{name}' already",
@@ -96,14 +89,7 @@ pub async fn delete_team(
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
     let record = team_in(&app, &org, &team).await?;
-    let event = org_event(
-        &app,
-        &p,
-        &addr,
-        &org,
-        AuditAction::TeamDelete,
-        &format!("{}/{team}", org.name),
-    );
+    let event = org_event(&app, &p, &addr, &org, AuditAction::TeamDelete, &team);
     let audit = |revoked: &Vec<String>| {
         event.clone().detail(if revoked.is_empty() {
             String::new()
@@ -136,7 +122,7 @@ pub async fn add_team_member(
         &addr,
         &org,
         AuditAction::TeamMemberAdd,
-        &format!("{}/{team}/{login}", org.name),
+        &format!("{team}/{login}"),
     );
     let inserted = app
         .store
@@ -165,7 +151,7 @@ pub async fn remove_team_member(
         &addr,
         &org,
         AuditAction::TeamMemberRemove,
-        &format!("{}/{team}/{login}", org.name),
+        &format!("{team}/{login}"),
     );
     if !app.store.remove_team_member(&record.id, &user.id, &event).await? {
         return Err(not_in_team());
