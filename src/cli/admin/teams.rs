@@ -1,0 +1,139 @@
+//! `sesame team ls|create|rm|add|remove`: an org's teams and who is in them.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{OrgFlag, listing, seg, send};
+use crate::cli::client::{Client, ClientArgs};
+use crate::wire::admin::TeamInfo;
+
+/// `sesame team …`
+#[derive(Debug, Args)]
+pub struct TeamArgs {
+    #[command(subcommand)]
+    pub command: TeamCommand,
+}
+
+/// Team commands (org administrators, except `ls`).
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// List an organization's teams and their members.
+    Ls {
+        #[command(flatten)]
+        org: OrgFlag,
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a team.
+    Create {
+        /// The team's name.
+        name: String,
+        /// What the team is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        org: OrgFlag,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a team: its memberships and grants go, its team tokens are revoked.
+    Rm {
+        /// The team's name.
+        name: String,
+        #[command(flatten)]
+        org: OrgFlag,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put a member of the organization in a team.
+    Add {
+        /// The team's name.
+        team: String,
+        /// The member's login.
+        login: String,
+        #[command(flatten)]
+        org: OrgFlag,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a user out of a team.
+    Remove {
+        /// The team's name.
+        team: String,
+        /// The member's login.
+        login: String,
+        #[command(flatten)]
+        org: OrgFlag,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs `sesame team …`.
+pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        TeamCommand::Ls { org, json, client } => {
+            let path = org.path("teams")?;
+            let Some(teams) = listing::<TeamInfo>(&client, &path, "teams", json).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!("{:<20}  {:<30}  MEMBERS", "NAME", "DESCRIPTION");
+            for t in teams {
+                println!("{:<20}  {:<30}  {}", t.name, t.description, t.members.join(", "));
+            }
+        }
+        TeamCommand::Create {
+            name,
+            description,
+            org,
+            client,
+        } => {
+            let path = org.path("teams")?;
+            let _: Value = Client::new(&client)?
+                .post(&path, &json!({ "name": name, "description": description }))
+                .await?;
+            println!("created team {name} in {}", org.org);
+        }
+        TeamCommand::Rm { name, org, client } => {
+            let path = format!("{}/{}", org.path("teams")?, seg("team", &name)?);
+            send(&client, Method::DELETE, &path).await?;
+            println!("deleted team {name} from {}", org.org);
+        }
+        TeamCommand::Add {
+            team,
+            login,
+            org,
+            client,
+        } => {
+            let path = team_member_path(&org, &team, &login)?;
+            send(&client, Method::PUT, &path).await?;
+            println!("{login} is in team {team} of {}", org.org);
+        }
+        TeamCommand::Remove {
+            team,
+            login,
+            org,
+            client,
+        } => {
+            let path = team_member_path(&org, &team, &login)?;
+            send(&client, Method::DELETE, &path).await?;
+            println!("{login} left team {team} of {}", org.org);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn team_member_path(org: &OrgFlag, team: &str, login: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "{}/{}/members/{}",
+        org.path("teams")?,
+        seg("team", team)?,
+        seg("login", login)?
+    ))
+}
