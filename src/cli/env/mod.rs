@@ -1,11 +1,12 @@
 //! `sesame env`: environments. This module holds the clap command ([`EnvArgs`], [`EnvCommand`]) and sends each
 //! subcommand to the file that runs it; it does no work of its own.
 //!
-//! - against a server, through its Pulumi-ESC-compatible API: `init`, `ls`, `get`, `rm` in [`remote`]; `edit` and
-//!   `set` in [`edit`] (the text edits of `set` and `rm ENV PATH` in [`definition`]); `open` and `run` in [`run`];
-//!   `version` and `diff` in [`versions`]. They share [`names`] (environment names, `--org`), [`session`] (the HTTP
-//!   conversation, diagnostics) and [`output`] (stdout, tables, dotenv/shell lines); [`values`] reads opened values;
-//! - offline: `eval` in [`offline`], over local files.
+//! - against a server, through its Pulumi-ESC-compatible API: `init`, `ls`, `get`, `rm` in `remote.rs`; `edit` and
+//!   `set` in `edit.rs` (the text edits of `set` and `rm ENV PATH` in `definition/`); `open` and `run` in `run.rs`;
+//!   `version` and `diff` in `versions.rs`. They share `names.rs` (environment names, `--org`), `session.rs` (the
+//!   HTTP conversation, diagnostics) and `output.rs` (stdout, tables, dotenv/shell lines); `values.rs` reads opened
+//!   values;
+//! - offline: `eval` in `offline.rs`, over local files.
 //!
 //! Secrets reach stdout only where the user asked for them (`get --show-secrets`, `open`, `run`), never an error
 //! message or a log line.
