@@ -8,7 +8,6 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod env;
-pub mod envs;
 pub mod kek;
 pub mod login;
 pub mod serve;
