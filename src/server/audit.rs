@@ -23,11 +23,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::AppState;
 use super::auth::{Auth, Principal};
 use super::error::ApiError;
-use super::{AppState, ClientAddr};
 use crate::core::audit::{AuditAction, GENESIS, INSTANCE_CHAIN, hex};
 use crate::core::authz::Action;
+use crate::server::auth::Caller;
 
 const PAGE: i64 = 5_000;
 
@@ -105,9 +106,11 @@ pub async fn export_instance(State(app): State<Arc<AppState>>, Auth(principal): 
 
 /// `GET /api/sesame/v1/orgs/{org}/audit`
 pub async fn export_org(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {
     let (org, access) = app.org_access(&principal, &source, &org).await?;
@@ -141,9 +144,11 @@ pub struct PruneRequest {
 
 /// `POST /api/sesame/v1/audit/prune`
 pub async fn prune(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     super::body::JsonBody(req): super::body::JsonBody<PruneRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !principal.instance_admin {

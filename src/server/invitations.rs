@@ -14,13 +14,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::access::org_not_found;
 use super::auth::{Auth, Principal};
 use super::error::{ApiError, Success};
-use super::{AppState, ClientAddr};
 use crate::core::audit::AuditAction;
 use crate::core::authz::{Action, Role};
 use crate::core::keys::Name;
+use crate::server::auth::Caller;
 use crate::store::identity::InvitationRecord;
 use crate::store::{OrgRecord, TokenKind, UserRecord};
 use crate::wire::admin::{AcceptedInvitation, InvitationInfo, InvitationList, InvitedMember};
@@ -139,9 +140,11 @@ pub async fn list_mine(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
 
 /// `POST /api/sesame/v1/invitations/{id}/accept`: the caller joins the org with the invitation's role.
 pub async fn accept(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AcceptedInvitation>, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
@@ -187,9 +190,11 @@ pub async fn accept(
 
 /// `POST /api/sesame/v1/invitations/{id}/decline`: the invitation is dropped; the caller does not join.
 pub async fn decline(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
@@ -227,9 +232,11 @@ async fn managed_org(app: &AppState, p: &Principal, source: &str, org: &str) -> 
 
 /// `GET /api/sesame/v1/orgs/{org}/invitations` (org administrators): the org's pending invitations.
 pub async fn list_org(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<InvitationList>, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
@@ -241,9 +248,11 @@ pub async fn list_org(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/invitations/{login}` (org administrators): withdraws an invitation.
 pub async fn withdraw(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;

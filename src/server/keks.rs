@@ -15,18 +15,18 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use sesame_kms::{Dek, KekUri, KmsError, WrapContext};
 
 use super::AppState;
-use super::ClientAddr;
-use super::auth::{Auth, Principal};
+use super::auth::Principal;
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::Action;
+use crate::server::auth::Caller;
 use crate::store::{Inserted, KekRecord, KekState, OrgRecord};
 use crate::wire::keks::{AddKekRequest, KekInfo, KekList};
 
@@ -107,9 +107,7 @@ async fn info(app: &AppState, k: KekRecord) -> Result<KekInfo, ApiError> {
 
 /// `POST /api/sesame/v1/keks`
 pub async fn add(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -118,9 +116,7 @@ pub async fn add(
 
 /// `POST /api/sesame/v1/orgs/{org}/keks`: registers a KEK of that org (`org` in the body, if any, must name it).
 pub async fn org_add(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
@@ -234,8 +230,7 @@ pub struct ListQuery {
 
 /// `GET /api/sesame/v1/keks[?org=NAME]`
 pub async fn list(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
+    Caller { app, principal, .. }: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<KekList>, ApiError> {
     require_admin(&principal)?;
@@ -261,9 +256,7 @@ pub async fn list(
 
 /// `GET /api/sesame/v1/orgs/{org}/keks`: the org's own KEKs (not the instance's).
 pub async fn org_list(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KekList>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -288,9 +281,7 @@ async fn find(app: &AppState, keys: &Keys, id: &str) -> Result<KekRecord, ApiErr
 
 /// `POST /api/sesame/v1/keks/{id}/default`
 pub async fn make_default(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -299,9 +290,7 @@ pub async fn make_default(
 
 /// `POST /api/sesame/v1/orgs/{org}/keks/{id}/default`
 pub async fn org_make_default(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -335,9 +324,7 @@ async fn make_default_kek(
 
 /// `POST /api/sesame/v1/keks/{id}/disable`
 pub async fn disable(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -346,9 +333,7 @@ pub async fn disable(
 
 /// `POST /api/sesame/v1/orgs/{org}/keks/{id}/disable`
 pub async fn org_disable(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;

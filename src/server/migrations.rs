@@ -15,13 +15,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::AppState;
-use super::ClientAddr;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
 use super::keks::Keys;
 use crate::core::audit::AuditAction;
 use crate::migrate::{self, MigrateError};
+use crate::server::auth::Caller;
 use crate::store::{KekRecord, MigrationRecord, MigrationState};
 use crate::wire::keks::{MigrationInfo, MigrationList, StartMigrationRequest, VerifyResponse};
 
@@ -121,9 +121,7 @@ fn resolve<'a>(keks: &'a [KekRecord], what: &str, org_id: Option<&str>) -> Resul
 
 /// `POST /api/sesame/v1/kek-migrations`: start a migration, or resume the unfinished one for the same pair and org.
 pub async fn start(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -133,9 +131,7 @@ pub async fn start(
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations`: the same, for the org's DEKs only (`org` in the body, if any,
 /// must name it).
 pub async fn org_start(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
@@ -218,9 +214,7 @@ pub async fn list(State(app): State<Arc<AppState>>, Auth(principal): Auth) -> Re
 
 /// `GET /api/sesame/v1/orgs/{org}/kek-migrations`: the jobs of the org's DEKs.
 pub async fn org_list(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<MigrationList>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -249,8 +243,7 @@ async fn get_record(app: &AppState, keys: &Keys, id: &str) -> Result<MigrationRe
 
 /// `GET /api/sesame/v1/kek-migrations/{id}`
 pub async fn get(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
+    Caller { app, principal, .. }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     require_admin(&principal)?;
@@ -259,9 +252,7 @@ pub async fn get(
 
 /// `GET /api/sesame/v1/orgs/{org}/kek-migrations/{id}`
 pub async fn org_get(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -270,9 +261,7 @@ pub async fn org_get(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/pause`
 pub async fn pause(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -281,9 +270,7 @@ pub async fn pause(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause`
 pub async fn org_pause(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -318,9 +305,7 @@ async fn pause_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/resume`
 pub async fn resume(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -329,9 +314,7 @@ pub async fn resume(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume`
 pub async fn org_resume(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -370,9 +353,7 @@ async fn resume_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/verify`: unwraps every DEK of the migration under the target KEK.
 pub async fn verify(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -381,9 +362,7 @@ pub async fn verify(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify`
 pub async fn org_verify(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -421,9 +400,7 @@ async fn verify_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/retire`: deletes the source KEK's wraps, only after a verification.
 pub async fn retire(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -432,9 +409,7 @@ pub async fn retire(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire`
 pub async fn org_retire(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller { app, principal, addr }: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;

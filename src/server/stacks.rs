@@ -14,20 +14,20 @@
 //! refusal of access is audited on its own as `access.denied`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::auth::{Auth, Principal};
+use super::AppState;
+use super::auth::Principal;
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::{AppState, ClientAddr};
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::call_tally::CallKey;
 use crate::core::keys::{Name, Scope, stack_secret_aad};
+use crate::server::auth::Caller;
 use crate::wire::SecretText;
 use crate::wire::stacks::{
     BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
@@ -133,9 +133,11 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
 
 /// `POST /api/stacks/{org}/{project}/{stack}/encrypt`
 pub async fn encrypt(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
@@ -162,9 +164,11 @@ pub async fn encrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/decrypt`
 pub async fn decrypt(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
@@ -191,9 +195,11 @@ pub async fn decrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-encrypt`
 pub async fn batch_encrypt(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchEncryptRequest>,
 ) -> Result<Json<BatchEncryptResponse>, ApiError> {
@@ -229,9 +235,11 @@ pub async fn batch_encrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-decrypt`
 pub async fn batch_decrypt(
-    State(app): State<Arc<AppState>>,
-    Auth(principal): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller {
+        app,
+        principal,
+        addr: source,
+    }: Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchDecryptRequest>,
 ) -> Result<Json<BatchDecryptResponse>, ApiError> {

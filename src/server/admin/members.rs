@@ -1,10 +1,8 @@
 //! An org's members (`/api/sesame/v1/orgs/{org}/members`): listed by readers; added (or invited), re-roled and
 //! removed by the org's administrators, each change audited and dropping the cached grants.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -13,10 +11,10 @@ use crate::core::audit::AuditAction;
 use crate::core::authz::{Action, Role};
 use crate::core::text;
 use crate::core::tokens::AccessToken;
-use crate::server::auth::Auth;
+use crate::server::AppState;
+use crate::server::auth::Caller;
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::identity::{AddedMember, MemberRecord, NewUser};
 use crate::store::{Inserted, OrgRecord, TokenKind, TokenRecord, UserRecord};
 use crate::wire::SecretText;
@@ -42,9 +40,11 @@ async fn member_of(app: &AppState, org: &OrgRecord, user_id: &str) -> Result<Mem
 
 /// `GET /api/sesame/v1/orgs/{org}/members`
 pub async fn list_members(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<MemberList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
@@ -58,9 +58,11 @@ pub async fn list_members(
 /// first personal token, when new: `201`); an org administrator invites the login instead (`202`, see
 /// [`crate::server::invitations`]), so nobody joins an org without consenting.
 pub async fn add_member(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
@@ -132,9 +134,11 @@ pub async fn add_member(
 
 /// `PATCH /api/sesame/v1/orgs/{org}/members/{login}`
 pub async fn set_member_role(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, login)): Path<(String, String)>,
     JsonBody(req): JsonBody<SetRoleRequest>,
 ) -> Result<Json<MemberInfo>, ApiError> {
@@ -155,9 +159,11 @@ pub async fn set_member_role(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/members/{login}`: the user leaves the org, its teams there and its grants.
 pub async fn remove_member(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;

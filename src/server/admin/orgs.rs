@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 
 use super::valid_name;
 use crate::core::audit::AuditAction;
+use crate::server::AppState;
+use crate::server::auth::Caller;
 use crate::server::auth::{Auth, Principal};
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::{Inserted, OrgRecord, TokenKind};
 use crate::wire::admin::{CreateOrgRequest, CurrentUser, OrgInfo, OrgList, UserOrg};
 
@@ -91,9 +92,11 @@ pub async fn list_orgs(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
 
 /// `POST /api/sesame/v1/orgs` (instance administrator only)
 pub async fn create_org(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     JsonBody(req): JsonBody<CreateOrgRequest>,
 ) -> Result<(StatusCode, Json<OrgInfo>), ApiError> {
     let decision = if p.instance_admin {

@@ -1,27 +1,26 @@
 //! An org's role grants (`/api/sesame/v1/orgs/{org}/roles`): a role for `user:<login>` or `team:<name>` on the
 //! org, a project or one environment; listed by readers, put and deleted by the org's administrators.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 
 use super::{member_user, org_for, parse_role, team_in, valid_name};
 use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
-use crate::server::auth::Auth;
+use crate::server::auth::Caller;
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::identity::GrantRecord;
 use crate::wire::admin::{DeleteGrantQuery, GrantInfo, GrantList, PutGrantRequest};
 
 /// `GET /api/sesame/v1/orgs/{org}/roles`
 pub async fn list_roles(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<GrantList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
@@ -79,9 +78,11 @@ fn level_text(org: &str, project: &str, env: &str) -> String {
 
 /// `PUT /api/sesame/v1/orgs/{org}/roles`: grants a role (replacing the subject's role at that level).
 pub async fn put_role(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<PutGrantRequest>,
 ) -> Result<Json<GrantInfo>, ApiError> {
@@ -124,9 +125,11 @@ pub async fn put_role(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/roles?subject=…&project=…&environment=…`
 pub async fn delete_role(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
     Query(q): Query<DeleteGrantQuery>,
 ) -> Result<StatusCode, ApiError> {

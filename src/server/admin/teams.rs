@@ -1,29 +1,28 @@
 //! An org's teams (`/api/sesame/v1/orgs/{org}/teams`): listed by readers; created, deleted (revoking its tokens)
 //! and given or relieved of members (who must be members of the org) by the org's administrators.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 
 use super::{member_user, org_event, org_for, team_in, team_not_found, valid_name};
 use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
 use crate::core::text;
-use crate::server::auth::Auth;
+use crate::server::auth::Caller;
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::Inserted;
 use crate::store::identity::TeamRecord;
 use crate::wire::admin::{CreateTeamRequest, TeamInfo, TeamList};
 
 /// `GET /api/sesame/v1/orgs/{org}/teams`
 pub async fn list_teams(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<TeamList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
@@ -43,9 +42,11 @@ pub async fn list_teams(
 
 /// `POST /api/sesame/v1/orgs/{org}/teams`
 pub async fn create_team(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<CreateTeamRequest>,
 ) -> Result<(StatusCode, Json<TeamInfo>), ApiError> {
@@ -82,9 +83,11 @@ pub async fn create_team(
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}`: the team, its memberships and grants go; its tokens are
 /// revoked.
 pub async fn delete_team(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, team)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
@@ -108,9 +111,11 @@ pub async fn delete_team(
 
 /// `PUT /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}` (the user must be a member of the org)
 pub async fn add_team_member(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, team, login)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
@@ -136,9 +141,11 @@ pub async fn add_team_member(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}`
 pub async fn remove_team_member(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path((org, team, login)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;

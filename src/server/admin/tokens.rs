@@ -2,10 +2,8 @@
 //! administrators. A child token never outlives the token that made it, and revoking a token revokes every token
 //! it made. A token's text is returned once, when it is made.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
@@ -14,10 +12,10 @@ use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::Action;
 use crate::core::text;
 use crate::core::tokens::AccessToken;
-use crate::server::auth::Auth;
+use crate::server::AppState;
+use crate::server::auth::Caller;
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::identity::Revoked;
 use crate::store::{TokenKind, TokenRecord};
 use crate::wire::SecretText;
@@ -81,9 +79,11 @@ fn child_expiry(days: Option<u32>, parent: Option<i64>, now: i64) -> Result<Opti
 
 /// `POST /api/sesame/v1/tokens`: a personal token for the caller, or (org admins) a team or organization token.
 pub async fn create_token(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     JsonBody(req): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     text::check(
@@ -194,9 +194,11 @@ pub struct TokenListQuery {
 
 /// `GET /api/sesame/v1/tokens[?org=…]`
 pub async fn list_tokens(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Query(q): Query<TokenListQuery>,
 ) -> Result<Json<TokenList>, ApiError> {
     let records = match &q.org {
@@ -223,9 +225,11 @@ pub async fn list_tokens(
 /// administers, or any token for the instance administrator; every token it made (transitively) is revoked with it. Refused at once on this replica; other replicas stop
 /// accepting it within their token cache's lifetime.
 pub async fn revoke_token(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(addr): ClientAddr,
+    Caller {
+        app,
+        principal: p,
+        addr,
+    }: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let record = app.store.token_by_id(&id).await?.ok_or_else(|| token_not_found(&id))?;
