@@ -105,14 +105,7 @@ pub async fn export_instance(State(app): State<Arc<AppState>>, Auth(principal): 
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/audit`
-pub async fn export_org(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
-    Path(org): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn export_org(Caller(app, principal, source): Caller, Path(org): Path<String>) -> Result<Response, ApiError> {
     let (org, access) = app.org_access(&principal, &source, &org).await?;
     app.authorize(
         &principal,
@@ -144,11 +137,7 @@ pub struct PruneRequest {
 
 /// `POST /api/sesame/v1/audit/prune`
 pub async fn prune(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
+    Caller(app, principal, source): Caller,
     super::body::JsonBody(req): super::body::JsonBody<PruneRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !principal.instance_admin {

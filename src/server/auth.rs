@@ -31,27 +31,16 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct Auth(pub Arc<Principal>);
 
 /// A handler's call, as one extractor: the shared state, the authenticated principal (as [`Auth`] finds it) and the
-/// source address (as [`super::ClientAddr`]). Handlers take it as
-/// `Caller { app, principal, addr }: Caller` and keep the names they use.
-pub struct Caller {
-    /// The server's state.
-    pub app: Arc<AppState>,
-    /// Who is calling.
-    pub principal: Arc<Principal>,
-    /// The caller's address, for the audit log.
-    pub addr: String,
-}
+/// source address (as [`super::ClientAddr`]), in that order. Handlers take it as `Caller(app, principal, addr): Caller`
+/// and keep the names they use.
+pub struct Caller(pub Arc<AppState>, pub Arc<Principal>, pub String);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let Auth(principal) = Auth::from_request_parts(parts, app).await?;
-        Ok(Caller {
-            app: app.clone(),
-            principal,
-            addr: super::client_addr(parts),
-        })
+        Ok(Caller(app.clone(), principal, super::client_addr(parts)))
     }
 }
 

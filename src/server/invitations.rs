@@ -140,11 +140,7 @@ pub async fn list_mine(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
 
 /// `POST /api/sesame/v1/invitations/{id}/accept`: the caller joins the org with the invitation's role.
 pub async fn accept(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<AcceptedInvitation>, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
@@ -189,14 +185,7 @@ pub async fn accept(
 }
 
 /// `POST /api/sesame/v1/invitations/{id}/decline`: the invitation is dropped; the caller does not join.
-pub async fn decline(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+pub async fn decline(Caller(app, p, addr): Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
     let audit = |inv: &InvitationRecord| {
         app.event(
@@ -231,14 +220,7 @@ async fn managed_org(app: &AppState, p: &Principal, source: &str, org: &str) -> 
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/invitations` (org administrators): the org's pending invitations.
-pub async fn list_org(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(org): Path<String>,
-) -> Result<Json<InvitationList>, ApiError> {
+pub async fn list_org(Caller(app, p, addr): Caller, Path(org): Path<String>) -> Result<Json<InvitationList>, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;
     let invitations = app.store.invitations_of_org(&org.id).await?;
     Ok(Json(InvitationList {
@@ -248,11 +230,7 @@ pub async fn list_org(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/invitations/{login}` (org administrators): withdraws an invitation.
 pub async fn withdraw(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = managed_org(&app, &p, &addr, &org).await?;

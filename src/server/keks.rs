@@ -107,7 +107,7 @@ async fn info(app: &AppState, k: KekRecord) -> Result<KekInfo, ApiError> {
 
 /// `POST /api/sesame/v1/keks`
 pub async fn add(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -116,7 +116,7 @@ pub async fn add(
 
 /// `POST /api/sesame/v1/orgs/{org}/keks`: registers a KEK of that org (`org` in the body, if any, must name it).
 pub async fn org_add(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<AddKekRequest>,
 ) -> Result<(StatusCode, Json<KekInfo>), ApiError> {
@@ -229,10 +229,7 @@ pub struct ListQuery {
 }
 
 /// `GET /api/sesame/v1/keks[?org=NAME]`
-pub async fn list(
-    Caller { app, principal, .. }: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<KekList>, ApiError> {
+pub async fn list(Caller(app, principal, _): Caller, Query(q): Query<ListQuery>) -> Result<Json<KekList>, ApiError> {
     require_admin(&principal)?;
     let filter = match q.org.as_deref() {
         None => None,
@@ -256,7 +253,7 @@ pub async fn list(
 
 /// `GET /api/sesame/v1/orgs/{org}/keks`: the org's own KEKs (not the instance's).
 pub async fn org_list(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KekList>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -281,7 +278,7 @@ async fn find(app: &AppState, keys: &Keys, id: &str) -> Result<KekRecord, ApiErr
 
 /// `POST /api/sesame/v1/keks/{id}/default`
 pub async fn make_default(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -290,7 +287,7 @@ pub async fn make_default(
 
 /// `POST /api/sesame/v1/orgs/{org}/keks/{id}/default`
 pub async fn org_make_default(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -323,17 +320,14 @@ async fn make_default_kek(
 }
 
 /// `POST /api/sesame/v1/keks/{id}/disable`
-pub async fn disable(
-    Caller { app, principal, addr }: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<KekInfo>, ApiError> {
+pub async fn disable(Caller(app, principal, addr): Caller, Path(id): Path<String>) -> Result<Json<KekInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
     disable_kek(&app, &principal, &addr, Keys::Instance, id).await
 }
 
 /// `POST /api/sesame/v1/orgs/{org}/keks/{id}/disable`
 pub async fn org_disable(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;

@@ -121,7 +121,7 @@ fn resolve<'a>(keks: &'a [KekRecord], what: &str, org_id: Option<&str>) -> Resul
 
 /// `POST /api/sesame/v1/kek-migrations`: start a migration, or resume the unfinished one for the same pair and org.
 pub async fn start(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -131,7 +131,7 @@ pub async fn start(
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations`: the same, for the org's DEKs only (`org` in the body, if any,
 /// must name it).
 pub async fn org_start(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<StartMigrationRequest>,
 ) -> Result<(StatusCode, Json<MigrationInfo>), ApiError> {
@@ -214,7 +214,7 @@ pub async fn list(State(app): State<Arc<AppState>>, Auth(principal): Auth) -> Re
 
 /// `GET /api/sesame/v1/orgs/{org}/kek-migrations`: the jobs of the org's DEKs.
 pub async fn org_list(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(org): Path<String>,
 ) -> Result<Json<MigrationList>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -242,17 +242,14 @@ async fn get_record(app: &AppState, keys: &Keys, id: &str) -> Result<MigrationRe
 }
 
 /// `GET /api/sesame/v1/kek-migrations/{id}`
-pub async fn get(
-    Caller { app, principal, .. }: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<MigrationInfo>, ApiError> {
+pub async fn get(Caller(app, principal, _): Caller, Path(id): Path<String>) -> Result<Json<MigrationInfo>, ApiError> {
     require_admin(&principal)?;
     Ok(Json(info(get_record(&app, &Keys::Instance, &id).await?)))
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/kek-migrations/{id}`
 pub async fn org_get(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -261,7 +258,7 @@ pub async fn org_get(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/pause`
 pub async fn pause(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -270,7 +267,7 @@ pub async fn pause(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause`
 pub async fn org_pause(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -305,7 +302,7 @@ async fn pause_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/resume`
 pub async fn resume(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -314,7 +311,7 @@ pub async fn resume(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume`
 pub async fn org_resume(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -353,7 +350,7 @@ async fn resume_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/verify`: unwraps every DEK of the migration under the target KEK.
 pub async fn verify(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -362,7 +359,7 @@ pub async fn verify(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify`
 pub async fn org_verify(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
@@ -400,7 +397,7 @@ async fn verify_job(
 
 /// `POST /api/sesame/v1/kek-migrations/{id}/retire`: deletes the source KEK's wraps, only after a verification.
 pub async fn retire(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     deny_unless_admin(&app, &principal, &addr).await?;
@@ -409,7 +406,7 @@ pub async fn retire(
 
 /// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire`
 pub async fn org_retire(
-    Caller { app, principal, addr }: Caller,
+    Caller(app, principal, addr): Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
     let keys = Keys::of_org(&app, &principal, &addr, &org).await?;

@@ -133,11 +133,7 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
 
 /// `POST /api/stacks/{org}/{project}/{stack}/encrypt`
 pub async fn encrypt(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
+    Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
@@ -164,11 +160,7 @@ pub async fn encrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/decrypt`
 pub async fn decrypt(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
+    Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
@@ -195,11 +187,7 @@ pub async fn decrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-encrypt`
 pub async fn batch_encrypt(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
+    Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchEncryptRequest>,
 ) -> Result<Json<BatchEncryptResponse>, ApiError> {
@@ -235,11 +223,7 @@ pub async fn batch_encrypt(
 
 /// `POST /api/stacks/{org}/{project}/{stack}/batch-decrypt`
 pub async fn batch_decrypt(
-    Caller {
-        app,
-        principal,
-        addr: source,
-    }: Caller,
+    Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchDecryptRequest>,
 ) -> Result<Json<BatchDecryptResponse>, ApiError> {

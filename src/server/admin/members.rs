@@ -39,14 +39,7 @@ async fn member_of(app: &AppState, org: &OrgRecord, user_id: &str) -> Result<Mem
 }
 
 /// `GET /api/sesame/v1/orgs/{org}/members`
-pub async fn list_members(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(org): Path<String>,
-) -> Result<Json<MemberList>, ApiError> {
+pub async fn list_members(Caller(app, p, addr): Caller, Path(org): Path<String>) -> Result<Json<MemberList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
     let members = app.store.members(&org.id).await?;
     Ok(Json(MemberList {
@@ -58,11 +51,7 @@ pub async fn list_members(
 /// first personal token, when new: `201`); an org administrator invites the login instead (`202`, see
 /// [`crate::server::invitations`]), so nobody joins an org without consenting.
 pub async fn add_member(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
@@ -134,11 +123,7 @@ pub async fn add_member(
 
 /// `PATCH /api/sesame/v1/orgs/{org}/members/{login}`
 pub async fn set_member_role(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, login)): Path<(String, String)>,
     JsonBody(req): JsonBody<SetRoleRequest>,
 ) -> Result<Json<MemberInfo>, ApiError> {
@@ -159,11 +144,7 @@ pub async fn set_member_role(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/members/{login}`: the user leaves the org, its teams there and its grants.
 pub async fn remove_member(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, login)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;

@@ -92,11 +92,7 @@ pub async fn list_orgs(State(app): State<Arc<AppState>>, Auth(p): Auth) -> Resul
 
 /// `POST /api/sesame/v1/orgs` (instance administrator only)
 pub async fn create_org(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     JsonBody(req): JsonBody<CreateOrgRequest>,
 ) -> Result<(StatusCode, Json<OrgInfo>), ApiError> {
     let decision = if p.instance_admin {

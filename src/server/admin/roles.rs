@@ -15,14 +15,7 @@ use crate::store::identity::GrantRecord;
 use crate::wire::admin::{DeleteGrantQuery, GrantInfo, GrantList, PutGrantRequest};
 
 /// `GET /api/sesame/v1/orgs/{org}/roles`
-pub async fn list_roles(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(org): Path<String>,
-) -> Result<Json<GrantList>, ApiError> {
+pub async fn list_roles(Caller(app, p, addr): Caller, Path(org): Path<String>) -> Result<Json<GrantList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
     let grants = app.store.grants(&org.id).await?;
     Ok(Json(GrantList {
@@ -78,11 +71,7 @@ fn level_text(org: &str, project: &str, env: &str) -> String {
 
 /// `PUT /api/sesame/v1/orgs/{org}/roles`: grants a role (replacing the subject's role at that level).
 pub async fn put_role(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<PutGrantRequest>,
 ) -> Result<Json<GrantInfo>, ApiError> {
@@ -125,11 +114,7 @@ pub async fn put_role(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/roles?subject=…&project=…&environment=…`
 pub async fn delete_role(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path(org): Path<String>,
     Query(q): Query<DeleteGrantQuery>,
 ) -> Result<StatusCode, ApiError> {

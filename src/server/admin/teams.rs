@@ -17,14 +17,7 @@ use crate::store::identity::TeamRecord;
 use crate::wire::admin::{CreateTeamRequest, TeamInfo, TeamList};
 
 /// `GET /api/sesame/v1/orgs/{org}/teams`
-pub async fn list_teams(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(org): Path<String>,
-) -> Result<Json<TeamList>, ApiError> {
+pub async fn list_teams(Caller(app, p, addr): Caller, Path(org): Path<String>) -> Result<Json<TeamList>, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::Read).await?;
     let teams = app.store.teams(&org.id).await?;
     Ok(Json(TeamList {
@@ -42,11 +35,7 @@ pub async fn list_teams(
 
 /// `POST /api/sesame/v1/orgs/{org}/teams`
 pub async fn create_team(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path(org): Path<String>,
     JsonBody(req): JsonBody<CreateTeamRequest>,
 ) -> Result<(StatusCode, Json<TeamInfo>), ApiError> {
@@ -83,11 +72,7 @@ pub async fn create_team(
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}`: the team, its memberships and grants go; its tokens are
 /// revoked.
 pub async fn delete_team(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, team)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
@@ -111,11 +96,7 @@ pub async fn delete_team(
 
 /// `PUT /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}` (the user must be a member of the org)
 pub async fn add_team_member(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, team, login)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;
@@ -141,11 +122,7 @@ pub async fn add_team_member(
 
 /// `DELETE /api/sesame/v1/orgs/{org}/teams/{team}/members/{login}`
 pub async fn remove_team_member(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Path((org, team, login)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org = org_for(&app, &p, &addr, &org, Action::ManageAccess).await?;

@@ -79,11 +79,7 @@ fn child_expiry(days: Option<u32>, parent: Option<i64>, now: i64) -> Result<Opti
 
 /// `POST /api/sesame/v1/tokens`: a personal token for the caller, or (org admins) a team or organization token.
 pub async fn create_token(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     JsonBody(req): JsonBody<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     text::check(
@@ -194,11 +190,7 @@ pub struct TokenListQuery {
 
 /// `GET /api/sesame/v1/tokens[?org=…]`
 pub async fn list_tokens(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
+    Caller(app, p, addr): Caller,
     Query(q): Query<TokenListQuery>,
 ) -> Result<Json<TokenList>, ApiError> {
     let records = match &q.org {
@@ -224,14 +216,7 @@ pub async fn list_tokens(
 /// `DELETE /api/sesame/v1/tokens/{id}`: the caller's own token, an org or team token of an org the caller
 /// administers, or any token for the instance administrator; every token it made (transitively) is revoked with it. Refused at once on this replica; other replicas stop
 /// accepting it within their token cache's lifetime.
-pub async fn revoke_token(
-    Caller {
-        app,
-        principal: p,
-        addr,
-    }: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+pub async fn revoke_token(Caller(app, p, addr): Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let record = app.store.token_by_id(&id).await?.ok_or_else(|| token_not_found(&id))?;
     let own = record.user_id.is_some() && record.user_id == p.user_id;
     let chain = match (&record.org_id, own || p.instance_admin) {
