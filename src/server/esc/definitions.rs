@@ -17,21 +17,62 @@ use super::{
     refuse_reserved, rendered_properties, seal, target, with_headers, yaml_response,
 };
 use crate::core::audit::AuditAction;
-use crate::core::authz::Action;
+use crate::core::authz::{Access, Action};
 use crate::core::env::Mode;
 use crate::server::answer::secret_body;
 use crate::server::auth::{Auth, Principal};
 use crate::server::body::JsonBody;
 use crate::server::error::{self, ApiError, Success};
 use crate::server::{AppState, ClientAddr};
-use crate::store::Inserted;
 use crate::store::envs::{EnvRecord, RevisionTagRecord, Written};
+use crate::store::{Inserted, OrgRecord};
 use crate::wire::esc;
 
+/// `{"project", "name"}`: the environment a create or a rename makes.
 #[derive(Deserialize)]
-pub struct CreateBody {
+pub struct NameBody {
     project: String,
     name: String,
+}
+
+/// A name for a new environment (create, rename, clone): valid, and not one that would shadow a route.
+fn check_new_name(project: &str, name: &str) -> Result<(), ApiError> {
+    parse_name("project", project)?;
+    parse_name("environment", name)?;
+    refuse_reserved(name)
+}
+
+/// Whether `p` may `action` the environment `project/name` of `org` (one it may not see answers 404, like a
+/// missing one).
+async fn authorize_name(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    (org, access): (&OrgRecord, &Access),
+    (project, name): (&str, &str),
+    action: Action,
+) -> Result<(), ApiError> {
+    app.authorize(p, source, (org, access), (Some(project), Some(name)), action, || {
+        env_not_found(project, name)
+    })
+    .await
+}
+
+/// A new environment's record, at revision 1.
+fn new_env(org_id: &str, project: &str, name: &str, now: i64) -> EnvRecord {
+    EnvRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        org_id: org_id.to_owned(),
+        project: project.to_owned(),
+        name: name.to_owned(),
+        head: 1,
+        created_ms: now,
+        modified_ms: now,
+    }
+}
+
+fn already_exists(project: &str, name: &str) -> ApiError {
+    ApiError::conflict(format!("environment '{project}/{name}' already exists"))
 }
 
 /// `POST /api/esc/environments/{org}` with `{"project", "name"}`.
@@ -40,41 +81,18 @@ pub async fn create(
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
     Path(org): Path<String>,
-    JsonBody(body): JsonBody<CreateBody>,
+    JsonBody(body): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
-    parse_name("project", &body.project)?;
-    parse_name("environment", &body.name)?;
-    refuse_reserved(&body.name)?;
+    check_new_name(&body.project, &body.name)?;
     let (org, access) = app.org_access(&p, &source, &org).await?;
-    app.authorize(
-        &p,
-        &source,
-        (&org, &access),
-        (Some(&body.project), Some(&body.name)),
-        Action::Write,
-        || env_not_found(&body.project, &body.name),
-    )
-    .await?;
-    let now = app.clock.now_ms();
-    let env = EnvRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        org_id: org.id.clone(),
-        project: body.project.clone(),
-        name: body.name.clone(),
-        head: 1,
-        created_ms: now,
-        modified_ms: now,
-    };
+    let new_name = (body.project.as_str(), body.name.as_str());
+    authorize_name(&app, &p, &source, (&org, &access), new_name, Action::Write).await?;
+    let env = new_env(&org.id, &body.project, &body.name, app.clock.now_ms());
     let target = format!("{}/{}/{}", org.name, body.project, body.name);
     let event = app.event(Some(&p), &source, Some(&org.id), AuditAction::EnvCreate, &target);
     match app.store.create_env(&env, "", &login_of(&p), &event).await? {
         Inserted::New => {}
-        Inserted::AlreadyExists => {
-            return Err(ApiError::conflict(format!(
-                "environment '{}/{}' already exists",
-                body.project, body.name
-            )));
-        }
+        Inserted::AlreadyExists => return Err(already_exists(&body.project, &body.name)),
     }
     // 200 with a JSON body: the TypeScript SDK's wrapper accepts only 200 here (the swagger says 204).
     Ok(axum::Json(esc::Empty {}).into_response())
@@ -243,12 +261,6 @@ pub async fn delete(
     Ok(axum::Json(esc::Empty {}).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct RenameBody {
-    project: String,
-    name: String,
-}
-
 /// `POST …/rename` with `{"project", "name"}` (a Sesame addition; admins): the environment keeps its id, so its
 /// sealed secrets, revisions, tags and open sessions keep working. Grants name environments by name, so the roles
 /// that apply may change: that is why it needs the admin role on both names.
@@ -257,21 +269,12 @@ pub async fn rename(
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
     Path((org, project, env)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody<RenameBody>,
+    JsonBody(body): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
-    parse_name("project", &body.project)?;
-    parse_name("environment", &body.name)?;
-    refuse_reserved(&body.name)?;
-    app.authorize(
-        &p,
-        &source,
-        (&t.org, &t.access),
-        (Some(&body.project), Some(&body.name)),
-        Action::Delete,
-        || env_not_found(&body.project, &body.name),
-    )
-    .await?;
+    check_new_name(&body.project, &body.name)?;
+    let new_name = (body.project.as_str(), body.name.as_str());
+    authorize_name(&app, &p, &source, (&t.org, &t.access), new_name, Action::Delete).await?;
     let event =
         env_event(&app, &p, &source, &t, AuditAction::EnvRename).detail(format!("to {}/{}", body.project, body.name));
     if !app
@@ -279,10 +282,7 @@ pub async fn rename(
         .rename_env(&t.env.id, &body.project, &body.name, app.clock.now_ms(), &event)
         .await?
     {
-        return Err(ApiError::conflict(format!(
-            "environment '{}/{}' already exists",
-            body.project, body.name
-        )));
+        return Err(already_exists(&body.project, &body.name));
     }
     Ok(Success::NoContent.into_response())
 }
@@ -312,28 +312,11 @@ pub async fn clone(
 ) -> Result<Response, ApiError> {
     // Cloning reveals the secrets to the clone's editors, so it needs what decrypt needs.
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
-    parse_name("project", &body.project)?;
-    parse_name("environment", &body.name)?;
-    refuse_reserved(&body.name)?;
-    app.authorize(
-        &p,
-        &source,
-        (&t.org, &t.access),
-        (Some(&body.project), Some(&body.name)),
-        Action::Write,
-        || env_not_found(&body.project, &body.name),
-    )
-    .await?;
+    check_new_name(&body.project, &body.name)?;
+    let new_name = (body.project.as_str(), body.name.as_str());
+    authorize_name(&app, &p, &source, (&t.org, &t.access), new_name, Action::Write).await?;
     let now = app.clock.now_ms();
-    let new = EnvRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        org_id: t.org.id.clone(),
-        project: body.project.clone(),
-        name: body.name.clone(),
-        head: 1,
-        created_ms: now,
-        modified_ms: now,
-    };
+    let new = new_env(&t.org.id, &body.project, &body.name, now);
     let first = if body.preserve_history { 1 } else { t.env.head };
     let mut resealed = Vec::new();
     for rev in first..=t.env.head {
@@ -357,10 +340,7 @@ pub async fn clone(
     // The clone's record commits with the clone's creation; the revisions and tags copied next are part of it.
     let event = env_event(&app, &p, &source, &t, AuditAction::EnvClone).detail(detail);
     if app.store.create_env(&new, first_yaml, &creator, &event).await? == Inserted::AlreadyExists {
-        return Err(ApiError::conflict(format!(
-            "environment '{}/{}' already exists",
-            body.project, body.name
-        )));
+        return Err(already_exists(&body.project, &body.name));
     }
     // Revision numbers are kept when history is preserved (revision n of the clone is revision n of the source).
     let mut map = std::collections::HashMap::new();
