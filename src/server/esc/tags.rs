@@ -44,10 +44,69 @@ fn latest_tag_json(env: &EnvRecord) -> esc::RevisionTag {
     }
 }
 
+/// `?after=&count=`: a page of tags (revision or environment tags), in name order.
 #[derive(Deserialize)]
 pub struct TagsQuery {
     after: Option<String>,
     count: Option<i64>,
+}
+
+impl TagsQuery {
+    /// The name after which the page starts (`""`: from the first).
+    fn after(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+
+    /// How many tags a page holds: 1 to 500, 500 when not asked.
+    fn count(&self) -> i64 {
+        self.count.unwrap_or(500).clamp(1, 500)
+    }
+
+    /// The `nextToken` after a page whose last name is `last`: that name when the page is full, empty at the end.
+    fn next_token(&self, len: usize, last: Option<&str>) -> String {
+        if len as i64 == self.count() {
+            last.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        }
+    }
+}
+
+fn tag_not_found(tag: &str) -> ApiError {
+    ApiError::not_found(format!("tag '{tag}' not found"))
+}
+
+/// Which of an environment's two kinds of tags a handler works on.
+#[derive(Clone, Copy)]
+enum TagKind {
+    /// `…/versions/tags/{tag}`: a name for a revision.
+    Revision,
+    /// `…/tags/{tag}`: a key/value label.
+    Env,
+}
+
+/// `DELETE` of the tag `tag` of `kind` on the environment `path` (writers; audited).
+async fn delete_tag_of(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    (org, project, env, tag): (String, String, String, String),
+    kind: TagKind,
+) -> Result<Response, ApiError> {
+    let t = target(app, p, source, (&org, &project, &env), Action::Write).await?;
+    let action = match kind {
+        TagKind::Revision => AuditAction::EnvRevisionTagDelete,
+        TagKind::Env => AuditAction::EnvTagDelete,
+    };
+    let event = env_event(app, p, source, &t, action).detail(tag.clone());
+    let deleted = match kind {
+        TagKind::Revision => app.store.delete_revision_tag(&t.env.id, &tag, &event).await?,
+        TagKind::Env => app.store.delete_env_tag(&t.env.id, &tag, &event).await?,
+    };
+    if !deleted {
+        return Err(tag_not_found(&tag));
+    }
+    Ok(Success::NoContent.into_response())
 }
 
 /// `GET …/versions/tags`
@@ -59,21 +118,13 @@ pub async fn list_revision_tags(
     Query(q): Query<TagsQuery>,
 ) -> Result<axum::Json<esc::RevisionTags>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
-    let count = q.count.unwrap_or(500).clamp(1, 500);
-    let tags = app
-        .store
-        .revision_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await?;
+    let tags = app.store.revision_tags(&t.env.id, q.after(), q.count()).await?;
     let mut out: Vec<esc::RevisionTag> = Vec::new();
-    if q.after.as_deref().unwrap_or("").is_empty() {
+    if q.after().is_empty() {
         out.push(latest_tag_json(&t.env));
     }
     out.extend(tags.iter().filter(|t| t.name != "latest").map(rev_tag_json));
-    let next = if tags.len() as i64 == count {
-        tags.last().map(|t| t.name.clone()).unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next = q.next_token(tags.len(), tags.last().map(|t| t.name.as_str()));
     Ok(axum::Json(esc::RevisionTags {
         next_token: next,
         tags: out,
@@ -137,7 +188,7 @@ async fn put_revision_tag(
         return Err(if create {
             ApiError::conflict(format!("tag '{name}' already exists"))
         } else {
-            ApiError::not_found(format!("tag '{name}' not found"))
+            tag_not_found(&name)
         });
     }
     Ok(Success::NoContent.into_response())
@@ -181,7 +232,7 @@ pub async fn get_revision_tag(
         .store
         .revision_tag(&t.env.id, &tag)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+        .ok_or_else(|| tag_not_found(&tag))?;
     Ok(axum::Json(rev_tag_json(&rec)))
 }
 
@@ -190,14 +241,9 @@ pub async fn delete_revision_tag(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
-    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    let event = env_event(&app, &p, &source, &t, AuditAction::EnvRevisionTagDelete).detail(tag.clone());
-    if !app.store.delete_revision_tag(&t.env.id, &tag, &event).await? {
-        return Err(ApiError::not_found(format!("tag '{tag}' not found")));
-    }
-    Ok(Success::NoContent.into_response())
+    delete_tag_of(&app, &p, &source, path, TagKind::Revision).await
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -223,17 +269,9 @@ pub async fn list_tags(
     Query(q): Query<TagsQuery>,
 ) -> Result<axum::Json<esc::EnvironmentTags>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
-    let count = q.count.unwrap_or(500).clamp(1, 500);
-    let tags = app
-        .store
-        .env_tags(&t.env.id, q.after.as_deref().unwrap_or(""), count)
-        .await?;
+    let tags = app.store.env_tags(&t.env.id, q.after(), q.count()).await?;
     let map: BTreeMap<String, esc::EnvironmentTag> = tags.iter().map(|t| (t.name.clone(), env_tag_json(t))).collect();
-    let next = if tags.len() as i64 == count {
-        tags.last().map(|t| t.name.clone()).unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next = q.next_token(tags.len(), tags.last().map(|t| t.name.as_str()));
     Ok(axum::Json(esc::EnvironmentTags {
         next_token: next,
         tags: map,
@@ -246,11 +284,13 @@ pub struct CreateTagBody {
     value: String,
 }
 
-fn check_env_tag_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty() {
+/// An environment tag as written: a name of 1–100 printable characters on one line, a bounded value.
+fn check_env_tag(tag: &CreateTagBody) -> Result<(), ApiError> {
+    if tag.name.is_empty() {
         return Err(ApiError::bad_request("a tag name is 1–100 printable characters"));
     }
-    text::check("tag name", name, MAX_ENV_TAG_NAME, text::Lines::Single)?;
+    text::check("tag name", &tag.name, MAX_ENV_TAG_NAME, text::Lines::Single)?;
+    text::check("tag value", &tag.value, text::MAX_TAG_VALUE, text::Lines::Multi)?;
     Ok(())
 }
 
@@ -263,8 +303,7 @@ pub async fn create_tag(
     JsonBody(body): JsonBody<CreateTagBody>,
 ) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    check_env_tag_name(&body.name)?;
-    text::check("tag value", &body.value, text::MAX_TAG_VALUE, text::Lines::Multi)?;
+    check_env_tag(&body)?;
     let now = app.clock.now_ms();
     let rec = EnvTagRecord {
         name: body.name.clone(),
@@ -292,7 +331,7 @@ pub async fn get_tag(
         .store
         .env_tag(&t.env.id, &tag)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+        .ok_or_else(|| tag_not_found(&tag))?;
     Ok(axum::Json(env_tag_json(&rec)))
 }
 
@@ -318,18 +357,12 @@ pub async fn update_tag(
     JsonBody(body): JsonBody<UpdateTagBody>,
 ) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    check_env_tag_name(&body.new_tag.name)?;
-    text::check(
-        "tag value",
-        &body.new_tag.value,
-        text::MAX_TAG_VALUE,
-        text::Lines::Multi,
-    )?;
+    check_env_tag(&body.new_tag)?;
     let current = app
         .store
         .env_tag(&t.env.id, &tag)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("tag '{tag}' not found")))?;
+        .ok_or_else(|| tag_not_found(&tag))?;
     if current.value != body.current_tag.value {
         return Err(ApiError::conflict(format!("tag '{tag}' has changed since it was read")));
     }
@@ -352,12 +385,7 @@ pub async fn delete_tag(
     State(app): State<Arc<AppState>>,
     Auth(p): Auth,
     ClientAddr(source): ClientAddr,
-    Path((org, project, env, tag)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    let event = env_event(&app, &p, &source, &t, AuditAction::EnvTagDelete).detail(tag.clone());
-    if !app.store.delete_env_tag(&t.env.id, &tag, &event).await? {
-        return Err(ApiError::not_found(format!("tag '{tag}' not found")));
-    }
-    Ok(Success::NoContent.into_response())
+    delete_tag_of(&app, &p, &source, path, TagKind::Env).await
 }
