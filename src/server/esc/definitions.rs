@@ -58,6 +58,22 @@ async fn authorize_name(
     .await
 }
 
+/// The environment a rename or a clone starts from, which `p` may `from`, after checking the new name `to_name`,
+/// which `p` may `to`.
+async fn from_to(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    (org, project, env): (&str, &str, &str),
+    to_name: (&str, &str),
+    (from, to): (Action, Action),
+) -> Result<Target, ApiError> {
+    let t = target(app, p, source, (org, project, env), from).await?;
+    check_new_name(to_name.0, to_name.1)?;
+    authorize_name(app, p, source, (&t.org, &t.access), to_name, to).await?;
+    Ok(t)
+}
+
 /// A new environment's record, at revision 1.
 fn new_env(org_id: &str, project: &str, name: &str, now: i64) -> EnvRecord {
     EnvRecord {
@@ -271,10 +287,9 @@ pub async fn rename(
     Path((org, project, env)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
-    check_new_name(&body.project, &body.name)?;
     let new_name = (body.project.as_str(), body.name.as_str());
-    authorize_name(&app, &p, &source, (&t.org, &t.access), new_name, Action::Delete).await?;
+    let actions = (Action::Delete, Action::Delete);
+    let t = from_to(&app, &p, &source, (&org, &project, &env), new_name, actions).await?;
     let event =
         env_event(&app, &p, &source, &t, AuditAction::EnvRename).detail(format!("to {}/{}", body.project, body.name));
     if !app
@@ -311,10 +326,9 @@ pub async fn clone(
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Response, ApiError> {
     // Cloning reveals the secrets to the clone's editors, so it needs what decrypt needs.
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
-    check_new_name(&body.project, &body.name)?;
     let new_name = (body.project.as_str(), body.name.as_str());
-    authorize_name(&app, &p, &source, (&t.org, &t.access), new_name, Action::Write).await?;
+    let actions = (Action::Decrypt, Action::Write);
+    let t = from_to(&app, &p, &source, (&org, &project, &env), new_name, actions).await?;
     let now = app.clock.now_ms();
     let new = new_env(&t.org.id, &body.project, &body.name, now);
     let first = if body.preserve_history { 1 } else { t.env.head };

@@ -134,20 +134,7 @@ pub async fn open(
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<OpenQuery>,
 ) -> Result<Response, ApiError> {
-    let duration = open_duration(&q)?;
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
-    let yaml = revision_yaml(&app, &t.env, t.env.head).await?;
-    let name = format!("{}/{}", t.env.project, t.env.name);
-    open_and_store(
-        &app,
-        &p,
-        &source,
-        (&t.org, &t.access),
-        Some((&t.env, t.env.head)),
-        (&name, &yaml),
-        duration,
-    )
-    .await
+    open_stored(&app, &p, &source, (&org, &project, &env), None, &q).await
 }
 
 /// `POST …/versions/{version}/open?duration=`
@@ -158,15 +145,27 @@ pub async fn open_version(
     Path((org, project, env, version)): Path<(String, String, String, String)>,
     Query(q): Query<OpenQuery>,
 ) -> Result<Response, ApiError> {
-    let duration = open_duration(&q)?;
-    let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
-    let rev = resolve_version(&app, &t.env, Some(&version)).await?;
-    let yaml = revision_yaml(&app, &t.env, rev).await?;
+    open_stored(&app, &p, &source, (&org, &project, &env), Some(&version), &q).await
+}
+
+/// Opens a stored environment at `version` (`None`: the latest revision).
+async fn open_stored(
+    app: &AppState,
+    p: &Principal,
+    source: &str,
+    (org, project, env): (&str, &str, &str),
+    version: Option<&str>,
+    q: &OpenQuery,
+) -> Result<Response, ApiError> {
+    let duration = open_duration(q)?;
+    let t = target(app, p, source, (org, project, env), Action::Open).await?;
+    let rev = resolve_version(app, &t.env, version).await?;
+    let yaml = revision_yaml(app, &t.env, rev).await?;
     let name = format!("{}/{}", t.env.project, t.env.name);
     open_and_store(
-        &app,
-        &p,
-        &source,
+        app,
+        p,
+        source,
         (&t.org, &t.access),
         Some((&t.env, rev)),
         (&name, &yaml),
