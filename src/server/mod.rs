@@ -13,7 +13,6 @@ pub mod body;
 pub mod conn;
 pub mod error;
 pub mod esc;
-pub mod esc_eval;
 pub mod invitations;
 pub mod keks;
 pub mod migrations;
@@ -63,7 +62,7 @@ pub struct AppState {
     pub tokens: Cache<[u8; 32], Arc<auth::Principal>>,
     orgs: Cache<String, Arc<OrgRecord>>,
     /// (environment id, revision) → its text, parsed for imports and ciphertexts (revisions are immutable).
-    pub doc_cache: Cache<(String, i64), Arc<esc_eval::DocInfo>>,
+    pub doc_cache: Cache<(String, i64), Arc<esc::eval::DocInfo>>,
     /// Digest of everything an open evaluates → its rendered result (plaintext secrets included: zeroized when
     /// the entry goes), so repeated opens of an unchanged environment skip evaluation.
     pub eval_cache: Cache<[u8; 32], Arc<zeroize::Zeroizing<Vec<u8>>>>,
@@ -234,7 +233,7 @@ impl AppState {
                 .build(),
             doc_cache: Cache::builder()
                 .max_capacity(64 << 20)
-                .weigher(|_, d: &Arc<esc_eval::DocInfo>| u32::try_from(d.src.len()).unwrap_or(u32::MAX))
+                .weigher(|_, d: &Arc<esc::eval::DocInfo>| u32::try_from(d.src.len()).unwrap_or(u32::MAX))
                 .time_to_live(DOC_CACHE_TTL)
                 .build(),
             eval_cache: Cache::builder()
@@ -602,7 +601,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     state.metrics_token = metrics_token;
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
-    if let Err(e) = esc_eval::reseal_stored_plaintexts(&state).await {
+    if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {
         tracing::error!(error = %e.message(), "could not seal the plaintext secrets of earlier versions");
     }
     // Migrations that were running when a replica stopped continue here (the lease decides who runs each).
