@@ -2,16 +2,14 @@
 //! `If-Match`), delete, rename and clone. Every write is checked like an open (it must evaluate without errors)
 //! and stored with its `fn::secret` values sealed; a clone re-seals every secret under the new environment.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::eval::{self, Caller, resolve_version, revision_yaml};
+use super::eval::{self, Evaluator, resolve_version, revision_yaml};
 use super::{
     Target, YAML, body_text, env_event, env_not_found, etag, etag_revision, internal, login_of, parse_name,
     refuse_reserved, rendered_properties, seal, target, with_headers, yaml_response,
@@ -19,11 +17,12 @@ use super::{
 use crate::core::audit::AuditAction;
 use crate::core::authz::{Access, Action};
 use crate::core::env::Mode;
+use crate::server::AppState;
 use crate::server::answer::secret_body;
-use crate::server::auth::{Auth, Principal};
+use crate::server::auth::Caller;
+use crate::server::auth::Principal;
 use crate::server::body::JsonBody;
 use crate::server::error::{self, ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::envs::{EnvRecord, RevisionTagRecord, Written};
 use crate::store::{Inserted, OrgRecord};
 use crate::wire::esc;
@@ -93,9 +92,7 @@ fn already_exists(project: &str, name: &str) -> ApiError {
 
 /// `POST /api/esc/environments/{org}` with `{"project", "name"}`.
 pub async fn create(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(org): Path<String>,
     JsonBody(body): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
@@ -126,9 +123,7 @@ fn revision_headers(env: &EnvRecord, revision: i64) -> Vec<(axum::http::HeaderNa
 
 /// `GET …/{org}/{project}/{env}`: the latest definition (secrets sealed), with `ETag` and `Pulumi-ESC-Revision`.
 pub async fn get_definition(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
@@ -138,9 +133,7 @@ pub async fn get_definition(
 
 /// `HEAD …/{org}/{project}/{env}`: the headers only.
 pub async fn head_definition(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
@@ -149,9 +142,7 @@ pub async fn head_definition(
 
 /// `GET …/versions/{version}`: a definition at a revision number or tag.
 pub async fn get_version(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, version)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
@@ -162,9 +153,7 @@ pub async fn get_version(
 
 /// `GET …/decrypt`: the latest definition with its secrets in plaintext (editors only).
 pub async fn decrypt(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Decrypt).await?;
@@ -180,7 +169,7 @@ pub async fn decrypt(
 /// Checks a definition the way a write does: it must load and evaluate (symbolically) without errors. Secrets
 /// already sealed must open under this environment.
 async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) -> Result<(), ApiError> {
-    let caller = Caller {
+    let caller = Evaluator {
         principal: p,
         access: &t.access,
         org: &t.org,
@@ -209,9 +198,7 @@ async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) 
 /// `PATCH …/{org}/{project}/{env}` with a YAML body (whatever the Content-Type says). With an `ETag` or `If-Match`
 /// header the write applies only if that is still the latest revision (409 otherwise).
 pub async fn update(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -263,9 +250,7 @@ pub async fn update(
 
 /// `DELETE …/{org}/{project}/{env}` (admins).
 pub async fn delete(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Delete).await?;
@@ -281,9 +266,7 @@ pub async fn delete(
 /// sealed secrets, revisions, tags and open sessions keep working. Grants name environments by name, so the roles
 /// that apply may change: that is why it needs the admin role on both names.
 pub async fn rename(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
@@ -319,9 +302,7 @@ pub struct CloneBody {
 
 /// `POST …/clone`: a new environment with the same definition, every secret re-sealed under the new environment.
 pub async fn clone(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<CloneBody>,
 ) -> Result<Response, ApiError> {
@@ -386,16 +367,10 @@ pub async fn clone(
 }
 
 /// `POST /api/esc/environments/{org}/yaml/check`: evaluates an anonymous definition symbolically.
-pub async fn check(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
-    Path(org): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn check(Caller(app, p, source): Caller, Path(org): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let (org, access) = app.org_access(&p, &source, &org).await?;
     let text = body_text(&body)?;
-    let caller = Caller {
+    let caller = Evaluator {
         principal: &p,
         access: &access,
         org: &org,

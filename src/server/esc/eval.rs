@@ -107,7 +107,7 @@ pub async fn revision_yaml(app: &AppState, env: &EnvRecord, revision: i64) -> Re
 }
 
 /// Who is evaluating, and what imports need.
-pub struct Caller<'a> {
+pub struct Evaluator<'a> {
     pub principal: &'a Principal,
     pub access: &'a Access,
     pub org: &'a OrgRecord,
@@ -211,7 +211,7 @@ impl Resolved {
 /// all it imports, each level of imports fetched concurrently.
 pub async fn resolve(
     app: &AppState,
-    caller: &Caller<'_>,
+    caller: &Evaluator<'_>,
     root_name: &str,
     src: &str,
     root_env: Option<(&EnvRecord, i64)>,
@@ -271,7 +271,7 @@ pub async fn resolve(
 /// Evaluates what [`resolve`] gathered: opens every ciphertext first, so the evaluator normally runs once.
 pub async fn evaluate_resolved(
     app: &AppState,
-    caller: &Caller<'_>,
+    caller: &Evaluator<'_>,
     mut r: Resolved,
     mode: Mode,
 ) -> Result<Evaluated, ApiError> {
@@ -352,7 +352,7 @@ pub async fn evaluate_resolved(
 /// Resolves and evaluates in one call.
 pub async fn run(
     app: &AppState,
-    caller: &Caller<'_>,
+    caller: &Evaluator<'_>,
     root_name: &str,
     src: &str,
     root_env: Option<(&EnvRecord, i64)>,
@@ -365,7 +365,7 @@ pub async fn run(
 /// Loads one level of imports: their environments in one query, then each one's revision (cached) concurrently.
 async fn load_imports(
     app: &AppState,
-    caller: &Caller<'_>,
+    caller: &Evaluator<'_>,
     names: &[String],
 ) -> Result<Vec<Result<Doc, EffectError>>, ApiError> {
     let refs: Vec<Option<EnvRef>> = names.iter().map(|n| EnvRef::import(n, &caller.org.name)).collect();
@@ -428,7 +428,7 @@ async fn doc_at(
     }))
 }
 
-async fn load_import(app: &AppState, caller: &Caller<'_>, name: &str) -> Result<Result<Doc, EffectError>, ApiError> {
+async fn load_import(app: &AppState, caller: &Evaluator<'_>, name: &str) -> Result<Result<Doc, EffectError>, ApiError> {
     let mut docs = load_imports(app, caller, std::slice::from_ref(&name.to_owned())).await?;
     Ok(docs
         .pop()

@@ -2,15 +2,14 @@
 //! caller sees is decided by the store's query from the caller's grants ([`viewer`]), so a page and its
 //! continuation token are built from visible rows only.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use serde::Deserialize;
 
 use crate::core::timefmt::rfc3339;
-use crate::server::auth::{Auth, Principal};
+use crate::server::AppState;
+use crate::server::auth::Caller;
+use crate::server::auth::Principal;
 use crate::server::error::ApiError;
-use crate::server::{AppState, ClientAddr};
 use crate::store::TokenKind;
 use crate::store::envs::Viewer;
 use crate::wire::esc;
@@ -103,9 +102,7 @@ async fn list(
 
 /// `GET /api/esc/environments`: every environment the caller can see, in every org.
 pub async fn list_all(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<esc::OrgEnvironments>, ApiError> {
     list(&app, &p, &source, None, q.continuation_token.as_deref()).await
@@ -113,9 +110,7 @@ pub async fn list_all(
 
 /// `GET /api/esc/environments/{org}`
 pub async fn list_org(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(org): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<esc::OrgEnvironments>, ApiError> {

@@ -7,24 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
-use super::eval::{self, Caller, resolve_version, revision_yaml};
+use super::eval::{self, Evaluator, resolve_version, revision_yaml};
 use super::{body_text, env_scope, internal, rendered_properties, target};
 use crate::core::audit::AuditAction;
 use crate::core::authz::{Access, Action};
 use crate::core::env::{Mode, PropertyPath};
 use crate::core::keys::open_session_aad;
 use crate::core::timefmt::parse_go_duration;
+use crate::server::AppState;
 use crate::server::answer::{secret_body, wipe_json};
-use crate::server::auth::{Auth, Principal};
+use crate::server::auth::Caller;
+use crate::server::auth::Principal;
 use crate::server::error::ApiError;
-use crate::server::{AppState, ClientAddr};
 use crate::store::OrgRecord;
 use crate::store::envs::{EnvRecord, SessionRecord};
 use crate::wire::esc;
@@ -63,7 +64,7 @@ async fn open_and_store(
     (name, yaml): (&str, &str),
     duration: Duration,
 ) -> Result<Response, ApiError> {
-    let caller = Caller {
+    let caller = Evaluator {
         principal: p,
         access,
         org,
@@ -128,9 +129,7 @@ async fn open_and_store(
 
 /// `POST …/{org}/{project}/{env}/open?duration=`
 pub async fn open(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<OpenQuery>,
 ) -> Result<Response, ApiError> {
@@ -139,9 +138,7 @@ pub async fn open(
 
 /// `POST …/versions/{version}/open?duration=`
 pub async fn open_version(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, version)): Path<(String, String, String, String)>,
     Query(q): Query<OpenQuery>,
 ) -> Result<Response, ApiError> {
@@ -177,9 +174,7 @@ async fn open_stored(
 /// `POST /api/esc/environments/{org}/yaml/open?duration=`: opens an anonymous definition (the `pulumi` CLI sends a
 /// stack's `environment:` imports this way). Each import needs the opener role.
 pub async fn open_yaml(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(org): Path<String>,
     Query(q): Query<OpenQuery>,
     body: Bytes,
@@ -269,9 +264,7 @@ async fn read_session(
 
 /// `GET …/{org}/{project}/{env}/open/{id}` and `…/open//{id}?property=`
 pub async fn read_open(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, id)): Path<(String, String, String, String)>,
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {
@@ -281,9 +274,7 @@ pub async fn read_open(
 
 /// `GET /api/esc/environments/{org}/yaml/open/{id}`
 pub async fn read_open_yaml(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {

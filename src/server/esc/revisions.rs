@@ -2,10 +2,8 @@
 //! revision. The rule of retraction: the latest revision cannot be retracted, a retracted one reads as its
 //! replacement (by default the one before it), and caches that may hold it are cleared at once.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -15,9 +13,8 @@ use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
 use crate::core::text;
 use crate::core::timefmt::rfc3339;
-use crate::server::auth::Auth;
+use crate::server::auth::Caller;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::envs::Retraction;
 use crate::wire::esc;
 
@@ -29,9 +26,7 @@ pub struct RevisionsQuery {
 
 /// `GET …/versions?before=&count=`: newest first.
 pub async fn list_revisions(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<RevisionsQuery>,
 ) -> Result<axum::Json<Vec<esc::EnvironmentRevision>>, ApiError> {
@@ -83,9 +78,7 @@ pub struct RetractBody {
 /// `POST …/versions/{version}/retract`: withdraws a revision; reads of it get `replacement` (default: the one
 /// before it, or the latest for revision 1). The latest revision cannot be retracted (write a new one instead).
 pub async fn retract(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, version)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -3,9 +3,8 @@
 //! role, changing the writer role; each change is audited on the org's chain.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -14,10 +13,11 @@ use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
 use crate::core::text::{self, MAX_ENV_TAG_NAME};
 use crate::core::timefmt::rfc3339;
-use crate::server::auth::{Auth, Principal};
+use crate::server::AppState;
+use crate::server::auth::Caller;
+use crate::server::auth::Principal;
 use crate::server::body::JsonBody;
 use crate::server::error::{ApiError, Success};
-use crate::server::{AppState, ClientAddr};
 use crate::store::envs::{EnvRecord, EnvTagRecord, RevisionTagRecord};
 use crate::wire::esc;
 
@@ -111,9 +111,7 @@ async fn delete_tag_of(
 
 /// `GET …/versions/tags`
 pub async fn list_revision_tags(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<TagsQuery>,
 ) -> Result<axum::Json<esc::RevisionTags>, ApiError> {
@@ -196,9 +194,7 @@ async fn put_revision_tag(
 
 /// `POST …/versions/tags` with `{"name", "revision"}`
 pub async fn create_revision_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(body): JsonBody<RevisionTagBody>,
 ) -> Result<Response, ApiError> {
@@ -208,9 +204,7 @@ pub async fn create_revision_tag(
 
 /// `PATCH …/versions/tags/{tag}` with `{"revision"}`
 pub async fn update_revision_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
     JsonBody(body): JsonBody<RevisionTagBody>,
 ) -> Result<Response, ApiError> {
@@ -219,9 +213,7 @@ pub async fn update_revision_tag(
 
 /// `GET …/versions/tags/{tag}`
 pub async fn get_revision_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<axum::Json<esc::RevisionTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
@@ -238,9 +230,7 @@ pub async fn get_revision_tag(
 
 /// `DELETE …/versions/tags/{tag}`
 pub async fn delete_revision_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(path): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     delete_tag_of(&app, &p, &source, path, TagKind::Revision).await
@@ -262,9 +252,7 @@ fn env_tag_json(t: &EnvTagRecord) -> esc::EnvironmentTag {
 
 /// `GET …/tags`: `{"tags": {name: tag}, "nextToken"}`
 pub async fn list_tags(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     Query(q): Query<TagsQuery>,
 ) -> Result<axum::Json<esc::EnvironmentTags>, ApiError> {
@@ -296,9 +284,7 @@ fn check_env_tag(tag: &CreateTagBody) -> Result<(), ApiError> {
 
 /// `POST …/tags` with `{"name", "value"}`
 pub async fn create_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<CreateTagBody>,
 ) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
@@ -321,9 +307,7 @@ pub async fn create_tag(
 
 /// `GET …/tags/{tag}`
 pub async fn get_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
 ) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Read).await?;
@@ -350,9 +334,7 @@ pub struct CurrentTag {
 /// `PATCH …/tags/{tag}` with `{"currentTag": {"value"}, "newTag": {"name", "value"}}`: applies only if the tag
 /// still has `currentTag.value` (409 otherwise).
 pub async fn update_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path((org, project, env, tag)): Path<(String, String, String, String)>,
     JsonBody(body): JsonBody<UpdateTagBody>,
 ) -> Result<axum::Json<esc::EnvironmentTag>, ApiError> {
@@ -382,9 +364,7 @@ pub async fn update_tag(
 
 /// `DELETE …/tags/{tag}`
 pub async fn delete_tag(
-    State(app): State<Arc<AppState>>,
-    Auth(p): Auth,
-    ClientAddr(source): ClientAddr,
+    Caller(app, p, source): Caller,
     Path(path): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     delete_tag_of(&app, &p, &source, path, TagKind::Env).await
