@@ -322,6 +322,27 @@ pub struct MigrationRecord {
     pub updated_ms: i64,
 }
 
+impl MigrationRecord {
+    /// A new running job (fresh id, nothing counted yet) moving `org_id`'s DEKs — or every DEK — from `from_kek`
+    /// to `to_kek`, created at `now_ms`.
+    pub fn new_job(from_kek: &str, to_kek: &str, org_id: Option<String>, now_ms: i64) -> MigrationRecord {
+        MigrationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            from_kek: from_kek.to_owned(),
+            to_kek: to_kek.to_owned(),
+            org_id,
+            state: MigrationState::Running,
+            cursor: String::new(),
+            total: 0,
+            migrated: 0,
+            verified_ms: None,
+            error: String::new(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
+}
+
 /// Everything the first start of an instance writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {

@@ -11,22 +11,13 @@ use sesame::core::audit::AuditRecord;
 use sesame::core::throttle::Rate;
 use sesame::server::ServeConfig;
 
-use crate::support::{PgDb, TestServer, config, temp_dir};
+use crate::support::{TestServer, config, on_both, temp_dir};
 
 const BAD_TOKEN: &str = "sesame_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// The instance chain's `auth.failed` records, read through the export (which writes open tallies first).
 async fn failed_logins(srv: &TestServer) -> (Vec<AuditRecord>, usize) {
-    let text = srv
-        .http
-        .get(format!("{}/api/sesame/v1/audit", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = srv.get_text("/api/sesame/v1/audit").await;
     let mut out = Vec::new();
     let mut bytes = 0;
     for line in text.lines() {
@@ -778,25 +769,11 @@ async fn limits_and_control_characters(srv: &TestServer) {
     }
 }
 
-#[tokio::test]
-async fn limits_and_control_characters_on_sqlite() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    limits_and_control_characters(&srv).await;
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn limits_and_control_characters_on_postgres() {
-    let Some(db) = PgDb::create().await else { return };
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    limits_and_control_characters(&srv).await;
-    srv.stop().await;
-    db.drop_db().await;
-}
+on_both!(
+    limits_and_control_characters,
+    limits_and_control_characters_on_sqlite,
+    limits_and_control_characters_on_postgres
+);
 
 #[cfg(unix)]
 fn assert_private(dir: &std::path::Path) -> Vec<String> {
@@ -832,15 +809,7 @@ async fn every_file_in_an_existing_world_readable_data_folder_is_0600() {
         .0,
         200
     );
-    for i in 0..5 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/p/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    srv.encrypt_in_stacks("p", 5).await;
     // While running, after writes: the database, its WAL and shared memory, the key file and the token.
     let names = assert_private(dir.path());
     for want in [

@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 use sesame::core::tokens::AccessToken;
 use sesame::store::{TokenKind, TokenRecord};
 
-use crate::support::{PgDb, TestServer, config, temp_dir};
+use crate::support::{TestServer, config, temp_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 const V1: &str = "/api/sesame/v1";
 
 /// Sends a request with `token`; returns status and JSON body (`null` when empty).
@@ -84,32 +83,7 @@ fn assert_error(status: u16, body: &Value, want: u16) {
     assert_eq!(body["code"], json!(want), "{body}");
 }
 
-/// A scenario as two tests: on SQLite, and on a fresh PostgreSQL database (skipped when there is none).
-macro_rules! on_both {
-    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            let dir = temp_dir();
-            let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-            $scenario(&srv).await;
-            srv.stop().await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            let Some(db) = PgDb::create().await else {
-                return;
-            };
-            let dir = temp_dir();
-            let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
-                .await
-                .unwrap();
-            $scenario(&srv).await;
-            srv.stop().await;
-            db.drop_db().await;
-        }
-    };
-}
+use crate::support::on_both;
 
 on_both!(
     orgs,
@@ -728,14 +702,7 @@ async fn expired_tokens_are_refused() {
     store
         .insert_token(
             &record,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenCreate,
-                "test",
-            ),
+            &crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate),
         )
         .await
         .unwrap();
@@ -747,14 +714,7 @@ async fn expired_tokens_are_refused() {
     store
         .insert_token(
             &record,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenCreate,
-                "test",
-            ),
+            &crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate),
         )
         .await
         .unwrap();
@@ -770,15 +730,7 @@ async fn expired_tokens_are_refused() {
 }
 
 async fn export(srv: &TestServer, path: &str) -> String {
-    let resp = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+    srv.export(path).await
 }
 
 fn actions(export: &str) -> Vec<(String, String)> {
@@ -953,19 +905,7 @@ async fn audit(srv: &TestServer) {
 }
 
 async fn sesame(srv: &TestServer, token: &str, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("SESAME_URL", &srv.base)
-        .env("SESAME_TOKEN", token)
-        .env_remove("SESAME_ORG")
-        .output()
-        .await
-        .expect("run sesame");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::run_cli(srv, token, args).await
 }
 
 #[tokio::test]
@@ -1172,14 +1112,7 @@ async fn lineage(srv: &TestServer) {
     let store = srv.server.state.store.clone();
     let revoked = store
         .revoke_token(short["id"].as_str().unwrap(), now_ms(), &|_| {
-            sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenRevoke,
-                "test",
-            )
+            crate::support::test_event(sesame::core::audit::AuditAction::TokenRevoke)
         })
         .await
         .unwrap();

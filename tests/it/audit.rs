@@ -15,15 +15,7 @@ use crate::support::{TestServer, config, temp_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 
 async fn export(srv: &TestServer, path: &str) -> String {
-    let resp = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+    srv.export(path).await
 }
 
 fn records(text: &str) -> (Vec<AuditRecord>, String) {
@@ -64,15 +56,7 @@ fn verify_cli(file: &std::path::Path, head: Option<&str>) -> (i32, String) {
 async fn kek_and_migration_steps_and_failed_logins_are_audited_in_a_verifiable_chain() {
     let dir = temp_dir();
     let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    for i in 0..5 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/a/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    srv.encrypt_in_stacks("a", 5).await;
     let forged = "sesame_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let (status, _) = srv
         .post_as("/api/sesame/v1/keks", &json!({"uri": "local://x"}), Some(forged))
@@ -554,11 +538,7 @@ async fn stack_calls_are_audited_aggregated_and_every_call_is_counted_on_sqlite(
 
 #[tokio::test]
 async fn stack_calls_are_audited_aggregated_and_every_call_is_counted_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    stack_calls_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(stack_calls_scenario).await;
 }
 
 async fn fail_logins(srv: &TestServer, n: usize) {
@@ -591,12 +571,7 @@ async fn prune_scenario(db: Option<&str>) {
         body["message"].as_str().unwrap().contains("no signed checkpoint"),
         "{body}"
     );
-    let (status, body) = srv
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "alice", "role": "admin"}),
-        )
-        .await;
+    let (status, body) = srv.add_member("acme", "alice", "admin").await;
     assert_eq!(status, 201, "{body}");
     let alice = body["token"].as_str().unwrap().to_owned();
     let (status, _) = srv
@@ -683,11 +658,7 @@ async fn a_chain_is_pruned_only_through_a_signed_checkpoint_and_verifies_from_it
 
 #[tokio::test]
 async fn a_chain_is_pruned_only_through_a_signed_checkpoint_and_verifies_from_it_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    prune_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(prune_scenario).await;
 }
 
 /// Makes every append of an `env.update` or `team.create` record fail inside the database (a trigger on
@@ -828,9 +799,5 @@ async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_sqlite(
 
 #[tokio::test]
 async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    failpoint_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(failpoint_scenario).await;
 }

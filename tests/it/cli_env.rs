@@ -534,13 +534,7 @@ async fn unknown_environments_and_bad_names_fail_clearly() {
 /// The revision texts in the server's SQLite database.
 async fn stored_texts(data: &Path) -> Vec<String> {
     let url = format!("sqlite://{}", data.join("sesame.db").display());
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    rows.into_iter().map(|(y,)| y).collect()
+    crate::support::revision_yamls(&url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

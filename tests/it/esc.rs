@@ -609,27 +609,11 @@ async fn concurrent_writers(s: &TestServer) {
     assert_eq!(head(&c, path).await.1, end + 20);
 }
 
-#[tokio::test]
-async fn concurrent_patches_on_sqlite() {
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
-    concurrent_writers(&s).await;
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn concurrent_patches_on_postgres() {
-    let Some(db) = PgDb::create().await else { return };
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    concurrent_writers(&s).await;
-    s.stop().await;
-    db.drop_db().await;
-}
+support::on_both!(
+    concurrent_writers,
+    concurrent_patches_on_sqlite,
+    concurrent_patches_on_postgres
+);
 
 #[tokio::test]
 async fn listings_page_with_continuation_tokens() {
@@ -747,12 +731,7 @@ async fn cached_opens_follow_every_change() {
     );
 
     // A member who may open the app but not one of its imports: the cached result is not theirs to see.
-    let (status, body) = s
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "dev", "role": "none"}),
-        )
-        .await;
+    let (status, body) = s.add_member("acme", "dev", "none").await;
     assert!(status < 300, "{body}");
     let dev = body["token"].as_str().unwrap().to_owned();
     for (project, role) in [("app", "opener"), ("lib", "reader")] {
@@ -985,13 +964,7 @@ async fn stored_texts(s: &TestServer, dir: &std::path::Path, pg: Option<&str>) -
         Some(u) => u.to_owned(),
         None => format!("sqlite://{}", dir.join("sesame.db").display()),
     };
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    rows.into_iter().map(|(y,)| y).collect()
+    support::revision_yamls(&url).await
 }
 
 /// The SQLite database's files, as bytes.

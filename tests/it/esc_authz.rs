@@ -45,12 +45,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<&'static str>, &'stati
 
 /// Adds a member with an org-level role and returns their token.
 async fn member(s: &TestServer, org: &str, login: &str, role: &str) -> String {
-    let (status, body) = s
-        .post(
-            &format!("/api/sesame/v1/orgs/{org}/members"),
-            &json!({"login": login, "role": role}),
-        )
-        .await;
+    let (status, body) = s.add_member(org, login, role).await;
     assert!(status == 200 || status == 201, "member add {login}: {status} {body}");
     body["token"].as_str().expect("a new member's first token").to_owned()
 }
@@ -457,26 +452,8 @@ async fn listing_visibility(s: &TestServer) {
     assert_eq!(names.len(), envs.len());
 }
 
-#[tokio::test]
-async fn listings_leak_no_names() {
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
-    listing_visibility(&s).await;
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn listings_leak_no_names_on_postgres() {
-    let Some(db) = support::PgDb::create().await else {
-        return;
-    };
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    listing_visibility(&s).await;
-    s.stop().await;
-    db.drop_db().await;
-}
+support::on_both!(
+    listing_visibility,
+    listings_leak_no_names,
+    listings_leak_no_names_on_postgres
+);

@@ -80,34 +80,15 @@ async fn a_migration_between_aws_keys_uses_reencrypt() {
     let target = target["id"].as_str().unwrap().to_owned();
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let job = store
-        .start_or_resume_migration(&MigrationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            from_kek: system.clone(),
-            to_kek: target.clone(),
-            org_id: None,
-            state: MigrationState::Running,
-            cursor: String::new(),
-            total: 0,
-            migrated: 0,
-            verified_ms: None,
-            error: String::new(),
-            created_ms: 1,
-            updated_ms: 1,
-        })
+        .start_or_resume_migration(&MigrationRecord::new_job(&system, &target, None, 1))
         .await
         .unwrap();
     let unwraps_before = srv.metric("sesame_kms_unwrap_total").await;
     let wraps_before = srv.metric("sesame_kms_wrap_total").await;
-    let done = migrate::run(
-        &store,
-        &keyring,
-        &job.id,
-        "replica-a",
-        &MigrateConfig::default(),
-        &srv.server.state.clock,
-    )
-    .await
-    .unwrap();
+    let (cfg, clock) = (MigrateConfig::default(), &srv.server.state.clock);
+    let done = migrate::run(&store, &keyring, &job.id, "replica-a", &cfg, clock)
+        .await
+        .unwrap();
     assert_eq!(done.state, MigrationState::Done);
     let n = u64::try_from(done.migrated).unwrap();
     assert_eq!(n, 22, "20 stacks, the canary and the audit-signing key");

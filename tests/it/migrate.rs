@@ -13,20 +13,7 @@ use sesame::store::{KekRecord, KekState, MigrationRecord, MigrationState, Store}
 use crate::support::{TestServer, config, temp_dir};
 
 fn new_job(from: &str, to: &str) -> MigrationRecord {
-    MigrationRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        from_kek: from.into(),
-        to_kek: to.into(),
-        org_id: None,
-        state: MigrationState::Running,
-        cursor: String::new(),
-        total: 0,
-        migrated: 0,
-        verified_ms: None,
-        error: String::new(),
-        created_ms: 1,
-        updated_ms: 1,
-    }
+    MigrationRecord::new_job(from, to, None, 1)
 }
 
 async fn wraps_under(store: &Arc<dyn Store>, kek: &str) -> usize {
@@ -167,14 +154,7 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
     store
         .insert_kek(
             &ghost,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::KekAdd,
-                "test",
-            ),
+            &crate::support::test_event(sesame::core::audit::AuditAction::KekAdd),
         )
         .await
         .unwrap();
@@ -182,16 +162,10 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
         .start_or_resume_migration(&new_job(&system, &ghost.id))
         .await
         .unwrap();
-    let err = migrate::run(
-        &store,
-        &keyring,
-        &job.id,
-        "r",
-        &MigrateConfig::default(),
-        &srv.server.state.clock,
-    )
-    .await
-    .unwrap_err();
+    let (cfg, clock) = (MigrateConfig::default(), &srv.server.state.clock);
+    let err = migrate::run(&store, &keyring, &job.id, "r", &cfg, clock)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
     let failed = store.migration(&job.id).await.unwrap().unwrap();
     assert_eq!((failed.state, failed.migrated), (MigrationState::Failed, 0));
@@ -205,15 +179,7 @@ async fn two_runs_of_one_job_count_each_dek_once() {
     let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
     let store = srv.server.state.store.clone();
     let keyring = srv.server.state.keyring.clone();
-    for i in 0..60 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/twice/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    srv.encrypt_in_stacks("twice", 60).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
     let target = target["id"].as_str().unwrap().to_owned();
