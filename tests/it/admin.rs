@@ -698,26 +698,15 @@ async fn expired_tokens_are_refused() {
     let alice = store.user_by_login("alice").await.unwrap().unwrap();
     let now = srv.server.state.clock.now_ms();
 
+    let token_created = crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate);
     let (expired, record) = stored_token(&alice.id, now - 1_000);
-    store
-        .insert_token(
-            &record,
-            &crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate),
-        )
-        .await
-        .unwrap();
+    store.insert_token(&record, &token_created).await.unwrap();
     let (status, body) = get(&srv, "/api/user", expired.expose()).await;
     assert_error(status, &body, 401);
 
     // One that expires while cached is refused from then on.
     let (short, record) = stored_token(&alice.id, now + 1_500);
-    store
-        .insert_token(
-            &record,
-            &crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate),
-        )
-        .await
-        .unwrap();
+    store.insert_token(&record, &token_created).await.unwrap();
     let (status, _) = get(&srv, "/api/user", short.expose()).await;
     assert_eq!(status, 200);
     clock.advance(std::time::Duration::from_millis(1_499));

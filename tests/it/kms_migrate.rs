@@ -62,18 +62,7 @@ async fn a_migration_between_aws_keys_uses_reencrypt() {
     cfg.instance.system_kek = format!("awskms://alias/sesame-sys?region=eu-west-1&endpoint={endpoint}");
     let srv = TestServer::start(cfg, None).await.unwrap();
     let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
-    let mut sealed = Vec::new();
-    for i in 0..20 {
-        let path = format!("/api/stacks/acme/aws/s{i}");
-        let (status, v) = srv
-            .post(
-                &format!("{path}/encrypt"),
-                &json!({"plaintext": STANDARD.encode(format!("v{i}"))}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        sealed.push((path, v["ciphertext"].as_str().unwrap().to_owned(), i));
-    }
+    let sealed = srv.seal_in_stacks("aws", 20).await;
     let target_uri = format!("awskms://alias/sesame-target?region=eu-west-1&endpoint={endpoint}");
     let (status, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": target_uri})).await;
     assert_eq!(status, 201, "{target}");

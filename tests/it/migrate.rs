@@ -30,18 +30,7 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
     let store = srv.server.state.store.clone();
     let keyring = srv.server.state.keyring.clone();
     // 120 stacks: 120 DEKs under the system KEK (plus the canary and the audit-signing key's).
-    let mut sealed = Vec::new();
-    for i in 0..120 {
-        let path = format!("/api/stacks/acme/mig/s{i}");
-        let (status, v) = srv
-            .post(
-                &format!("{path}/encrypt"),
-                &json!({"plaintext": STANDARD.encode(format!("v{i}"))}),
-            )
-            .await;
-        assert_eq!(status, 200);
-        sealed.push((path, v["ciphertext"].as_str().unwrap().to_owned(), i));
-    }
+    let sealed = srv.seal_in_stacks("mig", 120).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (status, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
     assert_eq!(status, 201);
@@ -137,8 +126,7 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
 async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything() {
     let dir = temp_dir();
     let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    let store = srv.server.state.store.clone();
-    let keyring = srv.server.state.keyring.clone();
+    let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
     srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
         .await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
@@ -151,13 +139,8 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
         is_default: false,
         created_ms: 1,
     };
-    store
-        .insert_kek(
-            &ghost,
-            &crate::support::test_event(sesame::core::audit::AuditAction::KekAdd),
-        )
-        .await
-        .unwrap();
+    let event = crate::support::test_event(sesame::core::audit::AuditAction::KekAdd);
+    store.insert_kek(&ghost, &event).await.unwrap();
     let job = store
         .start_or_resume_migration(&new_job(&system, &ghost.id))
         .await
@@ -177,8 +160,7 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
 async fn two_runs_of_one_job_count_each_dek_once() {
     let dir = temp_dir();
     let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    let store = srv.server.state.store.clone();
-    let keyring = srv.server.state.keyring.clone();
+    let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
     srv.encrypt_in_stacks("twice", 60).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;

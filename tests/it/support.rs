@@ -194,6 +194,23 @@ impl TestServer {
         }
     }
 
+    /// Encrypts `v{i}` in each of `count` stacks `acme/{project}/s{i}` (each call answering 200); returns each
+    /// stack's path, its ciphertext and `i`.
+    pub async fn seal_in_stacks(&self, project: &str, count: usize) -> Vec<(String, String, usize)> {
+        use base64::Engine;
+        let mut sealed = Vec::new();
+        for i in 0..count {
+            let path = format!("/api/stacks/acme/{project}/s{i}");
+            let plaintext = base64::engine::general_purpose::STANDARD.encode(format!("v{i}"));
+            let (status, v) = self
+                .post(&format!("{path}/encrypt"), &serde_json::json!({"plaintext": plaintext}))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            sealed.push((path, v["ciphertext"].as_str().unwrap().to_owned(), i));
+        }
+        sealed
+    }
+
     /// The value of one counter on `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
         let text = self
