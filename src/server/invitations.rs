@@ -194,14 +194,14 @@ pub async fn decline(
 ) -> Result<StatusCode, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
     let audit = |inv: &InvitationRecord| {
-        app.event(
+        let event = app.event(
             Some(&p),
             &addr,
             Some(&inv.org_id),
             AuditAction::MemberDecline,
             &user.login,
-        )
-        .detail(format!("declined invitation {}", inv.id))
+        );
+        event.detail(format!("declined invitation {}", inv.id))
     };
     app.store
         .decline_invitation(&id, &user.login, &audit)
