@@ -316,14 +316,7 @@ async fn a_client_sending_half_a_header_is_disconnected_after_the_header_timeout
 async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
     let dir = temp_dir();
     let mut c = config(dir.path(), None);
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    c.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut c);
     c.limits.connections.header_read_timeout = Duration::from_secs(1);
     let server = sesame::server::start(c).await.unwrap();
     let addr = server.local_addr();
@@ -334,11 +327,7 @@ async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
             .unwrap();
         assert!(took.expect("a stalled TLS client stays connected") < Duration::from_secs(5));
     }
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .build()
-        .unwrap();
+    let client = cert.client(addr);
     let r = client
         .get(format!("https://localhost:{}/healthz", addr.port()))
         .send()
@@ -482,9 +471,7 @@ async fn limits_and_control_characters(srv: &TestServer) {
     let yaml = "values:\n  a: 1\n";
     for _ in 0..2 {
         let r = srv
-            .http
-            .patch(format!("{}{e}/acme/p/dev", srv.base))
-            .header("Authorization", format!("token {}", srv.token))
+            .admin(reqwest::Method::PATCH, &format!("{e}/acme/p/dev"))
             .body(yaml)
             .send()
             .await

@@ -1264,12 +1264,7 @@ async fn invitations(srv: &TestServer) {
     assert_eq!(logins(&list), ["alice"]);
     let (status, pending) = get(srv, &format!("{V1}/orgs/acme/invitations"), &alice).await;
     assert_eq!(status, 200, "{pending}");
-    let pending_logins: Vec<&str> = pending["invitations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["login"].as_str().unwrap())
-        .collect();
+    let pending_logins = crate::support::each_str(&pending["invitations"], "login");
     assert_eq!(pending_logins, ["bob", "ghost"]);
     let (status, body) = get(srv, &format!("{V1}/orgs/acme/invitations"), &bob).await;
     assert_error(status, &body, 404);

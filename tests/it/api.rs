@@ -439,22 +439,10 @@ async fn plain_http_off_loopback_is_refused_and_tls_serves() {
     assert!(err.to_string().contains("--tls-cert"), "{err}");
 
     // With a certificate, the same address serves HTTPS.
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    cfg.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut cfg);
     let server = sesame::server::start(cfg).await.unwrap();
     let port = server.local_addr().port();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .build()
-        .unwrap();
+    let client = cert.client(([127, 0, 0, 1], port).into());
     let resp = client
         .get(format!("https://localhost:{port}/healthz"))
         .send()
@@ -735,22 +723,10 @@ async fn errors_made_outside_handlers_keep_the_esc_shape() {
 async fn hsts_is_sent_under_tls_only() {
     let dir = temp_dir();
     let mut cfg = config(dir.path(), None);
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    cfg.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut cfg);
     let server = sesame::server::start(cfg).await.unwrap();
     let port = server.local_addr().port();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .build()
-        .unwrap();
+    let client = cert.client(([127, 0, 0, 1], port).into());
     for path in ["/healthz", "/api/user", "/api/nothing-here"] {
         let resp = client
             .get(format!("https://localhost:{port}{path}"))

@@ -289,9 +289,7 @@ async fn list_pages(c: &Esc<'_>, scope: &str, start: Option<&str>) -> (Vec<Strin
 /// PUTs JSON with the admin token; returns status and JSON body.
 async fn put(s: &TestServer, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let resp = s
-        .http
-        .put(format!("{}{path}", s.base))
-        .header("Authorization", format!("token {}", s.token))
+        .admin(reqwest::Method::PUT, path)
         .json(body)
         .send()
         .await

@@ -462,12 +462,7 @@ async fn org_admins_run_their_own_keys(srv: &TestServer) {
 
     // The org's admin sees only the org's KEKs and jobs: not the instance's, not the other org's.
     let (_, list) = call(srv, "GET", &format!("{v1}/orgs/acme/keks"), &admin, None).await;
-    let ids: Vec<&str> = list["keks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = crate::support::each_str(&list["keks"], "id");
     assert_eq!(ids.len(), 3, "{list}");
     assert!(ids.contains(&acme_own.as_str()) && ids.contains(&acme_spare.as_str()));
     assert!(

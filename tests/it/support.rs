@@ -211,6 +211,18 @@ impl TestServer {
         sealed
     }
 
+    /// Every stack secret of [`TestServer::seal_in_stacks`] decrypts to its `v{i}`.
+    pub async fn assert_unseals(&self, sealed: &[(String, String, usize)]) {
+        use base64::Engine;
+        for (path, ct, i) in sealed {
+            let (status, v) = self
+                .post(&format!("{path}/decrypt"), &serde_json::json!({"ciphertext": ct}))
+                .await;
+            let want = base64::engine::general_purpose::STANDARD.encode(format!("v{i}"));
+            assert_eq!((status, v["plaintext"].as_str()), (200, Some(want.as_str())));
+        }
+    }
+
     /// The value of one counter on `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
         let text = self
@@ -314,6 +326,42 @@ pub async fn revision_yamls(url: &str) -> Vec<String> {
         .unwrap();
     pool.close().await;
     rows.into_iter().map(|(y,)| y).collect()
+}
+
+/// A self-signed certificate for `localhost`, written to `dir` and set as `config`'s TLS files.
+pub struct SelfSigned {
+    /// The certificate in PEM.
+    pub pem: String,
+}
+
+impl SelfSigned {
+    /// Makes the certificate and its key, writes both to `dir` and points `config.tls` at them.
+    pub fn install(dir: &Path, config: &mut ServeConfig) -> SelfSigned {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        config.tls = Some(sesame::server::TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        });
+        SelfSigned { pem: cert.cert.pem() }
+    }
+
+    /// An HTTPS client that trusts only this certificate and finds `localhost` at `addr`.
+    pub fn client(&self, addr: std::net::SocketAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
+            .resolve("localhost", addr)
+            .build()
+            .unwrap()
+    }
+}
+
+/// The string `field` of every object in the JSON array `list`.
+pub fn each_str<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    let items = list.as_array().unwrap_or_else(|| panic!("not an array: {list}"));
+    items.iter().map(|i| i[field].as_str().unwrap()).collect()
 }
 
 /// A temporary folder for one test.
