@@ -78,6 +78,11 @@ impl<'a> Esc<'a> {
         .await
     }
 
+    /// POSTs `body` with no extra headers.
+    pub async fn post(&self, path: &str, body: &str) -> Resp {
+        self.call("POST", path, Some(body), &[]).await
+    }
+
     pub async fn patch(&self, path: &str, yaml: &str) -> Resp {
         // The Go CLI sends JSON as the content type even for YAML bodies: the server must not care.
         self.call("PATCH", path, Some(yaml), &[("Content-Type", "application/json")])
@@ -248,23 +253,13 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     assert_eq!(revs[0]["number"], 2);
     assert_eq!(revs[0]["tags"][0], "latest");
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/versions/tags"),
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post(&format!("{base}/versions/tags"), r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(
-        c.call(
-            "POST",
-            &format!("{base}/versions/tags"),
-            Some(r#"{"name":"stable","revision":1}"#),
-            &[]
-        )
-        .await
-        .status,
+        c.post(&format!("{base}/versions/tags"), r#"{"name":"stable","revision":1}"#)
+            .await
+            .status,
         409
     );
     let r = c.patch(base, "values:\n  region: eu-north-1\n").await;
@@ -307,12 +302,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     assert_eq!(names, vec![json!("latest"), json!("stable")]);
     assert!(r.json()["nextToken"].is_string());
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/versions/2/retract"),
-            Some(r#"{"reason":"leaked"}"#),
-            &[],
-        )
+        .post(&format!("{base}/versions/2/retract"), r#"{"reason":"leaked"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = c.call("GET", &format!("{base}/versions/2"), None, &[]).await;
@@ -335,14 +325,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     );
 
     // Environment tags.
-    let r = c
-        .call(
-            "POST",
-            &format!("{app}/tags"),
-            Some(r#"{"name":"team","value":"web"}"#),
-            &[],
-        )
-        .await;
+    let r = c.post(&format!("{app}/tags"), r#"{"name":"team","value":"web"}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
     for field in ["created", "modified", "editorLogin", "editorName"] {
         assert!(r.json()[field].is_string(), "{field}: {}", r.text);
@@ -377,12 +360,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let r = c.patch(base, "values:\n  password:\n    fn::secret: s3cret\n").await;
     assert_eq!(r.status, 200);
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/clone"),
-            Some(r#"{"project":"copy","name":"base2"}"#),
-            &[],
-        )
+        .post(&format!("{base}/clone"), r#"{"project":"copy","name":"base2"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let src_ct = c.call("GET", base, None, &[]).await.text;
@@ -410,12 +388,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
         .await;
     assert_eq!(r.status, 400);
     let r = c
-        .call(
-            "POST",
-            "/acme/yaml/open?duration=2h0m0s",
-            Some("imports:\n  - copy/base2\n"),
-            &[],
-        )
+        .post("/acme/yaml/open?duration=2h0m0s", "imports:\n  - copy/base2\n")
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_owned();
@@ -468,23 +441,13 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let r = c.patch("/acme/copy/base2", &moved).await;
     assert_eq!(r.status, 200, "{moved}: {}", r.text);
     let r = c
-        .call(
-            "POST",
-            "/acme/copy/base2/rename",
-            Some(r#"{"project":"moved","name":"renamed"}"#),
-            &[],
-        )
+        .post("/acme/copy/base2/rename", r#"{"project":"moved","name":"renamed"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(c.call("GET", "/acme/copy/base2", None, &[]).await.status, 404);
     assert_eq!(props(&c.open("/acme/moved/renamed").await)["nested"]["moved"], "s3cret");
     let r = c
-        .call(
-            "POST",
-            "/acme/moved/renamed/rename",
-            Some(r#"{"project":"app","name":"dev"}"#),
-            &[],
-        )
+        .post("/acme/moved/renamed/rename", r#"{"project":"app","name":"dev"}"#)
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
 
@@ -687,12 +650,7 @@ async fn cached_opens_follow_every_change() {
     assert_eq!(c.patch("/acme/lib/base", "values:\n  v: one\n").await.status, 200);
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: a\n").await.status, 200);
     let r = c
-        .call(
-            "POST",
-            "/acme/lib/pinned/versions/tags",
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post("/acme/lib/pinned/versions/tags", r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: b\n").await.status, 200);
@@ -716,12 +674,7 @@ async fn cached_opens_follow_every_change() {
     assert_eq!(both(&c.open("/acme/app/web").await), "two-b");
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: c\n").await.status, 200);
     let r = c
-        .call(
-            "POST",
-            "/acme/lib/pinned/versions/3/retract",
-            Some(r#"{"replacement":2}"#),
-            &[],
-        )
+        .post("/acme/lib/pinned/versions/3/retract", r#"{"replacement":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(
@@ -1018,21 +971,11 @@ async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: 
 
     // A clone re-seals every one under the new environment; a rename keeps them; both open to the same values.
     let r = c
-        .call(
-            "POST",
-            &format!("{path}/clone"),
-            Some(r#"{"project":"forms","name":"copy"}"#),
-            &[],
-        )
+        .post(&format!("{path}/clone"), r#"{"project":"forms","name":"copy"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = c
-        .call(
-            "POST",
-            "/acme/forms/copy/rename",
-            Some(r#"{"project":"forms","name":"moved"}"#),
-            &[],
-        )
+        .post("/acme/forms/copy/rename", r#"{"project":"forms","name":"moved"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let copy = c.call("GET", "/acme/forms/moved", None, &[]).await.text;

@@ -58,22 +58,10 @@ async fn fresh_env(admin: &Esc<'_>, name: &str) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = admin
-        .call(
-            "POST",
-            &format!("{path}/versions/tags"),
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post(&format!("{path}/versions/tags"), r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = admin
-        .call(
-            "POST",
-            &format!("{path}/tags"),
-            Some(r#"{"name":"k","value":"v"}"#),
-            &[],
-        )
-        .await;
+    let r = admin.post(&format!("{path}/tags"), r#"{"name":"k","value":"v"}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
