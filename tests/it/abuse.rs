@@ -51,7 +51,7 @@ fn with_auth_limits(mut c: ServeConfig, burst: u32, per_minute: u32) -> ServeCon
 #[tokio::test]
 async fn a_thousand_failed_logins_with_60_kb_paths_make_a_bounded_audit_whose_counts_add_up() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let path = format!("/api/esc/environments/{}", "a".repeat(60 * 1024));
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..8 {
@@ -107,7 +107,7 @@ async fn a_thousand_failed_logins_with_60_kb_paths_make_a_bounded_audit_whose_co
 #[tokio::test]
 async fn failures_in_an_open_window_are_written_at_shutdown() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let token = srv.token.clone();
     for _ in 0..3 {
         let (status, _) = srv.post_as("/api/sesame/v1/keks", &json!({}), Some(BAD_TOKEN)).await;
@@ -782,7 +782,7 @@ async fn every_file_in_an_existing_world_readable_data_folder_is_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let token = srv.token.clone();
     let e = "/api/esc/environments";
     assert_eq!(

@@ -900,7 +900,7 @@ async fn sesame(srv: &TestServer, token: &str, args: &[&str]) -> (i32, String, S
 #[tokio::test]
 async fn member_and_token_commands_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
 
     let (code, out, err) = sesame(
         &srv,
@@ -1374,7 +1374,7 @@ async fn invitations(srv: &TestServer) {
 #[tokio::test]
 async fn invitations_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let alice = new_user(&srv, "acme", "alice", "admin").await;
     let (status, _) = call(
         &srv,

@@ -55,7 +55,7 @@ fn verify_cli(file: &std::path::Path, head: Option<&str>) -> (i32, String) {
 #[tokio::test]
 async fn kek_and_migration_steps_and_failed_logins_are_audited_in_a_verifiable_chain() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     srv.encrypt_in_stacks("a", 5).await;
     let forged = "sesame_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let (status, _) = srv
@@ -198,7 +198,7 @@ fn checkpoints(text: &str) -> Vec<sesame::core::audit::Checkpoint> {
 #[tokio::test]
 async fn signed_checkpoints_catch_a_rewrite_that_recomputed_every_hash() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     // Records on the instance chain: KEK administration (failed logins would be tallied into one record per source
     // and window).
     for i in 0..4 {
@@ -318,7 +318,7 @@ async fn signed_checkpoints_catch_a_rewrite_that_recomputed_every_hash() {
 #[tokio::test]
 async fn an_org_admin_exports_their_own_orgs_chain_and_nothing_else() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (status, body) = srv.post("/api/sesame/v1/orgs", &json!({"name": "beta"})).await;
     assert_eq!(status, 201, "{body}");
     let mut tokens = Vec::new();

@@ -581,9 +581,7 @@ support::on_both!(
 #[tokio::test]
 async fn listings_page_with_continuation_tokens() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let total = 520;
     let creates: Vec<_> = (0..total)
@@ -640,9 +638,7 @@ async fn listings_page_with_continuation_tokens() {
 #[tokio::test]
 async fn cached_opens_follow_every_change() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     for (p, n) in [("lib", "base"), ("lib", "pinned"), ("app", "web")] {
         assert_eq!(c.create("acme", p, n).await.status, 200);
@@ -709,9 +705,7 @@ async fn cached_opens_follow_every_change() {
 #[tokio::test]
 async fn too_many_imports_are_refused() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let mut doc = String::from("imports:\n");
     for i in 0..1100 {
@@ -733,9 +727,7 @@ async fn too_many_imports_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_documents_answer_with_diagnostics() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let mut chain = String::from("values:\n");
     for i in 0..5_000 {
@@ -1017,9 +1009,7 @@ async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: 
 #[tokio::test]
 async fn every_secret_form_is_sealed_on_sqlite() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     every_secret_form_is_sealed(&s, dir.path(), None).await;
     s.stop().await;
 }
@@ -1152,9 +1142,7 @@ async fn earlier_plaintexts_are_sealed_on_start_on_postgres() {
 #[tokio::test]
 async fn clone_refuses_reserved_names_like_create() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     assert_eq!(c.create("acme", "app", "src").await.status, 200);
     let r = c
@@ -1195,9 +1183,7 @@ async fn clone_refuses_reserved_names_like_create() {
 #[tokio::test]
 async fn property_paths_with_awkward_keys() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let app = "/acme/app/keys";
     assert_eq!(c.create("acme", "app", "keys").await.status, 200);

@@ -72,9 +72,7 @@ fn same_but_names(a: &Resp, b: &Resp, from: &str, to: &str) -> bool {
 #[tokio::test]
 async fn every_endpoint_every_role_and_a_foreign_org() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let admin = Esc::admin(&s);
     let (status, body) = s.post("/api/sesame/v1/orgs", &json!({"name": "other"})).await;
     assert!(status == 200 || status == 201, "{status} {body}");

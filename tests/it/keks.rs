@@ -12,7 +12,7 @@ async fn get(srv: &TestServer, path: &str) -> (u16, Value) {
 #[tokio::test]
 async fn an_org_kek_wraps_the_orgs_new_deks_and_must_be_present_at_start() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (_, before) = srv
         .post("/api/stacks/acme/web/old/encrypt", &json!({"plaintext": "b2xk"}))
         .await;
@@ -698,7 +698,7 @@ async fn sesame(srv: &TestServer, token: &str, args: Vec<String>) -> (i32, Strin
 #[tokio::test]
 async fn an_org_admin_runs_the_orgs_keys_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (status, _) = srv
         .post("/api/stacks/acme/web/a/encrypt", &json!({"plaintext": "eA=="}))
         .await;

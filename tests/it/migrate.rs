@@ -119,7 +119,7 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
 #[tokio::test]
 async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
     srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
         .await;
@@ -153,7 +153,7 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
 #[tokio::test]
 async fn two_runs_of_one_job_count_each_dek_once() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
     srv.encrypt_in_stacks("twice", 60).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;

@@ -132,6 +132,11 @@ impl TestServer {
         })
     }
 
+    /// Starts a fresh server on SQLite in `data_dir`.
+    pub async fn sqlite(data_dir: &Path) -> TestServer {
+        TestServer::start(config(data_dir, None), None).await.unwrap()
+    }
+
     /// POSTs JSON with the admin token; returns status and JSON body.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.post_as(path, body, Some(&self.token)).await
@@ -249,7 +254,7 @@ impl TestServer {
 /// Runs `scenario` against a fresh server on SQLite, then stops the server.
 pub async fn on_sqlite(scenario: impl AsyncFnOnce(&TestServer)) {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     scenario(&srv).await;
     srv.stop().await;
 }
