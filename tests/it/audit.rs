@@ -14,6 +14,11 @@ use crate::support::{TestServer, config, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 
+/// The database's refusal of `sql` (a statement the audit triggers must stop), as text.
+async fn refusal(pool: &sqlx::AnyPool, sql: &str) -> String {
+    sqlx::query(sql).execute(pool).await.unwrap_err().to_string()
+}
+
 async fn export(srv: &TestServer, path: &str) -> String {
     srv.export(path).await
 }
@@ -151,11 +156,8 @@ async fn kek_and_migration_steps_and_failed_logins_are_audited_in_a_verifiable_c
     // The table is append-only.
     let url = format!("sqlite://{}", dir.path().join("sesame.db").display());
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let err = sqlx::query("UPDATE audit_events SET outcome = 'ok'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = refusal(&pool, "UPDATE audit_events SET outcome = 'ok'").await;
+    assert!(err.contains("append-only"), "{err}");
     assert!(sqlx::query("DELETE FROM audit_events").execute(&pool).await.is_err());
     srv.stop().await;
 }
@@ -323,12 +325,7 @@ async fn an_org_admin_exports_their_own_orgs_chain_and_nothing_else() {
     assert_eq!(status, 201, "{body}");
     let mut tokens = Vec::new();
     for (login, role) in [("alice", "admin"), ("bob", "editor")] {
-        let (status, body) = srv
-            .post(
-                "/api/sesame/v1/orgs/acme/members",
-                &json!({"login": login, "role": role}),
-            )
-            .await;
+        let (status, body) = srv.add_member("acme", login, role).await;
         assert_eq!(status, 201, "{body}");
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
@@ -409,12 +406,7 @@ async fn stack_calls_scenario(db: Option<&str>) {
     let mut cfg = config(dir.path(), db);
     let clock = crate::support::manual_clock(&mut cfg);
     let srv = TestServer::start(cfg, None).await.unwrap();
-    let (status, body) = srv
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "carol", "role": "opener"}),
-        )
-        .await;
+    let (status, body) = srv.add_member("acme", "carol", "opener").await;
     assert_eq!(status, 201, "{body}");
     let carol = body["token"].as_str().unwrap().to_owned();
     let stack = "/api/stacks/acme/app/prod";
@@ -631,16 +623,10 @@ async fn prune_scenario(db: Option<&str>) {
         str::to_owned,
     );
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let err = sqlx::query("DELETE FROM audit_events WHERE chain = 'instance'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("UPDATE audit_anchors SET seq = 1")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("only moves forward"), "{err}");
+    let err = refusal(&pool, "DELETE FROM audit_events WHERE chain = 'instance'").await;
+    assert!(err.contains("append-only"), "{err}");
+    let err = refusal(&pool, "UPDATE audit_anchors SET seq = 1").await;
+    assert!(err.contains("only moves forward"), "{err}");
     assert!(sqlx::query("DELETE FROM audit_anchors").execute(&pool).await.is_err());
     assert!(
         sqlx::query("DELETE FROM audit_checkpoints")

@@ -395,12 +395,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let r = c.call("GET", &format!("/acme/yaml/open/{id}"), None, &[]).await;
     assert_eq!(props(&r.json())["password"], "s3cret");
     // An anonymous session is readable by the token that opened it only (it needs no role on any environment).
-    let (status, body) = s
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "peer", "role": "admin"}),
-        )
-        .await;
+    let (status, body) = s.add_member("acme", "peer", "admin").await;
     assert!(status < 300, "{body}");
     let peer = Esc {
         s,
