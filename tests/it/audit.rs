@@ -698,6 +698,11 @@ async fn heal_audit_appends(url: &str) {
     }
 }
 
+/// POSTs a JSON body with the admin token; returns status and text body.
+async fn send_json(srv: &TestServer, path: &str, body: serde_json::Value) -> (u16, String) {
+    send(srv, reqwest::Method::POST, path, Some(body.to_string())).await
+}
+
 async fn send(srv: &TestServer, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, String) {
     let mut req = srv
         .http
@@ -725,11 +730,10 @@ async fn failpoint_scenario(db: Option<&str>) {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sesame.db").display()));
     let srv = TestServer::start(config(dir.path(), Some(&url)), None).await.unwrap();
     let env = "/api/esc/environments/acme/app/prod";
-    let (status, body) = send(
+    let (status, body) = send_json(
         &srv,
-        Method::POST,
         "/api/esc/environments/acme",
-        Some(json!({"project": "app", "name": "prod"}).to_string()),
+        json!({"project": "app", "name": "prod"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -745,11 +749,10 @@ async fn failpoint_scenario(db: Option<&str>) {
         text.contains("blue") && !text.contains("red"),
         "the update must not be applied: {text}"
     );
-    let (status, body) = send(
+    let (status, body) = send_json(
         &srv,
-        Method::POST,
         "/api/sesame/v1/orgs/acme/teams",
-        Some(json!({"name": "ops", "description": ""}).to_string()),
+        json!({"name": "ops", "description": ""}),
     )
     .await;
     assert!((500..600).contains(&status), "{status} {body}");
