@@ -1,5 +1,6 @@
 //! Test support: outside parts found through environment variables (skipped with a reason, or failing under
-//! `CI=true`), a fresh PostgreSQL database per test, and an in-process server on 127.0.0.1:0.
+//! `CI=true`), a fresh PostgreSQL database per test, and an in-process server on 127.0.0.1:0 with the requests,
+//! set-up and scenario runners (`on_both!`) the test files share. Rule: a helper two test files need lives here.
 
 use std::path::{Path, PathBuf};
 
