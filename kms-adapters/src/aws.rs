@@ -41,14 +41,7 @@ pub struct AwsKmsKek {
     partition: String,
 }
 
-impl fmt::Debug for AwsKmsKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsKmsKek")
-            .field("uri", &self.uri)
-            .field("key_arn", &self.key_arn)
-            .finish()
-    }
-}
+kek_debug!(AwsKmsKek { "uri" = uri, "key_arn" = key_arn });
 
 /// Classifies an AWS error code (the `__type` of a KMS error response) for the edge.
 pub fn classify_code(kek: &str, code: Option<&str>, message: &str) -> KmsError {

@@ -294,14 +294,7 @@ pub struct AzureKeyVaultKek {
     deadline: Duration,
 }
 
-impl fmt::Debug for AzureKeyVaultKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AzureKeyVaultKek")
-            .field("uri", &self.uri)
-            .field("alg", &self.alg)
-            .finish()
-    }
-}
+kek_debug!(AzureKeyVaultKek { "uri" = uri, "alg" = alg });
 
 impl AzureKeyVaultKek {
     /// Connects with the SDK's credential chain and checks that the key exists, is enabled, and can wrap.

@@ -21,7 +21,6 @@
 //! operation. Opening makes no call (the encrypter/decrypter role cannot read key metadata); the first wrap does, and
 //! registering a KEK always wraps and unwraps a test key first. Keys are never created here.
 
-use std::fmt;
 use std::time::Duration;
 
 use google_cloud_gax::error::rpc::Code;
@@ -68,14 +67,7 @@ pub struct GcpKmsKek {
     deadline: Duration,
 }
 
-impl fmt::Debug for GcpKmsKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GcpKmsKek")
-            .field("uri", &self.uri)
-            .field("key_name", &self.key.key_name)
-            .finish()
-    }
-}
+kek_debug!(GcpKmsKek { "uri" = uri, "key_name" = key.key_name });
 
 /// Which call failed: `INVALID_ARGUMENT` means a bad ciphertext or context only on `Decrypt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// `impl Debug` for a KEK adapter: its non-secret fields by name (`"name" = field.path`), then each secret named
+/// in `redacted` shown as `[redacted]`, so no adapter prints key material.
+macro_rules! kek_debug {
+    ($ty:ident { $($name:literal = $($part:ident).+),* } $(redacted [$($secret:literal),*])?) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field($name, &self$(.$part)+))*
+                    $($(.field($secret, &"[redacted]"))*)?
+                    .finish()
+            }
+        }
+    };
+}
+
 mod aead;
 #[cfg(feature = "aws")]
 pub mod aws;

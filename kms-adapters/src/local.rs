@@ -7,7 +7,6 @@
 //! File format (text): `sesame-local-kek v1`, then `id: <32 hex>` (a random key id, recorded as `kek_version` with
 //! every wrap, so a different file is recognised as such), then `key: <base64 of 32 bytes>`.
 
-use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -35,16 +34,7 @@ pub struct LocalKek {
     key: Zeroizing<[u8; 32]>,
 }
 
-impl fmt::Debug for LocalKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalKek")
-            .field("uri", &self.uri)
-            .field("path", &self.path)
-            .field("key_id", &self.key_id)
-            .field("key", &"[redacted]")
-            .finish()
-    }
-}
+kek_debug!(LocalKek { "uri" = uri, "path" = path, "key_id" = key_id } redacted ["key"]);
 
 fn config_err(uri: &KekUri, reason: String) -> KmsError {
     KmsError::Config {

@@ -61,6 +61,14 @@ impl std::fmt::Debug for OpenOptions {
     }
 }
 
+/// The configuration error for a blocking open task that panicked or was cancelled.
+fn task_failed(kek: &str, task: &str, e: &tokio::task::JoinError) -> KmsError {
+    KmsError::Config {
+        kek: kek.into(),
+        reason: format!("{task} task failed: {e}"),
+    }
+}
+
 /// Opens the KEK a URI names.
 pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, KmsError> {
     match uri.scheme() {
@@ -68,10 +76,7 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
             let (uri, dir, create) = (uri.clone(), opts.data_dir.clone(), opts.create_if_missing);
             let kek = tokio::task::spawn_blocking(move || LocalKek::open(&uri, &dir, create))
                 .await
-                .map_err(|e| KmsError::Config {
-                    kek: "local".into(),
-                    reason: format!("key file task failed: {e}"),
-                })??;
+                .map_err(|e| task_failed("local", "key file", &e))??;
             Ok(Arc::new(kek))
         }
         "passphrase" => Ok(Arc::new(PassphraseKek::new(uri.clone(), opts)?)),
@@ -88,10 +93,7 @@ pub async fn open_kek(uri: &KekUri, opts: &OpenOptions) -> Result<Arc<dyn Kek>, 
             let (uri, pin, create) = (uri.clone(), opts.pkcs11_pin.clone(), opts.create_if_missing);
             let kek = tokio::task::spawn_blocking(move || crate::pkcs11::Pkcs11Kek::open(&uri, pin, create))
                 .await
-                .map_err(|e| KmsError::Config {
-                    kek: "pkcs11".into(),
-                    reason: format!("PKCS#11 open task failed: {e}"),
-                })??;
+                .map_err(|e| task_failed("pkcs11", "PKCS#11 open", &e))??;
             Ok(Arc::new(kek))
         }
         scheme => Err(KmsError::Unsupported {

@@ -9,7 +9,6 @@
 //! derived at most once per process, on a blocking thread (Argon2id is deliberately slow).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use rand::RngCore;
@@ -49,15 +48,7 @@ pub struct PassphraseKek {
     cache: DerivedCache,
 }
 
-impl fmt::Debug for PassphraseKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PassphraseKek")
-            .field("uri", &self.uri)
-            .field("params", &self.params)
-            .field("passphrase", &"[redacted]")
-            .finish()
-    }
-}
+kek_debug!(PassphraseKek { "uri" = uri, "params" = params } redacted ["passphrase"]);
 
 impl PassphraseKek {
     /// A passphrase KEK for `uri` with the passphrase and parameters of `opts`.

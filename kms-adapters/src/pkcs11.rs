@@ -13,7 +13,6 @@
 //! is mapped to [`KmsError::InvalidCiphertext`].
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -101,15 +100,7 @@ pub struct Pkcs11Kek {
     token: Arc<Token>,
 }
 
-impl fmt::Debug for Pkcs11Kek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pkcs11Kek")
-            .field("uri", &self.uri)
-            .field("key_version", &self.version)
-            .field("pin", &"[redacted]")
-            .finish()
-    }
-}
+kek_debug!(Pkcs11Kek { "uri" = uri, "key_version" = version } redacted ["pin"]);
 
 fn classify(uri: &KekUri, e: &CkError) -> KmsError {
     let kek = uri.to_string();

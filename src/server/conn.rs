@@ -173,6 +173,18 @@ impl<T> Idle<T> {
             Poll::Pending => Poll::Pending,
         }
     }
+
+    /// After a write: a completed one keeps the connection alive, a pending one is checked against the deadline.
+    fn after_write(&mut self, cx: &mut Context<'_>, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                self.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check(cx),
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
@@ -193,14 +205,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                self.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check(cx),
-        }
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -208,14 +214,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                self.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check(cx),
-        }
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -188,14 +188,14 @@ pub async fn accept(
 pub async fn decline(Caller(app, p, addr): Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let user = caller_user(&app, &p).await?.ok_or_else(|| invitation_not_found(&id))?;
     let audit = |inv: &InvitationRecord| {
-        app.event(
+        let event = app.event(
             Some(&p),
             &addr,
             Some(&inv.org_id),
             AuditAction::MemberDecline,
             &user.login,
-        )
-        .detail(format!("declined invitation {}", inv.id))
+        );
+        event.detail(format!("declined invitation {}", inv.id))
     };
     app.store
         .decline_invitation(&id, &user.login, &audit)

@@ -176,20 +176,7 @@ async fn start_migration(
     let now = app.clock.now_ms();
     let m = app
         .store
-        .start_or_resume_migration(&MigrationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            from_kek: from.id.clone(),
-            to_kek: to.id.clone(),
-            org_id,
-            state: MigrationState::Running,
-            cursor: String::new(),
-            total: 0,
-            migrated: 0,
-            verified_ms: None,
-            error: String::new(),
-            created_ms: now,
-            updated_ms: now,
-        })
+        .start_or_resume_migration(&MigrationRecord::new_job(&from.id, &to.id, org_id, now))
         .await?;
     let event = app
         .event(

@@ -179,17 +179,9 @@ impl AppState {
     ) -> Result<(), error::ApiError> {
         if let Err(refused) = &decision {
             let detail = refused.message().to_owned();
-            let event = self
-                .event(
-                    Some(principal),
-                    source,
-                    principal.org_id.as_deref(),
-                    AuditAction::AdminDenied,
-                    target,
-                )
-                .outcome(Outcome::Denied)
-                .detail(detail);
-            self.record(event).await?;
+            let org = principal.org_id.as_deref();
+            let event = self.event(Some(principal), source, org, AuditAction::AdminDenied, target);
+            self.record(event.outcome(Outcome::Denied).detail(detail)).await?;
         }
         decision
     }

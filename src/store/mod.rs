@@ -123,22 +123,28 @@ pub enum KekState {
     Disabled,
 }
 
-impl KekState {
-    fn as_str(self) -> &'static str {
-        match self {
-            KekState::Active => "active",
-            KekState::Disabled => "disabled",
-        }
-    }
+/// `as_str` (the stored text) and `parse` (its inverse) for a state enum, from one table of variants and texts.
+macro_rules! stored_text {
+    ($vis:vis $ty:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            /// The stored text.
+            $vis fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text,)*
+                }
+            }
 
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(KekState::Active),
-            "disabled" => Some(KekState::Disabled),
-            _ => None,
+            fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
+
+stored_text!(KekState { Active = "active", Disabled = "disabled" });
 
 /// A registered key-encryption key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,22 +173,7 @@ pub enum DekState {
     Retired,
 }
 
-impl DekState {
-    fn as_str(self) -> &'static str {
-        match self {
-            DekState::Active => "active",
-            DekState::Retired => "retired",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(DekState::Active),
-            "retired" => Some(DekState::Retired),
-            _ => None,
-        }
-    }
-}
+stored_text!(DekState { Active = "active", Retired = "retired" });
 
 /// One DEK generation of a scope. The key itself is only in its wraps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,29 +260,13 @@ pub enum MigrationState {
     Retired,
 }
 
-impl MigrationState {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationState::Running => "running",
-            MigrationState::Paused => "paused",
-            MigrationState::Done => "done",
-            MigrationState::Failed => "failed",
-            MigrationState::Retired => "retired",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "running" => MigrationState::Running,
-            "paused" => MigrationState::Paused,
-            "done" => MigrationState::Done,
-            "failed" => MigrationState::Failed,
-            "retired" => MigrationState::Retired,
-            _ => return None,
-        })
-    }
-}
+stored_text!(pub MigrationState {
+    Running = "running",
+    Paused = "paused",
+    Done = "done",
+    Failed = "failed",
+    Retired = "retired",
+});
 
 /// A KEK migration job: re-wrap every DEK under `from_kek` (of one org, or all) with `to_kek`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +295,27 @@ pub struct MigrationRecord {
     pub created_ms: i64,
     /// Last progress, Unix milliseconds.
     pub updated_ms: i64,
+}
+
+impl MigrationRecord {
+    /// A new running job (fresh id, nothing counted yet) moving `org_id`'s DEKs — or every DEK — from `from_kek`
+    /// to `to_kek`, created at `now_ms`.
+    pub fn new_job(from_kek: &str, to_kek: &str, org_id: Option<String>, now_ms: i64) -> MigrationRecord {
+        MigrationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            from_kek: from_kek.to_owned(),
+            to_kek: to_kek.to_owned(),
+            org_id,
+            state: MigrationState::Running,
+            cursor: String::new(),
+            total: 0,
+            migrated: 0,
+            verified_ms: None,
+            error: String::new(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        }
+    }
 }
 
 /// Everything the first start of an instance writes, in one transaction.

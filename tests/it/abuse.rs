@@ -11,22 +11,13 @@ use sesame::core::audit::AuditRecord;
 use sesame::core::throttle::Rate;
 use sesame::server::ServeConfig;
 
-use crate::support::{PgDb, TestServer, config, temp_dir};
+use crate::support::{TestServer, config, on_both, temp_dir};
 
 const BAD_TOKEN: &str = "sesame_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// The instance chain's `auth.failed` records, read through the export (which writes open tallies first).
 async fn failed_logins(srv: &TestServer) -> (Vec<AuditRecord>, usize) {
-    let text = srv
-        .http
-        .get(format!("{}/api/sesame/v1/audit", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = srv.get_text("/api/sesame/v1/audit").await;
     let mut out = Vec::new();
     let mut bytes = 0;
     for line in text.lines() {
@@ -60,7 +51,7 @@ fn with_auth_limits(mut c: ServeConfig, burst: u32, per_minute: u32) -> ServeCon
 #[tokio::test]
 async fn a_thousand_failed_logins_with_60_kb_paths_make_a_bounded_audit_whose_counts_add_up() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let path = format!("/api/esc/environments/{}", "a".repeat(60 * 1024));
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..8 {
@@ -116,7 +107,7 @@ async fn a_thousand_failed_logins_with_60_kb_paths_make_a_bounded_audit_whose_co
 #[tokio::test]
 async fn failures_in_an_open_window_are_written_at_shutdown() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let token = srv.token.clone();
     for _ in 0..3 {
         let (status, _) = srv.post_as("/api/sesame/v1/keks", &json!({}), Some(BAD_TOKEN)).await;
@@ -325,14 +316,7 @@ async fn a_client_sending_half_a_header_is_disconnected_after_the_header_timeout
 async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
     let dir = temp_dir();
     let mut c = config(dir.path(), None);
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    c.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut c);
     c.limits.connections.header_read_timeout = Duration::from_secs(1);
     let server = sesame::server::start(c).await.unwrap();
     let addr = server.local_addr();
@@ -343,11 +327,7 @@ async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
             .unwrap();
         assert!(took.expect("a stalled TLS client stays connected") < Duration::from_secs(5));
     }
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .build()
-        .unwrap();
+    let client = cert.client(addr);
     let r = client
         .get(format!("https://localhost:{}/healthz", addr.port()))
         .send()
@@ -491,9 +471,7 @@ async fn limits_and_control_characters(srv: &TestServer) {
     let yaml = "values:\n  a: 1\n";
     for _ in 0..2 {
         let r = srv
-            .http
-            .patch(format!("{}{e}/acme/p/dev", srv.base))
-            .header("Authorization", format!("token {}", srv.token))
+            .admin(reqwest::Method::PATCH, &format!("{e}/acme/p/dev"))
             .body(yaml)
             .send()
             .await
@@ -778,25 +756,11 @@ async fn limits_and_control_characters(srv: &TestServer) {
     }
 }
 
-#[tokio::test]
-async fn limits_and_control_characters_on_sqlite() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    limits_and_control_characters(&srv).await;
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn limits_and_control_characters_on_postgres() {
-    let Some(db) = PgDb::create().await else { return };
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    limits_and_control_characters(&srv).await;
-    srv.stop().await;
-    db.drop_db().await;
-}
+on_both!(
+    limits_and_control_characters,
+    limits_and_control_characters_on_sqlite,
+    limits_and_control_characters_on_postgres
+);
 
 #[cfg(unix)]
 fn assert_private(dir: &std::path::Path) -> Vec<String> {
@@ -818,7 +782,7 @@ async fn every_file_in_an_existing_world_readable_data_folder_is_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let token = srv.token.clone();
     let e = "/api/esc/environments";
     assert_eq!(
@@ -832,15 +796,7 @@ async fn every_file_in_an_existing_world_readable_data_folder_is_0600() {
         .0,
         200
     );
-    for i in 0..5 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/p/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    srv.encrypt_in_stacks("p", 5).await;
     // While running, after writes: the database, its WAL and shared memory, the key file and the token.
     let names = assert_private(dir.path());
     for want in [

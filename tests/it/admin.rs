@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 use sesame::core::tokens::AccessToken;
 use sesame::store::{TokenKind, TokenRecord};
 
-use crate::support::{PgDb, TestServer, config, temp_dir};
+use crate::support::{TestServer, config, temp_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 const V1: &str = "/api/sesame/v1";
 
 /// Sends a request with `token`; returns status and JSON body (`null` when empty).
@@ -84,32 +83,7 @@ fn assert_error(status: u16, body: &Value, want: u16) {
     assert_eq!(body["code"], json!(want), "{body}");
 }
 
-/// A scenario as two tests: on SQLite, and on a fresh PostgreSQL database (skipped when there is none).
-macro_rules! on_both {
-    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            let dir = temp_dir();
-            let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-            $scenario(&srv).await;
-            srv.stop().await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            let Some(db) = PgDb::create().await else {
-                return;
-            };
-            let dir = temp_dir();
-            let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
-                .await
-                .unwrap();
-            $scenario(&srv).await;
-            srv.stop().await;
-            db.drop_db().await;
-        }
-    };
-}
+use crate::support::on_both;
 
 on_both!(
     orgs,
@@ -724,40 +698,15 @@ async fn expired_tokens_are_refused() {
     let alice = store.user_by_login("alice").await.unwrap().unwrap();
     let now = srv.server.state.clock.now_ms();
 
+    let token_created = crate::support::test_event(sesame::core::audit::AuditAction::TokenCreate);
     let (expired, record) = stored_token(&alice.id, now - 1_000);
-    store
-        .insert_token(
-            &record,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenCreate,
-                "test",
-            ),
-        )
-        .await
-        .unwrap();
+    store.insert_token(&record, &token_created).await.unwrap();
     let (status, body) = get(&srv, "/api/user", expired.expose()).await;
     assert_error(status, &body, 401);
 
     // One that expires while cached is refused from then on.
     let (short, record) = stored_token(&alice.id, now + 1_500);
-    store
-        .insert_token(
-            &record,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenCreate,
-                "test",
-            ),
-        )
-        .await
-        .unwrap();
+    store.insert_token(&record, &token_created).await.unwrap();
     let (status, _) = get(&srv, "/api/user", short.expose()).await;
     assert_eq!(status, 200);
     clock.advance(std::time::Duration::from_millis(1_499));
@@ -770,15 +719,7 @@ async fn expired_tokens_are_refused() {
 }
 
 async fn export(srv: &TestServer, path: &str) -> String {
-    let resp = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+    srv.export(path).await
 }
 
 fn actions(export: &str) -> Vec<(String, String)> {
@@ -953,25 +894,13 @@ async fn audit(srv: &TestServer) {
 }
 
 async fn sesame(srv: &TestServer, token: &str, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("SESAME_URL", &srv.base)
-        .env("SESAME_TOKEN", token)
-        .env_remove("SESAME_ORG")
-        .output()
-        .await
-        .expect("run sesame");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::run_cli(srv, token, args).await
 }
 
 #[tokio::test]
 async fn member_and_token_commands_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
 
     let (code, out, err) = sesame(
         &srv,
@@ -1172,14 +1101,7 @@ async fn lineage(srv: &TestServer) {
     let store = srv.server.state.store.clone();
     let revoked = store
         .revoke_token(short["id"].as_str().unwrap(), now_ms(), &|_| {
-            sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::TokenRevoke,
-                "test",
-            )
+            crate::support::test_event(sesame::core::audit::AuditAction::TokenRevoke)
         })
         .await
         .unwrap();
@@ -1342,12 +1264,7 @@ async fn invitations(srv: &TestServer) {
     assert_eq!(logins(&list), ["alice"]);
     let (status, pending) = get(srv, &format!("{V1}/orgs/acme/invitations"), &alice).await;
     assert_eq!(status, 200, "{pending}");
-    let pending_logins: Vec<&str> = pending["invitations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["login"].as_str().unwrap())
-        .collect();
+    let pending_logins = crate::support::each_str(&pending["invitations"], "login");
     assert_eq!(pending_logins, ["bob", "ghost"]);
     let (status, body) = get(srv, &format!("{V1}/orgs/acme/invitations"), &bob).await;
     assert_error(status, &body, 404);
@@ -1457,7 +1374,7 @@ async fn invitations(srv: &TestServer) {
 #[tokio::test]
 async fn invitations_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let alice = new_user(&srv, "acme", "alice", "admin").await;
     let (status, _) = call(
         &srv,

@@ -56,10 +56,7 @@ async fn round_trips(srv: &TestServer) {
 
 #[tokio::test]
 async fn stack_secrets_round_trip_on_sqlite() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    round_trips(&srv).await;
-    srv.stop().await;
+    crate::support::on_sqlite(round_trips).await;
 }
 
 #[tokio::test]
@@ -108,7 +105,7 @@ async fn stack_secrets_round_trip_and_replicas_on_postgres() {
 #[tokio::test]
 async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let values: Vec<String> = (0..50).map(|i| format!("value-{i}")).collect();
     let (status, body) = srv
         .post(
@@ -146,7 +143,7 @@ async fn batch_encrypt_keeps_order_and_batch_decrypt_maps_each_ciphertext() {
 #[tokio::test]
 async fn ciphertexts_are_bound_to_their_stack_and_resist_tampering() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let ct = encrypt(&srv, STACK, b"prod-only").await;
     // Another stack, another project: refused, even though the same server holds both DEKs.
     let other = "/api/stacks/acme/web/staging";
@@ -175,7 +172,7 @@ async fn ciphertexts_are_bound_to_their_stack_and_resist_tampering() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_esc_error_that_echoes_nothing() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let url = format!("{}{STACK}/encrypt", srv.base);
     let auth = format!("token {}", srv.token);
 
@@ -235,7 +232,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn gzip_bodies_are_accepted_and_bounded() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let auth = format!("token {}", srv.token);
     let send = |path: String, body: Vec<u8>| {
         srv.http
@@ -277,7 +274,7 @@ async fn gzip_bodies_are_accepted_and_bounded() {
 #[tokio::test]
 async fn missing_malformed_and_wrong_tokens_are_refused() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let body = json!({ "plaintext": b64(b"x") });
     let path = format!("{STACK}/encrypt");
     let wrong = format!("sesame_{}", "A".repeat(43));
@@ -300,7 +297,7 @@ async fn missing_malformed_and_wrong_tokens_are_refused() {
 #[tokio::test]
 async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     assert!(srv.server.new_admin_token.is_some());
     let token_file = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     assert_eq!(token_file.trim(), srv.token);
@@ -342,7 +339,7 @@ async fn restart_decrypts_old_ciphertexts_and_a_warm_cache_makes_no_kms_call() {
 #[tokio::test]
 async fn a_replaced_or_missing_key_file_stops_the_start() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     encrypt(&srv, STACK, b"x").await;
     srv.stop().await;
     let key = key_file(dir.path());
@@ -378,17 +375,13 @@ async fn a_replaced_or_missing_key_file_stops_the_start() {
 
     // The original key brings it back.
     std::fs::write(&key, &original).unwrap();
-    TestServer::start(config(dir.path(), None), None)
-        .await
-        .unwrap()
-        .stop()
-        .await;
+    TestServer::sqlite(dir.path()).await.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_first_use_of_a_stack_makes_one_dek() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let stack = "/api/stacks/acme/race/new";
     // The start made the system and audit-signing DEKs; only the stack's DEK comes after.
     let before = srv.metric("sesame_deks_created_total").await;
@@ -442,22 +435,10 @@ async fn plain_http_off_loopback_is_refused_and_tls_serves() {
     assert!(err.to_string().contains("--tls-cert"), "{err}");
 
     // With a certificate, the same address serves HTTPS.
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    cfg.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut cfg);
     let server = sesame::server::start(cfg).await.unwrap();
     let port = server.local_addr().port();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .build()
-        .unwrap();
+    let client = cert.client(([127, 0, 0, 1], port).into());
     let resp = client
         .get(format!("https://localhost:{port}/healthz"))
         .send()
@@ -477,7 +458,7 @@ async fn plain_http_off_loopback_is_refused_and_tls_serves() {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     for (path, want) in [("/healthz", "ok"), ("/readyz", "ready")] {
         let resp = srv.http.get(format!("{}{path}", srv.base)).send().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -519,7 +500,7 @@ fn assert_safe_headers(headers: &reqwest::header::HeaderMap, what: &str) {
 #[tokio::test]
 async fn every_answer_says_nosniff_and_no_store_including_secrets_and_errors() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let auth = format!("token {}", srv.token);
     let send = |method: &str, path: &str, body: Option<String>| {
         let mut req = srv
@@ -627,14 +608,14 @@ async fn answer(resp: reqwest::Response) -> (u16, String, Value) {
         .unwrap_or_default()
         .to_owned();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, ct, body)
 }
 
 #[tokio::test]
 async fn errors_made_outside_handlers_keep_the_esc_shape() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let auth = format!("token {}", srv.token);
     let envs = "/api/esc/environments/acme";
     let (status, body) = srv.post(envs, &json!({"project": "app", "name": "prod"})).await;
@@ -738,22 +719,10 @@ async fn errors_made_outside_handlers_keep_the_esc_shape() {
 async fn hsts_is_sent_under_tls_only() {
     let dir = temp_dir();
     let mut cfg = config(dir.path(), None);
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    cfg.tls = Some(sesame::server::TlsFiles {
-        cert: cert_path,
-        key: key_path,
-    });
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut cfg);
     let server = sesame::server::start(cfg).await.unwrap();
     let port = server.local_addr().port();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", ([127, 0, 0, 1], port).into())
-        .build()
-        .unwrap();
+    let client = cert.client(([127, 0, 0, 1], port).into());
     for path in ["/healthz", "/api/user", "/api/nothing-here"] {
         let resp = client
             .get(format!("https://localhost:{port}{path}"))
@@ -830,7 +799,7 @@ async fn metrics_can_require_a_token() {
 #[tokio::test]
 async fn stack_ciphertexts_are_the_envelope_specs_base64_form() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let ct = encrypt(&srv, STACK, b"hunter2").await;
     let envelope = sesame_envelope::from_base64(&ct).expect("canonical base64");
     assert_eq!(sesame_envelope::to_base64(&envelope), ct);

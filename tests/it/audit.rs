@@ -14,16 +14,13 @@ use crate::support::{TestServer, config, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sesame");
 
+/// The database's refusal of `sql` (a statement the audit triggers must stop), as text.
+async fn refusal(pool: &sqlx::AnyPool, sql: &str) -> String {
+    sqlx::query(sql).execute(pool).await.unwrap_err().to_string()
+}
+
 async fn export(srv: &TestServer, path: &str) -> String {
-    let resp = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+    srv.export(path).await
 }
 
 fn records(text: &str) -> (Vec<AuditRecord>, String) {
@@ -63,16 +60,8 @@ fn verify_cli(file: &std::path::Path, head: Option<&str>) -> (i32, String) {
 #[tokio::test]
 async fn kek_and_migration_steps_and_failed_logins_are_audited_in_a_verifiable_chain() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    for i in 0..5 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/a/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    let srv = TestServer::sqlite(dir.path()).await;
+    srv.encrypt_in_stacks("a", 5).await;
     let forged = "sesame_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let (status, _) = srv
         .post_as("/api/sesame/v1/keks", &json!({"uri": "local://x"}), Some(forged))
@@ -167,11 +156,8 @@ async fn kek_and_migration_steps_and_failed_logins_are_audited_in_a_verifiable_c
     // The table is append-only.
     let url = format!("sqlite://{}", dir.path().join("sesame.db").display());
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let err = sqlx::query("UPDATE audit_events SET outcome = 'ok'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = refusal(&pool, "UPDATE audit_events SET outcome = 'ok'").await;
+    assert!(err.contains("append-only"), "{err}");
     assert!(sqlx::query("DELETE FROM audit_events").execute(&pool).await.is_err());
     srv.stop().await;
 }
@@ -214,7 +200,7 @@ fn checkpoints(text: &str) -> Vec<sesame::core::audit::Checkpoint> {
 #[tokio::test]
 async fn signed_checkpoints_catch_a_rewrite_that_recomputed_every_hash() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     // Records on the instance chain: KEK administration (failed logins would be tallied into one record per source
     // and window).
     for i in 0..4 {
@@ -334,17 +320,12 @@ async fn signed_checkpoints_catch_a_rewrite_that_recomputed_every_hash() {
 #[tokio::test]
 async fn an_org_admin_exports_their_own_orgs_chain_and_nothing_else() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (status, body) = srv.post("/api/sesame/v1/orgs", &json!({"name": "beta"})).await;
     assert_eq!(status, 201, "{body}");
     let mut tokens = Vec::new();
     for (login, role) in [("alice", "admin"), ("bob", "editor")] {
-        let (status, body) = srv
-            .post(
-                "/api/sesame/v1/orgs/acme/members",
-                &json!({"login": login, "role": role}),
-            )
-            .await;
+        let (status, body) = srv.add_member("acme", login, role).await;
         assert_eq!(status, 201, "{body}");
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
@@ -425,12 +406,7 @@ async fn stack_calls_scenario(db: Option<&str>) {
     let mut cfg = config(dir.path(), db);
     let clock = crate::support::manual_clock(&mut cfg);
     let srv = TestServer::start(cfg, None).await.unwrap();
-    let (status, body) = srv
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "carol", "role": "opener"}),
-        )
-        .await;
+    let (status, body) = srv.add_member("acme", "carol", "opener").await;
     assert_eq!(status, 201, "{body}");
     let carol = body["token"].as_str().unwrap().to_owned();
     let stack = "/api/stacks/acme/app/prod";
@@ -554,11 +530,7 @@ async fn stack_calls_are_audited_aggregated_and_every_call_is_counted_on_sqlite(
 
 #[tokio::test]
 async fn stack_calls_are_audited_aggregated_and_every_call_is_counted_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    stack_calls_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(stack_calls_scenario).await;
 }
 
 async fn fail_logins(srv: &TestServer, n: usize) {
@@ -591,12 +563,7 @@ async fn prune_scenario(db: Option<&str>) {
         body["message"].as_str().unwrap().contains("no signed checkpoint"),
         "{body}"
     );
-    let (status, body) = srv
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "alice", "role": "admin"}),
-        )
-        .await;
+    let (status, body) = srv.add_member("acme", "alice", "admin").await;
     assert_eq!(status, 201, "{body}");
     let alice = body["token"].as_str().unwrap().to_owned();
     let (status, _) = srv
@@ -656,16 +623,10 @@ async fn prune_scenario(db: Option<&str>) {
         str::to_owned,
     );
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let err = sqlx::query("DELETE FROM audit_events WHERE chain = 'instance'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("UPDATE audit_anchors SET seq = 1")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("only moves forward"), "{err}");
+    let err = refusal(&pool, "DELETE FROM audit_events WHERE chain = 'instance'").await;
+    assert!(err.contains("append-only"), "{err}");
+    let err = refusal(&pool, "UPDATE audit_anchors SET seq = 1").await;
+    assert!(err.contains("only moves forward"), "{err}");
     assert!(sqlx::query("DELETE FROM audit_anchors").execute(&pool).await.is_err());
     assert!(
         sqlx::query("DELETE FROM audit_checkpoints")
@@ -683,11 +644,7 @@ async fn a_chain_is_pruned_only_through_a_signed_checkpoint_and_verifies_from_it
 
 #[tokio::test]
 async fn a_chain_is_pruned_only_through_a_signed_checkpoint_and_verifies_from_it_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    prune_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(prune_scenario).await;
 }
 
 /// Makes every append of an `env.update` or `team.create` record fail inside the database (a trigger on
@@ -741,6 +698,11 @@ async fn heal_audit_appends(url: &str) {
     }
 }
 
+/// POSTs a JSON body with the admin token; returns status and text body.
+async fn send_json(srv: &TestServer, path: &str, body: serde_json::Value) -> (u16, String) {
+    send(srv, reqwest::Method::POST, path, Some(body.to_string())).await
+}
+
 async fn send(srv: &TestServer, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, String) {
     let mut req = srv
         .http
@@ -768,11 +730,10 @@ async fn failpoint_scenario(db: Option<&str>) {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sesame.db").display()));
     let srv = TestServer::start(config(dir.path(), Some(&url)), None).await.unwrap();
     let env = "/api/esc/environments/acme/app/prod";
-    let (status, body) = send(
+    let (status, body) = send_json(
         &srv,
-        Method::POST,
         "/api/esc/environments/acme",
-        Some(json!({"project": "app", "name": "prod"}).to_string()),
+        json!({"project": "app", "name": "prod"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -788,11 +749,10 @@ async fn failpoint_scenario(db: Option<&str>) {
         text.contains("blue") && !text.contains("red"),
         "the update must not be applied: {text}"
     );
-    let (status, body) = send(
+    let (status, body) = send_json(
         &srv,
-        Method::POST,
         "/api/sesame/v1/orgs/acme/teams",
-        Some(json!({"name": "ops", "description": ""}).to_string()),
+        json!({"name": "ops", "description": ""}),
     )
     .await;
     assert!((500..600).contains(&status), "{status} {body}");
@@ -828,9 +788,5 @@ async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_sqlite(
 
 #[tokio::test]
 async fn a_write_whose_audit_record_cannot_be_appended_is_not_applied_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    failpoint_scenario(Some(&db.url)).await;
-    db.drop_db().await;
+    crate::support::with_postgres_url(failpoint_scenario).await;
 }

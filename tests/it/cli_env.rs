@@ -508,39 +508,28 @@ async fn unknown_environments_and_bad_names_fail_clearly() {
         let err = out.fails(1);
         assert!(err.contains(needle), "{name}: {err}");
     }
-    // A bad path, a version where only the latest makes sense.
-    let err = cli
-        .run(&["env", "set", "web/there", "a..b", "1"])
-        .await
-        .fails(1)
-        .to_owned();
-    assert!(err.contains("property path"), "{err}");
-    let err = cli
-        .run(&["env", "set", "web/there@1", "a", "1"])
-        .await
-        .fails(1)
-        .to_owned();
-    assert!(err.contains("latest"), "{err}");
-    // The server's refusal of a definition is shown with its position.
-    let err = cli
-        .run(&["env", "set", "web/there", "x", "${missing.value}"])
-        .await
-        .fails(3)
-        .to_owned();
-    assert!(err.contains("acme/web/there:") && err.contains("missing"), "{err}");
+    // A bad path, a version where only the latest makes sense (exit 1); the server's refusal of a definition is
+    // shown with its position (exit 3).
+    for (args, code, needles) in [
+        (["env", "set", "web/there", "a..b", "1"], 1, &["property path"][..]),
+        (["env", "set", "web/there@1", "a", "1"], 1, &["latest"][..]),
+        (
+            ["env", "set", "web/there", "x", "${missing.value}"],
+            3,
+            &["acme/web/there:", "missing"][..],
+        ),
+    ] {
+        let out = cli.run(&args).await;
+        let err = out.fails(code);
+        assert!(needles.iter().all(|n| err.contains(n)), "{args:?}: {err}");
+    }
     srv.stop().await;
 }
 
 /// The revision texts in the server's SQLite database.
 async fn stored_texts(data: &Path) -> Vec<String> {
     let url = format!("sqlite://{}", data.join("sesame.db").display());
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    rows.into_iter().map(|(y,)| y).collect()
+    crate::support::revision_yamls(&url).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -424,13 +424,8 @@ async fn migration_survives_twenty_sigkills() {
 
     // 6. Verify: every DEK unwraps under the target.
     let t = Instant::now();
-    let (status, v) = post(
-        &http,
-        &token,
-        format!("{}/api/sesame/v1/kek-migrations/{id}/verify", server.base),
-        &json!({}),
-    )
-    .await;
+    let job_url = format!("{}/api/sesame/v1/kek-migrations/{id}", server.base);
+    let (status, v) = post(&http, &token, format!("{job_url}/verify"), &json!({})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         (v["checked"].as_i64(), v["failed"].as_i64(), v["verified"].as_bool()),
@@ -443,13 +438,7 @@ async fn migration_survives_twenty_sigkills() {
     );
 
     // 7. Retire the source's wraps: no DEK is left under the source, each has its one target wrap.
-    let (status, v) = post(
-        &http,
-        &token,
-        format!("{}/api/sesame/v1/kek-migrations/{id}/retire", server.base),
-        &json!({}),
-    )
-    .await;
+    let (status, v) = post(&http, &token, format!("{job_url}/retire"), &json!({})).await;
     assert_eq!((status, v["state"].as_str()), (200, Some("retired")), "{v}");
     assert!(
         deks_under(&store, &source_id).await.is_empty(),

@@ -78,6 +78,11 @@ impl<'a> Esc<'a> {
         .await
     }
 
+    /// POSTs `body` with no extra headers.
+    pub async fn post(&self, path: &str, body: &str) -> Resp {
+        self.call("POST", path, Some(body), &[]).await
+    }
+
     pub async fn patch(&self, path: &str, yaml: &str) -> Resp {
         // The Go CLI sends JSON as the content type even for YAML bodies: the server must not care.
         self.call("PATCH", path, Some(yaml), &[("Content-Type", "application/json")])
@@ -248,23 +253,13 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     assert_eq!(revs[0]["number"], 2);
     assert_eq!(revs[0]["tags"][0], "latest");
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/versions/tags"),
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post(&format!("{base}/versions/tags"), r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(
-        c.call(
-            "POST",
-            &format!("{base}/versions/tags"),
-            Some(r#"{"name":"stable","revision":1}"#),
-            &[]
-        )
-        .await
-        .status,
+        c.post(&format!("{base}/versions/tags"), r#"{"name":"stable","revision":1}"#)
+            .await
+            .status,
         409
     );
     let r = c.patch(base, "values:\n  region: eu-north-1\n").await;
@@ -307,12 +302,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     assert_eq!(names, vec![json!("latest"), json!("stable")]);
     assert!(r.json()["nextToken"].is_string());
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/versions/2/retract"),
-            Some(r#"{"reason":"leaked"}"#),
-            &[],
-        )
+        .post(&format!("{base}/versions/2/retract"), r#"{"reason":"leaked"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = c.call("GET", &format!("{base}/versions/2"), None, &[]).await;
@@ -335,14 +325,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     );
 
     // Environment tags.
-    let r = c
-        .call(
-            "POST",
-            &format!("{app}/tags"),
-            Some(r#"{"name":"team","value":"web"}"#),
-            &[],
-        )
-        .await;
+    let r = c.post(&format!("{app}/tags"), r#"{"name":"team","value":"web"}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
     for field in ["created", "modified", "editorLogin", "editorName"] {
         assert!(r.json()[field].is_string(), "{field}: {}", r.text);
@@ -377,12 +360,7 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let r = c.patch(base, "values:\n  password:\n    fn::secret: s3cret\n").await;
     assert_eq!(r.status, 200);
     let r = c
-        .call(
-            "POST",
-            &format!("{base}/clone"),
-            Some(r#"{"project":"copy","name":"base2"}"#),
-            &[],
-        )
+        .post(&format!("{base}/clone"), r#"{"project":"copy","name":"base2"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let src_ct = c.call("GET", base, None, &[]).await.text;
@@ -410,24 +388,14 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
         .await;
     assert_eq!(r.status, 400);
     let r = c
-        .call(
-            "POST",
-            "/acme/yaml/open?duration=2h0m0s",
-            Some("imports:\n  - copy/base2\n"),
-            &[],
-        )
+        .post("/acme/yaml/open?duration=2h0m0s", "imports:\n  - copy/base2\n")
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.json()["id"].as_str().unwrap().to_owned();
     let r = c.call("GET", &format!("/acme/yaml/open/{id}"), None, &[]).await;
     assert_eq!(props(&r.json())["password"], "s3cret");
     // An anonymous session is readable by the token that opened it only (it needs no role on any environment).
-    let (status, body) = s
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "peer", "role": "admin"}),
-        )
-        .await;
+    let (status, body) = s.add_member("acme", "peer", "admin").await;
     assert!(status < 300, "{body}");
     let peer = Esc {
         s,
@@ -468,23 +436,13 @@ async fn flow(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let r = c.patch("/acme/copy/base2", &moved).await;
     assert_eq!(r.status, 200, "{moved}: {}", r.text);
     let r = c
-        .call(
-            "POST",
-            "/acme/copy/base2/rename",
-            Some(r#"{"project":"moved","name":"renamed"}"#),
-            &[],
-        )
+        .post("/acme/copy/base2/rename", r#"{"project":"moved","name":"renamed"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(c.call("GET", "/acme/copy/base2", None, &[]).await.status, 404);
     assert_eq!(props(&c.open("/acme/moved/renamed").await)["nested"]["moved"], "s3cret");
     let r = c
-        .call(
-            "POST",
-            "/acme/moved/renamed/rename",
-            Some(r#"{"project":"app","name":"dev"}"#),
-            &[],
-        )
+        .post("/acme/moved/renamed/rename", r#"{"project":"app","name":"dev"}"#)
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
 
@@ -609,34 +567,16 @@ async fn concurrent_writers(s: &TestServer) {
     assert_eq!(head(&c, path).await.1, end + 20);
 }
 
-#[tokio::test]
-async fn concurrent_patches_on_sqlite() {
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
-    concurrent_writers(&s).await;
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn concurrent_patches_on_postgres() {
-    let Some(db) = PgDb::create().await else { return };
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    concurrent_writers(&s).await;
-    s.stop().await;
-    db.drop_db().await;
-}
+support::on_both!(
+    concurrent_writers,
+    concurrent_patches_on_sqlite,
+    concurrent_patches_on_postgres
+);
 
 #[tokio::test]
 async fn listings_page_with_continuation_tokens() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let total = 520;
     let creates: Vec<_> = (0..total)
@@ -693,9 +633,7 @@ async fn listings_page_with_continuation_tokens() {
 #[tokio::test]
 async fn cached_opens_follow_every_change() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     for (p, n) in [("lib", "base"), ("lib", "pinned"), ("app", "web")] {
         assert_eq!(c.create("acme", p, n).await.status, 200);
@@ -703,12 +641,7 @@ async fn cached_opens_follow_every_change() {
     assert_eq!(c.patch("/acme/lib/base", "values:\n  v: one\n").await.status, 200);
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: a\n").await.status, 200);
     let r = c
-        .call(
-            "POST",
-            "/acme/lib/pinned/versions/tags",
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post("/acme/lib/pinned/versions/tags", r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: b\n").await.status, 200);
@@ -732,12 +665,7 @@ async fn cached_opens_follow_every_change() {
     assert_eq!(both(&c.open("/acme/app/web").await), "two-b");
     assert_eq!(c.patch("/acme/lib/pinned", "values:\n  w: c\n").await.status, 200);
     let r = c
-        .call(
-            "POST",
-            "/acme/lib/pinned/versions/3/retract",
-            Some(r#"{"replacement":2}"#),
-            &[],
-        )
+        .post("/acme/lib/pinned/versions/3/retract", r#"{"replacement":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(
@@ -747,12 +675,7 @@ async fn cached_opens_follow_every_change() {
     );
 
     // A member who may open the app but not one of its imports: the cached result is not theirs to see.
-    let (status, body) = s
-        .post(
-            "/api/sesame/v1/orgs/acme/members",
-            &json!({"login": "dev", "role": "none"}),
-        )
-        .await;
+    let (status, body) = s.add_member("acme", "dev", "none").await;
     assert!(status < 300, "{body}");
     let dev = body["token"].as_str().unwrap().to_owned();
     for (project, role) in [("app", "opener"), ("lib", "reader")] {
@@ -777,9 +700,7 @@ async fn cached_opens_follow_every_change() {
 #[tokio::test]
 async fn too_many_imports_are_refused() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let mut doc = String::from("imports:\n");
     for i in 0..1100 {
@@ -801,9 +722,7 @@ async fn too_many_imports_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adversarial_documents_answer_with_diagnostics() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let mut chain = String::from("values:\n");
     for i in 0..5_000 {
@@ -985,13 +904,7 @@ async fn stored_texts(s: &TestServer, dir: &std::path::Path, pg: Option<&str>) -
         Some(u) => u.to_owned(),
         None => format!("sqlite://{}", dir.join("sesame.db").display()),
     };
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT yaml FROM env_revisions")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    rows.into_iter().map(|(y,)| y).collect()
+    support::revision_yamls(&url).await
 }
 
 /// The SQLite database's files, as bytes.
@@ -1047,21 +960,11 @@ async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: 
 
     // A clone re-seals every one under the new environment; a rename keeps them; both open to the same values.
     let r = c
-        .call(
-            "POST",
-            &format!("{path}/clone"),
-            Some(r#"{"project":"forms","name":"copy"}"#),
-            &[],
-        )
+        .post(&format!("{path}/clone"), r#"{"project":"forms","name":"copy"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = c
-        .call(
-            "POST",
-            "/acme/forms/copy/rename",
-            Some(r#"{"project":"forms","name":"moved"}"#),
-            &[],
-        )
+        .post("/acme/forms/copy/rename", r#"{"project":"forms","name":"moved"}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let copy = c.call("GET", "/acme/forms/moved", None, &[]).await.text;
@@ -1103,9 +1006,7 @@ async fn every_secret_form_is_sealed(s: &TestServer, dir: &std::path::Path, pg: 
 #[tokio::test]
 async fn every_secret_form_is_sealed_on_sqlite() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     every_secret_form_is_sealed(&s, dir.path(), None).await;
     s.stop().await;
 }
@@ -1238,9 +1139,7 @@ async fn earlier_plaintexts_are_sealed_on_start_on_postgres() {
 #[tokio::test]
 async fn clone_refuses_reserved_names_like_create() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     assert_eq!(c.create("acme", "app", "src").await.status, 200);
     let r = c
@@ -1281,9 +1180,7 @@ async fn clone_refuses_reserved_names_like_create() {
 #[tokio::test]
 async fn property_paths_with_awkward_keys() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let c = Esc::admin(&s);
     let app = "/acme/app/keys";
     assert_eq!(c.create("acme", "app", "keys").await.status, 200);

@@ -45,12 +45,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<&'static str>, &'stati
 
 /// Adds a member with an org-level role and returns their token.
 async fn member(s: &TestServer, org: &str, login: &str, role: &str) -> String {
-    let (status, body) = s
-        .post(
-            &format!("/api/sesame/v1/orgs/{org}/members"),
-            &json!({"login": login, "role": role}),
-        )
-        .await;
+    let (status, body) = s.add_member(org, login, role).await;
     assert!(status == 200 || status == 201, "member add {login}: {status} {body}");
     body["token"].as_str().expect("a new member's first token").to_owned()
 }
@@ -63,22 +58,10 @@ async fn fresh_env(admin: &Esc<'_>, name: &str) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = admin
-        .call(
-            "POST",
-            &format!("{path}/versions/tags"),
-            Some(r#"{"name":"stable","revision":2}"#),
-            &[],
-        )
+        .post(&format!("{path}/versions/tags"), r#"{"name":"stable","revision":2}"#)
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = admin
-        .call(
-            "POST",
-            &format!("{path}/tags"),
-            Some(r#"{"name":"k","value":"v"}"#),
-            &[],
-        )
-        .await;
+    let r = admin.post(&format!("{path}/tags"), r#"{"name":"k","value":"v"}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -89,9 +72,7 @@ fn same_but_names(a: &Resp, b: &Resp, from: &str, to: &str) -> bool {
 #[tokio::test]
 async fn every_endpoint_every_role_and_a_foreign_org() {
     let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
+    let s = TestServer::sqlite(dir.path()).await;
     let admin = Esc::admin(&s);
     let (status, body) = s.post("/api/sesame/v1/orgs", &json!({"name": "other"})).await;
     assert!(status == 200 || status == 201, "{status} {body}");
@@ -294,9 +275,7 @@ async fn list_pages(c: &Esc<'_>, scope: &str, start: Option<&str>) -> (Vec<Strin
 /// PUTs JSON with the admin token; returns status and JSON body.
 async fn put(s: &TestServer, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let resp = s
-        .http
-        .put(format!("{}{path}", s.base))
-        .header("Authorization", format!("token {}", s.token))
+        .admin(reqwest::Method::PUT, path)
         .json(body)
         .send()
         .await
@@ -457,26 +436,8 @@ async fn listing_visibility(s: &TestServer) {
     assert_eq!(names.len(), envs.len());
 }
 
-#[tokio::test]
-async fn listings_leak_no_names() {
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), None), None)
-        .await
-        .unwrap();
-    listing_visibility(&s).await;
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn listings_leak_no_names_on_postgres() {
-    let Some(db) = support::PgDb::create().await else {
-        return;
-    };
-    let dir = support::temp_dir();
-    let s = TestServer::start(support::config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    listing_visibility(&s).await;
-    s.stop().await;
-    db.drop_db().await;
-}
+support::on_both!(
+    listing_visibility,
+    listings_leak_no_names,
+    listings_leak_no_names_on_postgres
+);

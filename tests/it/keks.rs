@@ -6,20 +6,13 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, config, temp_dir};
 
 async fn get(srv: &TestServer, path: &str) -> (u16, Value) {
-    let resp = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    srv.get_json(path).await
 }
 
 #[tokio::test]
 async fn an_org_kek_wraps_the_orgs_new_deks_and_must_be_present_at_start() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (_, before) = srv
         .post("/api/stacks/acme/web/old/encrypt", &json!({"plaintext": "b2xk"}))
         .await;
@@ -274,14 +267,7 @@ async fn kek_uris_reach_only_what_the_operator_allowed() {
                 is_default: false,
                 created_ms: 1,
             },
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::KekAdd,
-                "test",
-            ),
+            &crate::support::test_event(sesame::core::audit::AuditAction::KekAdd),
         )
         .await
         .unwrap();
@@ -316,12 +302,7 @@ async fn call(srv: &TestServer, method: &str, path: &str, token: &str, body: Opt
 
 /// Adds `login` to `org` with an org-level `role` (as the instance administrator); returns the new user's token.
 async fn member(srv: &TestServer, org: &str, login: &str, role: &str) -> String {
-    let (status, body) = srv
-        .post(
-            &format!("/api/sesame/v1/orgs/{org}/members"),
-            &json!({"login": login, "role": role}),
-        )
-        .await;
+    let (status, body) = srv.add_member(org, login, role).await;
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
 }
@@ -348,16 +329,7 @@ async fn settled(srv: &TestServer, id: &str) {
 
 /// The audit records of a chain, as JSON.
 async fn chain(srv: &TestServer, path: &str) -> Vec<Value> {
-    let text = srv
-        .http
-        .get(format!("{}{path}", srv.base))
-        .header("Authorization", format!("token {}", srv.token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = srv.get_text(path).await;
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|r| r.get("action").is_some())
@@ -491,12 +463,7 @@ async fn org_admins_run_their_own_keys(srv: &TestServer) {
 
     // The org's admin sees only the org's KEKs and jobs: not the instance's, not the other org's.
     let (_, list) = call(srv, "GET", &format!("{v1}/orgs/acme/keks"), &admin, None).await;
-    let ids: Vec<&str> = list["keks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = crate::support::each_str(&list["keks"], "id");
     assert_eq!(ids.len(), 3, "{list}");
     assert!(ids.contains(&acme_own.as_str()) && ids.contains(&acme_spare.as_str()));
     assert!(
@@ -716,43 +683,15 @@ async fn org_admins_run_their_own_keys(srv: &TestServer) {
     }
 }
 
-#[tokio::test]
-async fn org_admins_run_their_own_keys_on_sqlite() {
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    org_admins_run_their_own_keys(&srv).await;
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn org_admins_run_their_own_keys_on_postgres() {
-    let Some(db) = crate::support::PgDb::create().await else {
-        return;
-    };
-    let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), Some(&db.url)), None)
-        .await
-        .unwrap();
-    org_admins_run_their_own_keys(&srv).await;
-    srv.stop().await;
-    db.drop_db().await;
-}
+crate::support::on_both!(
+    org_admins_run_their_own_keys,
+    org_admins_run_their_own_keys_on_sqlite,
+    org_admins_run_their_own_keys_on_postgres
+);
 
 /// Runs the `sesame` binary against `srv` with `token`; returns the exit code, stdout and stderr.
 async fn sesame(srv: &TestServer, token: &str, args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args(args)
-        .env("SESAME_URL", &srv.base)
-        .env("SESAME_TOKEN", token)
-        .env_remove("SESAME_ORG")
-        .output()
-        .await
-        .expect("run sesame");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::run_cli(srv, token, args).await
 }
 
 /// `sesame kek … --org ORG` is all an org's admin needs: register, list, make default, migrate the org's DEKs onto
@@ -760,7 +699,7 @@ async fn sesame(srv: &TestServer, token: &str, args: Vec<String>) -> (i32, Strin
 #[tokio::test]
 async fn an_org_admin_runs_the_orgs_keys_from_the_command_line() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
+    let srv = TestServer::sqlite(dir.path()).await;
     let (status, _) = srv
         .post("/api/stacks/acme/web/a/encrypt", &json!({"plaintext": "eA=="}))
         .await;

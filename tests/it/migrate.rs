@@ -13,20 +13,7 @@ use sesame::store::{KekRecord, KekState, MigrationRecord, MigrationState, Store}
 use crate::support::{TestServer, config, temp_dir};
 
 fn new_job(from: &str, to: &str) -> MigrationRecord {
-    MigrationRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        from_kek: from.into(),
-        to_kek: to.into(),
-        org_id: None,
-        state: MigrationState::Running,
-        cursor: String::new(),
-        total: 0,
-        migrated: 0,
-        verified_ms: None,
-        error: String::new(),
-        created_ms: 1,
-        updated_ms: 1,
-    }
+    MigrationRecord::new_job(from, to, None, 1)
 }
 
 async fn wraps_under(store: &Arc<dyn Store>, kek: &str) -> usize {
@@ -43,18 +30,7 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
     let store = srv.server.state.store.clone();
     let keyring = srv.server.state.keyring.clone();
     // 120 stacks: 120 DEKs under the system KEK (plus the canary and the audit-signing key's).
-    let mut sealed = Vec::new();
-    for i in 0..120 {
-        let path = format!("/api/stacks/acme/mig/s{i}");
-        let (status, v) = srv
-            .post(
-                &format!("{path}/encrypt"),
-                &json!({"plaintext": STANDARD.encode(format!("v{i}"))}),
-            )
-            .await;
-        assert_eq!(status, 200);
-        sealed.push((path, v["ciphertext"].as_str().unwrap().to_owned(), i));
-    }
+    let sealed = srv.seal_in_stacks("mig", 120).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (status, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
     assert_eq!(status, 201);
@@ -136,22 +112,15 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
 
     // After a restart (cold cache), every secret decrypts through the target KEK alone.
     let srv = TestServer::start(config(dir.path(), None), Some(token)).await.unwrap();
-    for (path, ct, i) in &sealed {
-        let (status, v) = srv.post(&format!("{path}/decrypt"), &json!({"ciphertext": ct})).await;
-        assert_eq!(
-            (status, v["plaintext"].as_str()),
-            (200, Some(STANDARD.encode(format!("v{i}")).as_str()))
-        );
-    }
+    srv.assert_unseals(&sealed).await;
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    let store = srv.server.state.store.clone();
-    let keyring = srv.server.state.keyring.clone();
+    let srv = TestServer::sqlite(dir.path()).await;
+    let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
     srv.post("/api/stacks/acme/x/y/encrypt", &json!({"plaintext": "eA=="}))
         .await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
@@ -164,34 +133,16 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
         is_default: false,
         created_ms: 1,
     };
-    store
-        .insert_kek(
-            &ghost,
-            &sesame::core::audit::AuditEvent::new(
-                "instance",
-                1,
-                "test",
-                "internal",
-                sesame::core::audit::AuditAction::KekAdd,
-                "test",
-            ),
-        )
-        .await
-        .unwrap();
+    let event = crate::support::test_event(sesame::core::audit::AuditAction::KekAdd);
+    store.insert_kek(&ghost, &event).await.unwrap();
     let job = store
         .start_or_resume_migration(&new_job(&system, &ghost.id))
         .await
         .unwrap();
-    let err = migrate::run(
-        &store,
-        &keyring,
-        &job.id,
-        "r",
-        &MigrateConfig::default(),
-        &srv.server.state.clock,
-    )
-    .await
-    .unwrap_err();
+    let (cfg, clock) = (MigrateConfig::default(), &srv.server.state.clock);
+    let err = migrate::run(&store, &keyring, &job.id, "r", &cfg, clock)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");
     let failed = store.migration(&job.id).await.unwrap().unwrap();
     assert_eq!((failed.state, failed.migrated), (MigrationState::Failed, 0));
@@ -202,18 +153,9 @@ async fn a_target_that_cannot_wrap_stops_the_migration_before_changing_anything(
 #[tokio::test]
 async fn two_runs_of_one_job_count_each_dek_once() {
     let dir = temp_dir();
-    let srv = TestServer::start(config(dir.path(), None), None).await.unwrap();
-    let store = srv.server.state.store.clone();
-    let keyring = srv.server.state.keyring.clone();
-    for i in 0..60 {
-        let (status, _) = srv
-            .post(
-                &format!("/api/stacks/acme/twice/s{i}/encrypt"),
-                &json!({"plaintext": "eA=="}),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    let srv = TestServer::sqlite(dir.path()).await;
+    let (store, keyring) = (srv.server.state.store.clone(), srv.server.state.keyring.clone());
+    srv.encrypt_in_stacks("twice", 60).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (_, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
     let target = target["id"].as_str().unwrap().to_owned();

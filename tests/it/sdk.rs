@@ -78,10 +78,8 @@ async fn drive(client: &str, program: &str, args: &[PathBuf], extra_env: &[(&str
 
 #[tokio::test]
 async fn python_sdk_drives_every_operation() {
-    let Some(python) = require_env(
-        "SESAME_TEST_ESC_PYTHON",
-        "a Python with pulumi-esc-sdk==0.14.0 (the Python ESC SDK)",
-    ) else {
+    let what = "a Python with pulumi-esc-sdk==0.14.0 (the Python ESC SDK)";
+    let Some(python) = require_env("SESAME_TEST_ESC_PYTHON", what) else {
         return;
     };
     drive("python", &python, &[script("esc_python.py")], &[]).await;
@@ -89,10 +87,8 @@ async fn python_sdk_drives_every_operation() {
 
 #[tokio::test]
 async fn node_sdk_drives_every_operation() {
-    let Some(node_dir) = require_env(
-        "SESAME_TEST_ESC_NODE_DIR",
-        "tests/sdk/node after `npm ci` (the TypeScript ESC SDK)",
-    ) else {
+    let what = "tests/sdk/node after `npm ci` (the TypeScript ESC SDK)";
+    let Some(node_dir) = require_env("SESAME_TEST_ESC_NODE_DIR", what) else {
         return;
     };
     drive(

@@ -297,6 +297,23 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every `file:line: word: text` where a line's code (before any `//`) names one of `words`.
+fn lines_naming<'a>(files: impl IntoIterator<Item = &'a std::path::PathBuf>, words: &[&str]) -> Vec<String> {
+    let mut violations = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in words {
+                if code.contains(word) {
+                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    violations
+}
+
 #[test]
 fn the_arrows_hold_and_every_module_has_a_doc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -392,18 +409,8 @@ fn only_the_clock_module_reads_the_wall_clock() {
     assert!(files.len() >= 20, "the tidy check found too few files: {files:?}");
     let clock = root.join("src/clock.rs");
     assert!(files.contains(&clock), "src/clock.rs is missing");
-    let mut violations = Vec::new();
-    for file in files.iter().filter(|f| **f != clock) {
-        let text = std::fs::read_to_string(file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for word in ["SystemTime", "UNIX_EPOCH", "ManualClock", "keyring::now_ms"] {
-                if code.contains(word) {
-                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
-                }
-            }
-        }
-    }
+    let words = ["SystemTime", "UNIX_EPOCH", "ManualClock", "keyring::now_ms"];
+    let violations = lines_naming(files.iter().filter(|f| **f != clock), &words);
     assert!(
         violations.is_empty(),
         "time read outside src/clock.rs (take a `Clock` instead):\n{}",
