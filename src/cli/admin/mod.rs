@@ -27,6 +27,27 @@ pub use roles::{RoleArgs, RoleCommand, run_role};
 pub use teams::{TeamArgs, TeamCommand, run_team};
 pub use tokens::{TokenArgs, TokenCommand, run_token};
 
+/// The tail of an org's listing (`member ls`, `team ls`, `role ls`): `--org`, `--json`, the server connection.
+#[derive(Debug, Args)]
+pub struct OrgList {
+    #[command(flatten)]
+    pub org: OrgFlag,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The tail of an org-scoped change: `--org` and the server connection.
+#[derive(Debug, Args)]
+pub struct OrgClient {
+    #[command(flatten)]
+    pub org: OrgFlag,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// The org a command works in.
 #[derive(Debug, Clone, Args)]
 pub struct OrgFlag {

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::json;
 
-use super::{OrgFlag, listing, query, send};
-use crate::cli::client::{Client, ClientArgs};
+use super::{OrgClient, OrgList, listing, query, send};
+use crate::cli::client::Client;
 use crate::wire::admin::GrantInfo;
 
 /// `sesame role …`
@@ -24,12 +24,7 @@ pub enum RoleCommand {
     /// List every role grant in an organization.
     Ls {
         #[command(flatten)]
-        org: OrgFlag,
-        /// Print JSON for scripts instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
+        list: OrgList,
     },
     /// Grant a role to a user or team on the organization, a project, or one environment. The most specific grant
     /// wins; `none` takes away what a broader grant gives.
@@ -49,9 +44,7 @@ Example:\n  sesame role grant team:ops opener --project app --env prod --org acm
         #[arg(long, requires = "project")]
         env: Option<String>,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Delete a grant (the subject falls back to its broader grants).
     Revoke {
@@ -64,16 +57,16 @@ Example:\n  sesame role grant team:ops opener --project app --env prod --org acm
         #[arg(long, requires = "project")]
         env: Option<String>,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
 }
 
 /// Runs `sesame role …`.
 pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        RoleCommand::Ls { org, json, client } => {
+        RoleCommand::Ls {
+            list: OrgList { org, json, client },
+        } => {
             let path = org.path("roles")?;
             let Some(grants) = listing::<GrantInfo>(&client, &path, "roles", json).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -99,8 +92,7 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             role,
             project,
             env,
-            org,
-            client,
+            at: OrgClient { org, client },
         } => {
             let path = org.path("roles")?;
             let body = json!({
@@ -116,8 +108,7 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             subject,
             project,
             env,
-            org,
-            client,
+            at: OrgClient { org, client },
         } => {
             let path = format!(
                 "{}?{}",
