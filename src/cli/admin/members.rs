@@ -71,11 +71,8 @@ pub enum MemberCommand {
 /// Runs `sesame member …`.
 pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        MemberCommand::Ls {
-            list: OrgList { org, json, client },
-        } => {
-            let path = org.path("members")?;
-            let Some(members) = listing::<MemberInfo>(&client, &path, "members", json).await? else {
+        MemberCommand::Ls { list } => {
+            let Some(members) = list.fetch::<MemberInfo>("members").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<24}  {:<8}  NAME", "LOGIN", "ROLE");
@@ -117,24 +114,17 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 println!("{token}");
             }
         }
-        MemberCommand::SetRole {
-            login,
-            role,
-            at: OrgClient { org, client },
-        } => {
-            let path = format!("{}/{}", org.path("members")?, seg("login", &login)?);
-            let member: MemberInfo = Client::new(&client)?
+        MemberCommand::SetRole { login, role, at } => {
+            let path = format!("{}/{}", at.org.path("members")?, seg("login", &login)?);
+            let member: MemberInfo = Client::new(&at.client)?
                 .send_json(Method::PATCH, &path, Some(&json!({ "role": role })))
                 .await?;
-            println!("{} is now {} in {}", member.login, member.role, org.org);
+            println!("{} is now {} in {}", member.login, member.role, at.org.org);
         }
-        MemberCommand::Rm {
-            login,
-            at: OrgClient { org, client },
-        } => {
-            let path = format!("{}/{}", org.path("members")?, seg("login", &login)?);
-            send(&client, Method::DELETE, &path).await?;
-            println!("removed {login} from {}", org.org);
+        MemberCommand::Rm { login, at } => {
+            let path = format!("{}/{}", at.org.path("members")?, seg("login", &login)?);
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("removed {login} from {}", at.org.org);
         }
     }
     Ok(ExitCode::SUCCESS)

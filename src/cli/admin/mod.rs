@@ -39,6 +39,13 @@ pub struct OrgList {
     pub client: ClientArgs,
 }
 
+impl OrgList {
+    /// GETs the org's `below` listing (`members`, `teams`, `roles`); `None` when it was printed as JSON or is empty.
+    pub(super) async fn fetch<T: DeserializeOwned>(&self, below: &str) -> anyhow::Result<Option<Vec<T>>> {
+        listing::<T>(&self.client, &self.org.path(below)?, below, self.json).await
+    }
+}
+
 /// The tail of an org-scoped change: `--org` and the server connection.
 #[derive(Debug, Args)]
 pub struct OrgClient {

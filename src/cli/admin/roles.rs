@@ -64,11 +64,8 @@ Example:\n  sesame role grant team:ops opener --project app --env prod --org acm
 /// Runs `sesame role …`.
 pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        RoleCommand::Ls {
-            list: OrgList { org, json, client },
-        } => {
-            let path = org.path("roles")?;
-            let Some(grants) = listing::<GrantInfo>(&client, &path, "roles", json).await? else {
+        RoleCommand::Ls { list } => {
+            let Some(grants) = list.fetch::<GrantInfo>("roles").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<30}  {:<20}  {:<20}  ROLE", "SUBJECT", "PROJECT", "ENVIRONMENT");
@@ -92,35 +89,37 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             role,
             project,
             env,
-            at: OrgClient { org, client },
+            at,
         } => {
-            let path = org.path("roles")?;
+            let path = at.org.path("roles")?;
             let body = json!({
                 "subject": subject,
                 "project": project.clone().unwrap_or_default(),
                 "environment": env.clone().unwrap_or_default(),
                 "role": role,
             });
-            let g: GrantInfo = Client::new(&client)?.send_json(Method::PUT, &path, Some(&body)).await?;
-            println!("{} is {} on {}", g.subject, g.role, level(&org.org, &project, &env));
+            let g: GrantInfo = Client::new(&at.client)?
+                .send_json(Method::PUT, &path, Some(&body))
+                .await?;
+            println!("{} is {} on {}", g.subject, g.role, level(&at.org.org, &project, &env));
         }
         RoleCommand::Revoke {
             subject,
             project,
             env,
-            at: OrgClient { org, client },
+            at,
         } => {
             let path = format!(
                 "{}?{}",
-                org.path("roles")?,
+                at.org.path("roles")?,
                 query(&[
                     ("subject", &subject),
                     ("project", project.as_deref().unwrap_or("")),
                     ("environment", env.as_deref().unwrap_or("")),
                 ])
             );
-            send(&client, Method::DELETE, &path).await?;
-            println!("revoked {subject}'s grant on {}", level(&org.org, &project, &env));
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("revoked {subject}'s grant on {}", level(&at.org.org, &project, &env));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -130,6 +129,6 @@ fn level(org: &str, project: &Option<String>, env: &Option<String>) -> String {
     match (project, env) {
         (Some(p), Some(e)) => format!("{org}/{p}/{e}"),
         (Some(p), None) => format!("{org}/{p}"),
-        _ => org.to_owned(),
+        _ => at.org.to_owned(),
     }
 }

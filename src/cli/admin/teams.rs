@@ -65,11 +65,8 @@ pub enum TeamCommand {
 /// Runs `sesame team …`.
 pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        TeamCommand::Ls {
-            list: OrgList { org, json, client },
-        } => {
-            let path = org.path("teams")?;
-            let Some(teams) = listing::<TeamInfo>(&client, &path, "teams", json).await? else {
+        TeamCommand::Ls { list } => {
+            let Some(teams) = list.fetch::<TeamInfo>("teams").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<20}  {:<30}  MEMBERS", "NAME", "DESCRIPTION");
@@ -77,42 +74,27 @@ pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
                 println!("{:<20}  {:<30}  {}", t.name, t.description, t.members.join(", "));
             }
         }
-        TeamCommand::Create {
-            name,
-            description,
-            at: OrgClient { org, client },
-        } => {
-            let path = org.path("teams")?;
-            let _: Value = Client::new(&client)?
+        TeamCommand::Create { name, description, at } => {
+            let path = at.org.path("teams")?;
+            let _: Value = Client::new(&at.client)?
                 .post(&path, &json!({ "name": name, "description": description }))
                 .await?;
-            println!("created team {name} in {}", org.org);
+            println!("created team {name} in {}", at.org.org);
         }
-        TeamCommand::Rm {
-            name,
-            at: OrgClient { org, client },
-        } => {
-            let path = format!("{}/{}", org.path("teams")?, seg("team", &name)?);
-            send(&client, Method::DELETE, &path).await?;
-            println!("deleted team {name} from {}", org.org);
+        TeamCommand::Rm { name, at } => {
+            let path = format!("{}/{}", at.org.path("teams")?, seg("team", &name)?);
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("deleted team {name} from {}", at.org.org);
         }
-        TeamCommand::Add {
-            team,
-            login,
-            at: OrgClient { org, client },
-        } => {
-            let path = team_member_path(&org, &team, &login)?;
-            send(&client, Method::PUT, &path).await?;
-            println!("{login} is in team {team} of {}", org.org);
+        TeamCommand::Add { team, login, at } => {
+            let path = team_member_path(&at.org, &team, &login)?;
+            send(&at.client, Method::PUT, &path).await?;
+            println!("{login} is in team {team} of {}", at.org.org);
         }
-        TeamCommand::Remove {
-            team,
-            login,
-            at: OrgClient { org, client },
-        } => {
-            let path = team_member_path(&org, &team, &login)?;
-            send(&client, Method::DELETE, &path).await?;
-            println!("{login} left team {team} of {}", org.org);
+        TeamCommand::Remove { team, login, at } => {
+            let path = team_member_path(&at.org, &team, &login)?;
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("{login} left team {team} of {}", at.org.org);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -121,7 +103,7 @@ pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
 fn team_member_path(org: &OrgFlag, team: &str, login: &str) -> anyhow::Result<String> {
     Ok(format!(
         "{}/{}/members/{}",
-        org.path("teams")?,
+        at.org.path("teams")?,
         seg("team", team)?,
         seg("login", login)?
     ))
