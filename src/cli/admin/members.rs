@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{OrgClient, OrgFlag, OrgList, field, listing, print_json, seg, send};
+use super::{OrgClient, OrgFlag, OrgList, field, print_json, seg, send};
 use crate::cli::client::{Client, ClientArgs};
 use crate::wire::admin::{InvitationInfo, MemberInfo};
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::json;
 
-use super::{OrgClient, OrgList, listing, query, send};
+use super::{OrgClient, OrgList, query, send};
 use crate::cli::client::Client;
 use crate::wire::admin::GrantInfo;
 
@@ -129,6 +129,6 @@ fn level(org: &str, project: &Option<String>, env: &Option<String>) -> String {
     match (project, env) {
         (Some(p), Some(e)) => format!("{org}/{p}/{e}"),
         (Some(p), None) => format!("{org}/{p}"),
-        _ => at.org.to_owned(),
+        _ => org.to_owned(),
     }
 }

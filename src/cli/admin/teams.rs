@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{OrgClient, OrgFlag, OrgList, listing, seg, send};
+use super::{OrgClient, OrgFlag, OrgList, seg, send};
 use crate::cli::client::Client;
 use crate::wire::admin::TeamInfo;
 
@@ -103,7 +103,7 @@ pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
 fn team_member_path(org: &OrgFlag, team: &str, login: &str) -> anyhow::Result<String> {
     Ok(format!(
         "{}/{}/members/{}",
-        at.org.path("teams")?,
+        org.path("teams")?,
         seg("team", team)?,
         seg("login", login)?
     ))
