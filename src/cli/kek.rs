@@ -207,6 +207,15 @@ async fn migration_action<T: serde::de::DeserializeOwned>(
         .await
 }
 
+/// Resolves a KEK (id or URI) and POSTs an action (`default`, `disable`) to it.
+async fn kek_action(client: &ClientArgs, kek: &str, org: Option<&str>, action: &str) -> anyhow::Result<KekInfo> {
+    let client = Client::new(client)?;
+    let id = resolve(&client, kek, org).await?;
+    client
+        .post(&format!("{}/keks/{id}/{action}", base(org)), &serde_json::json!({}))
+        .await
+}
+
 async fn wait_for(client: &Client, org: Option<&str>, id: &str) -> anyhow::Result<MigrationInfo> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -344,25 +353,11 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             }
         }
         KekCommand::Default { kek, org, client } => {
-            let client = Client::new(&client)?;
-            let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: KekInfo = client
-                .post(
-                    &format!("{}/keks/{id}/default", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
+            let kek = kek_action(&client, &kek, org.as_deref(), "default").await?;
             println!("KEK {} ({}) is now the default", kek.id, kek.uri);
         }
         KekCommand::Disable { kek, org, client } => {
-            let client = Client::new(&client)?;
-            let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: KekInfo = client
-                .post(
-                    &format!("{}/keks/{id}/disable", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
+            let kek = kek_action(&client, &kek, org.as_deref(), "disable").await?;
             println!(
                 "KEK {} ({}) is disabled: it still unwraps, but wraps no new DEK",
                 kek.id, kek.uri
