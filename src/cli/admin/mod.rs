@@ -1,8 +1,8 @@
 //! `sesame org|member|invitation|team|role|token`: orgs, their members and invitations, teams and role grants, and
 //! access tokens, through the admin API (`/api/sesame/v1`), one file a command: [`orgs`], [`members`],
-//! [`invitations`], [`teams`], [`roles`], [`tokens`]. This file holds what they share: the `--org` flag and the argument tails built on it ([`OrgList`], [`OrgClient`]), path
-//! segments and queries, dates, listings. Tables for people, `--json` for scripts. A token's text is printed once,
-//! when it is made, and nowhere else.
+//! [`invitations`], [`teams`], [`roles`], [`tokens`]. This file holds what they share: the `--org` flag and the
+//! argument tails built on it ([`OrgList`], [`OrgClient`]), path segments and queries, dates, listings. Tables for
+//! people, `--json` for scripts. A token's text is printed once, when it is made, and nowhere else.
 
 use anyhow::bail;
 use clap::Args;
