@@ -192,6 +192,30 @@ fn base(org: Option<&str>) -> String {
 }
 
 /// Polls a migration until it stops running, with a progress bar.
+/// POSTs an action (`pause`, `resume`, `retire`, `verify`) to one KEK migration.
+async fn migration_action<T: serde::de::DeserializeOwned>(
+    client: &ClientArgs,
+    org: Option<&str>,
+    id: &str,
+    action: &str,
+) -> anyhow::Result<T> {
+    Client::new(client)?
+        .post(
+            &format!("{}/kek-migrations/{id}/{action}", base(org)),
+            &serde_json::json!({}),
+        )
+        .await
+}
+
+/// Resolves a KEK (id or URI) and POSTs an action (`default`, `disable`) to it.
+async fn kek_action(client: &ClientArgs, kek: &str, org: Option<&str>, action: &str) -> anyhow::Result<KekInfo> {
+    let client = Client::new(client)?;
+    let id = resolve(&client, kek, org).await?;
+    client
+        .post(&format!("{}/keks/{id}/{action}", base(org)), &serde_json::json!({}))
+        .await
+}
+
 async fn wait_for(client: &Client, org: Option<&str>, id: &str) -> anyhow::Result<MigrationInfo> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -313,64 +337,27 @@ pub async fn run(args: KekArgs) -> anyhow::Result<ExitCode> {
             }
         }
         KekCommand::Pause { id, org, client } => {
-            let m: MigrationInfo = Client::new(&client)?
-                .post(
-                    &format!("{}/kek-migrations/{id}/pause", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            print_migration(&m);
+            print_migration(&migration_action(&client, org.as_deref(), &id, "pause").await?);
         }
         KekCommand::Resume { id, org, client } => {
-            let m: MigrationInfo = Client::new(&client)?
-                .post(
-                    &format!("{}/kek-migrations/{id}/resume", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            print_migration(&m);
+            print_migration(&migration_action(&client, org.as_deref(), &id, "resume").await?);
         }
         KekCommand::Retire { id, org, client } => {
-            let m: MigrationInfo = Client::new(&client)?
-                .post(
-                    &format!("{}/kek-migrations/{id}/retire", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            print_migration(&m);
+            print_migration(&migration_action(&client, org.as_deref(), &id, "retire").await?);
         }
         KekCommand::Verify { id, org, client } => {
-            let v: VerifyResponse = Client::new(&client)?
-                .post(
-                    &format!("{}/kek-migrations/{id}/verify", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
+            let v: VerifyResponse = migration_action(&client, org.as_deref(), &id, "verify").await?;
             println!("{} DEKs checked under the target KEK, {} failed", v.checked, v.failed);
             if v.failed > 0 {
                 bail!("verification failed for {} DEKs", v.failed);
             }
         }
         KekCommand::Default { kek, org, client } => {
-            let client = Client::new(&client)?;
-            let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: KekInfo = client
-                .post(
-                    &format!("{}/keks/{id}/default", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
+            let kek = kek_action(&client, &kek, org.as_deref(), "default").await?;
             println!("KEK {} ({}) is now the default", kek.id, kek.uri);
         }
         KekCommand::Disable { kek, org, client } => {
-            let client = Client::new(&client)?;
-            let id = resolve(&client, &kek, org.as_deref()).await?;
-            let kek: KekInfo = client
-                .post(
-                    &format!("{}/keks/{id}/disable", base(org.as_deref())),
-                    &serde_json::json!({}),
-                )
-                .await?;
+            let kek = kek_action(&client, &kek, org.as_deref(), "disable").await?;
             println!(
                 "KEK {} ({}) is disabled: it still unwraps, but wraps no new DEK",
                 kek.id, kek.uri

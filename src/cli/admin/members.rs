@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{OrgFlag, field, listing, print_json, seg, send};
+use super::{OrgClient, OrgFlag, OrgList, field, print_json, seg, send};
 use crate::cli::client::{Client, ClientArgs};
 use crate::wire::admin::{InvitationInfo, MemberInfo};
 
@@ -24,12 +24,7 @@ pub enum MemberCommand {
     /// List an organization's members and their org-wide roles.
     Ls {
         #[command(flatten)]
-        org: OrgFlag,
-        /// Print JSON for scripts instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
+        list: OrgList,
     },
     /// Invite a user to an organization with an org-wide role; they join when they accept (`sesame invitation
     /// accept`). The instance administrator adds users directly instead: a user new to the instance is created, and
@@ -62,27 +57,22 @@ pub enum MemberCommand {
         /// The new role.
         role: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Remove a member from an organization (and from its teams there, with every grant the member holds).
     Rm {
         /// The member's login.
         login: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
 }
 
 /// Runs `sesame member …`.
 pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        MemberCommand::Ls { org, json, client } => {
-            let path = org.path("members")?;
-            let Some(members) = listing::<MemberInfo>(&client, &path, "members", json).await? else {
+        MemberCommand::Ls { list } => {
+            let Some(members) = list.fetch::<MemberInfo>("members").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<24}  {:<8}  NAME", "LOGIN", "ROLE");
@@ -124,22 +114,17 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 println!("{token}");
             }
         }
-        MemberCommand::SetRole {
-            login,
-            role,
-            org,
-            client,
-        } => {
-            let path = format!("{}/{}", org.path("members")?, seg("login", &login)?);
-            let member: MemberInfo = Client::new(&client)?
+        MemberCommand::SetRole { login, role, at } => {
+            let path = format!("{}/{}", at.org.path("members")?, seg("login", &login)?);
+            let member: MemberInfo = Client::new(&at.client)?
                 .send_json(Method::PATCH, &path, Some(&json!({ "role": role })))
                 .await?;
-            println!("{} is now {} in {}", member.login, member.role, org.org);
+            println!("{} is now {} in {}", member.login, member.role, at.org.org);
         }
-        MemberCommand::Rm { login, org, client } => {
-            let path = format!("{}/{}", org.path("members")?, seg("login", &login)?);
-            send(&client, Method::DELETE, &path).await?;
-            println!("removed {login} from {}", org.org);
+        MemberCommand::Rm { login, at } => {
+            let path = format!("{}/{}", at.org.path("members")?, seg("login", &login)?);
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("removed {login} from {}", at.org.org);
         }
     }
     Ok(ExitCode::SUCCESS)

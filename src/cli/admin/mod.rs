@@ -1,8 +1,8 @@
 //! `sesame org|member|invitation|team|role|token`: orgs, their members and invitations, teams and role grants, and
 //! access tokens, through the admin API (`/api/sesame/v1`), one file a command: [`orgs`], [`members`],
-//! [`invitations`], [`teams`], [`roles`], [`tokens`]. This file holds what they share: the `--org` flag, path
-//! segments and queries, dates, listings. Tables for people, `--json` for scripts. A token's text is printed once,
-//! when it is made, and nowhere else.
+//! [`invitations`], [`teams`], [`roles`], [`tokens`]. This file holds what they share: the `--org` flag and the
+//! argument tails built on it ([`OrgList`], [`OrgClient`]), path segments and queries, dates, listings. Tables for
+//! people, `--json` for scripts. A token's text is printed once, when it is made, and nowhere else.
 
 use anyhow::bail;
 use clap::Args;
@@ -26,6 +26,34 @@ pub use orgs::{OrgArgs, OrgCommand, run_org};
 pub use roles::{RoleArgs, RoleCommand, run_role};
 pub use teams::{TeamArgs, TeamCommand, run_team};
 pub use tokens::{TokenArgs, TokenCommand, run_token};
+
+/// The tail of an org's listing (`member ls`, `team ls`, `role ls`): `--org`, `--json`, the server connection.
+#[derive(Debug, Args)]
+pub struct OrgList {
+    #[command(flatten)]
+    pub org: OrgFlag,
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl OrgList {
+    /// GETs the org's `below` listing (`members`, `teams`, `roles`); `None` when it was printed as JSON or is empty.
+    pub(super) async fn fetch<T: DeserializeOwned>(&self, below: &str) -> anyhow::Result<Option<Vec<T>>> {
+        listing::<T>(&self.client, &self.org.path(below)?, below, self.json).await
+    }
+}
+
+/// The tail of an org-scoped change: `--org` and the server connection.
+#[derive(Debug, Args)]
+pub struct OrgClient {
+    #[command(flatten)]
+    pub org: OrgFlag,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
 
 /// The org a command works in.
 #[derive(Debug, Clone, Args)]

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::json;
 
-use super::{OrgFlag, listing, query, send};
-use crate::cli::client::{Client, ClientArgs};
+use super::{OrgClient, OrgList, query, send};
+use crate::cli::client::Client;
 use crate::wire::admin::GrantInfo;
 
 /// `sesame role …`
@@ -24,12 +24,7 @@ pub enum RoleCommand {
     /// List every role grant in an organization.
     Ls {
         #[command(flatten)]
-        org: OrgFlag,
-        /// Print JSON for scripts instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
+        list: OrgList,
     },
     /// Grant a role to a user or team on the organization, a project, or one environment. The most specific grant
     /// wins; `none` takes away what a broader grant gives.
@@ -49,9 +44,7 @@ Example:\n  sesame role grant team:ops opener --project app --env prod --org acm
         #[arg(long, requires = "project")]
         env: Option<String>,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Delete a grant (the subject falls back to its broader grants).
     Revoke {
@@ -64,18 +57,15 @@ Example:\n  sesame role grant team:ops opener --project app --env prod --org acm
         #[arg(long, requires = "project")]
         env: Option<String>,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
 }
 
 /// Runs `sesame role …`.
 pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        RoleCommand::Ls { org, json, client } => {
-            let path = org.path("roles")?;
-            let Some(grants) = listing::<GrantInfo>(&client, &path, "roles", json).await? else {
+        RoleCommand::Ls { list } => {
+            let Some(grants) = list.fetch::<GrantInfo>("roles").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<30}  {:<20}  {:<20}  ROLE", "SUBJECT", "PROJECT", "ENVIRONMENT");
@@ -99,37 +89,37 @@ pub async fn run_role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             role,
             project,
             env,
-            org,
-            client,
+            at,
         } => {
-            let path = org.path("roles")?;
+            let path = at.org.path("roles")?;
             let body = json!({
                 "subject": subject,
                 "project": project.clone().unwrap_or_default(),
                 "environment": env.clone().unwrap_or_default(),
                 "role": role,
             });
-            let g: GrantInfo = Client::new(&client)?.send_json(Method::PUT, &path, Some(&body)).await?;
-            println!("{} is {} on {}", g.subject, g.role, level(&org.org, &project, &env));
+            let g: GrantInfo = Client::new(&at.client)?
+                .send_json(Method::PUT, &path, Some(&body))
+                .await?;
+            println!("{} is {} on {}", g.subject, g.role, level(&at.org.org, &project, &env));
         }
         RoleCommand::Revoke {
             subject,
             project,
             env,
-            org,
-            client,
+            at,
         } => {
             let path = format!(
                 "{}?{}",
-                org.path("roles")?,
+                at.org.path("roles")?,
                 query(&[
                     ("subject", &subject),
                     ("project", project.as_deref().unwrap_or("")),
                     ("environment", env.as_deref().unwrap_or("")),
                 ])
             );
-            send(&client, Method::DELETE, &path).await?;
-            println!("revoked {subject}'s grant on {}", level(&org.org, &project, &env));
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("revoked {subject}'s grant on {}", level(&at.org.org, &project, &env));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{OrgFlag, listing, seg, send};
-use crate::cli::client::{Client, ClientArgs};
+use super::{OrgClient, OrgFlag, OrgList, seg, send};
+use crate::cli::client::Client;
 use crate::wire::admin::TeamInfo;
 
 /// `sesame team …`
@@ -23,12 +23,7 @@ pub enum TeamCommand {
     /// List an organization's teams and their members.
     Ls {
         #[command(flatten)]
-        org: OrgFlag,
-        /// Print JSON for scripts instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        client: ClientArgs,
+        list: OrgList,
     },
     /// Create a team.
     Create {
@@ -38,18 +33,14 @@ pub enum TeamCommand {
         #[arg(long, default_value = "")]
         description: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Delete a team: its memberships and grants go, its team tokens are revoked.
     Rm {
         /// The team's name.
         name: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Put a member of the organization in a team.
     Add {
@@ -58,9 +49,7 @@ pub enum TeamCommand {
         /// The member's login.
         login: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
     /// Take a user out of a team.
     Remove {
@@ -69,18 +58,15 @@ pub enum TeamCommand {
         /// The member's login.
         login: String,
         #[command(flatten)]
-        org: OrgFlag,
-        #[command(flatten)]
-        client: ClientArgs,
+        at: OrgClient,
     },
 }
 
 /// Runs `sesame team …`.
 pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        TeamCommand::Ls { org, json, client } => {
-            let path = org.path("teams")?;
-            let Some(teams) = listing::<TeamInfo>(&client, &path, "teams", json).await? else {
+        TeamCommand::Ls { list } => {
+            let Some(teams) = list.fetch::<TeamInfo>("teams").await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             println!("{:<20}  {:<30}  MEMBERS", "NAME", "DESCRIPTION");
@@ -88,42 +74,27 @@ pub async fn run_team(args: TeamArgs) -> anyhow::Result<ExitCode> {
                 println!("{:<20}  {:<30}  {}", t.name, t.description, t.members.join(", "));
             }
         }
-        TeamCommand::Create {
-            name,
-            description,
-            org,
-            client,
-        } => {
-            let path = org.path("teams")?;
-            let _: Value = Client::new(&client)?
+        TeamCommand::Create { name, description, at } => {
+            let path = at.org.path("teams")?;
+            let _: Value = Client::new(&at.client)?
                 .post(&path, &json!({ "name": name, "description": description }))
                 .await?;
-            println!("created team {name} in {}", org.org);
+            println!("created team {name} in {}", at.org.org);
         }
-        TeamCommand::Rm { name, org, client } => {
-            let path = format!("{}/{}", org.path("teams")?, seg("team", &name)?);
-            send(&client, Method::DELETE, &path).await?;
-            println!("deleted team {name} from {}", org.org);
+        TeamCommand::Rm { name, at } => {
+            let path = format!("{}/{}", at.org.path("teams")?, seg("team", &name)?);
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("deleted team {name} from {}", at.org.org);
         }
-        TeamCommand::Add {
-            team,
-            login,
-            org,
-            client,
-        } => {
-            let path = team_member_path(&org, &team, &login)?;
-            send(&client, Method::PUT, &path).await?;
-            println!("{login} is in team {team} of {}", org.org);
+        TeamCommand::Add { team, login, at } => {
+            let path = team_member_path(&at.org, &team, &login)?;
+            send(&at.client, Method::PUT, &path).await?;
+            println!("{login} is in team {team} of {}", at.org.org);
         }
-        TeamCommand::Remove {
-            team,
-            login,
-            org,
-            client,
-        } => {
-            let path = team_member_path(&org, &team, &login)?;
-            send(&client, Method::DELETE, &path).await?;
-            println!("{login} left team {team} of {}", org.org);
+        TeamCommand::Remove { team, login, at } => {
+            let path = team_member_path(&at.org, &team, &login)?;
+            send(&at.client, Method::DELETE, &path).await?;
+            println!("{login} left team {team} of {}", at.org.org);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -491,8 +491,9 @@ impl io::Write for Limited {
     }
 }
 
-/// Go's `strconv.Quote`.
-pub fn go_quote(s: &str) -> String {
+/// `s` in double quotes: `"`, `\`, newline, carriage return and tab escaped with a backslash, every other
+/// character through `other` (`None`: as it is). Shared by [`go_quote`] and the YAML writer of `crypt`.
+pub(crate) fn double_quoted(s: &str, other: impl Fn(char) -> Option<String>) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -502,17 +503,27 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            c => match other(c) {
+                Some(escaped) => out.push_str(&escaped),
+                None => out.push(c),
+            },
         }
     }
     out.push('"');
     out
+}
+
+/// Go's `strconv.Quote`.
+pub fn go_quote(s: &str) -> String {
+    double_quoted(s, |c| match c {
+        '\u{7}' => Some("\\a".to_owned()),
+        '\u{8}' => Some("\\b".to_owned()),
+        '\u{c}' => Some("\\f".to_owned()),
+        '\u{b}' => Some("\\v".to_owned()),
+        c if (c as u32) < 0x20 || c == '\u{7f}' => Some(format!("\\x{:02x}", c as u32)),
+        c if c.is_control() => Some(format!("\\u{:04x}", c as u32)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
