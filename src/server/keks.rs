@@ -30,6 +30,36 @@ use crate::server::auth::Caller;
 use crate::store::{Inserted, KekRecord, KekState, OrgRecord};
 use crate::wire::keks::{AddKekRequest, KekInfo, KekList};
 
+/// The parameters of a route that names one KEK or migration job: `{org}` on an org's routes (absent on the
+/// instance administrator's) and `{id}`. One handler serves both routes.
+#[derive(Deserialize)]
+pub struct KeyRoute {
+    org: Option<String>,
+    pub(super) id: String,
+}
+
+impl KeyRoute {
+    /// Whose keys the route reaches: an org's (its admins, [`Keys::of_org`]) or, without `{org}`, every key — for
+    /// the instance administrator only: anyone else gets `instance_only`'s refusal, audited with `target`.
+    pub(super) async fn keys(
+        &self,
+        app: &AppState,
+        principal: &Principal,
+        addr: &str,
+        instance_only: fn(&Principal) -> Result<(), ApiError>,
+        target: &str,
+    ) -> Result<Keys, ApiError> {
+        match &self.org {
+            Some(org) => Keys::of_org(app, principal, addr, org).await,
+            None => {
+                app.audit_refusal(principal, addr, target, instance_only(principal))
+                    .await?;
+                Ok(Keys::Instance)
+            }
+        }
+    }
+}
+
 /// Whose keys a request may reach: everything (the instance administrator's routes) or one org's.
 pub(super) enum Keys {
     /// Every KEK and every migration.
@@ -276,22 +306,13 @@ async fn find(app: &AppState, keys: &Keys, id: &str) -> Result<KekRecord, ApiErr
         .ok_or_else(|| ApiError::not_found(format!("KEK {id} not found")))
 }
 
-/// `POST /api/sesame/v1/keks/{id}/default`
+/// `POST /api/sesame/v1/keks/{id}/default` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/keks/{id}/default` (the org's admins)
 pub async fn make_default(
     Caller(app, principal, addr): Caller,
-    Path(id): Path<String>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<KekInfo>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    make_default_kek(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/keks/{id}/default`
-pub async fn org_make_default(
-    Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
-) -> Result<Json<KekInfo>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    make_default_kek(&app, &principal, &addr, keys, id).await
+    let keys = route.keys(&app, &principal, &addr, require_admin, "keks").await?;
+    make_default_kek(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn make_default_kek(
@@ -319,19 +340,13 @@ async fn make_default_kek(
     Ok(Json(info(app, find(app, &keys, &id).await?).await?))
 }
 
-/// `POST /api/sesame/v1/keks/{id}/disable`
-pub async fn disable(Caller(app, principal, addr): Caller, Path(id): Path<String>) -> Result<Json<KekInfo>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    disable_kek(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/keks/{id}/disable`
-pub async fn org_disable(
+/// `POST /api/sesame/v1/keks/{id}/disable` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/keks/{id}/disable` (the org's admins)
+pub async fn disable(
     Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<KekInfo>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    disable_kek(&app, &principal, &addr, keys, id).await
+    let keys = route.keys(&app, &principal, &addr, require_admin, "keks").await?;
+    disable_kek(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn disable_kek(

@@ -18,7 +18,7 @@ use super::AppState;
 use super::auth::{Auth, Principal};
 use super::body::JsonBody;
 use super::error::{ApiError, Success};
-use super::keks::Keys;
+use super::keks::{KeyRoute, Keys};
 use crate::core::audit::AuditAction;
 use crate::migrate::{self, MigrateError};
 use crate::server::auth::Caller;
@@ -243,22 +243,15 @@ pub async fn org_get(
     Ok(Json(info(get_record(&app, &keys, &id).await?)))
 }
 
-/// `POST /api/sesame/v1/kek-migrations/{id}/pause`
+/// `POST /api/sesame/v1/kek-migrations/{id}/pause` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause` (the org's admins)
 pub async fn pause(
     Caller(app, principal, addr): Caller,
-    Path(id): Path<String>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    pause_job(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause`
-pub async fn org_pause(
-    Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
-) -> Result<Json<MigrationInfo>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    pause_job(&app, &principal, &addr, keys, id).await
+    let keys = route
+        .keys(&app, &principal, &addr, require_admin, "kek-migrations")
+        .await?;
+    pause_job(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn pause_job(
@@ -287,22 +280,15 @@ async fn pause_job(
     Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
 
-/// `POST /api/sesame/v1/kek-migrations/{id}/resume`
+/// `POST /api/sesame/v1/kek-migrations/{id}/resume` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume` (the org's admins)
 pub async fn resume(
     Caller(app, principal, addr): Caller,
-    Path(id): Path<String>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    resume_job(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume`
-pub async fn org_resume(
-    Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
-) -> Result<Json<MigrationInfo>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    resume_job(&app, &principal, &addr, keys, id).await
+    let keys = route
+        .keys(&app, &principal, &addr, require_admin, "kek-migrations")
+        .await?;
+    resume_job(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn resume_job(
@@ -335,22 +321,15 @@ async fn resume_job(
     Ok(Json(info(get_record(app, &keys, &id).await?)))
 }
 
-/// `POST /api/sesame/v1/kek-migrations/{id}/verify`: unwraps every DEK of the migration under the target KEK.
+/// `POST /api/sesame/v1/kek-migrations/{id}/verify` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify` (the org's admins)
 pub async fn verify(
     Caller(app, principal, addr): Caller,
-    Path(id): Path<String>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    verify_job(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify`
-pub async fn org_verify(
-    Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
-) -> Result<Json<VerifyResponse>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    verify_job(&app, &principal, &addr, keys, id).await
+    let keys = route
+        .keys(&app, &principal, &addr, require_admin, "kek-migrations")
+        .await?;
+    verify_job(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn verify_job(
@@ -382,22 +361,15 @@ async fn verify_job(
     }))
 }
 
-/// `POST /api/sesame/v1/kek-migrations/{id}/retire`: deletes the source KEK's wraps, only after a verification.
+/// `POST /api/sesame/v1/kek-migrations/{id}/retire` (the instance administrator) and `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire` (the org's admins)
 pub async fn retire(
     Caller(app, principal, addr): Caller,
-    Path(id): Path<String>,
+    Path(route): Path<KeyRoute>,
 ) -> Result<Json<MigrationInfo>, ApiError> {
-    deny_unless_admin(&app, &principal, &addr).await?;
-    retire_job(&app, &principal, &addr, Keys::Instance, id).await
-}
-
-/// `POST /api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire`
-pub async fn org_retire(
-    Caller(app, principal, addr): Caller,
-    Path((org, id)): Path<(String, String)>,
-) -> Result<Json<MigrationInfo>, ApiError> {
-    let keys = Keys::of_org(&app, &principal, &addr, &org).await?;
-    retire_job(&app, &principal, &addr, keys, id).await
+    let keys = route
+        .keys(&app, &principal, &addr, require_admin, "kek-migrations")
+        .await?;
+    retire_job(&app, &principal, &addr, keys, route.id).await
 }
 
 async fn retire_job(

@@ -375,11 +375,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             "/api/sesame/v1/orgs/{org}/keks",
             post(keks::org_add).get(keks::org_list),
         )
-        .route(
-            "/api/sesame/v1/orgs/{org}/keks/{id}/default",
-            post(keks::org_make_default),
-        )
-        .route("/api/sesame/v1/orgs/{org}/keks/{id}/disable", post(keks::org_disable))
+        .route("/api/sesame/v1/orgs/{org}/keks/{id}/default", post(keks::make_default))
+        .route("/api/sesame/v1/orgs/{org}/keks/{id}/disable", post(keks::disable))
         .route(
             "/api/sesame/v1/orgs/{org}/kek-migrations",
             post(migrations::org_start).get(migrations::org_list),
@@ -390,19 +387,19 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route(
             "/api/sesame/v1/orgs/{org}/kek-migrations/{id}/pause",
-            post(migrations::org_pause),
+            post(migrations::pause),
         )
         .route(
             "/api/sesame/v1/orgs/{org}/kek-migrations/{id}/resume",
-            post(migrations::org_resume),
+            post(migrations::resume),
         )
         .route(
             "/api/sesame/v1/orgs/{org}/kek-migrations/{id}/verify",
-            post(migrations::org_verify),
+            post(migrations::verify),
         )
         .route(
             "/api/sesame/v1/orgs/{org}/kek-migrations/{id}/retire",
-            post(migrations::org_retire),
+            post(migrations::retire),
         )
         .route("/api/sesame/v1/audit", get(audit::export_instance))
         .route("/api/sesame/v1/audit/key", get(audit::public_key))
