@@ -312,16 +312,7 @@ pub async fn make_default(
     Path(route): Path<KeyRoute>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = route.keys(&app, &principal, &addr, require_admin, "keks").await?;
-    make_default_kek(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn make_default_kek(
-    app: &AppState,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<KekInfo>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let kek = find(app, &keys, &id).await?;
     if kek.state != KekState::Active {
         return Err(ApiError::conflict(format!("KEK {} is disabled", kek.uri)));
@@ -346,16 +337,7 @@ pub async fn disable(
     Path(route): Path<KeyRoute>,
 ) -> Result<Json<KekInfo>, ApiError> {
     let keys = route.keys(&app, &principal, &addr, require_admin, "keks").await?;
-    disable_kek(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn disable_kek(
-    app: &AppState,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<KekInfo>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let kek = find(app, &keys, &id).await?;
     if kek.is_default {
         return Err(ApiError::conflict(format!(

@@ -251,16 +251,7 @@ pub async fn pause(
     let keys = route
         .keys(&app, &principal, &addr, require_admin, "kek-migrations")
         .await?;
-    pause_job(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn pause_job(
-    app: &Arc<AppState>,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<MigrationInfo>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let m = get_record(app, &keys, &id).await?;
     if m.state != MigrationState::Running {
         return Err(ApiError::conflict(format!("migration {id} is {}", m.state.as_str())));
@@ -288,16 +279,7 @@ pub async fn resume(
     let keys = route
         .keys(&app, &principal, &addr, require_admin, "kek-migrations")
         .await?;
-    resume_job(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn resume_job(
-    app: &Arc<AppState>,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<MigrationInfo>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let m = get_record(app, &keys, &id).await?;
     if !matches!(
         m.state,
@@ -329,16 +311,7 @@ pub async fn verify(
     let keys = route
         .keys(&app, &principal, &addr, require_admin, "kek-migrations")
         .await?;
-    verify_job(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn verify_job(
-    app: &Arc<AppState>,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<VerifyResponse>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let m = get_record(app, &keys, &id).await?;
     let (checked, failed) = migrate::verify(&app.store, &app.keyring, &id, &app.clock)
         .await
@@ -369,16 +342,7 @@ pub async fn retire(
     let keys = route
         .keys(&app, &principal, &addr, require_admin, "kek-migrations")
         .await?;
-    retire_job(&app, &principal, &addr, keys, route.id).await
-}
-
-async fn retire_job(
-    app: &Arc<AppState>,
-    principal: &Principal,
-    addr: &str,
-    keys: Keys,
-    id: String,
-) -> Result<Json<MigrationInfo>, ApiError> {
+    let (app, principal, addr, id) = (&app, &*principal, addr.as_str(), route.id);
     let m = get_record(app, &keys, &id).await?;
     let removed = migrate::retire(&app.store, &id, &app.clock)
         .await
