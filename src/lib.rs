@@ -14,6 +14,7 @@ pub mod instance;
 pub mod kek_reach;
 pub mod keyring;
 pub mod migrate;
+pub mod oidc_issuer;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -103,6 +103,14 @@ audit_actions! {
     TeamMemberRemove = "team.member.remove",
     TokenCreate = "token.create",
     TokenRevoke = "token.revoke",
+    /// An OIDC token minted about an environment (sub, aud, lifetime and key id in the detail; never the token).
+    OidcMint = "oidc.mint",
+    /// The claims of an OIDC token previewed (nothing signed).
+    OidcPreview = "oidc.preview",
+    /// An OIDC signing key made (published ahead of its use).
+    OidcKeyCreate = "oidc.key.create",
+    /// Retired OIDC signing keys removed from the JWKS after their retention.
+    OidcKeyRemove = "oidc.key.remove",
 }
 
 impl std::fmt::Display for AuditAction {

@@ -98,13 +98,15 @@ pub enum Scope {
     /// The instance's audit-checkpoint signing key (an Ed25519 private key, sealed at rest; served by the system
     /// KEK).
     AuditSigning,
+    /// The OIDC issuer's token-signing keys (RSA or P-256 private keys, sealed at rest; served by the system KEK).
+    OidcSigning,
 }
 
 impl Scope {
     /// The org whose KEK wraps this scope's DEKs, or `None` for instance scopes served by the system KEK.
     pub fn org_id(&self) -> Option<&str> {
         match self {
-            Scope::System | Scope::AuditSigning => None,
+            Scope::System | Scope::AuditSigning | Scope::OidcSigning => None,
             Scope::Stack { org_id, .. } | Scope::Environment { org_id, .. } => Some(org_id),
         }
     }
@@ -115,6 +117,7 @@ impl fmt::Display for Scope {
         match self {
             Scope::System => f.write_str("system"),
             Scope::AuditSigning => f.write_str("audit-signing"),
+            Scope::OidcSigning => f.write_str("oidc-signing"),
             Scope::Stack { org_id, project, stack } => write!(f, "stack:{org_id}:{project}/{stack}"),
             Scope::Environment { org_id, env_id } => write!(f, "env:{org_id}:{env_id}"),
         }
@@ -135,6 +138,9 @@ impl FromStr for Scope {
         }
         if s == "audit-signing" {
             return Ok(Scope::AuditSigning);
+        }
+        if s == "oidc-signing" {
+            return Ok(Scope::OidcSigning);
         }
         if let Some(rest) = s.strip_prefix("stack:") {
             let (org_id, path) = rest.split_once(':').ok_or(ScopeParseError)?;
@@ -197,6 +203,12 @@ pub fn audit_signing_key_aad(public_key: &[u8]) -> Vec<u8> {
     sesame_envelope::context("sesame/audit-signing-key/v1", &[public_key])
 }
 
+/// Associated data for a sealed OIDC signing key: names its key id (a thumbprint of its public key) and algorithm,
+/// so a sealed private key cannot be swapped into another key's row.
+pub fn oidc_signing_key_aad(kid: &str, alg: &str) -> Vec<u8> {
+    sesame_envelope::context("sesame/oidc-signing-key/v1", &[kid.as_bytes(), alg.as_bytes()])
+}
+
 /// Associated data for the start-up canary sealed under the system DEK.
 pub fn canary_aad() -> Vec<u8> {
     sesame_envelope::context("sesame/canary/v1", &[])
@@ -238,7 +250,7 @@ mod tests {
             org_id: "0190-org".into(),
             env_id: "0190-env".into(),
         };
-        for scope in [Scope::System, Scope::AuditSigning, stack, env] {
+        for scope in [Scope::System, Scope::AuditSigning, Scope::OidcSigning, stack, env] {
             assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
         }
         assert!("stack:org:web".parse::<Scope>().is_err());

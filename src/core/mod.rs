@@ -8,6 +8,7 @@ pub mod authz;
 pub mod call_tally;
 pub mod env;
 pub mod keys;
+pub mod oidc;
 pub mod tally;
 pub mod text;
 pub mod throttle;

@@ -34,7 +34,8 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        // Bounded like the unit form below: `Duration::from_secs_f64` panics past its range ("1e300").
+        return (secs.is_finite() && (0.0..1e12).contains(&secs)).then(|| Duration::from_secs_f64(secs));
     }
     let mut total = 0f64;
     let mut rest = s;

@@ -16,6 +16,7 @@ pub mod esc;
 pub mod invitations;
 pub mod keks;
 pub mod migrations;
+pub mod oidc_issuer;
 pub mod ops;
 pub mod params;
 pub mod stacks;
@@ -90,6 +91,12 @@ pub struct AppState {
     pub checkpoints: Arc<crate::audit_sign::Checkpointer>,
     /// The clock every handler reads (the instance's; see [`crate::clock`]).
     pub clock: crate::clock::Clock,
+    /// The server's external origin (`--public-url`), without a trailing slash.
+    pub public_url: String,
+    /// The OIDC issuer (`--issuer-url`): every token's `iss` and the discovery document's `issuer`, byte for byte.
+    pub issuer_url: String,
+    /// The OIDC issuer's keys and signing.
+    pub oidc: Arc<crate::oidc_issuer::Issuer>,
 }
 
 /// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
@@ -197,7 +204,16 @@ impl AppState {
         clock: crate::clock::Clock,
     ) -> AppState {
         let audit = crate::audit::AuditLog::start(store.clone());
+        let oidc = Arc::new(crate::oidc_issuer::Issuer::new(
+            store.clone(),
+            keyring.clone(),
+            clock.clone(),
+            Default::default(),
+        ));
         AppState {
+            oidc,
+            public_url: "http://localhost".into(),
+            issuer_url: "http://localhost/oidc".into(),
             kek_allow,
             throttle: throttle::Throttle::new(Default::default(), clock.clone()),
             stack_calls: crate::audit::CallAudit::start(audit.clone(), clock.clone()),
@@ -273,6 +289,8 @@ pub struct ServeConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// The instance.
     pub instance: InstanceConfig,
+    /// The OIDC issuer: public and issuer URLs, signing keys.
+    pub oidc: oidc_issuer::OidcServeConfig,
 }
 
 /// PEM files for TLS.
@@ -322,7 +340,16 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `--public-url` or `--issuer-url` is not usable.
+    #[error("{0}")]
+    IssuerUrl(String),
+    /// The OIDC signing keys could not be loaded or made.
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc_issuer::IssuerError),
 }
+
+/// How often the OIDC issuer checks whether a signing key is due, retired or expired (each use checks too).
+const OIDC_ROTATION_TICK: Duration = Duration::from_secs(60);
 
 /// How often expired open sessions are deleted (reads refuse them at once in any case).
 const SESSION_PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -478,10 +505,19 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(&format!("{env}/versions/{{version}}/open"), post(esc::open_version))
         .route(&format!("{env}/versions/{{version}}/retract"), post(esc::retract))
         .route(&format!("{env}/tags"), get(esc::list_tags).post(esc::create_tag))
+        .route(&format!("{env}/oidc/token"), post(esc::mint_token))
+        .route(&format!("{env}/oidc/claims"), post(esc::preview_claims))
         .route(
             &format!("{env}/tags/{{tag}}"),
             get(esc::get_tag).patch(esc::update_tag).delete(esc::delete_tag),
         );
+    let issuer = oidc_issuer::issuer_path(&state.issuer_url);
+    let oidc = Router::new()
+        .route(
+            &format!("{issuer}/.well-known/openid-configuration"),
+            get(oidc_issuer::discovery),
+        )
+        .route(&format!("{issuer}/.well-known/jwks"), get(oidc_issuer::jwks));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -489,6 +525,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(stacks)
         .merge(environments)
         .merge(admin)
+        .merge(oidc)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn(params::refuse_control_characters))
         // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
@@ -570,6 +607,21 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         ),
         None => None,
     };
+    // Bound before the state is made: the default public URL names the address actually bound (port 0 in tests).
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (public_url, issuer_url) =
+        oidc_issuer::resolve_urls(&config.oidc, addr, config.tls.is_some()).map_err(ServeError::IssuerUrl)?;
     let instance = Instance::open(&config.instance).await?;
     let (store, clock) = (instance.store.as_ref(), &instance.clock);
     let signer = crate::audit_sign::AuditSigner::load_or_create(store, &instance.keyring, clock).await?;
@@ -588,6 +640,16 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     );
     state.throttle = throttle::Throttle::new(config.limits.auth.clone(), instance.clock.clone());
     state.metrics_token = metrics_token;
+    state.oidc = Arc::new(crate::oidc_issuer::Issuer::new(
+        instance.store.clone(),
+        instance.keyring.clone(),
+        instance.clock.clone(),
+        config.oidc.keys,
+    ));
+    state.oidc.ensure_keys().await?;
+    tracing::info!(issuer = %issuer_url, public_url = %public_url, "OIDC issuer");
+    state.public_url = public_url;
+    state.issuer_url = issuer_url;
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {
@@ -605,24 +667,13 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         }
     }
     spawn_session_purger(&state);
+    crate::oidc_issuer::spawn_rotation(&state.oidc, OIDC_ROTATION_TICK);
     throttle::spawn_flusher(&state);
     let mut app = router(state.clone(), config.max_body_bytes);
     if tls.is_some() {
         app = app.layer(axum::middleware::from_fn(answer::hsts));
     }
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = conn::spawn(listener, tls, app, &config.limits.connections, stop_rx);
     tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");

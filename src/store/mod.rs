@@ -9,6 +9,7 @@
 
 pub mod envs;
 pub mod identity;
+pub mod oidc;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -19,6 +20,7 @@ pub use crate::core::audit::{AuditEvent, AuditRecord, Checkpoint};
 
 pub use envs::EnvStore;
 pub use identity::IdentityStore;
+pub use oidc::OidcKeyStore;
 pub use sql::SqlStore;
 
 /// Errors of the store layer.
@@ -347,7 +349,7 @@ pub struct TokenWithUser {
 /// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
 /// commit together.
 #[async_trait::async_trait]
-pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
+pub trait Store: EnvStore + IdentityStore + OidcKeyStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -15,6 +15,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub mod admin;
 pub mod esc;
 pub mod keks;
+pub mod oidc_issuer;
 pub mod stacks;
 
 /// Text that carries a secret (a plaintext, or its base64): zeroized when dropped, never shown by `Debug`, read and

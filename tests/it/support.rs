@@ -93,6 +93,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
             kek_allow: Default::default(),
             clock: sesame::clock::Clock::system(),
         },
+        oidc: Default::default(),
     }
 }
 

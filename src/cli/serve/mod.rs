@@ -99,6 +99,34 @@ pub struct ServeArgs {
     /// `authorization: {credentials_file: …}`). Without it, /metrics answers anyone who can reach the port.
     #[arg(long, env = "SESAME_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// The server's external origin, as clients and relying parties reach it (e.g. https://sesame.example.com).
+    /// Default: http:// (https:// with TLS) and the address it listens on.
+    #[arg(long, env = "SESAME_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The OIDC issuer URL: every token's `iss`; discovery at URL/.well-known/openid-configuration, keys at
+    /// URL/.well-known/jwks. Default: <public URL>/oidc.
+    #[arg(long, env = "SESAME_ISSUER_URL", value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// The OIDC issuer's signing algorithm for new keys: RS256 (2048-bit RSA; every relying party accepts it) or
+    /// ES256 (P-256). Changing it rotates to a key of the new algorithm, published ahead of its use.
+    #[arg(long, env = "SESAME_OIDC_ALG", default_value = "RS256", value_parser = parse_alg)]
+    pub oidc_alg: crate::core::oidc::Alg,
+    /// How long an OIDC signing key signs before the next one takes over (Go duration, at least 3h). The next key
+    /// is published 1h before it signs; a retired key stays published 2h (the longest token lifetime plus 1h).
+    #[arg(long, env = "SESAME_OIDC_ROTATION_PERIOD", default_value = "24h", value_parser = parse_rotation)]
+    pub oidc_rotation_period: std::time::Duration,
+}
+
+fn parse_alg(s: &str) -> Result<crate::core::oidc::Alg, String> {
+    crate::core::oidc::Alg::parse(s).ok_or_else(|| "use RS256 or ES256".to_owned())
+}
+
+fn parse_rotation(s: &str) -> Result<std::time::Duration, String> {
+    match crate::core::timefmt::parse_go_duration(s) {
+        Some(d) if d >= std::time::Duration::from_secs(3 * 3600) => Ok(d),
+        Some(_) => Err("the rotation period must be at least 3h".into()),
+        None => Err("not a Go duration (e.g. 24h, 168h)".into()),
+    }
 }
 
 fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
@@ -129,6 +157,15 @@ impl ServeArgs {
                 lease: std::time::Duration::from_millis(self.migration_lease_ms),
             },
             limits: self.limits.limits(),
+            oidc: crate::server::oidc_issuer::OidcServeConfig {
+                public_url: self.public_url,
+                issuer_url: self.issuer_url,
+                keys: crate::oidc_issuer::OidcConfig {
+                    alg: self.oidc_alg,
+                    rotation_period: self.oidc_rotation_period,
+                    ..Default::default()
+                },
+            },
             instance: InstanceConfig {
                 data_dir: self.data_dir,
                 database_url: self.database_url,

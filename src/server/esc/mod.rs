@@ -31,6 +31,7 @@ use crate::wire::esc;
 mod definitions;
 pub mod eval;
 mod listing;
+mod oidc_token;
 mod open;
 mod revisions;
 pub mod seal;
@@ -40,6 +41,7 @@ pub use definitions::{
     check, clone, create, decrypt, delete, get_definition, get_version, head_definition, rename, update,
 };
 pub use listing::{list_all, list_org};
+pub use oidc_token::{mint_token, preview_claims};
 pub use open::{open, open_version, open_yaml, read_open, read_open_yaml};
 pub use revisions::{list_revisions, retract};
 pub use tags::{
