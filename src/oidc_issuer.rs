@@ -142,8 +142,18 @@ fn thumbprint(members: &Value) -> String {
     B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
 }
 
-/// A new key of `alg`: its PKCS#8 private key (zeroized when dropped), signer, id and public JWK.
-fn generate(alg: Alg) -> Result<(Zeroizing<Vec<u8>>, Signer, String, Value), IssuerError> {
+/// A key just made.
+struct NewKey {
+    /// The PKCS#8 private key (zeroized when dropped).
+    pkcs8: Zeroizing<Vec<u8>>,
+    signer: Signer,
+    kid: String,
+    /// The public JWK.
+    jwk: Value,
+}
+
+/// A new key of `alg`.
+fn generate(alg: Alg) -> Result<NewKey, IssuerError> {
     let pkcs8 = match alg {
         Alg::Rs256 => {
             let k = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| IssuerError::Crypto)?;
@@ -159,7 +169,12 @@ fn generate(alg: Alg) -> Result<(Zeroizing<Vec<u8>>, Signer, String, Value), Iss
     let members = signer.public_members();
     let kid = thumbprint(&members);
     let jwk = public_jwk(&members, &kid, alg);
-    Ok((pkcs8, signer, kid, jwk))
+    Ok(NewKey {
+        pkcs8,
+        signer,
+        kid,
+        jwk,
+    })
 }
 
 /// The published JWK: the public members plus `kid`, `alg` and `use`.
@@ -340,7 +355,12 @@ impl Issuer {
 
     async fn create(&self, active_ms: i64, now: i64) -> Result<(), IssuerError> {
         let alg = self.config.alg;
-        let (pkcs8, signer, kid, jwk) = generate(alg)?;
+        let NewKey {
+            pkcs8,
+            signer,
+            kid,
+            jwk,
+        } = generate(alg)?;
         let sealed = self
             .keyring
             .seal(&Scope::OidcSigning, &oidc_signing_key_aad(&kid, alg.as_str()), &pkcs8)
@@ -618,7 +638,7 @@ mod tests {
     #[test]
     fn keys_sign_and_verify_for_both_algorithms() {
         for alg in [Alg::Rs256, Alg::Es256] {
-            let (_pkcs8, signer, kid, jwk) = generate(alg).unwrap();
+            let NewKey { signer, kid, jwk, .. } = generate(alg).unwrap();
             let claims = json!({"iss": "i", "aud": "a", "nbf": 10, "exp": 20});
             let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"});
             let mut t = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));

@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the Sesame server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Check an access token with a server and save both for the other commands.
     #[command(
         long_about = "Check an access token with a server and save both for the other commands.\n\n\
@@ -88,7 +88,7 @@ there is no default (never the first by name): choose one with --org here, or --
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
         Command::Stack(args) => stack::run(args).await,

@@ -289,7 +289,7 @@ fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("done") && text.contains("22/22"), "{text}");
+    assert!(text.contains("done") && text.contains("23/23"), "{text}");
     let id = text.split_whitespace().next().unwrap().to_owned();
 
     let out = run(&["kek", "status", "--json"]);
@@ -300,7 +300,7 @@ fn kek_migrate_waits_verifies_and_retires_from_the_command_line() {
     assert_eq!(run(&["kek", "pause", &id]).status.code(), Some(3));
     let out = run(&["kek", "verify", &id]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("22 DEKs checked"),
+        String::from_utf8_lossy(&out.stdout).contains("23 DEKs checked"),
         "{out:?}"
     );
     let out = run(&["kek", "retire", &id]);

@@ -69,7 +69,10 @@ async fn a_migration_between_aws_keys_uses_reencrypt() {
         .unwrap();
     assert_eq!(done.state, MigrationState::Done);
     let n = u64::try_from(done.migrated).unwrap();
-    assert_eq!(n, 22, "20 stacks, the canary and the audit-signing key");
+    assert_eq!(
+        n, 23,
+        "20 stacks, the canary, the audit-signing key and the OIDC signing keys"
+    );
     // ReEncrypt (counted as a wrap) plus one proving unwrap per DEK; the unwrap-then-wrap path would take two.
     assert_eq!(srv.metric("sesame_kms_wrap_total").await - wraps_before, n);
     assert_eq!(srv.metric("sesame_kms_unwrap_total").await - unwraps_before, n);

@@ -29,20 +29,20 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
     let srv = TestServer::start(cfg, None).await.unwrap();
     let store = srv.server.state.store.clone();
     let keyring = srv.server.state.keyring.clone();
-    // 120 stacks: 120 DEKs under the system KEK (plus the canary and the audit-signing key's).
+    // 120 stacks: 120 DEKs under the system KEK (plus the canary's, the audit-signing key's and the OIDC signing keys').
     let sealed = srv.seal_in_stacks("mig", 120).await;
     let system = store.default_kek(None).await.unwrap().unwrap().id;
     let (status, target) = srv.post("/api/sesame/v1/keks", &json!({"uri": "local://target"})).await;
     assert_eq!(status, 201);
     let target = target["id"].as_str().unwrap().to_owned();
-    assert_eq!(wraps_under(&store, &system).await, 122);
+    assert_eq!(wraps_under(&store, &system).await, 123);
 
     // Start, then interrupt mid-way (an aborted task stops at any await point, like a killed process).
     let job = store
         .start_or_resume_migration(&new_job(&system, &target))
         .await
         .unwrap();
-    assert_eq!(job.total, 122);
+    assert_eq!(job.total, 123);
     let cfg = MigrateConfig {
         batch: 8,
         concurrency: 4,
@@ -63,7 +63,7 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
     let _ = task.await;
     let partial = store.migration(&job.id).await.unwrap().unwrap();
     assert!(
-        partial.migrated < 122 && partial.state == MigrationState::Running,
+        partial.migrated < 123 && partial.state == MigrationState::Running,
         "{partial:?}"
     );
 
@@ -97,16 +97,16 @@ async fn a_migration_survives_interruption_verifies_and_retires() {
         .await
         .unwrap();
     assert_eq!(done.state, MigrationState::Done);
-    assert_eq!(done.migrated, 122, "each DEK migrated exactly once: {done:?}");
-    assert_eq!(wraps_under(&store, &target).await, 122);
+    assert_eq!(done.migrated, 123, "each DEK migrated exactly once: {done:?}");
+    assert_eq!(wraps_under(&store, &target).await, 123);
 
     // Retire refuses before verification; verify unwraps every DEK under the target.
     assert!(migrate::retire(&store, &job.id, &clock).await.is_err());
     assert_eq!(
         migrate::verify(&store, &keyring, &job.id, &clock).await.unwrap(),
-        (122, 0)
+        (123, 0)
     );
-    assert_eq!(migrate::retire(&store, &job.id, &clock).await.unwrap(), 122);
+    assert_eq!(migrate::retire(&store, &job.id, &clock).await.unwrap(), 123);
     assert_eq!(wraps_under(&store, &system).await, 0);
     let token = srv.token.clone();
     srv.stop().await;
@@ -178,8 +178,8 @@ async fn two_runs_of_one_job_count_each_dek_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.state, b.state), (MigrationState::Done, MigrationState::Done));
     let done = store.migration(&job.id).await.unwrap().unwrap();
-    assert_eq!((done.total, done.migrated), (62, 62), "{done:?}");
-    assert_eq!(wraps_under(&store, &target).await, 62);
+    assert_eq!((done.total, done.migrated), (63, 63), "{done:?}");
+    assert_eq!(wraps_under(&store, &target).await, 63);
     srv.stop().await;
 }
 
@@ -220,7 +220,7 @@ async fn a_restarted_server_takes_over_a_job_whose_owner_died() {
     loop {
         let m = store.migration(&job.id).await.unwrap().unwrap();
         if m.state == MigrationState::Done {
-            assert_eq!((m.total, m.migrated), (3, 3), "{m:?}");
+            assert_eq!((m.total, m.migrated), (4, 4), "{m:?}");
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "not taken over: {m:?}");

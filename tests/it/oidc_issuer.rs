@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sesame::store::{EnvStore, OidcKeyStore, Store};
 
 use crate::support::{self, PgDb, TestServer, config, key_file, manual_clock, temp_dir};
 
