@@ -636,6 +636,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_output_never_shows_a_token_or_a_key() {
+        let t = MintedToken {
+            claims: crate::core::oidc::Claims {
+                iss: "i".into(),
+                sub: "s".into(),
+                aud: "a".into(),
+                iat: None,
+                nbf: None,
+                exp: None,
+                jti: None,
+                extra: Default::default(),
+            },
+            kid: "kid-1".into(),
+            token: Zeroizing::new("header.payload.signature-secret".into()),
+        };
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("kid-1") && !shown.contains("signature-secret"),
+            "{shown}"
+        );
+        let r = OidcKeyRecord {
+            kid: "k".into(),
+            alg: "RS256".into(),
+            public_jwk: "{}".into(),
+            sealed: b"sealed-bytes".to_vec(),
+            created_ms: 0,
+            active_ms: 0,
+        };
+        assert!(!format!("{r:?}").contains("115, 101, 97"), "sealed bytes in Debug");
+    }
+
+    #[test]
     fn keys_sign_and_verify_for_both_algorithms() {
         for alg in [Alg::Rs256, Alg::Es256] {
             let NewKey { signer, kid, jwk, .. } = generate(alg).unwrap();
