@@ -19,6 +19,7 @@ mod keks;
 mod kms_migrate;
 mod migrate;
 mod sdk;
+mod sessions;
 mod store;
 mod support;
 mod tidy;

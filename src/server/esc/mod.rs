@@ -32,6 +32,7 @@ mod definitions;
 pub mod eval;
 mod listing;
 mod open;
+pub use open::Opened;
 mod revisions;
 pub mod seal;
 mod tags;
