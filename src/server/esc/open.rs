@@ -89,6 +89,15 @@ impl Opened {
     }
 }
 
+/// A cached answer as a response body, without a copy.
+struct SharedBody(Arc<Opened>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
+}
+
 impl Drop for Opened {
     fn drop(&mut self) {
         if let Some(v) = self.parsed.take() {
@@ -431,8 +440,8 @@ async fn read_session(
     };
     match property.filter(|p| !p.is_empty()) {
         None => {
-            // The cached answer is shared; the response gets its own copy, wiped when sent.
-            let mut resp = secret_body(zeroize::Zeroizing::new(opened.body.to_vec())).into_response();
+            // The cached answer itself is sent, not a copy: the entry (wiped when it goes) outlives the send.
+            let mut resp = axum::body::Body::from(Bytes::from_owner(SharedBody(opened))).into_response();
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
