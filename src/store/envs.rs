@@ -378,6 +378,7 @@ impl EnvStore for SqlStore {
         creator: &str,
         audit: &AuditEvent,
     ) -> StoreResult<Inserted> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "INSERT INTO environments (id, org_id, project, name, head, created_ms, modified_ms) \
@@ -408,6 +409,13 @@ impl EnvStore for SqlStore {
     }
 
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>> {
+        let generation = match &self.envs {
+            Some(c) => match c.get(org_id, project, name).await {
+                Some(e) => return Ok(Some(e)),
+                None => c.generation(),
+            },
+            None => 0,
+        };
         let row = sqlx::query(&format!(
             "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
         ))
@@ -416,11 +424,33 @@ impl EnvStore for SqlStore {
         .bind(name)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(env_from_row).transpose()
+        let env = row.as_ref().map(env_from_row).transpose()?;
+        if let (Some(c), Some(e)) = (&self.envs, &env) {
+            c.keep(generation, e).await;
+        }
+        Ok(env)
     }
 
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>> {
         let mut out = Vec::new();
+        let mut generation = 0;
+        let mut missing: Vec<(&str, &str)> = Vec::new();
+        let names = match &self.envs {
+            Some(c) => {
+                generation = c.generation();
+                for &(p, n) in names {
+                    match c.get(org_id, p, n).await {
+                        Some(e) => out.push(e),
+                        None => missing.push((p, n)),
+                    }
+                }
+                if missing.is_empty() {
+                    return Ok(out);
+                }
+                &missing[..]
+            }
+            None => names,
+        };
         // `(project = $2 AND name = $3) OR …`: one statement per 200 names, on both dialects (well inside either's
         // limit on bound parameters).
         for chunk in names.chunks(200) {
@@ -436,7 +466,11 @@ impl EnvStore for SqlStore {
                 q = q.bind(*p).bind(*n);
             }
             for row in q.fetch_all(self.pool()).await? {
-                out.push(env_from_row(&row)?);
+                let env = env_from_row(&row)?;
+                if let Some(c) = &self.envs {
+                    c.keep(generation, &env).await;
+                }
+                out.push(env);
             }
         }
         Ok(out)
@@ -498,6 +532,7 @@ impl EnvStore for SqlStore {
         now_ms: i64,
         audit: Option<AuditWith<'_, i64>>,
     ) -> StoreResult<Written> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
         // One conditional statement takes the next revision: concurrent writers serialise on the row, and a
         // stale `expected_head` matches nothing.
@@ -562,6 +597,7 @@ impl EnvStore for SqlStore {
         r: &Retraction,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.begin_tx().await?;
         let done = sqlx::query(
             "UPDATE env_revisions SET retracted_ms = $3, retracted_by = $4, retraction_reason = $5, replacement = $6 \
@@ -586,6 +622,7 @@ impl EnvStore for SqlStore {
         now_ms: i64,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.begin_tx().await?;
         let done = sqlx::query("UPDATE environments SET project = $2, name = $3, modified_ms = $4 WHERE id = $1")
             .bind(env_id)
@@ -603,6 +640,7 @@ impl EnvStore for SqlStore {
     }
 
     async fn delete_env(&self, env_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
         for table in [
             "open_sessions",
