@@ -1,7 +1,8 @@
 //! The audit writer: one task per process appends audit events to the store in batches (group commit), so each
 //! chain stays ordered and a request waits for the commit of its batch rather than for a lock. A request whose event
-//! cannot be written fails: nothing that must be audited happens unaudited. Open sessions ride along: a session row
-//! is inserted in the same transaction as the audit record of its open.
+//! cannot be written fails: nothing that must be audited happens unaudited. A stored session row (what a session
+//! cannot re-derive: provider outputs) rides along, inserted in the same transaction as the audit record of its open;
+//! sessions without one store nothing (`server::esc::open`).
 //!
 //! Writes to the store do not come here: each store write method takes its event and appends it in the write's own
 //! transaction, under the same chain-head lock the writer's batches take (see `docs/ARCHITECTURE.md`, "Audit log").

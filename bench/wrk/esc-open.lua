@@ -1,6 +1,8 @@
 -- wrk script: ESC open + read pairs against one environment. Needs $SESAME_TOKEN and $ENV_PATH
 -- (e.g. /api/esc/environments/bench/bench/app). Optional $MODE: "pair" (default), "open" (POST open only) or
--- "read" (GET open/{id} only, cycling through $SESSION_IDS, a comma-separated list of session ids made beforehand).
+-- "read" (GET open/{id} only, cycling through $SESSION_IDS, a comma-separated list of session ids made beforehand)
+-- or "eso" (External Secrets Operator's pattern: like "pair", but each session is read for one value,
+-- `GET …/open//{id}?property=$PROPERTY`, the double slash as the SDK sends it).
 --
 -- In "pair" mode each wrk thread keeps a queue of fresh session ids: a request is a GET of the oldest unread id when
 -- there is one, otherwise a POST open; each POST answer's id is pushed. So every session is opened once and read
@@ -13,7 +15,8 @@
 local env_path = assert(os.getenv("ENV_PATH"), "ENV_PATH")
 local mode = os.getenv("MODE") or "pair"
 local token = "token " .. assert(os.getenv("SESAME_TOKEN"), "SESAME_TOKEN")
-local open_path = env_path .. "/open?duration=1h"
+local open_path = env_path .. "/open?duration=" .. (os.getenv("DURATION") or "1h")
+local property = os.getenv("PROPERTY") or "ref01"
 local threads = {}
 
 function setup(thread)
@@ -37,8 +40,12 @@ function init(args)
 end
 
 local function get_req(id)
-  last_kind[#last_kind + 1] = "GET " .. env_path .. "/open/" .. id
-  return wrk.format("GET", env_path .. "/open/" .. id, { ["Authorization"] = token })
+  local path = env_path .. "/open/" .. id
+  if mode == "eso" then
+    path = env_path .. "/open//" .. id .. "?property=" .. property
+  end
+  last_kind[#last_kind + 1] = "GET " .. path
+  return wrk.format("GET", path, { ["Authorization"] = token })
 end
 
 local function post_req()
@@ -69,11 +76,13 @@ function response(status, headers, body)
   if status >= 200 and status < 300 then
     if id then
       opens = opens + 1
-      if mode == "pair" then
+      if mode == "pair" or mode == "eso" then
         tail = tail + 1
         queue[tail] = id
       end
     elseif body and body:find('"properties"', 1, true) then
+      reads = reads + 1
+    elseif mode == "eso" and body and body:find('"value"', 1, true) then
       reads = reads + 1
     else
       bad_ids = bad_ids + 1

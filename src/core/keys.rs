@@ -197,6 +197,25 @@ pub fn open_session_aad(org_id: &str, env_id: &str, session_id: &str) -> Vec<u8>
     )
 }
 
+/// Associated data for the claims an open session's id seals (format 1): names the org, the environment
+/// (`anonymous` for an unsaved document) and the token that opened it, so an id answers only that token, only at
+/// that environment.
+pub fn session_id_aad(org_id: &str, env_id: &str, token_id: &str) -> Vec<u8> {
+    sesame_envelope::context(
+        "sesame/open-session-id/v1",
+        &[org_id.as_bytes(), env_id.as_bytes(), token_id.as_bytes()],
+    )
+}
+
+/// Associated data for a stored pin set: names the org, the environment and the pins' digest (hex), so one set
+/// cannot be served as another's.
+pub fn open_pins_aad(org_id: &str, env_id: &str, digest_hex: &str) -> Vec<u8> {
+    sesame_envelope::context(
+        "sesame/open-pins/v1",
+        &[org_id.as_bytes(), env_id.as_bytes(), digest_hex.as_bytes()],
+    )
+}
+
 /// Associated data for the sealed audit-checkpoint signing key: names its public key, so a sealed private key
 /// cannot be swapped for another one's row.
 pub fn audit_signing_key_aad(public_key: &[u8]) -> Vec<u8> {

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 use crate::wire::ErrorBody;
 
 /// An HTTP error with ESC's body shape.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
@@ -137,6 +137,11 @@ impl ApiError {
     /// Whether this is a 404 (something not found, or not visible to the caller).
     pub fn is_not_found(&self) -> bool {
         self.status == StatusCode::NOT_FOUND
+    }
+
+    /// Whether this is a 4xx: the request, not the server, was at fault.
+    pub fn is_client_error(&self) -> bool {
+        self.status.is_client_error()
     }
 
     /// Whether this is a 401 (no valid credentials).

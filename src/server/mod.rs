@@ -66,7 +66,9 @@ pub struct AppState {
     pub doc_cache: Cache<(String, i64), Arc<esc::eval::DocInfo>>,
     /// Digest of everything an open evaluates → its rendered result (plaintext secrets included: zeroized when
     /// the entry goes), so repeated opens of an unchanged environment skip evaluation.
-    pub eval_cache: Cache<[u8; 32], Arc<zeroize::Zeroizing<Vec<u8>>>>,
+    pub eval_cache: Cache<[u8; 32], Arc<esc::Opened>>,
+    /// (org id, pins digest) → the expiry its stored row has at least, so an open of a known set writes nothing.
+    pub pins_stored: Cache<(String, [u8; 32]), i64>,
     /// (token id, org id) → the caller's grants there, for [`access::ACCESS_CACHE_TTL`].
     access_cache: Cache<(String, String), Arc<crate::core::authz::Access>>,
     /// How KEK adapters are opened (data folder, passphrase, PIN) when a KEK is registered.
@@ -164,7 +166,8 @@ impl AppState {
             .map_err(|e| error::ApiError::internal(&e))
     }
 
-    /// Like [`AppState::record`], and inserts `session` in the same transaction as the event.
+    /// Like [`AppState::record`], and inserts `session` in the same transaction as the event (a session row holds
+    /// what an open cannot re-derive: provider outputs).
     pub async fn record_with_session(
         &self,
         event: AuditEvent,
@@ -246,9 +249,10 @@ impl AppState {
                 .build(),
             eval_cache: Cache::builder()
                 .max_capacity(64 << 20)
-                .weigher(|_, v: &Arc<zeroize::Zeroizing<Vec<u8>>>| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .weigher(|_, v: &Arc<esc::Opened>| u32::try_from(v.weight()).unwrap_or(u32::MAX))
                 .time_to_live(EVAL_CACHE_TTL)
                 .build(),
+            pins_stored: Cache::builder().max_capacity(100_000).build(),
             access_cache: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(access::ACCESS_CACHE_TTL)

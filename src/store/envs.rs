@@ -103,6 +103,30 @@ pub struct SessionRecord {
     pub expires_ms: i64,
 }
 
+/// What an open session was evaluated from ([`crate::core::env::session::Pins`]), sealed under the environment's
+/// DEK, stored once per distinct set under its digest until `expires_ms`, which is never before the last session
+/// that may name it expires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinsRecord {
+    pub org_id: String,
+    /// The pins' digest, hex.
+    pub digest: String,
+    /// The environment whose sessions name it (`anonymous` for unsaved documents).
+    pub env_id: String,
+    pub sealed: Vec<u8>,
+    pub expires_ms: i64,
+}
+
+impl std::fmt::Debug for PinsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinsRecord")
+            .field("digest", &self.digest)
+            .field("env_id", &self.env_id)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionRecord")
@@ -258,9 +282,17 @@ pub trait EnvStore: Send + Sync {
     /// keep the old rows until they are recycled).
     async fn purge_freed_revision_pages(&self) -> StoreResult<()>;
 
+    /// A session stored whole by earlier versions (their ids are 32 hex digits), read until it expires.
     async fn session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
-    /// Deletes sessions that expired at or before `now_ms`; how many.
+    /// Deletes sessions and pin sets that expired at or before `now_ms`; how many.
     async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64>;
+    /// Stores a pin set, or, when one with its digest is stored, moves its expiry to the later of the two (the
+    /// sealed text of equal digests is equivalent, so the first one stays). One statement.
+    async fn put_pins(&self, pins: &PinsRecord) -> StoreResult<()>;
+    /// The pin set of `digest` (hex) in an org, expired or not.
+    async fn pins(&self, org_id: &str, digest: &str) -> StoreResult<Option<PinsRecord>>;
+    /// Several environments of one org by id, in one round trip; missing ones are left out.
+    async fn envs_by_ids(&self, org_id: &str, ids: &[&str]) -> StoreResult<Vec<EnvRecord>>;
 }
 
 fn env_from_row(row: &AnyRow) -> StoreResult<EnvRecord> {
@@ -346,6 +378,7 @@ impl EnvStore for SqlStore {
         creator: &str,
         audit: &AuditEvent,
     ) -> StoreResult<Inserted> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "INSERT INTO environments (id, org_id, project, name, head, created_ms, modified_ms) \
@@ -376,6 +409,13 @@ impl EnvStore for SqlStore {
     }
 
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>> {
+        let generation = match &self.envs {
+            Some(c) => match c.get(org_id, project, name).await {
+                Some(e) => return Ok(Some(e)),
+                None => c.generation(),
+            },
+            None => 0,
+        };
         let row = sqlx::query(&format!(
             "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
         ))
@@ -384,11 +424,33 @@ impl EnvStore for SqlStore {
         .bind(name)
         .fetch_optional(self.pool())
         .await?;
-        row.as_ref().map(env_from_row).transpose()
+        let env = row.as_ref().map(env_from_row).transpose()?;
+        if let (Some(c), Some(e)) = (&self.envs, &env) {
+            c.keep(generation, e).await;
+        }
+        Ok(env)
     }
 
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>> {
         let mut out = Vec::new();
+        let mut generation = 0;
+        let mut missing: Vec<(&str, &str)> = Vec::new();
+        let names = match &self.envs {
+            Some(c) => {
+                generation = c.generation();
+                for &(p, n) in names {
+                    match c.get(org_id, p, n).await {
+                        Some(e) => out.push(e),
+                        None => missing.push((p, n)),
+                    }
+                }
+                if missing.is_empty() {
+                    return Ok(out);
+                }
+                &missing[..]
+            }
+            None => names,
+        };
         // `(project = $2 AND name = $3) OR …`: one statement per 200 names, on both dialects (well inside either's
         // limit on bound parameters).
         for chunk in names.chunks(200) {
@@ -404,7 +466,11 @@ impl EnvStore for SqlStore {
                 q = q.bind(*p).bind(*n);
             }
             for row in q.fetch_all(self.pool()).await? {
-                out.push(env_from_row(&row)?);
+                let env = env_from_row(&row)?;
+                if let Some(c) = &self.envs {
+                    c.keep(generation, &env).await;
+                }
+                out.push(env);
             }
         }
         Ok(out)
@@ -466,6 +532,7 @@ impl EnvStore for SqlStore {
         now_ms: i64,
         audit: Option<AuditWith<'_, i64>>,
     ) -> StoreResult<Written> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
         // One conditional statement takes the next revision: concurrent writers serialise on the row, and a
         // stale `expected_head` matches nothing.
@@ -530,6 +597,7 @@ impl EnvStore for SqlStore {
         r: &Retraction,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.begin_tx().await?;
         let done = sqlx::query(
             "UPDATE env_revisions SET retracted_ms = $3, retracted_by = $4, retraction_reason = $5, replacement = $6 \
@@ -554,6 +622,7 @@ impl EnvStore for SqlStore {
         now_ms: i64,
         audit: &AuditEvent,
     ) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.begin_tx().await?;
         let done = sqlx::query("UPDATE environments SET project = $2, name = $3, modified_ms = $4 WHERE id = $1")
             .bind(env_id)
@@ -571,8 +640,15 @@ impl EnvStore for SqlStore {
     }
 
     async fn delete_env(&self, env_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
+        let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
-        for table in ["open_sessions", "env_tags", "env_revision_tags", "env_revisions"] {
+        for table in [
+            "open_sessions",
+            "open_pins",
+            "env_tags",
+            "env_revision_tags",
+            "env_revisions",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE env_id = $1"))
                 .bind(env_id)
                 .execute(&mut *tx)
@@ -834,10 +910,68 @@ impl EnvStore for SqlStore {
     }
 
     async fn purge_sessions(&self, now_ms: i64) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM open_sessions WHERE expires_ms <= $1")
-            .bind(now_ms)
-            .execute(self.pool())
+        let mut purged = 0;
+        for table in ["open_sessions", "open_pins"] {
+            let done = sqlx::query(&format!("DELETE FROM {table} WHERE expires_ms <= $1"))
+                .bind(now_ms)
+                .execute(self.pool())
+                .await?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
+    }
+
+    async fn put_pins(&self, p: &PinsRecord) -> StoreResult<()> {
+        // Both dialects: an upsert that only ever lengthens the expiry.
+        sqlx::query(
+            "INSERT INTO open_pins (org_id, digest, env_id, sealed, expires_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (org_id, digest) DO UPDATE SET expires_ms = excluded.expires_ms \
+             WHERE open_pins.expires_ms < excluded.expires_ms",
+        )
+        .bind(&p.org_id)
+        .bind(&p.digest)
+        .bind(&p.env_id)
+        .bind(&p.sealed)
+        .bind(p.expires_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn pins(&self, org_id: &str, digest: &str) -> StoreResult<Option<PinsRecord>> {
+        let row = sqlx::query("SELECT env_id, sealed, expires_ms FROM open_pins WHERE org_id = $1 AND digest = $2")
+            .bind(org_id)
+            .bind(digest)
+            .fetch_optional(self.pool())
             .await?;
-        Ok(done.rows_affected())
+        row.map(|r| {
+            Ok(PinsRecord {
+                org_id: org_id.to_owned(),
+                digest: digest.to_owned(),
+                env_id: r.try_get("env_id")?,
+                sealed: r.try_get("sealed")?,
+                expires_ms: r.try_get("expires_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn envs_by_ids(&self, org_id: &str, ids: &[&str]) -> StoreResult<Vec<EnvRecord>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(org_id);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(env_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 }

@@ -28,6 +28,79 @@ pub(crate) enum Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// On SQLite, environment records by name (see [`EnvCache`]); `None` on PostgreSQL.
+    pub(crate) envs: Option<std::sync::Arc<EnvCache>>,
+}
+
+/// Environment records by `(org id, project, name)`, kept on SQLite only, where this process is the one writer of
+/// environments (one server per database file; replicas share PostgreSQL, which is not cached): every write of an
+/// environment drops them all ([`EnvCache::changed`], on every return path of the write), and a lookup that raced
+/// a write does not keep what it read. The open path's lookups then cost no hop to SQLite's worker thread. Entries
+/// also expire after [`ENV_CACHE_TTL`].
+pub(crate) struct EnvCache {
+    map: moka::future::Cache<(String, String, String), super::envs::EnvRecord>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// How long a cached environment record lives at most.
+pub(crate) const ENV_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl std::fmt::Debug for EnvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvCache")
+            .field("entries", &self.map.entry_count())
+            .finish()
+    }
+}
+
+impl EnvCache {
+    fn new() -> EnvCache {
+        EnvCache {
+            map: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ENV_CACHE_TTL)
+                .build(),
+            generation: Default::default(),
+        }
+    }
+
+    pub(crate) async fn get(&self, org_id: &str, project: &str, name: &str) -> Option<super::envs::EnvRecord> {
+        self.map
+            .get(&(org_id.to_owned(), project.to_owned(), name.to_owned()))
+            .await
+    }
+
+    /// The generation to pass to [`EnvCache::keep`]: read it before the query.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keeps what a query read, unless an environment was written since `generation` was read.
+    pub(crate) async fn keep(&self, generation: u64, env: &super::envs::EnvRecord) {
+        let key = (env.org_id.clone(), env.project.clone(), env.name.clone());
+        self.map.insert(key.clone(), env.clone()).await;
+        if self.generation() != generation {
+            self.map.invalidate(&key).await;
+        }
+    }
+
+    /// Forgets every record: an environment was (or may have been) written.
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.map.invalidate_all();
+    }
+}
+
+/// Calls [`EnvCache::changed`] when dropped: held by each environment write for its whole length, so whatever way
+/// it returns, what it may have changed is forgotten after its commit.
+pub(crate) struct EnvWrite(Option<std::sync::Arc<EnvCache>>);
+
+impl Drop for EnvWrite {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.changed();
+        }
+    }
 }
 
 impl SqlStore {
@@ -43,7 +116,13 @@ impl SqlStore {
     }
 
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        SqlStore { pool, dialect }
+        let envs = (dialect == Dialect::Sqlite).then(|| std::sync::Arc::new(EnvCache::new()));
+        SqlStore { pool, dialect, envs }
+    }
+
+    /// Held for the length of an environment write (see [`EnvWrite`]).
+    pub(crate) fn env_write(&self) -> EnvWrite {
+        EnvWrite(self.envs.clone())
     }
 
     /// The pool, for the repositories in sibling modules.

@@ -20,6 +20,7 @@ mod kms_migrate;
 mod migrate;
 mod oidc_issuer;
 mod sdk;
+mod sessions;
 mod store;
 mod support;
 mod tidy;

@@ -130,7 +130,7 @@ pub enum DecryptError {
 
 /// Why an import or a provider or rotator call was not answered. Its `Display` is the text of the diagnostic the
 /// evaluator reports at the import or the call, so each edge's messages stay what they were.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum EffectError {
     /// The import's name is not an environment name (as written, unescaped).
     #[error("invalid environment name \"{0}\"")]

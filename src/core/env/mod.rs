@@ -11,6 +11,7 @@ pub mod eval;
 pub mod path;
 pub mod project;
 pub mod schema;
+pub mod session;
 pub mod syntax;
 pub mod value;
 

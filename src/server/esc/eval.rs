@@ -12,6 +12,7 @@ use crate::core::env::eval::{
     Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Need, Options, ProviderCall, ProviderSchema,
     RotatorSchema,
 };
+use crate::core::env::session::{Pin, Pins};
 use crate::core::env::{Evaluated, Value, evaluate, load};
 use crate::server::AppState;
 use crate::server::auth::Principal;
@@ -174,37 +175,103 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// A digest of everything the evaluation depends on: the root's name and text, and each import's name and
-    /// resolution (environment id and revision, or the error). Evaluation is deterministic (no providers run
-    /// yet), so equal digests mean equal results.
-    pub fn digest(&self, mode: &str) -> [u8; 32] {
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let mut put = |b: &[u8]| {
-            ctx.update(&(b.len() as u64).to_be_bytes());
-            ctx.update(b);
-        };
-        put(mode.as_bytes());
-        put(self.root_name.as_bytes());
-        let mut names: Vec<&String> = self.answers.docs.keys().collect();
-        names.sort();
-        for name in names {
-            put(name.as_bytes());
-            match &self.answers.docs[name] {
-                Ok(d) => {
-                    put(d.env_id.as_deref().unwrap_or("").as_bytes());
-                    put(&d.revision.to_be_bytes());
-                    if d.env_id.is_none() {
-                        put(d.info.src.as_bytes());
-                    }
-                }
-                Err(e) => put(e.to_string().as_bytes()),
-            }
-        }
-        let d = ctx.finish();
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        out
+    /// What the evaluation reads, as pins: each document's environment id and revision, an unsaved document's
+    /// text, or the error an import gave.
+    pub fn pins(&self) -> Pins {
+        Pins::new(
+            self.root_name.clone(),
+            self.answers.docs.iter().map(|(name, doc)| {
+                let pin = match doc {
+                    Ok(Doc {
+                        env_id: Some(env),
+                        revision,
+                        ..
+                    }) => Pin::Stored {
+                        env: env.clone(),
+                        revision: *revision,
+                    },
+                    Ok(d) => Pin::Text {
+                        text: d.info.src.to_string(),
+                    },
+                    Err(e) => Pin::Failed { error: e.clone() },
+                };
+                (name.clone(), pin)
+            }),
+        )
     }
+
+    /// A digest of everything the evaluation depends on ([`Pins::digest`]). Evaluation is deterministic (no
+    /// providers run yet), so equal digests mean equal results.
+    pub fn digest(&self, mode: &str) -> [u8; 32] {
+        self.pins().digest(mode)
+    }
+}
+
+/// Whether the caller may still use every environment `pins` imports (the root is checked by the handler).
+pub fn pins_allowed(caller: &Evaluator<'_>, pins: &Pins) -> bool {
+    pins.imports().all(|(name, _)| {
+        EnvRef::import(name, &caller.org.name).is_some_and(|r| {
+            caller
+                .access
+                .decide(Some(&r.project), Some(&r.name), caller.import_action)
+                == Decision::Allow
+        })
+    })
+}
+
+/// Rebuilds what an evaluation read from its pins, each stored document at its pinned revision (following a
+/// retraction to its replacement, as [`revision_doc`] does). `None` when it cannot be rebuilt for this caller: an
+/// environment is gone, or the caller may no longer use an import.
+pub async fn resolve_pinned(app: &AppState, caller: &Evaluator<'_>, pins: &Pins) -> Result<Option<Resolved>, ApiError> {
+    if !pins_allowed(caller, pins) {
+        return Ok(None);
+    }
+    let ids: Vec<&str> = pins
+        .docs
+        .iter()
+        .filter_map(|d| match &d.pin {
+            Pin::Stored { env, .. } => Some(env.as_str()),
+            _ => None,
+        })
+        .collect();
+    let found = if ids.is_empty() {
+        Vec::new()
+    } else {
+        app.store.envs_by_ids(&caller.org.id, &ids).await?
+    };
+    let mut answers = Answers::default();
+    for d in &pins.docs {
+        let doc = match &d.pin {
+            Pin::Stored { env, revision } => {
+                let Some(rec) = found.iter().find(|e| &e.id == env) else {
+                    return Ok(None);
+                };
+                if *revision < 1 || *revision > rec.head {
+                    return Ok(None);
+                }
+                Ok(Doc {
+                    info: revision_doc(app, rec, *revision).await?,
+                    env_id: Some(env.clone()),
+                    revision: *revision,
+                })
+            }
+            Pin::Text { text } => Ok(Doc {
+                info: Arc::new(DocInfo::new(&d.name, Arc::from(text.as_str()))),
+                env_id: None,
+                revision: 0,
+            }),
+            Pin::Failed { error } => Err(error.clone()),
+        };
+        answers.docs.insert(d.name.clone(), doc);
+    }
+    if !answers.docs.contains_key(&pins.root) {
+        return Ok(None);
+    }
+    Ok(Some(Resolved {
+        root_name: pins.root.clone(),
+        loaded: None,
+        answers,
+    }))
 }
 
 /// Resolves a document named `root_name` (a stored environment when `root_env` is given; otherwise anonymous) and
@@ -272,7 +339,7 @@ pub async fn resolve(
 pub async fn evaluate_resolved(
     app: &AppState,
     caller: &Evaluator<'_>,
-    mut r: Resolved,
+    r: &mut Resolved,
     mode: Mode,
 ) -> Result<Evaluated, ApiError> {
     let validate_only = matches!(mode, Mode::Check { show_secrets: false });
@@ -358,8 +425,8 @@ pub async fn run(
     root_env: Option<(&EnvRecord, i64)>,
     mode: Mode,
 ) -> Result<Evaluated, ApiError> {
-    let r = resolve(app, caller, root_name, src, root_env).await?;
-    evaluate_resolved(app, caller, r, mode).await
+    let mut r = resolve(app, caller, root_name, src, root_env).await?;
+    evaluate_resolved(app, caller, &mut r, mode).await
 }
 
 /// Loads one level of imports: their environments in one query, then each one's revision (cached) concurrently.

@@ -1,9 +1,11 @@
 //! Opening environments: `…/open` (latest), `…/versions/{version}/open` and the anonymous `yaml/open` evaluate
-//! with every import checked for the opener role, seal the result under the environment's DEK for one session
-//! (an anonymous session also bound to the token that opened it) and store it; `…/open/{id}` reads a session back,
-//! whole or one property, until it expires.
+//! with every import checked for the opener role and answer an id that carries the session — the digest of what the
+//! evaluation read and the expiry, sealed under the environment's DEK for the opening token
+//! ([`crate::core::env::session`]); what it read is stored once per distinct set. `…/open/{id}` reads a session
+//! back, whole or one property, from the evaluated-result cache or re-derived from the pinned revisions, until it
+//! expires; sessions stored whole by earlier versions are read from the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -17,9 +19,11 @@ use serde_json::Value as JsonValue;
 use super::eval::{self, Evaluator, resolve_version, revision_yaml};
 use super::{body_text, env_scope, internal, rendered_properties, target};
 use crate::core::audit::AuditAction;
+use crate::core::audit::hex;
 use crate::core::authz::{Access, Action};
+use crate::core::env::session::{self, Claims, Pins};
 use crate::core::env::{Mode, PropertyPath};
-use crate::core::keys::open_session_aad;
+use crate::core::keys::{open_pins_aad, open_session_aad, session_id_aad};
 use crate::core::timefmt::parse_go_duration;
 use crate::server::AppState;
 use crate::server::answer::{secret_body, wipe_json};
@@ -27,8 +31,9 @@ use crate::server::auth::Caller;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::OrgRecord;
-use crate::store::envs::{EnvRecord, SessionRecord};
+use crate::store::envs::{EnvRecord, PinsRecord};
 use crate::wire::esc;
+use sesame_envelope::Plaintext;
 
 /// The longest an open session may last.
 pub const MAX_OPEN_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -54,8 +59,121 @@ fn open_duration(q: &OpenQuery) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-/// Evaluates, seals the result for the session and stores it; answers `{"id"}`.
-async fn open_and_store(
+/// An evaluated environment as sessions serve it: the rendered answer (`{"properties": …}`, plaintext secrets
+/// included, wiped when the entry goes), what it was evaluated from, and, once a property was asked for, the answer
+/// parsed (wiped likewise).
+pub struct Opened {
+    body: zeroize::Zeroizing<Vec<u8>>,
+    pins: Pins,
+    digest: [u8; 32],
+    parsed: OnceLock<JsonValue>,
+}
+
+impl Opened {
+    /// What the entry weighs in the cache, in bytes (the parsed form is counted as twice the text).
+    pub fn weight(&self) -> usize {
+        self.body.len() * 3 + self.pins.docs.len() * 64
+    }
+
+    fn parsed(&self) -> Result<&JsonValue, ApiError> {
+        if let Some(v) = self.parsed.get() {
+            return Ok(v);
+        }
+        let mut fresh = Some(serde_json::from_slice::<JsonValue>(&self.body).map_err(internal)?);
+        let parsed = self.parsed.get_or_init(|| fresh.take().unwrap_or_default());
+        // Another read parsed it first: this copy goes, wiped.
+        if let Some(v) = fresh {
+            wipe_json(v);
+        }
+        Ok(parsed)
+    }
+}
+
+/// A cached answer as a response body, without a copy.
+struct SharedBody(Arc<Opened>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(v) = self.parsed.take() {
+            wipe_json(v);
+        }
+    }
+}
+
+/// How much longer than the longest session a stored pin set is kept, so that opens of a known set write nothing
+/// for this long.
+const PINS_SLACK: Duration = Duration::from_secs(3600);
+
+/// Evaluates `resolved` and renders the answer; an evaluation with errors is refused with its diagnostics.
+async fn evaluate_opened(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    resolved: &mut eval::Resolved,
+) -> Result<Opened, ApiError> {
+    let out = eval::evaluate_resolved(app, caller, resolved, Mode::Eval).await?;
+    if out.has_errors() {
+        return Err(ApiError::with_diagnostics(
+            "the environment could not be opened",
+            esc::diagnostics(&out.diags),
+        ));
+    }
+    let properties = zeroize::Zeroizing::new(rendered_properties(&out)?);
+    let mut text = Vec::with_capacity(properties.len() + 16);
+    text.extend_from_slice(b"{\"properties\":");
+    text.extend_from_slice(&properties);
+    text.push(b'}');
+    // The pins are taken after evaluation: they include what later rounds loaded.
+    let pins = resolved.pins();
+    let digest = pins.digest("open");
+    Ok(Opened {
+        body: zeroize::Zeroizing::new(text),
+        pins,
+        digest,
+        parsed: OnceLock::new(),
+    })
+}
+
+/// Makes sure the pin set of `opened` is stored until at least `until_ms`: nothing to do when this replica knows it
+/// is; otherwise one upsert (the set sealed under the environment's DEK), kept [`PINS_SLACK`] past the longest
+/// session from now.
+async fn keep_pins(app: &AppState, org_id: &str, env_id: &str, opened: &Opened, until_ms: i64) -> Result<(), ApiError> {
+    let key = (org_id.to_owned(), opened.digest);
+    if app.pins_stored.get(&key).await.is_some_and(|kept| kept >= until_ms) {
+        return Ok(());
+    }
+    let keep = app.clock.now_ms() + (MAX_OPEN_DURATION + PINS_SLACK).as_millis() as i64;
+    let digest = hex(&opened.digest);
+    let text = zeroize::Zeroizing::new(serde_json::to_vec(&opened.pins).map_err(internal)?);
+    let sealed = app
+        .keyring
+        .seal(
+            &env_scope(org_id, env_id),
+            &open_pins_aad(org_id, env_id, &digest),
+            &text,
+        )
+        .await?;
+    app.store
+        .put_pins(&PinsRecord {
+            org_id: org_id.to_owned(),
+            digest,
+            env_id: env_id.to_owned(),
+            sealed,
+            expires_ms: keep.max(until_ms),
+        })
+        .await?;
+    app.pins_stored.insert(key, keep.max(until_ms)).await;
+    Ok(())
+}
+
+/// Evaluates (or finds the evaluation in the cache), makes sure its pins are stored, and answers `{"id"}` with an
+/// id that carries the session (see [`crate::core::env::session`]).
+async fn open_session(
     app: &AppState,
     p: &Principal,
     source: &str,
@@ -72,58 +190,48 @@ async fn open_and_store(
     };
     // Imports are resolved (and the caller's right to open each checked) on every open; only when nothing it reads
     // has changed is the evaluated result reused.
-    let resolved = eval::resolve(app, &caller, name, yaml, env).await?;
+    let mut resolved = eval::resolve(app, &caller, name, yaml, env).await?;
     let key = resolved.digest("open");
-    let body = match app.eval_cache.get(&key).await {
-        Some(body) => body,
+    let opened = match app.eval_cache.get(&key).await {
+        Some(o) => o,
         None => {
-            let out = eval::evaluate_resolved(app, &caller, resolved, Mode::Eval).await?;
-            if out.has_errors() {
-                return Err(ApiError::with_diagnostics(
-                    "the environment could not be opened",
-                    esc::diagnostics(&out.diags),
-                ));
+            let o = Arc::new(evaluate_opened(app, &caller, &mut resolved).await?);
+            app.eval_cache.insert(key, o.clone()).await;
+            if o.digest != key {
+                app.eval_cache.insert(o.digest, o.clone()).await;
             }
-            let properties = zeroize::Zeroizing::new(rendered_properties(&out)?);
-            let mut text = Vec::with_capacity(properties.len() + 16);
-            text.extend_from_slice(b"{\"properties\":");
-            text.extend_from_slice(&properties);
-            text.push(b'}');
-            let body = Arc::new(zeroize::Zeroizing::new(text));
-            app.eval_cache.insert(key, body.clone()).await;
-            body
+            o
         }
     };
     let env = env.map(|(e, _)| e);
     let env_id = env.map_or(ANONYMOUS_ENV, |e| e.id.as_str());
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let expires_ms = app.clock.now_ms() + duration.as_millis() as i64;
+    keep_pins(app, &org.id, env_id, &opened, expires_ms).await?;
+    let claims = Claims {
+        expires_ms,
+        digest: opened.digest,
+        outputs: None,
+    };
     let sealed = app
         .keyring
         .seal(
             &env_scope(&org.id, env_id),
-            &open_session_aad(&org.id, env_id, &anonymous_binding(env.is_none(), &id, p)),
-            body.as_slice(),
+            &session_id_aad(&org.id, env_id, &p.token_id),
+            &claims.encode(),
         )
         .await?;
-    let now = app.clock.now_ms();
-    let session = SessionRecord {
-        id: id.clone(),
-        env_id: env_id.to_owned(),
-        org_id: org.id.clone(),
-        sealed,
-        created_ms: now,
-        expires_ms: now + duration.as_millis() as i64,
-    };
+    let id = session::encode_id(&sealed);
     let target = match env {
         Some(e) => format!("{}/{}/{}", org.name, e.project, e.name),
         None => format!("{}/<yaml>", org.name),
     };
-    // The session row and the open's audit record land in one transaction of the audit writer's batch.
-    let detail = format!("session {id}, {}s", duration.as_secs());
+    // The id is not logged (it is useless without the opener's token, but long): the record names the digest of
+    // what was opened.
+    let detail = format!("session of {}, {}s", &hex(&opened.digest)[..16], duration.as_secs());
     let event = app
         .event(Some(p), source, Some(&org.id), AuditAction::EnvOpen, &target)
         .detail(detail);
-    app.record_with_session(event, session).await?;
+    app.record(event).await?;
     Ok(axum::Json(esc::OpenResponse { id }).into_response())
 }
 
@@ -159,7 +267,7 @@ async fn open_stored(
     let rev = resolve_version(app, &t.env, version).await?;
     let yaml = revision_yaml(app, &t.env, rev).await?;
     let name = format!("{}/{}", t.env.project, t.env.name);
-    open_and_store(
+    open_session(
         app,
         p,
         source,
@@ -182,7 +290,7 @@ pub async fn open_yaml(
     let duration = open_duration(&q)?;
     let (org, access) = app.org_access(&p, &source, &org).await?;
     let text = body_text(&body)?;
-    open_and_store(&app, &p, &source, (&org, &access), None, ("<yaml>", text), duration).await
+    open_session(&app, &p, &source, (&org, &access), None, ("<yaml>", text), duration).await
 }
 
 #[derive(Deserialize)]
@@ -194,9 +302,9 @@ fn session_not_found() -> ApiError {
     ApiError::not_found("open session not found or expired")
 }
 
-/// What a session's associated data names: the session id, and for an anonymous document (`yaml/open`), which
-/// needs no role on any environment to read, also the token that opened it — so only that token can read it.
-fn anonymous_binding(anonymous: bool, id: &str, p: &Principal) -> String {
+/// What a stored session's associated data names: the session id, and for an anonymous document (`yaml/open`),
+/// also the token that opened it.
+fn stored_binding(anonymous: bool, id: &str, p: &Principal) -> String {
     if anonymous {
         format!("{id}:{}", p.token_id)
     } else {
@@ -204,15 +312,15 @@ fn anonymous_binding(anonymous: bool, id: &str, p: &Principal) -> String {
     }
 }
 
-async fn read_session(
+/// A session stored whole by an earlier version (its id is 32 hex digits): read from the store until it expires.
+async fn read_stored_session(
     app: &AppState,
     p: &Principal,
     org: &OrgRecord,
     env_id: &str,
     id: &str,
-    property: Option<&str>,
-) -> Result<Response, ApiError> {
-    let binding = anonymous_binding(env_id == ANONYMOUS_ENV, id, p);
+) -> Result<Plaintext, ApiError> {
+    let binding = stored_binding(env_id == ANONYMOUS_ENV, id, p);
     let s = app.store.session(id).await?.ok_or_else(session_not_found)?;
     if s.org_id != org.id || s.env_id != env_id {
         return Err(session_not_found());
@@ -222,18 +330,139 @@ async fn read_session(
         app.store.purge_sessions(now).await?;
         return Err(session_not_found());
     }
-    let plain = app
-        .keyring
+    app.keyring
         .open(
             &env_scope(&org.id, env_id),
             &open_session_aad(&org.id, env_id, &binding),
             &s.sealed,
         )
         .await
-        .map_err(|e| match e {
-            crate::keyring::KeyringError::Undecryptable => session_not_found(),
-            other => other.into(),
-        })?;
+        .map_err(undecryptable_is_missing)
+}
+
+fn undecryptable_is_missing(e: crate::keyring::KeyringError) -> ApiError {
+    match e {
+        crate::keyring::KeyringError::Undecryptable => session_not_found(),
+        other => other.into(),
+    }
+}
+
+/// The session an id names, for this caller: the id unsealed with associated data naming the org, the
+/// environment and the caller's token (so an id altered in any byte, of another environment or opened by another
+/// token fails alike), unexpired, and every import still open to the caller; its values from the cache, else
+/// re-derived from its stored pins.
+async fn session_of(app: &AppState, caller: &Evaluator<'_>, env_id: &str, id: &str) -> Result<Arc<Opened>, ApiError> {
+    let org = caller.org;
+    let sealed = session::decode_id(id).ok_or_else(session_not_found)?;
+    let scope = env_scope(&org.id, env_id);
+    let payload = app
+        .keyring
+        .open(
+            &scope,
+            &session_id_aad(&org.id, env_id, &caller.principal.token_id),
+            &sealed,
+        )
+        .await
+        .map_err(undecryptable_is_missing)?;
+    let claims = Claims::decode(&payload).ok_or_else(session_not_found)?;
+    // Provider outputs come with the providers; no id this server made names any.
+    if claims.expires_ms <= app.clock.now_ms() || claims.outputs.is_some() {
+        return Err(session_not_found());
+    }
+    let opened = match app.eval_cache.get(&claims.digest).await {
+        Some(o) => o,
+        None => {
+            // Concurrent reads of one cold session re-derive it once.
+            app.eval_cache
+                .try_get_with(claims.digest, rederive(app, caller, env_id, claims.digest))
+                .await
+                .map_err(Arc::unwrap_or_clone)?
+        }
+    };
+    if !eval::pins_allowed(caller, &opened.pins) {
+        return Err(session_not_found());
+    }
+    Ok(opened)
+}
+
+/// Re-evaluates a session from its stored pins (after the cache dropped it, or on another replica).
+async fn rederive(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    env_id: &str,
+    digest: [u8; 32],
+) -> Result<Arc<Opened>, ApiError> {
+    let org = caller.org;
+    let digest_hex = hex(&digest);
+    let row = app
+        .store
+        .pins(&org.id, &digest_hex)
+        .await?
+        .filter(|r| r.env_id == env_id)
+        .ok_or_else(session_not_found)?;
+    let text = app
+        .keyring
+        .open(
+            &env_scope(&org.id, env_id),
+            &open_pins_aad(&org.id, env_id, &digest_hex),
+            &row.sealed,
+        )
+        .await
+        .map_err(undecryptable_is_missing)?;
+    let pins: Pins = serde_json::from_slice(&text).map_err(internal)?;
+    drop(text);
+    if pins.digest("open") != digest {
+        return Err(session_not_found());
+    }
+    let mut resolved = eval::resolve_pinned(app, caller, &pins)
+        .await?
+        .ok_or_else(session_not_found)?;
+    let mut opened = evaluate_opened(app, caller, &mut resolved)
+        .await
+        .map_err(|e| if e.is_client_error() { session_not_found() } else { e })?;
+    opened.digest = digest;
+    opened.pins = pins;
+    Ok(Arc::new(opened))
+}
+
+async fn read_session(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    env_id: &str,
+    id: &str,
+    property: Option<&str>,
+) -> Result<Response, ApiError> {
+    let opened = if session::is_stored_id(id) {
+        let plain = read_stored_session(app, caller.principal, caller.org, env_id, id).await?;
+        return answer_plain(plain, property);
+    } else {
+        session_of(app, caller, env_id, id).await?
+    };
+    match property.filter(|p| !p.is_empty()) {
+        None => {
+            // The cached answer itself is sent, not a copy: the entry (wiped when it goes) outlives the send.
+            let mut resp = axum::body::Body::from(Bytes::from_owner(SharedBody(opened))).into_response();
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(resp)
+        }
+        Some(path) => property_answer(opened.parsed()?, path),
+    }
+}
+
+/// One property of an answer `{"properties": …}`, by its path.
+fn property_answer(env: &JsonValue, path: &str) -> Result<Response, ApiError> {
+    let steps = PropertyPath::parse(path).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let v = esc::lookup(&env["properties"], &steps)
+        .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))?;
+    let mut resp = secret_body(zeroize::Zeroizing::new(serde_json::to_vec(v).map_err(internal)?)).into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// A stored session's decrypted answer, whole or one property.
+fn answer_plain(plain: Plaintext, property: Option<&str>) -> Result<Response, ApiError> {
     match property.filter(|p| !p.is_empty()) {
         // The sealed body is the answer, byte for byte: no need to parse it (nor to copy it: the answer's buffer is
         // the decrypted one, wiped when sent).
@@ -246,18 +475,9 @@ async fn read_session(
         Some(path) => {
             let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
             drop(plain);
-            let answer = PropertyPath::parse(path)
-                .map_err(|e| ApiError::bad_request(e.to_string()))
-                .and_then(|steps| {
-                    esc::lookup(&env["properties"], &steps)
-                        .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))
-                        .and_then(|v| serde_json::to_vec(v).map_err(internal))
-                });
+            let answer = property_answer(&env, path);
             wipe_json(env);
-            let mut resp = secret_body(zeroize::Zeroizing::new(answer?)).into_response();
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Ok(resp)
+            answer
         }
     }
 }
@@ -269,7 +489,13 @@ pub async fn read_open(
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Open).await?;
-    read_session(&app, &p, &t.org, &t.env.id, &id, q.property.as_deref()).await
+    let caller = Evaluator {
+        principal: &p,
+        access: &t.access,
+        org: &t.org,
+        import_action: Action::Open,
+    };
+    read_session(&app, &caller, &t.env.id, &id, q.property.as_deref()).await
 }
 
 /// `GET /api/esc/environments/{org}/yaml/open/{id}`
@@ -278,6 +504,12 @@ pub async fn read_open_yaml(
     Path((org, id)): Path<(String, String)>,
     Query(q): Query<PropertyQuery>,
 ) -> Result<Response, ApiError> {
-    let (org, _) = app.org_access(&p, &source, &org).await?;
-    read_session(&app, &p, &org, ANONYMOUS_ENV, &id, q.property.as_deref()).await
+    let (org, access) = app.org_access(&p, &source, &org).await?;
+    let caller = Evaluator {
+        principal: &p,
+        access: &access,
+        org: &org,
+        import_action: Action::Open,
+    };
+    read_session(&app, &caller, ANONYMOUS_ENV, &id, q.property.as_deref()).await
 }
