@@ -10,6 +10,9 @@ pub mod client;
 pub mod env;
 pub mod kek;
 pub mod login;
+pub mod oidc;
+pub mod oidc_login;
+pub mod oidc_trust;
 pub mod serve;
 pub mod stack;
 
@@ -80,6 +83,8 @@ there is no default (never the first by name): choose one with --org here, or --
     Token(admin::TokenArgs),
     /// Invitations to join organizations: list yours, accept or decline them.
     Invitation(admin::InvitationArgs),
+    /// OIDC: the issuers an org trusts for token exchange, and their policies.
+    Oidc(oidc::OidcArgs),
 }
 
 /// Runs the parsed command line.
@@ -98,6 +103,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Role(args) => admin::run_role(args).await,
         Command::Token(args) => admin::run_token(args).await,
         Command::Invitation(args) => admin::run_invitation(args).await,
+        Command::Oidc(args) => oidc::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod params;
 pub mod stacks;
 pub mod throttle;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,6 +91,12 @@ pub struct AppState {
     pub checkpoints: Arc<crate::audit_sign::Checkpointer>,
     /// The clock every handler reads (the instance's; see [`crate::clock`]).
     pub clock: crate::clock::Clock,
+    /// The server's external origin (`--public-url`; default `http://` + the listen address), no trailing `/`.
+    pub public_url: String,
+    /// Where fetches named by API callers may go (`--egress-allow`).
+    pub egress: crate::egress::EgressPolicy,
+    /// Registered issuers' verification keys, cached by issuer (token exchange).
+    pub issuer_keys: trust::keys::IssuerKeys,
 }
 
 /// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
@@ -238,6 +245,9 @@ impl AppState {
                 .time_to_live(access::ACCESS_CACHE_TTL)
                 .build(),
             metrics_token: None,
+            public_url: String::new(),
+            egress: Default::default(),
+            issuer_keys: Default::default(),
         }
     }
 
@@ -271,6 +281,10 @@ pub struct ServeConfig {
     pub limits: throttle::Limits,
     /// A file holding the token `/metrics` requires as `Authorization: Bearer …` (`None`: `/metrics` is open).
     pub metrics_token_file: Option<PathBuf>,
+    /// The server's external origin (`None`: `http://` + the address it listens on).
+    pub public_url: Option<String>,
+    /// Non-public addresses that fetches named by API callers (issuer discovery and keys) may reach.
+    pub egress_allow: crate::egress::EgressPolicy,
     /// The instance.
     pub instance: InstanceConfig,
 }
@@ -441,6 +455,27 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(
             "/api/sesame/v1/orgs/{org}/invitations/{login}",
             delete(invitations::withdraw),
+        )
+        // Token exchange (RFC 8693, ESO's variant) and its trust configuration, at Pulumi's paths.
+        .route("/api/oauth/token", post(trust::exchange::token))
+        .route("/api/oauth/oidc/token", post(trust::exchange::eso_token))
+        .route(
+            "/api/orgs/{org}/oidc/issuers",
+            post(trust::issuers::create).get(trust::issuers::list),
+        )
+        .route(
+            "/api/orgs/{org}/oidc/issuers/{id}",
+            get(trust::issuers::get)
+                .patch(trust::issuers::update)
+                .delete(trust::issuers::delete),
+        )
+        .route(
+            "/api/orgs/{org}/auth/policies/oidcissuers/{issuer}",
+            get(trust::issuers::get_policy),
+        )
+        .route(
+            "/api/orgs/{org}/auth/policies/{policy}",
+            axum::routing::patch(trust::issuers::update_policy),
         );
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
@@ -588,6 +623,23 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     );
     state.throttle = throttle::Throttle::new(config.limits.auth.clone(), instance.clock.clone());
     state.metrics_token = metrics_token;
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    state.public_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{addr}"),
+    };
+    state.egress = config.egress_allow.clone();
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {
@@ -611,18 +663,6 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         app = app.layer(axum::middleware::from_fn(answer::hsts));
     }
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    listener.set_nonblocking(true).map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = conn::spawn(listener, tls, app, &config.limits.connections, stop_rx);
     tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");

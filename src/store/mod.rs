@@ -12,6 +12,7 @@ pub mod identity;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use crate::core::audit::{AuditEvent, AuditRecord, Checkpoint};
 pub use envs::EnvStore;
 pub use identity::IdentityStore;
 pub use sql::SqlStore;
+pub use trust::TrustStore;
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,11 @@ pub struct TokenRecord {
     /// The token that made this one (revoking it revokes this one); `None` for a root token: the administrator's
     /// first token, a new user's first token, and tokens made before lineage was recorded.
     pub parent_id: Option<String>,
+    /// The one org this token acts in, whatever else its user belongs to (tokens minted by exchange, and tokens
+    /// they make); `None`: not confined.
+    pub confined_org_id: Option<String>,
+    /// The highest role this token may exercise (`None`: no cap beyond what it acts as).
+    pub role_cap: Option<crate::core::authz::Role>,
 }
 
 /// The lifecycle state of a KEK.
@@ -347,7 +354,7 @@ pub struct TokenWithUser {
 /// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
 /// commit together.
 #[async_trait::async_trait]
-pub trait Store: EnvStore + IdentityStore + Send + Sync + 'static {
+pub trait Store: EnvStore + IdentityStore + TrustStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -18,6 +18,7 @@ mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;
 mod migrate;
+mod oidc_exchange;
 mod sdk;
 mod store;
 mod support;

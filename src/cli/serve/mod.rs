@@ -99,6 +99,20 @@ pub struct ServeArgs {
     /// `authorization: {credentials_file: …}`). Without it, /metrics answers anyone who can reach the port.
     #[arg(long, env = "SESAME_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// The server's external origin, as clients and OIDC relying parties reach it (e.g. https://sesame.example.com;
+    /// default: http:// + the listen address). External Secrets Operator's token exchange expects it as `aud`.
+    #[arg(long, env = "SESAME_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Non-public addresses (loopback, private, link-local…) that OIDC issuer discovery and key fetches may reach
+    /// (CIDR, comma-separated; e.g. 10.0.0.0/8). Plain http:// is fetched only from these. Default: public
+    /// addresses over https:// only.
+    #[arg(
+        long = "egress-allow",
+        value_name = "CIDR[,CIDR…]",
+        env = "SESAME_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
 }
 
 fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
@@ -112,6 +126,15 @@ fn resolve_listen(listen: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--listen {listen:?} resolves to no address"))
 }
 
+/// A `--public-url`: an absolute http(s) origin (a path is kept), without a trailing `/`.
+fn check_public_url(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("invalid --public-url {url:?}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        anyhow::bail!("--public-url must be an http:// or https:// URL with a host, not {url:?}");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<ServeConfig> {
         Ok(ServeConfig {
@@ -123,6 +146,12 @@ impl ServeArgs {
             insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
             metrics_token_file: self.metrics_token_file,
+            public_url: match self.public_url {
+                Some(u) => Some(check_public_url(&u)?),
+                None => None,
+            },
+            egress_allow: crate::egress::EgressPolicy::parse(&self.egress_allow)
+                .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
             migration: MigrateConfig {
                 batch: self.migration_batch,
                 concurrency: self.migration_concurrency.max(1),
