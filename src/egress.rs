@@ -295,8 +295,8 @@ async fn get_within(policy: &EgressPolicy, start: url::Url) -> Result<Vec<u8>, E
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .resolve_to_addrs(&host, &addrs)
+        // The whole fetch is bounded by `get`'s timeout (one clock for connect, redirects and body).
         .connect_timeout(TIMEOUT)
-        .timeout(TIMEOUT)
         .user_agent(concat!("sesame/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(http_err)?;

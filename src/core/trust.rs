@@ -244,7 +244,6 @@ pub fn parse_scope(kind: TokenKind, scope: &str) -> Result<Option<String>, Strin
         TokenKind::Organization => Err("scope for an organization token must be empty or admin".into()),
         TokenKind::Team => named("team:"),
         TokenKind::Personal => named("user:"),
-        _ => Err("unsupported token kind".into()),
     }
 }
 
