@@ -1152,3 +1152,43 @@ async fn the_cli_registers_an_issuer_sets_its_policy_and_logs_in_with_an_oidc_to
     assert_eq!(code, 0, "{out}");
     e.srv.stop().await;
 }
+
+// ---- a figure (run by hand: `cargo test --test it exchange_latency -- --ignored --nocapture`) ----
+
+/// Exchange latency with a warm key cache (inline JWKS, SQLite, sequential over loopback, debug build), beside
+/// `/healthz` on the same server; prints p50/p99 and requests per second.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn exchange_latency_with_a_warm_key_cache() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), None);
+    let clock = manual_clock(&mut c);
+    let srv = TestServer::start(c, None).await.unwrap();
+    let e = Env { srv, clock };
+    e.github().await;
+    let token = e.token();
+    assert_eq!(e.exchange_form(&token, &[]).await.0, 200);
+    let n = 500;
+    let mut took = Vec::with_capacity(n);
+    let all = std::time::Instant::now();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let (status, _) = e.exchange_form(&token, &[]).await;
+        took.push(t.elapsed());
+        assert_eq!(status, 200);
+    }
+    let rate = n as f64 / all.elapsed().as_secs_f64();
+    took.sort();
+    let health = std::time::Instant::now();
+    for _ in 0..n {
+        let r = e.srv.http.get(format!("{}/healthz", e.srv.base)).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+    let health_rate = n as f64 / health.elapsed().as_secs_f64();
+    println!(
+        "exchange: p50 {:?}, p99 {:?}, {rate:.0} req/s sequential; /healthz {health_rate:.0} req/s sequential",
+        took[n / 2],
+        took[n * 99 / 100]
+    );
+    e.srv.stop().await;
+}
