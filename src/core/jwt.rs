@@ -375,6 +375,37 @@ mod tests {
         assert!(KeySet::parse(&bad_ec).is_err());
     }
 
+    /// What `fuzz/fuzz_targets/jwt_verify.rs` checks, on a few thousand random inputs shaped like tokens: no panic,
+    /// nothing verifies without a private key.
+    #[test]
+    fn random_token_shaped_inputs_never_verify() {
+        use rand::Rng;
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "ec-1",
+            "x": "TRrN3O8-zhCZGxPZ3-6dQdED5QMYksm8YY1Ur9s71Oc", "y": "pvEwJyZV8AhlEE57FsTnPh-_6MuxJV-MWx4ENnxxDjM"}]});
+        let keys = KeySet::parse(&jwks).unwrap();
+        let expect = Expect {
+            issuer: "https://i.example",
+            audience: "a",
+            now_s: 1_700_000_000,
+        };
+        let header = b64(&serde_json::json!({"alg": "ES256", "kid": "ec-1"}));
+        let payload = b64(&serde_json::json!({"iss": "https://i.example", "aud": "a", "exp": 1_800_000_000}));
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+        let mut rng = rand::rng();
+        for i in 0..3000 {
+            let len = rng.random_range(0..200);
+            let noise: String = (0..len)
+                .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+                .collect();
+            let token = match i % 3 {
+                0 => noise,
+                1 => format!("{header}.{payload}.{noise}"),
+                _ => format!("{header}.{noise}"),
+            };
+            assert!(verify(&token, &keys, &expect).is_err(), "{token}");
+        }
+    }
+
     #[test]
     fn issuers_compare_exactly_but_for_a_trailing_slash() {
         assert!(same_issuer("https://a.example", "https://a.example/"));
