@@ -363,6 +363,8 @@ fn first_state(
             expires_ms: None,
             revoked_ms: None,
             parent_id: None,
+            confined_org_id: None,
+            role_cap: None,
         },
     };
     (boot, token)

@@ -10,6 +10,7 @@ pub mod audit_sign;
 pub mod cli;
 pub mod clock;
 pub mod core;
+pub mod egress;
 pub mod instance;
 pub mod kek_reach;
 pub mod keyring;

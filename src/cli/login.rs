@@ -161,6 +161,20 @@ pub struct LoginArgs {
     /// Allow plain http:// to a host that is not loopback (tokens and secrets would cross the network unencrypted).
     #[arg(long)]
     pub insecure: bool,
+    /// Log in by token exchange: trade the OIDC token in this file (`-`: standard input) — a CI job's ID token, a
+    /// Kubernetes service account token — for a short-lived token of --org, as the org's trust policies allow.
+    #[arg(long, value_name = "FILE|-", requires = "org", conflicts_with = "token_file")]
+    pub oidc_token: Option<PathBuf>,
+    /// With --oidc-token: the token asked for: `admin` (an organization token), `team:NAME` or `user:LOGIN`
+    /// (default: what the first matching policy allows).
+    #[arg(long, requires = "oidc_token")]
+    pub scope: Option<String>,
+    /// With --oidc-token: the token's lifetime in seconds (default 7200, at most the issuer's maximum).
+    #[arg(long, value_name = "SECONDS", requires = "oidc_token")]
+    pub expiration: Option<i64>,
+    /// Print a JSON summary (never the token) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `sesame logout`.
@@ -234,7 +248,18 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned()),
     };
-    let token = read_token(&args)?;
+    let mut exchanged = None;
+    let token = match &args.oidc_token {
+        Some(path) => {
+            let org = args.org.as_deref().unwrap_or_default();
+            let e = super::oidc_login::exchange(&url, path, org, args.scope.as_deref(), args.expiration, args.insecure)
+                .await?;
+            let token = e.token.clone();
+            exchanged = Some(e);
+            token
+        }
+        None => read_token(&args)?,
+    };
     let client = Client::with_token(&url, token.clone(), args.insecure)?;
     let user = match client.get::<User>("api/user").await {
         Ok(user) => Some(user),
@@ -259,6 +284,25 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         token,
         org: org.clone(),
     })?;
+    if args.json {
+        let summary = serde_json::json!({
+            "url": client.base().to_string(),
+            "user": user.github_login,
+            "org": org,
+            "credentials": path,
+            "issuedTokenType": exchanged.as_ref().map(|e| e.issued_token_type.clone()),
+            "expiresIn": exchanged.as_ref().map(|e| e.expires_in),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = &exchanged {
+        println!(
+            "Exchanged the OIDC token for a {} token that expires in {} s.",
+            e.issued_token_type.rsplit(':').next().unwrap_or("Sesame"),
+            e.expires_in
+        );
+    }
     let who = match (user.github_login.as_str(), user.name.as_str()) {
         ("", "") => "the token's user".to_owned(),
         (login, "") | ("", login) => login.to_owned(),

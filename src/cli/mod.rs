@@ -10,7 +10,10 @@ pub mod client;
 pub mod env;
 pub mod kek;
 pub mod login;
+pub mod oidc;
+pub mod oidc_login;
 pub mod oidc_token;
+pub mod oidc_trust;
 pub mod serve;
 pub mod stack;
 
@@ -81,8 +84,9 @@ there is no default (never the first by name): choose one with --org here, or --
     Token(admin::TokenArgs),
     /// Invitations to join organizations: list yours, accept or decline them.
     Invitation(admin::InvitationArgs),
-    /// The OIDC issuer: mint a token about an environment, or preview its claims.
-    Oidc(oidc_token::OidcArgs),
+    /// OIDC: this server's issuer (mint or preview a token about an environment), and the issuers an org trusts
+    /// for token exchange with their policies.
+    Oidc(oidc::OidcArgs),
 }
 
 /// Runs the parsed command line.
@@ -101,7 +105,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Role(args) => admin::run_role(args).await,
         Command::Token(args) => admin::run_token(args).await,
         Command::Invitation(args) => admin::run_invitation(args).await,
-        Command::Oidc(args) => oidc_token::run(args).await,
+        Command::Oidc(args) => oidc::run(args).await,
     };
     match result {
         Ok(code) => code,

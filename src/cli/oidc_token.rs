@@ -6,38 +6,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use super::client::{Client, ClientArgs};
 use crate::core::keys::Name;
 use crate::wire::oidc_issuer::{OidcClaimsResponse, OidcTokenRequest, OidcTokenResponse};
-
-/// `sesame oidc …`
-#[derive(Debug, Args)]
-pub struct OidcArgs {
-    /// The OIDC command.
-    #[command(subcommand)]
-    pub command: OidcCommand,
-}
-
-/// OIDC commands.
-#[derive(Debug, Subcommand)]
-pub enum OidcCommand {
-    /// Mint a short-lived OIDC token about an environment, signed by this server's issuer (needs the opener role on
-    /// the environment); prints the token.
-    #[command(after_help = "Two token families, as Pulumi ESC has:\n\n  \
---audience AUD            a custom-audience token (fn::open::oidc): sub = pulumi:org:<org-id>:env:<env-id>,\n                            \
-aud = AUD, name claims under https://pulumi.com/.\n  \
---audience-prefix PREFIX  a login token (aws-login, gcp-login, …): aud = PREFIX:<org>, sub =\n                            \
-pulumi:environments:org:<org>:env:<project>/<env>, or built from --subject-attribute\n                            \
-(rootEnvironment.name, currentEnvironment.name, pulumi.user.login,\n                            \
-pulumi.organization.login; in the order given).\n\n\
-Relying parties trust the issuer printed in `iss`; its discovery document is at \
-<iss>/.well-known/openid-configuration.\n\nExamples:\n  \
-sesame oidc token acme/app/prod --audience https://registry.example.com --duration 15m\n  \
-sesame oidc token acme/app/prod --audience-prefix aws --subject-attribute currentEnvironment.name --preview")]
-    Token(TokenArgs),
-}
 
 /// Flags of `oidc token`.
 #[derive(Debug, Args)]
@@ -84,9 +57,8 @@ fn env_path(env: &str, op: &str) -> anyhow::Result<String> {
     Ok(format!("api/esc/environments/{org}/{project}/{name}/oidc/{op}"))
 }
 
-/// Runs `sesame oidc …`.
-pub async fn run(args: OidcArgs) -> anyhow::Result<ExitCode> {
-    let OidcCommand::Token(a) = args.command;
+/// Runs `sesame oidc token …`.
+pub async fn run_token(a: TokenArgs) -> anyhow::Result<ExitCode> {
     let body = OidcTokenRequest {
         family: if a.audience.is_some() {
             "custom-audience"

@@ -111,6 +111,14 @@ audit_actions! {
     OidcKeyCreate = "oidc.key.create",
     /// Retired OIDC signing keys removed from the JWKS after their retention.
     OidcKeyRemove = "oidc.key.remove",
+    /// A trusted OIDC issuer registered in an org (token exchange).
+    OidcIssuerCreate = "oidc.issuer.create",
+    OidcIssuerUpdate = "oidc.issuer.update",
+    OidcIssuerDelete = "oidc.issuer.delete",
+    /// An issuer's trust policy list replaced.
+    OidcPolicyUpdate = "oidc.policy.update",
+    /// An OIDC token exchanged for a Sesame token, or refused (the outcome says which; never the token).
+    TokenExchange = "token.exchange",
 }
 
 impl std::fmt::Display for AuditAction {

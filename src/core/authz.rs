@@ -123,6 +123,9 @@ pub struct Access {
     pub org_token: bool,
     /// The caller's grants in this org (its own and its teams').
     pub grants: Vec<Grant>,
+    /// The highest role the caller's token may exercise (a token minted by exchange under a policy's
+    /// `authorizedPermissions`); `None`: no cap.
+    pub cap: Option<Role>,
 }
 
 impl Access {
@@ -130,6 +133,11 @@ impl Access {
     /// The most specific level that has any grant decides; at one level the highest role wins (a user in two teams
     /// gets the better of the two).
     pub fn role(&self, project: Option<&str>, env: Option<&str>) -> Role {
+        let role = self.uncapped_role(project, env);
+        self.cap.map_or(role, |cap| role.min(cap))
+    }
+
+    fn uncapped_role(&self, project: Option<&str>, env: Option<&str>) -> Role {
         if self.instance_admin || self.org_token {
             return Role::Admin;
         }
@@ -158,7 +166,8 @@ impl Access {
 
     /// Whether the caller has any role at all in the org (sees it exists).
     pub fn sees_org(&self) -> bool {
-        self.instance_admin || self.org_token || self.grants.iter().any(|g| g.role > Role::None)
+        self.cap != Some(Role::None)
+            && (self.instance_admin || self.org_token || self.grants.iter().any(|g| g.role > Role::None))
     }
 }
 
@@ -248,6 +257,29 @@ mod tests {
             ..Access::default()
         };
         assert_eq!(a.role(Some("p"), Some("e")), Role::Opener);
+    }
+
+    #[test]
+    fn a_cap_bounds_every_role_and_none_hides_the_org() {
+        let org = Access {
+            org_token: true,
+            cap: Some(Role::Reader),
+            ..Access::default()
+        };
+        assert_eq!(org.role(Some("p"), Some("e")), Role::Reader);
+        assert_eq!(org.decide(None, None, Action::Write), Decision::Forbidden);
+        let user = Access {
+            grants: vec![grant(None, None, Role::Opener)],
+            cap: Some(Role::Admin),
+            ..Access::default()
+        };
+        assert_eq!(user.role(None, None), Role::Opener, "a cap never raises");
+        let none = Access {
+            instance_admin: true,
+            cap: Some(Role::None),
+            ..Access::default()
+        };
+        assert!(!none.sees_org());
     }
 
     #[test]

@@ -35,8 +35,14 @@ impl AppState {
             instance_admin: p.instance_admin,
             org_token: p.kind == TokenKind::Organization && p.org_id.as_deref() == Some(org.id.as_str()),
             grants: Vec::new(),
+            cap: p.role_cap,
         };
-        if !access.instance_admin && !access.org_token {
+        // A confined token (minted by exchange) has no role outside its org, whatever its user has there.
+        let outside = p.confined_org_id.as_deref().is_some_and(|o| o != org.id);
+        if outside {
+            access.org_token = false;
+        }
+        if !outside && !access.instance_admin && !access.org_token {
             let who = match (p.kind, &p.user_id, &p.team_id) {
                 (TokenKind::Personal, Some(user), _) => Some(Subject::User(user)),
                 (TokenKind::Team, _, Some(team)) if p.org_id.as_deref() == Some(org.id.as_str()) => {

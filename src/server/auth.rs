@@ -58,8 +58,12 @@ pub struct Principal {
     pub user_login: Option<String>,
     /// The team a team token acts as.
     pub team_id: Option<String>,
-    /// Whether the caller administers the instance.
+    /// Whether the caller administers the instance (never for a confined token).
     pub instance_admin: bool,
+    /// The one org the token acts in (tokens minted by exchange); `None`: not confined.
+    pub confined_org_id: Option<String>,
+    /// The highest role the token may exercise (`None`: no cap).
+    pub role_cap: Option<crate::core::authz::Role>,
     expires_ms: Option<i64>,
 }
 
@@ -77,7 +81,10 @@ impl Principal {
             user_id: r.user.as_ref().map(|u| u.id.clone()),
             user_login: r.user.as_ref().map(|u| u.login.clone()),
             team_id: r.token.team_id.clone(),
-            instance_admin: r.user.as_ref().is_some_and(|u| u.instance_admin),
+            // A confined token acts in its org only: never as the instance's administrator.
+            instance_admin: r.token.confined_org_id.is_none() && r.user.as_ref().is_some_and(|u| u.instance_admin),
+            confined_org_id: r.token.confined_org_id.clone(),
+            role_cap: r.token.role_cap,
             expires_ms: r.token.expires_ms,
         }
     }

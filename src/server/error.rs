@@ -215,6 +215,93 @@ impl From<crate::core::text::TextError> for ApiError {
     }
 }
 
+/// A refused OAuth 2.0 request (RFC 6749 §5.2: 400 with `{"error", "error_description"}`), or a server failure
+/// in ESC's shape. The token endpoints answer with it.
+#[derive(Debug)]
+pub enum OAuthError {
+    /// The request is refused; `code` is the RFC 6749 error code.
+    Refused {
+        /// `invalid_request`, `invalid_grant`, `unauthorized_client` or `unsupported_grant_type`.
+        code: &'static str,
+        /// For people; never the token.
+        description: String,
+    },
+    /// The server failed.
+    Server(ApiError),
+}
+
+impl OAuthError {
+    /// `invalid_request`: missing, repeated or malformed parameters.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::refused("invalid_request", description)
+    }
+
+    /// `invalid_grant`: the subject token is invalid, expired, or from an issuer the org does not trust.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::refused("invalid_grant", description)
+    }
+
+    /// `unauthorized_client`: the token is valid but no policy lets it have what it asks for.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::refused("unauthorized_client", description)
+    }
+
+    /// `unsupported_grant_type`.
+    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+        Self::refused("unsupported_grant_type", description)
+    }
+
+    fn refused(code: &'static str, description: impl Into<String>) -> Self {
+        OAuthError::Refused {
+            code,
+            description: description.into(),
+        }
+    }
+
+    /// The error code (`server_error` for a failure of the server).
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::Refused { code, .. } => code,
+            OAuthError::Server(_) => "server_error",
+        }
+    }
+
+    /// The description.
+    pub fn description(&self) -> &str {
+        match self {
+            OAuthError::Refused { description, .. } => description,
+            OAuthError::Server(e) => e.message(),
+        }
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        OAuthError::Server(e)
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::Server(e.into())
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        match self {
+            OAuthError::Refused { code, description } => {
+                let body = crate::wire::trust::OAuthErrorBody {
+                    error: code.to_owned(),
+                    error_description: description,
+                };
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+            OAuthError::Server(e) => e.into_response(),
+        }
+    }
+}
+
 /// A success answer, named: handlers return these instead of choosing a status themselves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Success {

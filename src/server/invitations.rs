@@ -118,6 +118,8 @@ pub async fn invite(
 /// The user a personal token acts as; other tokens have no invitations.
 async fn caller_user(app: &AppState, p: &Principal) -> Result<Option<UserRecord>, ApiError> {
     match (p.kind, &p.user_login) {
+        // A confined token (minted by exchange) acts in its org only: it cannot join others.
+        (TokenKind::Personal, Some(_)) if p.confined_org_id.is_some() => Ok(None),
         (TokenKind::Personal, Some(login)) => Ok(app.store.user_by_login(login).await?),
         _ => Ok(None),
     }

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod params;
 pub mod stacks;
 pub mod throttle;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ pub struct AppState {
     pub issuer_url: String,
     /// The OIDC issuer's keys and signing.
     pub oidc: Arc<crate::oidc_issuer::Issuer>,
+    /// Where fetches named by API callers may go (`--egress-allow`).
+    pub egress: crate::egress::EgressPolicy,
+    /// Registered issuers' verification keys, cached by issuer (token exchange).
+    pub issuer_keys: trust::keys::IssuerKeys,
 }
 
 /// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
@@ -258,6 +263,8 @@ impl AppState {
                 .time_to_live(access::ACCESS_CACHE_TTL)
                 .build(),
             metrics_token: None,
+            egress: Default::default(),
+            issuer_keys: Default::default(),
         }
     }
 
@@ -291,6 +298,8 @@ pub struct ServeConfig {
     pub limits: throttle::Limits,
     /// A file holding the token `/metrics` requires as `Authorization: Bearer …` (`None`: `/metrics` is open).
     pub metrics_token_file: Option<PathBuf>,
+    /// Non-public addresses that fetches named by API callers (issuer discovery and keys) may reach.
+    pub egress_allow: crate::egress::EgressPolicy,
     /// The instance.
     pub instance: InstanceConfig,
     /// The OIDC issuer: public and issuer URLs, signing keys.
@@ -472,6 +481,27 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(
             "/api/sesame/v1/orgs/{org}/invitations/{login}",
             delete(invitations::withdraw),
+        )
+        // Token exchange (RFC 8693, ESO's variant) and its trust configuration, at Pulumi's paths.
+        .route("/api/oauth/token", post(trust::exchange::token))
+        .route("/api/oauth/oidc/token", post(trust::exchange::eso_token))
+        .route(
+            "/api/orgs/{org}/oidc/issuers",
+            post(trust::issuers::create).get(trust::issuers::list),
+        )
+        .route(
+            "/api/orgs/{org}/oidc/issuers/{id}",
+            get(trust::issuers::get)
+                .patch(trust::issuers::update)
+                .delete(trust::issuers::delete),
+        )
+        .route(
+            "/api/orgs/{org}/auth/policies/oidcissuers/{issuer}",
+            get(trust::issuers::get_policy),
+        )
+        .route(
+            "/api/orgs/{org}/auth/policies/{policy}",
+            axum::routing::patch(trust::issuers::update_policy),
         );
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
@@ -654,6 +684,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     tracing::info!(issuer = %issuer_url, public_url = %public_url, "OIDC issuer");
     state.public_url = public_url;
     state.issuer_url = issuer_url;
+    state.egress = config.egress_allow.clone();
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {

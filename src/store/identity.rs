@@ -300,8 +300,8 @@ fn team_row(row: &AnyRow) -> StoreResult<TeamRecord> {
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, token_hash, kind, user_id, org_id, team_id, description, created_ms, expires_ms, revoked_ms, parent_id";
+const TOKEN_COLUMNS: &str = "id, token_hash, kind, user_id, org_id, team_id, description, created_ms, expires_ms, revoked_ms, parent_id, \
+     confined_org_id, role_cap";
 
 fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
     role.parse().map_err(|_| StoreError::Corrupt {
@@ -315,7 +315,7 @@ fn parse_role(role: &str, table: &'static str) -> StoreResult<Role> {
 pub(crate) async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &TokenRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tokens (id, token_hash, kind, user_id, org_id, description, created_ms, expires_ms, revoked_ms, \
-         team_id, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         team_id, parent_id, confined_org_id, role_cap) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&t.id)
     .bind(t.token_hash.to_vec())
@@ -328,6 +328,8 @@ pub(crate) async fn insert_token_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t
     .bind(t.revoked_ms)
     .bind(&t.team_id)
     .bind(&t.parent_id)
+    .bind(&t.confined_org_id)
+    .bind(t.role_cap.map(|r| r.as_str()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -13,6 +13,7 @@ pub mod oidc;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use envs::EnvStore;
 pub use identity::IdentityStore;
 pub use oidc::OidcKeyStore;
 pub use sql::SqlStore;
+pub use trust::TrustStore;
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,11 @@ pub struct TokenRecord {
     /// The token that made this one (revoking it revokes this one); `None` for a root token: the administrator's
     /// first token, a new user's first token, and tokens made before lineage was recorded.
     pub parent_id: Option<String>,
+    /// The one org this token acts in, whatever else its user belongs to (tokens minted by exchange, and tokens
+    /// they make); `None`: not confined.
+    pub confined_org_id: Option<String>,
+    /// The highest role this token may exercise (`None`: no cap beyond what it acts as).
+    pub role_cap: Option<crate::core::authz::Role>,
 }
 
 /// The lifecycle state of a KEK.
@@ -349,7 +356,7 @@ pub struct TokenWithUser {
 /// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
 /// commit together.
 #[async_trait::async_trait]
-pub trait Store: EnvStore + IdentityStore + OidcKeyStore + Send + Sync + 'static {
+pub trait Store: EnvStore + IdentityStore + OidcKeyStore + TrustStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

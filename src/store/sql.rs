@@ -191,6 +191,14 @@ pub(crate) fn token_from_row(row: &AnyRow) -> StoreResult<TokenRecord> {
         expires_ms: row.try_get("expires_ms")?,
         revoked_ms: row.try_get("revoked_ms")?,
         parent_id: row.try_get("parent_id")?,
+        confined_org_id: row.try_get("confined_org_id")?,
+        role_cap: match row.try_get::<Option<String>, _>("role_cap")? {
+            None => None,
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|_| corrupt("tokens", format!("token {id} has unknown role cap {r:?}")))?,
+            ),
+        },
         id,
     })
 }
@@ -569,7 +577,7 @@ impl Store for SqlStore {
     async fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenWithUser>> {
         let row = sqlx::query(
             "SELECT t.id, t.token_hash, t.kind, t.user_id, t.org_id, t.team_id, t.description, t.created_ms, \
-             t.expires_ms, t.revoked_ms, t.parent_id, u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, \
+             t.expires_ms, t.revoked_ms, t.parent_id, t.confined_org_id, t.role_cap, u.id AS u_id, u.login AS u_login, u.display_name AS u_display_name, \
              u.instance_admin AS u_instance_admin, u.created_ms AS u_created_ms \
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )

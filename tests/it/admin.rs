@@ -683,6 +683,8 @@ fn stored_token(kind_user: &str, expires_ms: i64) -> (AccessToken, TokenRecord) 
         expires_ms: Some(expires_ms),
         revoked_ms: None,
         parent_id: None,
+        confined_org_id: None,
+        role_cap: None,
     };
     (token, record)
 }

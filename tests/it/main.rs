@@ -19,6 +19,7 @@ mod keks;
 mod kms_migrate;
 mod migrate;
 mod oidc_issuer;
+mod oidc_exchange;
 mod sdk;
 mod sessions;
 mod store;

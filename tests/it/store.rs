@@ -77,6 +77,8 @@ fn bootstrap_rows(org: &str, token_hash: [u8; 32]) -> Bootstrap {
             expires_ms: Some(9_999),
             revoked_ms: None,
             parent_id: None,
+            confined_org_id: None,
+            role_cap: None,
         },
     }
 }

@@ -79,6 +79,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
         insecure: false,
         max_body_bytes: 1024 * 1024,
         metrics_token_file: None,
+        egress_allow: Default::default(),
         migration: sesame::migrate::MigrateConfig::default(),
         limits: Default::default(),
         instance: InstanceConfig {

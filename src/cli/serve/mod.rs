@@ -115,6 +115,16 @@ pub struct ServeArgs {
     /// is published 1h before it signs; a retired key stays published 2h (the longest token lifetime plus 1h).
     #[arg(long, env = "SESAME_OIDC_ROTATION_PERIOD", default_value = "24h", value_parser = parse_rotation)]
     pub oidc_rotation_period: std::time::Duration,
+    /// Non-public addresses (loopback, private, link-local…) that OIDC issuer discovery and key fetches may reach
+    /// (CIDR, comma-separated; e.g. 10.0.0.0/8). Plain http:// is fetched only from these. Default: public
+    /// addresses over https:// only.
+    #[arg(
+        long = "egress-allow",
+        value_name = "CIDR[,CIDR…]",
+        env = "SESAME_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub egress_allow: Vec<String>,
 }
 
 fn parse_alg(s: &str) -> Result<crate::core::oidc::Alg, String> {
@@ -151,6 +161,8 @@ impl ServeArgs {
             insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
             metrics_token_file: self.metrics_token_file,
+            egress_allow: crate::egress::EgressPolicy::parse(&self.egress_allow)
+                .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
             migration: MigrateConfig {
                 batch: self.migration_batch,
                 concurrency: self.migration_concurrency.max(1),

@@ -90,6 +90,8 @@ pub async fn add_member(
             expires_ms: None,
             revoked_ms: None,
             parent_id: None,
+            confined_org_id: None,
+            role_cap: None,
         },
     };
     let event = org_event(&app, &p, &addr, &org, AuditAction::MemberAdd, login.as_str());

@@ -30,6 +30,15 @@ async fn orgs_of(app: &AppState, p: &Principal) -> Result<Vec<OrgRecord>, ApiErr
     if p.instance_admin {
         return Ok(app.store.orgs().await?);
     }
+    if let Some(only) = &p.confined_org_id {
+        // A confined token (minted by exchange) uses its own org only.
+        let mut orgs = match (p.kind, &p.user_id) {
+            (TokenKind::Personal, Some(user)) => app.store.orgs_of_user(user).await?,
+            _ => app.store.org_by_id(only).await?.into_iter().collect(),
+        };
+        orgs.retain(|o| &o.id == only);
+        return Ok(orgs);
+    }
     match (p.kind, &p.user_id, &p.org_id) {
         (TokenKind::Personal, Some(user), _) => Ok(app.store.orgs_of_user(user).await?),
         (TokenKind::Team | TokenKind::Organization, _, Some(org)) => {

@@ -142,6 +142,9 @@ pub async fn create_token(
         expires_ms,
         revoked_ms: None,
         parent_id: Some(p.token_id.clone()),
+        // A token made by a confined or capped token is confined and capped alike.
+        confined_org_id: p.confined_org_id.clone(),
+        role_cap: p.role_cap,
     };
     let owner = match (&org, &team) {
         (Some(o), Some(t)) => format!("team {}/{}", o.name, t.name),
@@ -199,7 +202,13 @@ pub async fn list_tokens(
             app.store.tokens_of_org(&org.id).await?
         }
         None => match (p.kind, &p.user_id) {
-            (TokenKind::Personal, Some(user)) => app.store.tokens_of_user(user).await?,
+            (TokenKind::Personal, Some(user)) => {
+                let mut mine = app.store.tokens_of_user(user).await?;
+                if p.confined_org_id.is_some() {
+                    mine.retain(|t| t.confined_org_id == p.confined_org_id);
+                }
+                mine
+            }
             _ => Vec::new(),
         },
     };
@@ -218,7 +227,10 @@ pub async fn list_tokens(
 /// accepting it within their token cache's lifetime.
 pub async fn revoke_token(Caller(app, p, addr): Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let record = app.store.token_by_id(&id).await?.ok_or_else(|| token_not_found(&id))?;
-    let own = record.user_id.is_some() && record.user_id == p.user_id;
+    // A confined token (minted by exchange) owns only the tokens confined alike, not its user's others.
+    let own = record.user_id.is_some()
+        && record.user_id == p.user_id
+        && (p.confined_org_id.is_none() || record.confined_org_id == p.confined_org_id);
     let chain = match (&record.org_id, own || p.instance_admin) {
         (_, true) => record.org_id.clone(),
         (Some(org_id), false) => {

@@ -78,7 +78,15 @@ async fn list(
     let after = cursor.as_ref().map(|(o, p, n)| (o.as_str(), p.as_str(), n.as_str()));
     let rows = app
         .store
-        .list_envs(viewer(p), only.as_ref().map(|(o, _)| o.id.as_str()), after, PAGE)
+        .list_envs(
+            viewer(p),
+            // A confined token (minted by exchange) lists its own org only.
+            only.as_ref()
+                .map(|(o, _)| o.id.as_str())
+                .or(p.confined_org_id.as_deref()),
+            after,
+            PAGE,
+        )
         .await?;
     let environments = rows
         .iter()
