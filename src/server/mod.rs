@@ -35,7 +35,7 @@ use moka::future::Cache;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::core::audit::{AuditAction, AuditEvent, Outcome};
 use crate::core::keys::Name;
@@ -552,7 +552,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             get(oidc_issuer::discovery),
         )
         .route(&format!("{issuer}/.well-known/jwks"), get(oidc_issuer::jwks));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -561,16 +561,39 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(admin)
         .merge(oidc)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::middleware::from_fn(params::refuse_control_characters))
-        // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(RequestDecompressionLayer::new())
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state);
+    // The layers wrap the routes once, as one stack around the router: `Router::layer` would wrap every route in
+    // each layer in turn, boxing each level, and every request would clone that whole nest of boxes and box its
+    // futures again (see docs/benchmarks.md, "The request path against a peer"). Every request, routed or not,
+    // passes every layer, outermost first.
+    let layers = tower::ServiceBuilder::new()
         // Keep this layer outermost: it gives the errors of every layer inside it ESC's shape, and every answer
         // its security headers.
         .layer(axum::middleware::from_fn(answer::finish))
-        .with_state(state)
+        .layer(SetRequestIdLayer::x_request_id(RequestIds))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(RequestDecompressionLayer::new())
+        .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
+        // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(params::refuse_control_characters));
+    Router::new().fallback_service(layers.service(routes))
+}
+
+/// Request ids (`X-Request-Id` when the client sent none): random UUIDs (version 4) drawn from the thread's
+/// user-space generator, where `MakeRequestUuid` asks the kernel for 16 bytes on every request.
+#[derive(Clone, Copy, Debug)]
+struct RequestIds;
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut text);
+        axum::http::HeaderValue::from_str(text)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }
 
 /// A running server.

@@ -468,6 +468,52 @@ async fn health_and_readiness_answer() {
     srv.stop().await;
 }
 
+/// Every answer — routed, unrouted, refused by a layer, stack calls — carries a request id: the client's own when it
+/// sent one, else a fresh random UUID (version 4, variant 1), never the same twice.
+#[tokio::test]
+async fn every_answer_carries_a_request_id_fresh_or_the_clients_own() {
+    let dir = temp_dir();
+    let srv = TestServer::sqlite(dir.path()).await;
+    let auth = format!("token {}", srv.token);
+    let mut seen = std::collections::HashSet::new();
+    for (method, path, want) in [
+        ("GET", "/healthz".to_owned(), 200),
+        ("GET", "/api/nothing-here".to_owned(), 404),
+        ("GET", "/api/esc/environments/acme%00".to_owned(), 400),
+        ("PUT", format!("{STACK}/encrypt"), 405),
+        ("POST", format!("{STACK}/encrypt"), 200),
+    ] {
+        for _ in 0..3 {
+            let resp = srv
+                .http
+                .request(method.parse().unwrap(), format!("{}{path}", srv.base))
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .body(json!({ "plaintext": b64(b"hunter2") }).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), want, "{method} {path}");
+            let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let uuid = uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("{method} {path}: {id} is no UUID"));
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id, uuid.hyphenated().to_string(), "lower-case, hyphenated");
+            assert!(seen.insert(id.clone()), "{id} was given twice");
+        }
+    }
+    let resp = srv
+        .http
+        .get(format!("{}/api/nothing-here", srv.base))
+        .header("X-Request-Id", "trace-4711")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "trace-4711");
+    srv.stop().await;
+}
+
 #[test]
 fn server_configuration_debug_redacts_secrets() {
     let dir = temp_dir();
