@@ -18,8 +18,8 @@ mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;
 mod migrate;
-mod oidc_issuer;
 mod oidc_exchange;
+mod oidc_issuer;
 mod sdk;
 mod sessions;
 mod store;
