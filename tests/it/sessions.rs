@@ -124,11 +124,24 @@ on_both!(
     refusals_look_like_a_missing_session_on_postgres
 );
 
+/// Grants eve `role` on `svc/<env>`.
+async fn grant_eve(admin: &Esc<'_>, env: &str, role: &str) {
+    let grant = json!({"subject": "user:eve", "project": "svc", "environment": env, "role": role});
+    let r = admin
+        .call(
+            "PUT",
+            "/api/sesame/v1/orgs/acme/roles",
+            Some(&grant.to_string()),
+            &[("Content-Type", "application/json")],
+        )
+        .await;
+    assert!(r.status < 300, "grant {role} on {env}: {} {}", r.status, r.text);
+}
+
 async fn expiry_and_lost_rights(s: &TestServer, clock: &sesame::clock::ManualClock) {
     let c = Esc::admin(s);
     setup(&c).await;
     let app = "/acme/svc/app";
-    let roles = "/api/sesame/v1/orgs/acme/roles";
     let (status, body) = s.add_member("acme", "eve", "none").await;
     assert!(status < 300, "{body}");
     let eve = Esc {
@@ -136,70 +149,25 @@ async fn expiry_and_lost_rights(s: &TestServer, clock: &sesame::clock::ManualClo
         token: body["token"].as_str().unwrap().to_owned(),
     };
     for env in ["app", "base"] {
-        let grant = json!({"subject": "user:eve", "project": "svc", "environment": env, "role": "opener"});
-        let r = c
-            .call(
-                "PUT",
-                roles,
-                Some(&grant.to_string()),
-                &[("Content-Type", "application/json")],
-            )
-            .await;
-        assert!(r.status < 300, "{} {}", r.status, r.text);
+        grant_eve(&c, env, "opener").await;
     }
     let id = open_id(&eve, app).await;
     assert_eq!(read(&eve, app, &id).await.status, 200);
     let nothing = missing(&eve, app, URL_SAFE_NO_PAD.decode(&id).unwrap().len()).await;
 
     // Eve loses the right to open an import: the session stops answering, like a missing one.
-    let grant = json!({"subject": "user:eve", "project": "svc", "environment": "base", "role": "none"});
-    let r = c
-        .call(
-            "PUT",
-            roles,
-            Some(&grant.to_string()),
-            &[("Content-Type", "application/json")],
-        )
-        .await;
-    assert!(r.status < 300, "{} {}", r.status, r.text);
+    grant_eve(&c, "base", "none").await;
     let r = read(&eve, app, &id).await;
     assert!(same(&r, &nothing), "lost the import: {} {}", r.status, r.text);
     // And back.
-    let grant = json!({"subject": "user:eve", "project": "svc", "environment": "base", "role": "opener"});
-    let r = c
-        .call(
-            "PUT",
-            roles,
-            Some(&grant.to_string()),
-            &[("Content-Type", "application/json")],
-        )
-        .await;
-    assert!(r.status < 300, "{} {}", r.status, r.text);
+    grant_eve(&c, "base", "opener").await;
     assert_eq!(read(&eve, app, &id).await.status, 200);
 
     // Eve loses every right on the environment itself: it is hidden from her, so 404.
-    let grant = json!({"subject": "user:eve", "project": "svc", "environment": "app", "role": "none"});
-    let r = c
-        .call(
-            "PUT",
-            roles,
-            Some(&grant.to_string()),
-            &[("Content-Type", "application/json")],
-        )
-        .await;
-    assert!(r.status < 300, "{} {}", r.status, r.text);
+    grant_eve(&c, "app", "none").await;
     let r = read(&eve, app, &id).await;
     assert_eq!(r.status, 404, "{}", r.text);
-    let grant = json!({"subject": "user:eve", "project": "svc", "environment": "app", "role": "opener"});
-    let r = c
-        .call(
-            "PUT",
-            roles,
-            Some(&grant.to_string()),
-            &[("Content-Type", "application/json")],
-        )
-        .await;
-    assert!(r.status < 300, "{} {}", r.status, r.text);
+    grant_eve(&c, "app", "opener").await;
     assert_eq!(read(&eve, app, &id).await.status, 200);
 
     // Expiry: readable to its last millisecond, then like a missing one.
