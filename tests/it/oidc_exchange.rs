@@ -23,17 +23,17 @@ const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const ORG_TOKEN: &str = "urn:pulumi:token-type:access_token:organization";
 const SUB: &str = "repo:acme/app:ref:refs/heads/main";
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A test issuer: an RSA key (`rsa-1`) and a P-256 key (`ec-1`).
-struct TestIssuer {
+pub(crate) struct TestIssuer {
     rsa: RsaKeyPair,
     ec: EcdsaKeyPair,
 }
 
-fn keys() -> &'static TestIssuer {
+pub(crate) fn keys() -> &'static TestIssuer {
     static KEYS: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| TestIssuer {
         rsa: RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
@@ -42,23 +42,23 @@ fn keys() -> &'static TestIssuer {
 }
 
 impl TestIssuer {
-    fn rsa_jwk(&self, kid: &str) -> Value {
+    pub(crate) fn rsa_jwk(&self, kid: &str) -> Value {
         let pk = self.rsa.public_key();
         json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
                "n": b64(pk.modulus().big_endian_without_leading_zero()),
                "e": b64(pk.exponent().big_endian_without_leading_zero())})
     }
 
-    fn ec_jwk(&self, kid: &str) -> Value {
+    pub(crate) fn ec_jwk(&self, kid: &str) -> Value {
         let point = self.ec.public_key().as_ref();
         json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(&point[1..33]), "y": b64(&point[33..65])})
     }
 
-    fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         json!({"keys": [self.rsa_jwk("rsa-1"), self.ec_jwk("ec-1")]})
     }
 
-    fn sign_rs256(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_rs256(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -71,7 +71,7 @@ impl TestIssuer {
         format!("{input}.{}", b64(&sig))
     }
 
-    fn sign_es256(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_es256(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
