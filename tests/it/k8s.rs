@@ -170,6 +170,20 @@ fn a_pod_with_nothing_yet_gets_whole_lists_and_maps() {
     assert!(!args(&pod["spec"]["initContainers"][0]).contains(&"--inject-file"));
 }
 
+#[test]
+fn null_lists_are_replaced_whole() {
+    let review = review_of(|pod| {
+        pod["spec"]["volumes"] = Value::Null;
+        pod["spec"]["initContainers"] = Value::Null;
+        pod["spec"]["containers"][0]["volumeMounts"] = Value::Null;
+    });
+    let (answer, pod) = admit(&review);
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(names(&pod["spec"]["volumes"]), ["sesame-secrets", "sesame-token"]);
+    assert_eq!(names(&pod["spec"]["initContainers"]), ["sesame-agent-init"]);
+    assert_eq!(names(&pod["spec"]["containers"][0]["volumeMounts"]), ["sesame-secrets"]);
+}
+
 fn patch_ops(answer: &Value) -> Vec<Value> {
     let patch = answer["response"]["patch"].as_str().expect("a patch");
     serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch).unwrap()).unwrap()
