@@ -265,12 +265,9 @@ impl Agent {
                 }
                 let minted: EsoTokenResponse =
                     serde_json::from_str(&text).context("the token exchange's answer was not the expected JSON")?;
-                // Renew when a fifth of the lifetime is left (at least a minute before it ends).
-                let lifetime_ms = minted.expires_in.saturating_mul(1000);
-                let margin = (lifetime_ms / 5).max(60_000).min(lifetime_ms / 2);
                 Ok(Held {
                     token: AccessToken::from_presented(minted.access_token.expose()),
-                    renew_at_ms: Some(self.clock.now_ms() + lifetime_ms - margin),
+                    renew_at_ms: Some(renew_at(self.clock.now_ms(), minted.expires_in)),
                 })
             }
         }
@@ -365,6 +362,14 @@ impl Agent {
     }
 }
 
+/// When to exchange again for a token minted at `now_ms` that lasts `expires_in_s`: when a fifth of its lifetime is
+/// left, and at least a minute before it ends, but never before half of it has passed.
+fn renew_at(now_ms: i64, expires_in_s: i64) -> i64 {
+    let lifetime_ms = expires_in_s.max(0).saturating_mul(1000);
+    let margin = (lifetime_ms / 5).max(60_000).min(lifetime_ms / 2);
+    now_ms.saturating_add(lifetime_ms - margin)
+}
+
 /// Writes `content` to `dir/name` atomically: a temporary file in `dir` (created 0600), written and synced, given
 /// `mode` (and the group `gid`), then renamed over `name`.
 fn write_atomic(dir: &Path, name: &str, content: &[u8], mode: u32, gid: Option<u32>) -> std::io::Result<()> {
@@ -382,6 +387,16 @@ fn write_atomic(dir: &Path, name: &str, content: &[u8], mode: u32, gid: Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        // 2 h: renewed with 24 min left; 10 min: with 2 min left; 1 min: half way; nonsense: at once.
+        assert_eq!(renew_at(0, 7200), 5_760_000);
+        assert_eq!(renew_at(0, 600), 480_000);
+        assert_eq!(renew_at(0, 240), 180_000);
+        assert_eq!(renew_at(1_000, 60), 31_000);
+        assert_eq!(renew_at(1_000, -5), 1_000);
+    }
 
     #[test]
     fn atomic_writes_leave_one_file_with_its_mode() {
