@@ -25,6 +25,9 @@ use crate::core::k8s::{InjectorConfig, review};
 /// Largest AdmissionReview read, bytes (the API server sends at most about 3 MiB).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// How long a client has for its TLS handshake, and then for a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How the webhook runs.
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
@@ -148,7 +151,16 @@ pub async fn start(config: WebhookConfig) -> Result<RunningWebhook, WebhookError
     })?;
     let handle = axum_server::Handle::new();
     let app = router(Arc::new(config.injector.clone()));
-    let server = axum_server::from_tcp_rustls(listener, tls.clone()).handle(handle.clone());
+    // A client (the API server) gets 10 s for its TLS handshake and for a request's headers.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.clone()).handshake_timeout(HEADER_TIMEOUT);
+    let mut server = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     let served = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     let reloader = tokio::spawn(watch(tls, config.cert, config.key, config.reload_every));
     tracing::info!(%addr, "admission webhook listening (POST /mutate)");
