@@ -1138,6 +1138,10 @@ async fn external_secrets_operator_runs_unchanged(srv: &TestServer) {
     let resp = eso.esc(Method::GET, &format!("/open/{id}")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let env: Value = resp.json().await.unwrap();
+    // `ReadOpenEnvironment` decodes each property as a strict `Value`.
+    for (k, v) in env["properties"].as_object().unwrap() {
+        go_sdk_value(v).unwrap_or_else(|e| panic!("property {k}: {e}"));
+    }
     let old = Value::Object(
         env["properties"]
             .as_object()
