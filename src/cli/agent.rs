@@ -9,7 +9,9 @@
 //! and renamed over the old one (a reader sees the old file or the new one, never half of one), mode 0400 (0440 and
 //! the group `--fs-group` when given; never world-readable). With `--once` it writes once and exits; otherwise it
 //! rewrites every `--refresh` seconds, exchanging the ServiceAccount token again (the kubelet rotates the file)
-//! before the Sesame token expires. Failures exit non-zero with a message that says what was refused.
+//! before the Sesame token expires. Sesame's certificate is checked against the system roots plus `--ca-file` /
+//! `SESAME_CA_PEM` (how the injector passes a private CA). Failures exit non-zero with a message that says what was
+//! refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -70,6 +72,12 @@ pub struct AgentArgs {
     /// Seconds between refreshes without --once.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub refresh: u64,
+    /// PEM certificates (a private CA) to trust for Sesame's TLS besides the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The same, as text (how the injector passes its --agent-ca-file).
+    #[arg(long, env = "SESAME_CA_PEM", value_name = "PEM", hide = true)]
+    pub ca_pem: Option<String>,
     /// Allow plain http:// to a host that is not loopback.
     #[arg(long)]
     pub insecure: bool,
@@ -90,7 +98,8 @@ struct Held {
 /// Everything fixed for the agent's life.
 struct Agent {
     url: String,
-    insecure: bool,
+    base: url::Url,
+    http: reqwest::Client,
     org: String,
     project: String,
     env: String,
@@ -121,14 +130,33 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         picks.push((name.to_owned(), path));
     }
-    // Refuses a bad URL, or plain HTTP off loopback, before anything is read.
-    Client::with_token(&args.url, AccessToken::from_presented("-"), args.insecure)?;
+    // Refuses a bad URL, or plain HTTP off loopback, before anything is read (the CLI's own rules).
+    let checked = Client::with_token(&args.url, AccessToken::from_presented("-"), args.insecure)?;
     if args.refresh == 0 {
         bail!("--refresh must be at least 1 second");
     }
+    let mut pem = Vec::new();
+    if let Some(path) = &args.ca_file {
+        pem = std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))?;
+    }
+    if let Some(text) = &args.ca_pem {
+        pem.push(b'\n');
+        pem.extend_from_slice(text.as_bytes());
+    }
+    let mut builder = reqwest::Client::builder().user_agent(concat!("sesame-agent/", env!("CARGO_PKG_VERSION")));
+    if args.ca_file.is_some() || args.ca_pem.is_some() {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).context("reading the CA certificates (PEM)")?;
+        if certs.is_empty() {
+            bail!("--ca-file / SESAME_CA_PEM hold no PEM certificate");
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
     let agent = Agent {
         url: args.url.clone(),
-        insecure: args.insecure,
+        base: checked.base().clone(),
+        http: builder.build().context("building the HTTP client")?,
         org: org.as_str().to_owned(),
         project: project.as_str().to_owned(),
         env: env.as_str().to_owned(),
@@ -194,8 +222,7 @@ impl Agent {
         let Some(h) = held.as_ref() else {
             bail!("no token");
         };
-        let client = Client::with_token(&self.url, AccessToken::from_presented(h.token.expose()), self.insecure)?;
-        let props = self.open(&client).await?;
+        let props = self.open(&h.token).await?;
         let files = self.render(&props)?;
         for (name, content) in &files {
             write_atomic(&self.out, name, content.as_bytes(), self.mode, self.fs_group)
@@ -233,13 +260,10 @@ impl Agent {
                     organization: self.org.clone(),
                     token: SecretText::new(sa.trim().to_owned()),
                 };
-                let url = format!("{}/api/oauth/oidc/token", self.url.trim_end_matches('/'));
-                let http = reqwest::Client::builder()
-                    .user_agent(concat!("sesame-agent/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .context("building the HTTP client")?;
-                let resp = http
-                    .post(&url)
+                let url = self.url_of(&["api", "oauth", "oidc", "token"])?;
+                let resp = self
+                    .http
+                    .post(url)
                     .json(&body)
                     .send()
                     .await
@@ -273,8 +297,47 @@ impl Agent {
         }
     }
 
+    /// The URL of `segments` under Sesame's URL.
+    fn url_of(&self, segments: &[&str]) -> anyhow::Result<url::Url> {
+        let mut url = self.base.clone();
+        url.set_query(None);
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the server URL {} cannot have a path", self.base))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// One ESC call with `token`: the answer's body, or [`ServerRefused`] with the server's message.
+    async fn call(&self, method: Method, segments: &[&str], token: &AccessToken) -> anyhow::Result<Zeroizing<String>> {
+        let resp = self
+            .http
+            .request(method, self.url_of(segments)?)
+            .header("Authorization", format!("token {}", token.expose()))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .with_context(|| format!("could not reach Sesame at {}", self.url))?;
+        let status = resp.status();
+        let text = Zeroizing::new(resp.text().await.context("reading the server's answer")?);
+        if !status.is_success() {
+            let why: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+            let message = why["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(ServerRefused {
+                status: status.as_u16(),
+                message,
+                diagnostics: Vec::new(),
+            }
+            .into());
+        }
+        Ok(text)
+    }
+
     /// Opens the environment and reads all its values.
-    async fn open(&self, client: &Client) -> anyhow::Result<BTreeMap<String, Value>> {
+    async fn open(&self, token: &AccessToken) -> anyhow::Result<BTreeMap<String, Value>> {
         let name = format!("{}/{}/{}", self.org, self.project, self.env);
         let about = |e: anyhow::Error| match e.downcast_ref::<ServerRefused>().map(|r| r.status) {
             Some(404) => e.context(format!(
@@ -292,15 +355,12 @@ impl Agent {
             self.env.as_str(),
             "open",
         ];
-        let url = client.url(&segments, &[])?;
-        let opened = client.execute(client.request(Method::POST, url)).await.map_err(about)?;
+        let opened = self.call(Method::POST, &segments, token).await.map_err(about)?;
         let opened: esc::OpenResponse =
-            serde_json::from_str(&opened.body).context("the server's answer to open has no session id")?;
+            serde_json::from_str(&opened).context("the server's answer to open has no session id")?;
         let mut read_segments = segments.to_vec();
         read_segments.push(opened.id.as_str());
-        let url = client.url(&read_segments, &[])?;
-        let read = client.execute(client.request(Method::GET, url)).await.map_err(about)?;
-        let read = Zeroizing::new(read.body);
+        let read = self.call(Method::GET, &read_segments, token).await.map_err(about)?;
         let json: Json = serde_json::from_str(&read).context("the open environment was not JSON")?;
         Ok(properties(&json))
     }

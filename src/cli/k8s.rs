@@ -71,6 +71,10 @@ pub struct WebhookArgs {
     /// Seconds between checks of the certificate and key files.
     #[arg(long, default_value_t = 10)]
     pub reload_interval: u64,
+    /// PEM certificates (a private CA) the injected agent trusts for Sesame's TLS besides the system roots; passed
+    /// in the agent's SESAME_CA_PEM variable.
+    #[arg(long, env = "SESAME_WEBHOOK_AGENT_CA_FILE", value_name = "FILE")]
+    pub agent_ca_file: Option<PathBuf>,
 }
 
 /// Runs `sesame k8s …`.
@@ -92,6 +96,17 @@ pub fn injector_config(args: &WebhookArgs) -> anyhow::Result<InjectorConfig> {
     if args.agent_image.trim().is_empty() {
         bail!("--agent-image must not be empty");
     }
+    let ca_pem = match &args.agent_ca_file {
+        Some(path) => {
+            let pem =
+                std::fs::read_to_string(path).with_context(|| format!("reading --agent-ca-file {}", path.display()))?;
+            if reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_or(true, |c| c.is_empty()) {
+                bail!("--agent-ca-file {} holds no PEM certificate", path.display());
+            }
+            Some(pem)
+        }
+        None => None,
+    };
     Ok(InjectorConfig {
         agent_image: args.agent_image.clone(),
         server_url: args.server_url.trim_end_matches('/').to_owned(),
@@ -100,6 +115,7 @@ pub fn injector_config(args: &WebhookArgs) -> anyhow::Result<InjectorConfig> {
             .clone()
             .unwrap_or_else(|| args.server_url.trim_end_matches('/').to_owned()),
         token_expiration_s: args.token_expiration,
+        ca_pem,
     })
 }
 

@@ -69,7 +69,13 @@ pub struct InjectorConfig {
     pub audience: String,
     /// Lifetime asked for the projected token, seconds (the kubelet refreshes it at 80%).
     pub token_expiration_s: i64,
+    /// PEM certificates the agent trusts for Sesame's TLS besides the system roots (a private CA), given to it in
+    /// [`CA_ENV`]. Certificates are public: they may sit in the pod spec.
+    pub ca_pem: Option<String>,
 }
+
+/// The variable that carries [`InjectorConfig::ca_pem`] to the agent (`sesame agent` reads it like `--ca-file`).
+pub const CA_ENV: &str = "SESAME_CA_PEM";
 
 /// Why a body is not an AdmissionReview v1 this webhook can answer. The message names what is wrong, never the body.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -313,7 +319,7 @@ pub fn decide(namespace: &str, pod: &Value, cfg: &InjectorConfig) -> Decision {
         if let Some(g) = run_as_group {
             security["runAsGroup"] = json!(g);
         }
-        json!({
+        let mut container = json!({
             "name": name,
             "image": cfg.agent_image,
             "imagePullPolicy": "IfNotPresent",
@@ -324,7 +330,11 @@ pub fn decide(namespace: &str, pod: &Value, cfg: &InjectorConfig) -> Decision {
             ],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
             "securityContext": security
-        })
+        });
+        if let Some(pem) = &cfg.ca_pem {
+            container["env"] = json!([{"name": CA_ENV, "value": pem}]);
+        }
+        container
     };
 
     let mut ops = Vec::new();
@@ -393,6 +403,7 @@ mod tests {
             server_url: "https://sesame.example".into(),
             audience: "https://sesame.example".into(),
             token_expiration_s: 3600,
+            ca_pem: None,
         }
     }
 

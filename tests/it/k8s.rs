@@ -28,6 +28,7 @@ fn cfg() -> InjectorConfig {
         server_url: "https://sesame.sesame.svc".into(),
         audience: "https://sesame.example".into(),
         token_expiration_s: 3600,
+        ca_pem: None,
     }
 }
 
@@ -182,6 +183,33 @@ fn null_lists_are_replaced_whole() {
     assert_eq!(names(&pod["spec"]["volumes"]), ["sesame-secrets", "sesame-token"]);
     assert_eq!(names(&pod["spec"]["initContainers"]), ["sesame-agent-init"]);
     assert_eq!(names(&pod["spec"]["containers"][0]["volumeMounts"]), ["sesame-secrets"]);
+}
+
+#[test]
+fn a_private_ca_reaches_both_agent_containers() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let cfg = InjectorConfig {
+        ca_pem: Some(pem.into()),
+        ..cfg()
+    };
+    let review = review_of(|pod| pod["metadata"]["annotations"]["sesame.dev/mode"] = json!("sidecar"));
+    let pod = &review["request"]["object"];
+    let k8s::Decision::Inject(ops) = k8s::decide("shop", pod, &cfg) else {
+        panic!("the pod is injected");
+    };
+    let mut pod = pod.clone();
+    json_patch::patch(
+        &mut pod,
+        &serde_json::from_value::<json_patch::Patch>(json!(ops)).unwrap(),
+    )
+    .unwrap();
+    for c in [&pod["spec"]["initContainers"][0], &pod["spec"]["containers"][1]] {
+        assert_eq!(c["env"], json!([{"name": "SESAME_CA_PEM", "value": pem}]), "{c}");
+    }
+    assert!(
+        pod["spec"]["containers"][0].get("env").is_none(),
+        "the app's container is not changed"
+    );
 }
 
 fn patch_ops(answer: &Value) -> Vec<Value> {
@@ -797,6 +825,91 @@ async fn the_agent_sidecar_rewrites_files_when_the_environment_changes() {
         guard.stop();
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_agent_trusts_a_private_ca_only_when_given_it() {
+    let dir = temp_dir();
+    let mut c = crate::support::config(dir.path(), None);
+    let cert = crate::support::SelfSigned::install(dir.path(), &mut c);
+    let srv = TestServer::start(c, None).await.unwrap();
+    let url = format!("https://localhost:{}", srv.server.local_addr().port());
+    put_env_tls(&srv, &cert, &url).await;
+    let token = dir.path().join("token");
+    std::fs::write(&token, &srv.token).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert.pem).unwrap();
+    let out = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let base = [
+        "--url",
+        url.as_str(),
+        "--env",
+        "acme/shop/prod",
+        "--once",
+        "--token-file",
+    ];
+    let run = |extra: Vec<String>, pem: Option<&str>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sesame"));
+        cmd.arg("agent")
+            .args(base)
+            .arg(&token)
+            .args(extra)
+            .env_remove("SESAME_CA_PEM");
+        if let Some(p) = pem {
+            cmd.env("SESAME_CA_PEM", p);
+        }
+        async move {
+            let o = cmd.output().await.unwrap();
+            (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    };
+    let (code, stderr) = run(vec!["--out".into(), out("a")], None).await;
+    assert_eq!(code, Some(1), "an unknown CA is not trusted: {stderr}");
+    assert!(stderr.contains("could not reach Sesame"), "{stderr}");
+    let (code, stderr) = run(
+        vec![
+            "--out".into(),
+            out("b"),
+            "--ca-file".into(),
+            ca.to_str().unwrap().into(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b/.env")).unwrap(),
+        "DB_USER='tls'\n"
+    );
+    let (code, stderr) = run(vec!["--out".into(), out("c")], Some(&cert.pem)).await;
+    assert_eq!(code, Some(0), "as the injector passes it: {stderr}");
+    let (code, stderr) = run(vec!["--out".into(), out("d")], Some("not a certificate")).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("PEM"), "{stderr}");
+    srv.stop().await;
+}
+
+/// `put_env` over HTTPS to a server with a self-signed certificate.
+async fn put_env_tls(srv: &TestServer, cert: &crate::support::SelfSigned, url: &str) {
+    let client = cert.client(srv.server.local_addr());
+    let auth = format!("token {}", srv.token);
+    let resp = client
+        .post(format!("{url}/api/esc/environments/acme"))
+        .header("Authorization", &auth)
+        .json(&json!({"project": "shop", "name": "prod"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = client
+        .patch(format!("{url}/api/esc/environments/acme/shop/prod"))
+        .header("Authorization", &auth)
+        .header("Content-Type", "application/x-yaml")
+        .body("values:\n  environmentVariables:\n    DB_USER: tls\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }
 
 // ---- External Secrets Operator's Pulumi provider, request by request ----
