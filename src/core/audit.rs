@@ -119,6 +119,9 @@ audit_actions! {
     OidcPolicyUpdate = "oidc.policy.update",
     /// An OIDC token exchanged for a Sesame token, or refused (the outcome says which; never the token).
     TokenExchange = "token.exchange",
+    /// A provider called by an evaluation (`fn::open::<name>`): the provider, the call site and the outcome in
+    /// the detail; never an input or an output.
+    ProviderOpen = "provider.open",
 }
 
 impl std::fmt::Display for AuditAction {

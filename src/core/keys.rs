@@ -216,6 +216,21 @@ pub fn open_pins_aad(org_id: &str, env_id: &str, digest_hex: &str) -> Vec<u8> {
     )
 }
 
+/// Associated data for a session's stored provider outputs: names the org, the environment, the row, the pins
+/// digest (hex) and the token that opened the session, so a row answers only the session id that names it.
+pub fn open_outputs_aad(org_id: &str, env_id: &str, row_id: &str, digest_hex: &str, token_id: &str) -> Vec<u8> {
+    sesame_envelope::context(
+        "sesame/open-outputs/v1",
+        &[
+            org_id.as_bytes(),
+            env_id.as_bytes(),
+            row_id.as_bytes(),
+            digest_hex.as_bytes(),
+            token_id.as_bytes(),
+        ],
+    )
+}
+
 /// Associated data for the sealed audit-checkpoint signing key: names its public key, so a sealed private key
 /// cannot be swapped for another one's row.
 pub fn audit_signing_key_aad(public_key: &[u8]) -> Vec<u8> {

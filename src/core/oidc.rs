@@ -20,7 +20,7 @@ pub const DEFAULT_LOGIN_LIFETIME: Duration = Duration::from_secs(600);
 /// The lifetime of a custom-audience token when the request names none (Pulumi's default for `fn::open::oidc`).
 pub const DEFAULT_CUSTOM_LIFETIME: Duration = Duration::from_secs(3600);
 /// The longest custom audience accepted, in bytes.
-pub const MAX_AUDIENCE_LEN: usize = 256;
+pub const MAX_AUDIENCE_LEN: usize = 512;
 /// The longest login audience prefix (`aws`, `gcp`, `azure`, `vault`, …) accepted.
 pub const MAX_AUDIENCE_PREFIX_LEN: usize = 64;
 /// The project whose environments keep Pulumi's legacy names (no project in `sub`, `current_env` or `aud`).
@@ -641,7 +641,7 @@ mod tests {
             no("jwt", Some("a"), None, None),
             RequestError::UnknownFamily(_)
         ));
-        let long = "a".repeat(257);
+        let long = "a".repeat(513);
         for aud in ["", "a b", "a\u{7}", "ünï", long.as_str()] {
             assert!(
                 matches!(

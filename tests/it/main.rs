@@ -21,6 +21,7 @@ mod kms_migrate;
 mod migrate;
 mod oidc_exchange;
 mod oidc_issuer;
+mod providers;
 mod sdk;
 mod sessions;
 mod store;

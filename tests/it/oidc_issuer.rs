@@ -353,7 +353,7 @@ async fn the_mint_endpoint_refuses_bad_input_and_hides_what_the_caller_may_not_o
     let dir = temp_dir();
     let srv = TestServer::sqlite(dir.path()).await;
     make_env(&srv).await;
-    let long = "a".repeat(257);
+    let long = "a".repeat(513);
     let bad: Vec<(Value, &str)> = vec![
         (json!({"family": "custom-audience", "audience": ""}), "empty"),
         (json!({"family": "custom-audience", "audience": long}), "at most"),

@@ -174,6 +174,8 @@ async fn check_for_write(app: &AppState, t: &Target, p: &Principal, text: &str) 
         access: &t.access,
         org: &t.org,
         import_action: Action::Read,
+        // Check mode calls no provider, so nothing is audited under it.
+        source: "",
     };
     let name = format!("{}/{}", t.env.project, t.env.name);
     let out = eval::run(
@@ -375,6 +377,7 @@ pub async fn check(Caller(app, p, source): Caller, Path(org): Path<String>, body
         access: &access,
         org: &org,
         import_action: Action::Read,
+        source: &source,
     };
     let out = eval::run(&app, &caller, "<yaml>", text, None, Mode::Check { show_secrets: false }).await?;
     let status = error::check_status(out.has_errors());

@@ -1,18 +1,24 @@
 //! The edge of the ESC evaluator: resolves imports from the store (same org, `project/env`, a bare `env` meaning
 //! `default/env`, `@revision` / `@tag` pins, each checked against the caller's role), opens ciphertexts with the
-//! keyring (through [`super::seal`]), and runs the pure evaluator round after round until nothing is pending.
+//! keyring (through [`super::seal`]), runs providers ([`super::providers`]: each call audited, cut at its deadline,
+//! its error a diagnostic at the call without any secret input in it), and runs the pure evaluator round after
+//! round until nothing is pending. A session read instead answers every provider call from the session's stored
+//! outputs ([`Resolved::replay`]): no provider runs again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::providers::{self, OpenCtx, Output};
 use super::seal::decrypt_one;
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::{Access, Action, Decision};
 use crate::core::env::env_ref::EnvRef;
 use crate::core::env::eval::{
-    Answer, DecryptError, DecryptRequest, EffectError, Effects, Mode, Need, Options, ProviderCall, ProviderSchema,
-    RotatorSchema,
+    Answer, CallKind, DecryptError, DecryptRequest, EffectError, Effects, Mode, Need, Options, ProviderCall,
+    ProviderSchema, RotatorSchema,
 };
 use crate::core::env::session::{Pin, Pins};
+use crate::core::env::value::Repr;
 use crate::core::env::{Evaluated, Value, evaluate, load};
 use crate::server::AppState;
 use crate::server::auth::Principal;
@@ -22,6 +28,11 @@ use crate::store::envs::EnvRecord;
 
 /// Most evaluation rounds (each resolves what the previous one found pending).
 const MAX_ROUNDS: usize = 64;
+/// Most provider calls one evaluation makes; calls past it are errors at their `fn::open`.
+pub const MAX_PROVIDER_CALLS: usize = 32;
+/// Most rounds of provider calls one evaluation makes (one provider's output feeding another's input takes one
+/// round per link): with each call's deadline, this bounds how long providers hold an open.
+pub const MAX_PROVIDER_ROUNDS: usize = 8;
 
 /// Resolves a version string (`latest`, a revision number, or a revision tag) against an environment.
 pub async fn resolve_version(app: &AppState, env: &EnvRecord, version: Option<&str>) -> Result<i64, ApiError> {
@@ -114,6 +125,8 @@ pub struct Evaluator<'a> {
     pub org: &'a OrgRecord,
     /// `Open` when values are revealed (open), `Read` when only checked.
     pub import_action: Action,
+    /// Where the request came from, for the audit records of provider calls.
+    pub source: &'a str,
 }
 
 /// A loaded document: its text and, for a stored environment, its ids (to open its ciphertexts).
@@ -125,11 +138,41 @@ struct Doc {
     revision: i64,
 }
 
+/// Where a provider call is made: the provider, the document and the path in it. Each call site is evaluated
+/// once per evaluation, so it names the call.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CallSite {
+    pub provider: String,
+    pub env: String,
+    pub path: String,
+}
+
+impl CallSite {
+    fn of(call: &ProviderCall) -> CallSite {
+        CallSite {
+            provider: call.provider.clone(),
+            env: call.env.clone(),
+            path: call.path.clone(),
+        }
+    }
+}
+
+/// One provider call's output, as a session stores it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoredOutput {
+    pub site: CallSite,
+    pub output: Output,
+}
+
 #[derive(Default)]
 struct Answers {
     docs: HashMap<String, Result<Doc, EffectError>>,
     /// Opened secrets, wiped when the answers go.
     plain: HashMap<DecryptRequest, Result<String, DecryptError>>,
+    /// Provider calls answered, by call site (outputs are wiped when they go).
+    calls: BTreeMap<CallSite, Result<Output, EffectError>>,
+    /// Replaying a session: the stored outputs answer every call and nothing is called.
+    replay: bool,
 }
 
 impl Drop for Answers {
@@ -154,14 +197,30 @@ impl Effects for Answers {
             None => Answer::Pending,
         }
     }
-    fn provider(&self, _name: &str) -> Option<ProviderSchema> {
-        None
+    fn provider(&self, name: &str) -> Option<ProviderSchema> {
+        providers::find(name).map(|p| ProviderSchema {
+            inputs: p.inputs().clone(),
+            outputs: p.outputs().clone(),
+        })
     }
     fn rotator(&self, _name: &str) -> Option<RotatorSchema> {
         None
     }
-    fn call(&self, _call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
-        Answer::Ready(Err(EffectError::NoProviders))
+    fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+        if call.kind != CallKind::Open {
+            return Answer::Ready(Err(EffectError::NoProviders));
+        }
+        match self.calls.get(&CallSite::of(call)) {
+            Some(Ok(o)) => {
+                let v = Value::from_json(&o.value);
+                Answer::Ready(Ok(if o.secret { v.deep_secret() } else { v }))
+            }
+            Some(Err(e)) => Answer::Ready(Err(e.clone())),
+            None if self.replay => Answer::Ready(Err(EffectError::Failed(
+                "this session holds no output for this call".into(),
+            ))),
+            None => Answer::Pending,
+        }
     }
 }
 
@@ -200,10 +259,32 @@ impl Resolved {
         )
     }
 
-    /// A digest of everything the evaluation depends on ([`Pins::digest`]). Evaluation is deterministic (no
-    /// providers run yet), so equal digests mean equal results.
+    /// A digest of everything the evaluation depends on ([`Pins::digest`]). Equal digests mean equal results for
+    /// an evaluation without providers (whose outputs differ at each open).
     pub fn digest(&self, mode: &str) -> [u8; 32] {
         self.pins().digest(mode)
+    }
+
+    /// What the providers returned in this evaluation, by call site (errors left out: they are diagnostics).
+    pub fn provider_outputs(&self) -> Vec<StoredOutput> {
+        self.answers
+            .calls
+            .iter()
+            .filter_map(|(site, r)| {
+                r.as_ref().ok().map(|o| StoredOutput {
+                    site: site.clone(),
+                    output: o.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes `outputs` answer every provider call of the next evaluation, which then calls no provider.
+    pub fn replay(&mut self, outputs: Vec<StoredOutput>) {
+        self.answers.replay = true;
+        for o in outputs {
+            self.answers.calls.insert(o.site, Ok(o.output));
+        }
     }
 }
 
@@ -379,6 +460,7 @@ pub async fn evaluate_resolved(
     };
     // With everything prefetched one round is the rule; more happen only for what prefetching cannot see (an
     // `${environments.P.E}` reference, say).
+    let mut provider_rounds = 0;
     for _ in 0..MAX_ROUNDS {
         let mut out = evaluate(&loaded, &r.answers, &opts);
         if out.pending.is_empty() {
@@ -389,12 +471,17 @@ pub async fn evaluate_resolved(
         }
         let mut loads = Vec::new();
         let mut decrypts = Vec::new();
+        let mut calls = Vec::new();
         for need in out.pending {
             match need {
                 Need::Load(name) => loads.push(name),
                 Need::Decrypt(req) => decrypts.push(req),
-                Need::Call(_) => {}
+                Need::Call(call) => calls.push(*call),
             }
+        }
+        if !calls.is_empty() {
+            provider_rounds += 1;
+            run_calls(app, caller, r, calls, provider_rounds).await?;
         }
         let fetched = futures::future::join_all(loads.iter().map(|name| load_import(app, caller, name))).await;
         for (name, doc) in loads.into_iter().zip(fetched) {
@@ -414,6 +501,137 @@ pub async fn evaluate_resolved(
     Err(ApiError::bad_request(
         "the environment needs too many evaluation rounds",
     ))
+}
+
+/// The strings marked secret in `v` (to blank them out of a provider's message).
+fn secret_strings(v: &Value, out: &mut Vec<String>) {
+    match &v.repr {
+        Repr::String(s) if v.secret && s.len() >= 3 => out.push(s.to_string()),
+        Repr::Array(items) => items.iter().for_each(|i| secret_strings(i, out)),
+        Repr::Object(map) => map.iter().for_each(|(_, i)| secret_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// A provider's message without any secret input in it, and at most 1000 bytes.
+fn scrub(message: &str, secrets: &[String]) -> String {
+    let mut m = message.to_owned();
+    for s in secrets {
+        if m.contains(s.as_str()) {
+            m = m.replace(s.as_str(), "[secret]");
+        }
+    }
+    if m.len() > 1000 {
+        let mut cut = 1000;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m.truncate(cut);
+        m.push('…');
+    }
+    m
+}
+
+/// Runs one round of provider calls concurrently, each cut at its deadline, and records the answers (an error is
+/// the diagnostic the evaluator reports at the call). Every call is audited: provider, environment, call site and
+/// outcome.
+async fn run_calls(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    r: &mut Resolved,
+    calls: Vec<ProviderCall>,
+    round: usize,
+) -> Result<(), ApiError> {
+    let env_of = |name: &str| {
+        r.answers
+            .docs
+            .get(name)
+            .and_then(|d| d.as_ref().ok())
+            .and_then(|d| d.env_id.clone())
+    };
+    let root_id = env_of(&r.root_name);
+    let mut ids: Vec<String> = calls.iter().filter_map(|c| env_of(&c.env)).collect();
+    ids.extend(root_id.clone());
+    ids.sort();
+    ids.dedup();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let records = if id_refs.is_empty() {
+        Vec::new()
+    } else {
+        app.store.envs_by_ids(&caller.org.id, &id_refs).await?
+    };
+    let record = |id: Option<String>| id.and_then(|id| records.iter().find(|e| e.id == id));
+    let root = record(root_id);
+    let target = match root {
+        Some(e) => format!("{}/{}/{}", caller.org.name, e.project, e.name),
+        None => format!("{}/<yaml>", caller.org.name),
+    };
+    let made = r.answers.calls.len();
+    let runs = calls.iter().enumerate().map(|(i, call)| {
+        let current = record(env_of(&call.env));
+        async move {
+            let mut secrets = Vec::new();
+            secret_strings(&call.inputs, &mut secrets);
+            let result = if made + i >= MAX_PROVIDER_CALLS {
+                Err(format!(
+                    "too many provider calls in one evaluation (at most {MAX_PROVIDER_CALLS})"
+                ))
+            } else if round > MAX_PROVIDER_ROUNDS {
+                Err(format!(
+                    "too many rounds of provider calls, one feeding the next (at most {MAX_PROVIDER_ROUNDS})"
+                ))
+            } else if let Some(p) = providers::find(&call.provider) {
+                let ctx = OpenCtx {
+                    app,
+                    principal: caller.principal,
+                    source: caller.source,
+                    org: caller.org,
+                    current,
+                    root,
+                };
+                let inputs = call.inputs.to_json(false);
+                let deadline = p.deadline();
+                let answer = tokio::time::timeout(deadline, p.open(&ctx, &inputs)).await;
+                crate::server::answer::wipe_json(inputs);
+                match answer {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "the {} provider did not answer within {}s",
+                        call.provider,
+                        deadline.as_secs()
+                    )),
+                }
+            } else {
+                Err(format!("unknown provider {:?}", call.provider))
+            };
+            result.map_err(|m| scrub(&m, &secrets))
+        }
+    });
+    let answers = futures::future::join_all(runs).await;
+    for (call, answer) in calls.iter().zip(answers) {
+        let (outcome, what) = match &answer {
+            Ok(_) => (Outcome::Ok, "ok".to_owned()),
+            Err(m) => (Outcome::Failed, format!("error: {m}")),
+        };
+        let event = app
+            .event(
+                Some(caller.principal),
+                caller.source,
+                Some(&caller.org.id),
+                AuditAction::ProviderOpen,
+                &target,
+            )
+            .outcome(outcome)
+            .detail(format!(
+                "provider={} env={} path={} {what}",
+                call.provider, call.env, call.path
+            ));
+        app.record(event).await?;
+        r.answers
+            .calls
+            .insert(CallSite::of(call), answer.map_err(EffectError::Failed));
+    }
+    Ok(())
 }
 
 /// Resolves and evaluates in one call.

@@ -33,6 +33,7 @@ pub mod eval;
 mod listing;
 mod oidc_token;
 mod open;
+pub mod providers;
 pub use open::Opened;
 mod revisions;
 pub mod seal;

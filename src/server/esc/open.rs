@@ -16,14 +16,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
-use super::eval::{self, Evaluator, resolve_version, revision_yaml};
+use super::eval::{self, Evaluator, StoredOutput, resolve_version, revision_yaml};
 use super::{body_text, env_scope, internal, rendered_properties, target};
 use crate::core::audit::AuditAction;
 use crate::core::audit::hex;
 use crate::core::authz::{Access, Action};
 use crate::core::env::session::{self, Claims, Pins};
 use crate::core::env::{Mode, PropertyPath};
-use crate::core::keys::{open_pins_aad, open_session_aad, session_id_aad};
+use crate::core::keys::{open_outputs_aad, open_pins_aad, open_session_aad, session_id_aad};
 use crate::core::timefmt::parse_go_duration;
 use crate::server::AppState;
 use crate::server::answer::{secret_body, wipe_json};
@@ -31,7 +31,7 @@ use crate::server::auth::Caller;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
 use crate::store::OrgRecord;
-use crate::store::envs::{EnvRecord, PinsRecord};
+use crate::store::envs::{EnvRecord, PinsRecord, SessionRecord};
 use crate::wire::esc;
 use sesame_envelope::Plaintext;
 
@@ -110,12 +110,13 @@ impl Drop for Opened {
 /// for this long.
 const PINS_SLACK: Duration = Duration::from_secs(3600);
 
-/// Evaluates `resolved` and renders the answer; an evaluation with errors is refused with its diagnostics.
+/// Evaluates `resolved` and renders the answer, with what providers returned; an evaluation with errors is refused
+/// with its diagnostics.
 async fn evaluate_opened(
     app: &AppState,
     caller: &Evaluator<'_>,
     resolved: &mut eval::Resolved,
-) -> Result<Opened, ApiError> {
+) -> Result<(Opened, Vec<StoredOutput>), ApiError> {
     let out = eval::evaluate_resolved(app, caller, resolved, Mode::Eval).await?;
     if out.has_errors() {
         return Err(ApiError::with_diagnostics(
@@ -131,12 +132,29 @@ async fn evaluate_opened(
     // The pins are taken after evaluation: they include what later rounds loaded.
     let pins = resolved.pins();
     let digest = pins.digest("open");
-    Ok(Opened {
+    let opened = Opened {
         body: zeroize::Zeroizing::new(text),
         pins,
         digest,
         parsed: OnceLock::new(),
-    })
+    };
+    Ok((opened, resolved.provider_outputs()))
+}
+
+/// The evaluated-result cache's key for a session with provider outputs: its pins' digest and its outputs row
+/// (never a plain pins digest, so an open never finds it).
+fn outputs_cache_key(digest: &[u8; 32], row: &[u8; 16]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"sesame/open-outputs-cache/v1");
+    ctx.update(digest);
+    ctx.update(row);
+    ctx.finish().as_ref().try_into().unwrap_or([0; 32])
+}
+
+/// The name of the `open_sessions` row holding a session's provider outputs (never of the 32-hex-digit form of
+/// the sessions earlier versions stored whole).
+fn outputs_row_id(row: &[u8; 16]) -> String {
+    format!("out-{}", hex(row))
 }
 
 /// Makes sure the pin set of `opened` is stored until at least `until_ms`: nothing to do when this replica knows it
@@ -187,30 +205,65 @@ async fn open_session(
         access,
         org,
         import_action: Action::Open,
+        source,
     };
     // Imports are resolved (and the caller's right to open each checked) on every open; only when nothing it reads
     // has changed is the evaluated result reused.
     let mut resolved = eval::resolve(app, &caller, name, yaml, env).await?;
     let key = resolved.digest("open");
-    let opened = match app.eval_cache.get(&key).await {
-        Some(o) => o,
+    // An evaluation that called providers is never cached (each open runs them anew), so its digest is never found.
+    let (opened, outputs) = match app.eval_cache.get(&key).await {
+        Some(o) => (o, Vec::new()),
         None => {
-            let o = Arc::new(evaluate_opened(app, &caller, &mut resolved).await?);
-            app.eval_cache.insert(key, o.clone()).await;
-            if o.digest != key {
-                app.eval_cache.insert(o.digest, o.clone()).await;
+            let (o, outputs) = evaluate_opened(app, &caller, &mut resolved).await?;
+            let o = Arc::new(o);
+            if outputs.is_empty() {
+                app.eval_cache.insert(key, o.clone()).await;
+                if o.digest != key {
+                    app.eval_cache.insert(o.digest, o.clone()).await;
+                }
             }
-            o
+            (o, outputs)
         }
     };
     let env = env.map(|(e, _)| e);
     let env_id = env.map_or(ANONYMOUS_ENV, |e| e.id.as_str());
-    let expires_ms = app.clock.now_ms() + duration.as_millis() as i64;
+    let now = app.clock.now_ms();
+    let expires_ms = now + duration.as_millis() as i64;
     keep_pins(app, &org.id, env_id, &opened, expires_ms).await?;
+    // Provider outputs are not recomputable: they alone are stored with the session, sealed, in a row the id names.
+    let stored = if outputs.is_empty() {
+        None
+    } else {
+        let mut row = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut row).map_err(|e| ApiError::internal(&e))?;
+        let row_id = outputs_row_id(&row);
+        let text = zeroize::Zeroizing::new(serde_json::to_vec(&outputs).map_err(internal)?);
+        drop(outputs);
+        let sealed = app
+            .keyring
+            .seal(
+                &env_scope(&org.id, env_id),
+                &open_outputs_aad(&org.id, env_id, &row_id, &hex(&opened.digest), &p.token_id),
+                &text,
+            )
+            .await?;
+        Some((
+            row,
+            SessionRecord {
+                id: row_id,
+                env_id: env_id.to_owned(),
+                org_id: org.id.clone(),
+                sealed,
+                created_ms: now,
+                expires_ms,
+            },
+        ))
+    };
     let claims = Claims {
         expires_ms,
         digest: opened.digest,
-        outputs: None,
+        outputs: stored.as_ref().map(|(row, _)| *row),
     };
     let sealed = app
         .keyring
@@ -227,11 +280,15 @@ async fn open_session(
     };
     // The id is not logged (it is useless without the opener's token, but long): the record names the digest of
     // what was opened.
-    let detail = format!("session of {}, {}s", &hex(&opened.digest)[..16], duration.as_secs());
-    let event = app
-        .event(Some(p), source, Some(&org.id), AuditAction::EnvOpen, &target)
-        .detail(detail);
-    app.record(event).await?;
+    let mut detail = format!("session of {}, {}s", &hex(&opened.digest)[..16], duration.as_secs());
+    let event = app.event(Some(p), source, Some(&org.id), AuditAction::EnvOpen, &target);
+    match stored {
+        None => app.record(event.detail(detail)).await?,
+        Some((_, row)) => {
+            detail.push_str(", with provider outputs");
+            app.record_with_session(event.detail(detail), row).await?
+        }
+    }
     Ok(axum::Json(esc::OpenResponse { id }).into_response())
 }
 
@@ -365,16 +422,20 @@ async fn session_of(app: &AppState, caller: &Evaluator<'_>, env_id: &str, id: &s
         .await
         .map_err(undecryptable_is_missing)?;
     let claims = Claims::decode(&payload).ok_or_else(session_not_found)?;
-    // Provider outputs come with the providers; no id this server made names any.
-    if claims.expires_ms <= app.clock.now_ms() || claims.outputs.is_some() {
+    if claims.expires_ms <= app.clock.now_ms() {
         return Err(session_not_found());
     }
-    let opened = match app.eval_cache.get(&claims.digest).await {
+    // A session with provider outputs is cached under its own key: its values are its outputs', not any open's.
+    let key = match &claims.outputs {
+        Some(row) => outputs_cache_key(&claims.digest, row),
+        None => claims.digest,
+    };
+    let opened = match app.eval_cache.get(&key).await {
         Some(o) => o,
         None => {
             // Concurrent reads of one cold session re-derive it once.
             app.eval_cache
-                .try_get_with(claims.digest, rederive(app, caller, env_id, claims.digest))
+                .try_get_with(key, rederive(app, caller, env_id, &claims))
                 .await
                 .map_err(Arc::unwrap_or_clone)?
         }
@@ -385,13 +446,48 @@ async fn session_of(app: &AppState, caller: &Evaluator<'_>, env_id: &str, id: &s
     Ok(opened)
 }
 
-/// Re-evaluates a session from its stored pins (after the cache dropped it, or on another replica).
+/// A session's stored provider outputs: its row, of this org and environment, unexpired, unsealed for the token
+/// that opened it.
+async fn stored_outputs(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    env_id: &str,
+    claims: &Claims,
+    row: &[u8; 16],
+) -> Result<Vec<StoredOutput>, ApiError> {
+    let org = caller.org;
+    let row_id = outputs_row_id(row);
+    let s = app.store.session(&row_id).await?.ok_or_else(session_not_found)?;
+    if s.org_id != org.id || s.env_id != env_id || s.expires_ms <= app.clock.now_ms() {
+        return Err(session_not_found());
+    }
+    let text = app
+        .keyring
+        .open(
+            &env_scope(&org.id, env_id),
+            &open_outputs_aad(
+                &org.id,
+                env_id,
+                &row_id,
+                &hex(&claims.digest),
+                &caller.principal.token_id,
+            ),
+            &s.sealed,
+        )
+        .await
+        .map_err(undecryptable_is_missing)?;
+    serde_json::from_slice(&text).map_err(internal)
+}
+
+/// Re-evaluates a session from its stored pins (after the cache dropped it, or on another replica), its provider
+/// calls answered by its stored outputs (no provider is called again).
 async fn rederive(
     app: &AppState,
     caller: &Evaluator<'_>,
     env_id: &str,
-    digest: [u8; 32],
+    claims: &Claims,
 ) -> Result<Arc<Opened>, ApiError> {
+    let digest = claims.digest;
     let org = caller.org;
     let digest_hex = hex(&digest);
     let row = app
@@ -417,7 +513,13 @@ async fn rederive(
     let mut resolved = eval::resolve_pinned(app, caller, &pins)
         .await?
         .ok_or_else(session_not_found)?;
-    let mut opened = evaluate_opened(app, caller, &mut resolved)
+    // Always replayed: a session without outputs has no provider call to answer.
+    let outputs = match &claims.outputs {
+        Some(row) => stored_outputs(app, caller, env_id, claims, row).await?,
+        None => Vec::new(),
+    };
+    resolved.replay(outputs);
+    let (mut opened, _) = evaluate_opened(app, caller, &mut resolved)
         .await
         .map_err(|e| if e.is_client_error() { session_not_found() } else { e })?;
     opened.digest = digest;
@@ -494,6 +596,7 @@ pub async fn read_open(
         access: &t.access,
         org: &t.org,
         import_action: Action::Open,
+        source: &source,
     };
     read_session(&app, &caller, &t.env.id, &id, q.property.as_deref()).await
 }
@@ -510,6 +613,7 @@ pub async fn read_open_yaml(
         access: &access,
         org: &org,
         import_action: Action::Open,
+        source: &source,
     };
     read_session(&app, &caller, ANONYMOUS_ENV, &id, q.property.as_deref()).await
 }

@@ -1,0 +1,211 @@
+//! Providers at the evaluator's edge (`fn::open::<name>`), on SQLite and PostgreSQL: `fn::open::oidc` mints a
+//! custom-audience token verified by PyJWT against the JWKS its issuer names; every open runs providers anew (never
+//! from the evaluated-result cache) and a session stores the outputs, so a read always gives the same values; bad
+//! inputs, an unsaved document and a provider error each give a clear diagnostic at the call; every call is audited
+//! without its output.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::esc::{Esc, Resp};
+use crate::support::{self, TestServer, on_both};
+
+const APP: &str = "/acme/svc/app";
+const AUD: &str = "https://relying.example";
+
+fn oidc_yaml(inputs: &str) -> String {
+    format!("values:\n  plain: hello\n  token:\n    fn::open::oidc:\n{inputs}")
+}
+
+const GOOD: &str =
+    "      audience: https://relying.example\n      identityToken:\n        version: v2\n      duration: 5m\n";
+
+async fn open_id(c: &Esc<'_>) -> String {
+    let r = c.call("POST", &format!("{APP}/open?duration=1h"), None, &[]).await;
+    assert_eq!(r.status, 200, "open: {}", r.text);
+    r.json()["id"].as_str().expect("session id").to_owned()
+}
+
+async fn read(c: &Esc<'_>, id: &str) -> Resp {
+    c.call("GET", &format!("{APP}/open/{id}"), None, &[]).await
+}
+
+/// The token a session holds, checked to be marked secret.
+async fn token_of(c: &Esc<'_>, id: &str) -> String {
+    let r = read(c, id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["properties"]["token"]["secret"], json!(true), "{v}");
+    assert_eq!(v["properties"]["plain"]["value"], json!("hello"));
+    v["properties"]["token"]["value"].as_str().expect("token").to_owned()
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
+}
+
+async fn audit_records(s: &TestServer) -> Vec<Value> {
+    s.export("/api/sesame/v1/orgs/acme/audit")
+        .await
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["action"] == "provider.open")
+        .collect()
+}
+
+async fn oidc_tokens_per_open(s: &TestServer) {
+    let c = Esc::admin(s);
+    assert_eq!(c.create("acme", "svc", "app").await.status, 200);
+    let r = c.patch(APP, &oidc_yaml(GOOD)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let (id1, id2) = (open_id(&c).await, open_id(&c).await);
+    let t1 = token_of(&c, &id1).await;
+    let t2 = token_of(&c, &id2).await;
+    assert_ne!(t1, t2, "two opens give two tokens");
+    // A session always reads the same: its output is stored, the provider is not called again.
+    assert_eq!(token_of(&c, &id1).await, t1);
+    assert_eq!(token_of(&c, &id2).await, t2);
+    let prop = c
+        .call("GET", &format!("{APP}/open/{id1}?property=token"), None, &[])
+        .await;
+    assert_eq!(prop.status, 200, "{}", prop.text);
+    assert_eq!(prop.json()["value"], json!(t1));
+
+    let cl = claims(&t1);
+    assert_eq!(cl["aud"], json!(AUD));
+    let life = cl["exp"].as_i64().unwrap() - cl["iat"].as_i64().unwrap();
+    assert_eq!(life, 300, "{cl}");
+    assert!(cl["sub"].as_str().unwrap().contains(":env:"), "{cl}");
+
+    // Two opens, two calls audited; never the token.
+    let records = audit_records(s).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        let text = r.to_string();
+        assert!(text.contains("provider=oidc") && text.contains("ok"), "{text}");
+        assert!(!text.contains(&t1) && !text.contains(&t2), "{text}");
+    }
+
+    if let Some(python) = python() {
+        let issuer = cl["iss"].as_str().unwrap();
+        let (ok, out) = pyjwt(&python, issuer, &t1, AUD).await;
+        assert!(ok, "{out}");
+        let (ok, out) = pyjwt(&python, issuer, &t1, "https://other.example").await;
+        assert!(!ok, "{out}");
+    }
+
+    // Check mode: the call is not made, its value is unknown and typed by the output schema.
+    let check = c.post("/acme/yaml/check", &oidc_yaml(GOOD)).await;
+    assert_eq!(check.status, 200, "{}", check.text);
+    assert_eq!(audit_records(s).await.len(), 2);
+}
+on_both!(
+    oidc_tokens_per_open,
+    oidc_tokens_per_open_sqlite,
+    oidc_tokens_per_open_postgres
+);
+
+async fn bad_inputs_are_diagnosed(s: &TestServer) {
+    let c = Esc::admin(s);
+    assert_eq!(c.create("acme", "svc", "app").await.status, 200);
+    // Refused when saved (the input schema).
+    let refused_on_save = [
+        ("      identityToken:\n        version: v2\n", "audience"),
+        (
+            "      audience: \"\"\n      identityToken:\n        version: v2\n",
+            "audience",
+        ),
+        ("      audience: a\n", "identityToken"),
+        (
+            "      audience: a\n      identityToken:\n        version: v1\n",
+            "version",
+        ),
+        (
+            "      audience: a\n      identityToken:\n        version: v2\n      extra: 1\n",
+            "extra",
+        ),
+        (
+            "      audience: [a]\n      identityToken:\n        version: v2\n",
+            "audience",
+        ),
+        (
+            "      audience: a\n      identityToken:\n        version: v2\n      duration: soon\n",
+            "duration",
+        ),
+    ];
+    for (inputs, want) in refused_on_save {
+        let r = c.patch(APP, &oidc_yaml(inputs)).await;
+        assert_eq!(r.status, 400, "{inputs}: {}", r.text);
+        assert!(r.text.contains(want), "{inputs}: {}", r.text);
+    }
+    // Refused at open (what the schema cannot say): a diagnostic at the call.
+    let at_open = [
+        (
+            "      audience: a\n      identityToken:\n        version: v2\n      duration: 2h\n",
+            "from 1m to 1h",
+        ),
+        (
+            "      audience: a\n      identityToken:\n        version: v2\n      duration: 30s\n",
+            "from 1m to 1h",
+        ),
+        (
+            "      audience: a b\n      identityToken:\n        version: v2\n",
+            "visible ASCII",
+        ),
+    ];
+    for (inputs, want) in at_open {
+        let r = c.patch(APP, &oidc_yaml(inputs)).await;
+        assert_eq!(r.status, 200, "{inputs}: {}", r.text);
+        let r = c.call("POST", &format!("{APP}/open"), None, &[]).await;
+        assert_eq!(r.status, 400, "{inputs}: {}", r.text);
+        assert!(
+            r.text.contains(want) && r.text.contains("token"),
+            "{inputs}: {}",
+            r.text
+        );
+    }
+    let failed: Vec<Value> = audit_records(s).await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed.iter().all(|r| r["outcome"] == "failed"), "{failed:?}");
+
+    // An unsaved document may not mint.
+    let r = c.post("/acme/yaml/open", &oidc_yaml(GOOD)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("unsaved document"), "{}", r.text);
+    // An unknown provider is an error where it is written.
+    let r = c.patch(APP, "values:\n  x:\n    fn::open::nope: {}\n").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("unknown provider"), "{}", r.text);
+}
+on_both!(
+    bad_inputs_are_diagnosed,
+    bad_inputs_are_diagnosed_sqlite,
+    bad_inputs_are_diagnosed_postgres
+);
+
+/// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
+fn python() -> Option<String> {
+    support::require_env(
+        "SESAME_TEST_OIDC_PYTHON",
+        "a Python with PyJWT (pip install PyJWT cryptography)",
+    )
+}
+
+async fn pyjwt(python: &str, issuer: &str, token: &str, audience: &str) -> (bool, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/verify_pyjwt.py");
+    let out = tokio::process::Command::new(python)
+        .args([script, issuer, token, audience])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
