@@ -186,6 +186,46 @@ on_both!(
     bad_inputs_are_diagnosed_postgres
 );
 
+async fn sessions_keep_their_outputs(s: &TestServer) {
+    let c = Esc::admin(s);
+    assert_eq!(c.create("acme", "svc", "app").await.status, 200);
+    let r = c.patch(APP, &oidc_yaml(GOOD)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = open_id(&c).await;
+    // The id names the outputs row (flag bit 0 and 16 bytes more).
+    assert_eq!(id.len(), 208, "{id}");
+    let t = token_of(&c, &id).await;
+
+    // Cold (the caches dropped) and after a new revision: the stored output answers, the provider is not called.
+    let r = c.patch(APP, &oidc_yaml(&GOOD.replace("relying.example", "other.example"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.server.state.eval_cache.invalidate_all();
+    s.server.state.doc_cache.invalidate_all();
+    assert_eq!(token_of(&c, &id).await, t);
+    assert_eq!(audit_records(s).await.len(), 1);
+
+    // Another token of an admin reads nothing.
+    let (status, body) = s.add_member("acme", "peer", "admin").await;
+    assert!(status < 300, "{body}");
+    let peer = Esc {
+        s,
+        token: body["token"].as_str().unwrap().to_owned(),
+    };
+    let r = read(&peer, &id).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // The outputs row expires with the session and is swept by the purge; without it the session is gone.
+    let store = &s.server.state.store;
+    let now = s.server.state.clock.now_ms();
+    assert_eq!(store.purge_sessions(now).await.unwrap(), 0);
+    let later = now + std::time::Duration::from_secs(2 * 3600).as_millis() as i64;
+    assert_eq!(store.purge_sessions(later).await.unwrap(), 1, "the outputs row");
+    s.server.state.eval_cache.invalidate_all();
+    let r = read(&c, &id).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+on_both!(sessions_keep_their_outputs, sessions_keep_their_outputs_sqlite, sessions_keep_their_outputs_postgres);
+
 /// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
 fn python() -> Option<String> {
     support::require_env(
