@@ -506,6 +506,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let e = "/api/esc/environments";
     let env = format!("{e}/{{org}}/{{project}}/{{env}}");
     let environments = Router::new()
+        .route("/api/esc/providers", get(esc::list_providers))
+        .route("/api/esc/providers/{name}/schema", get(esc::provider_schema))
+        .route("/api/esc/rotators", get(esc::list_rotators))
+        .route("/api/esc/rotators/{name}/schema", get(esc::rotator_schema))
+        .route("/api/esc/context/schema", get(esc::context_schema))
         .route(e, get(esc::list_all))
         .route(&format!("{e}/{{org}}"), get(esc::list_org).post(esc::create))
         .route(&format!("{e}/{{org}}/yaml/check"), post(esc::check))

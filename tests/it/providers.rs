@@ -197,7 +197,9 @@ async fn sessions_keep_their_outputs(s: &TestServer) {
     let t = token_of(&c, &id).await;
 
     // Cold (the caches dropped) and after a new revision: the stored output answers, the provider is not called.
-    let r = c.patch(APP, &oidc_yaml(&GOOD.replace("relying.example", "other.example"))).await;
+    let r = c
+        .patch(APP, &oidc_yaml(&GOOD.replace("relying.example", "other.example")))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     s.server.state.eval_cache.invalidate_all();
     s.server.state.doc_cache.invalidate_all();
@@ -224,7 +226,82 @@ async fn sessions_keep_their_outputs(s: &TestServer) {
     let r = read(&c, &id).await;
     assert_eq!(r.status, 404, "{}", r.text);
 }
-on_both!(sessions_keep_their_outputs, sessions_keep_their_outputs_sqlite, sessions_keep_their_outputs_postgres);
+on_both!(
+    sessions_keep_their_outputs,
+    sessions_keep_their_outputs_sqlite,
+    sessions_keep_their_outputs_postgres
+);
+
+async fn schemas_are_served(s: &TestServer) {
+    let c = Esc::admin(s);
+    let get = |path: &'static str| c.call("GET", path, None, &[]);
+    let r = get("/api/esc/providers").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!({"providers": ["oidc"]}));
+    let r = get("/api/esc/providers/oidc/schema").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["name"], "oidc");
+    assert!(v["description"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    assert_eq!(v["inputs"]["required"], json!(["audience", "identityToken"]));
+    assert_eq!(v["inputs"]["additionalProperties"], json!(false));
+    assert_eq!(v["inputs"]["properties"]["duration"]["default"], "1h");
+    assert_eq!(v["inputs"]["properties"]["audience"]["maxLength"], 512);
+    assert_eq!(
+        v["inputs"]["properties"]["identityToken"]["properties"]["version"]["const"],
+        "v2"
+    );
+    assert_eq!(v["outputs"]["type"], "string");
+    for missing in [
+        "/api/esc/providers/aws-login/schema",
+        "/api/esc/providers/..%2f/schema",
+        "/api/esc/rotators/password/schema",
+    ] {
+        let r = get(missing).await;
+        assert_eq!(r.status, 404, "{missing}: {}", r.text);
+    }
+    let r = get("/api/esc/rotators").await;
+    assert_eq!(r.json(), json!({"rotators": []}));
+    let r = get("/api/esc/context/schema").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        v["schema"]["properties"]["rootEnvironment"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(v["schema"]["properties"]["currentEnvironment"]["type"], "object");
+    // The caller must be signed in.
+    let anon = s
+        .http
+        .get(format!("{}/api/esc/providers", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+
+    // Check mode types the call's value by the output schema: a string has no property.
+    let doc = format!("{}  bad: ${{token.foo}}\n", oidc_yaml(GOOD));
+    let r = c.post("/acme/yaml/check", &doc).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let diags = r.json()["diagnostics"].clone();
+    assert_eq!(diags.as_array().map(Vec::len), Some(1), "{diags}");
+    assert_eq!(diags[0]["path"], "values.bad");
+    assert!(
+        diags[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("must be an array or an object"),
+        "{diags}"
+    );
+    let ok = c.post("/acme/yaml/check", &oidc_yaml(GOOD)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.json()["properties"]["token"]["unknown"], json!(true), "{}", ok.text);
+}
+on_both!(
+    schemas_are_served,
+    schemas_are_served_sqlite,
+    schemas_are_served_postgres
+);
 
 /// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
 fn python() -> Option<String> {

@@ -9,7 +9,8 @@
 //!
 //! This module holds what every handler shares (the [`Target`] an environment route resolves to, names, ETags,
 //! answers, the audit event of an environment); the handlers live one concern a file: [`listing`], [`definitions`],
-//! [`open`], [`revisions`] (and retraction), [`tags`]; the evaluator's edge is [`eval`], secret sealing [`seal`].
+//! [`open`], [`revisions`] (and retraction), [`tags`], [`schemas`] (providers', rotators' and the context's); the
+//! evaluator's edge is [`eval`] with the [`providers`] it runs, secret sealing [`seal`].
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ mod listing;
 mod oidc_token;
 mod open;
 pub mod providers;
+mod schemas;
 pub use open::Opened;
 mod revisions;
 pub mod seal;
@@ -46,6 +48,7 @@ pub use listing::{list_all, list_org};
 pub use oidc_token::{mint_token, preview_claims};
 pub use open::{open, open_version, open_yaml, read_open, read_open_yaml};
 pub use revisions::{list_revisions, retract};
+pub use schemas::{context_schema, list_providers, list_rotators, provider_schema, rotator_schema};
 pub use tags::{
     create_revision_tag, create_tag, delete_revision_tag, delete_tag, get_revision_tag, get_tag, list_revision_tags,
     list_tags, update_revision_tag, update_tag,

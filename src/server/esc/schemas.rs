@@ -1,0 +1,46 @@
+//! The schemas editors read, as Pulumi serves them: `GET /api/esc/providers` (`{"providers": [names]}`),
+//! `…/providers/{name}/schema` (`{name, description, inputs, outputs}`), `GET /api/esc/rotators`,
+//! `…/rotators/{name}/schema` and `GET /api/esc/context/schema` (`{"schema": …}`). Any authenticated caller may
+//! read them: they describe this server, not an org; a name this server does not run answers 404.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::providers;
+use crate::server::auth::Caller;
+use crate::server::error::ApiError;
+
+/// `GET /api/esc/providers`
+pub async fn list_providers(Caller(..): Caller) -> Response {
+    let names: Vec<&str> = providers::all().iter().map(|p| p.name()).collect();
+    Json(json!({ "providers": names })).into_response()
+}
+
+/// `GET /api/esc/providers/{name}/schema`
+pub async fn provider_schema(Caller(..): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let p = providers::find(&name).ok_or_else(|| ApiError::not_found(format!("provider {name:?} not found")))?;
+    Ok(Json(json!({
+        "name": p.name(),
+        "description": p.description(),
+        "inputs": p.inputs(),
+        "outputs": p.outputs(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/esc/rotators`: none runs on this server yet.
+pub async fn list_rotators(Caller(..): Caller) -> Response {
+    Json(json!({ "rotators": Vec::<&str>::new() })).into_response()
+}
+
+/// `GET /api/esc/rotators/{name}/schema`
+pub async fn rotator_schema(Caller(..): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Err(ApiError::not_found(format!("rotator {name:?} not found")))
+}
+
+/// `GET /api/esc/context/schema`
+pub async fn context_schema(Caller(..): Caller) -> Response {
+    Json(json!({ "schema": &*providers::CONTEXT_SCHEMA })).into_response()
+}
