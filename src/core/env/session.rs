@@ -1,7 +1,8 @@
 //! Open sessions, pure: what a session id carries and what an evaluation read. A session of an environment is
 //! fully determined by the environment, the exact revisions of everything its evaluation read ([`Pins`]), who
 //! opened it and when it expires, so the id carries that (sealed at the edge, under the environment's DEK) and a
-//! read re-derives the values; nothing about a session is stored except a [`Pins`] set, once per distinct set.
+//! read re-derives the values; nothing about a session is stored except a [`Pins`] set, once per distinct set,
+//! and, for a session whose evaluation called providers, what they returned.
 //!
 //! The id, version 1: base64url without padding of `0x01 ‖ envelope`, where the envelope (envelope-spec v1, 98
 //! bytes of overhead) seals a [`Claims`] payload with associated data naming the org, the environment and the

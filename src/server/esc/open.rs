@@ -3,7 +3,9 @@
 //! evaluation read and the expiry, sealed under the environment's DEK for the opening token
 //! ([`crate::core::env::session`]); what it read is stored once per distinct set. `…/open/{id}` reads a session
 //! back, whole or one property, from the evaluated-result cache or re-derived from the pinned revisions, until it
-//! expires; sessions stored whole by earlier versions are read from the store.
+//! expires; sessions stored whole by earlier versions are read from the store. An open whose evaluation called
+//! providers is never cached: it stores the providers' outputs (sealed) in a row its id names, and a read replays
+//! them instead of calling the providers again.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
