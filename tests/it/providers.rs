@@ -303,6 +303,43 @@ on_both!(
     schemas_are_served_postgres
 );
 
+/// One provider's output feeding another's input takes a second round; a call in an imported environment is made
+/// about that environment, opened through the root.
+async fn rounds_and_imports(s: &TestServer) {
+    let c = Esc::admin(s);
+    for name in ["base", "app"] {
+        assert_eq!(c.create("acme", "svc", name).await.status, 200);
+    }
+    let base = "values:\n  first:\n    fn::open::oidc:\n      audience: https://first.example\n      identityToken:\n        version: v2\n";
+    let r = c.patch("/acme/svc/base", base).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let app = "imports:\n  - svc/base\nvalues:\n  parts:\n    fn::split: [\".\", \"${first}\"]\n  second:\n    fn::open::oidc:\n      audience: ${parts[0]}\n      identityToken:\n        version: v2\n";
+    let r = c.patch(APP, app).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = open_id(&c).await;
+    let v = read(&c, &id).await.json();
+    let first = v["properties"]["first"]["value"].as_str().expect("first").to_owned();
+    let second = v["properties"]["second"]["value"].as_str().expect("second").to_owned();
+    assert_eq!(v["properties"]["second"]["secret"], json!(true));
+    let header = first.split('.').next().unwrap();
+    assert_eq!(claims(&second)["aud"], json!(header));
+    let c1 = claims(&first);
+    assert_eq!(c1["https://pulumi.com/current_env"], "svc/base", "{c1}");
+    assert_eq!(c1["https://pulumi.com/root_env"], "svc/app", "{c1}");
+    assert_eq!(audit_records(s).await.len(), 2);
+    // The session replays both, cold.
+    s.server.state.eval_cache.invalidate_all();
+    let again = read(&c, &id).await.json();
+    assert_eq!(again["properties"]["first"]["value"], json!(first));
+    assert_eq!(again["properties"]["second"]["value"], json!(second));
+    assert_eq!(audit_records(s).await.len(), 2);
+}
+on_both!(
+    rounds_and_imports,
+    rounds_and_imports_sqlite,
+    rounds_and_imports_postgres
+);
+
 /// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
 fn python() -> Option<String> {
     support::require_env(

@@ -532,6 +532,18 @@ fn scrub(message: &str, secrets: &[String]) -> String {
     m
 }
 
+/// A provider's answer, or an error once `deadline` passed (the call is dropped, and with it its connections).
+async fn within_deadline(
+    provider: &str,
+    deadline: std::time::Duration,
+    call: impl std::future::Future<Output = Result<Output, String>>,
+) -> Result<Output, String> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("the {provider} provider did not answer within {deadline:?}")),
+    }
+}
+
 /// Runs one round of provider calls concurrently, each cut at its deadline, and records the answers (an error is
 /// the diagnostic the evaluator reports at the call). Every call is audited: provider, environment, call site and
 /// outcome.
@@ -590,17 +602,9 @@ async fn run_calls(
                     root,
                 };
                 let inputs = call.inputs.to_json(false);
-                let deadline = p.deadline();
-                let answer = tokio::time::timeout(deadline, p.open(&ctx, &inputs)).await;
+                let answer = within_deadline(p.name(), p.deadline(), p.open(&ctx, &inputs)).await;
                 crate::server::answer::wipe_json(inputs);
-                match answer {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "the {} provider did not answer within {}s",
-                        call.provider,
-                        deadline.as_secs()
-                    )),
-                }
+                answer
             } else {
                 Err(format!("unknown provider {:?}", call.provider))
             };
@@ -718,4 +722,47 @@ async fn load_import(app: &AppState, caller: &Evaluator<'_>, name: &str) -> Resu
     Ok(docs
         .pop()
         .unwrap_or_else(|| Err(EffectError::NotFound(name.to_owned()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_provider_that_hangs_is_cut_at_its_deadline() {
+        let hang = futures::future::pending::<Result<Output, String>>();
+        let e = within_deadline("slow", std::time::Duration::from_millis(50), hang)
+            .await
+            .unwrap_err();
+        assert_eq!(e, "the slow provider did not answer within 50ms");
+        let quick = async {
+            Ok(Output {
+                value: serde_json::json!("v"),
+                secret: true,
+            })
+        };
+        let o = within_deadline("quick", std::time::Duration::from_secs(10), quick)
+            .await
+            .unwrap();
+        assert_eq!(o.value, serde_json::json!("v"));
+    }
+
+    #[test]
+    fn messages_lose_secret_inputs() {
+        let mut inputs = BTreeMap::new();
+        inputs.insert("key".to_owned(), Value::string("hunter22").deep_secret());
+        inputs.insert("name".to_owned(), Value::string("visible"));
+        inputs.insert(
+            "nested".to_owned(),
+            Value::array(vec![Value::string("deep-secret").deep_secret()]),
+        );
+        let mut secrets = Vec::new();
+        secret_strings(&Value::object(inputs), &mut secrets);
+        secrets.sort();
+        assert_eq!(secrets, vec!["deep-secret".to_owned(), "hunter22".to_owned()]);
+        let m = scrub("login hunter22 failed for visible (deep-secret)", &secrets);
+        assert_eq!(m, "login [secret] failed for visible ([secret])");
+        let long = scrub(&"é".repeat(800), &[]);
+        assert!(long.len() <= 1003 && long.ends_with('…'), "{}", long.len());
+    }
 }
