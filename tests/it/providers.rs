@@ -101,6 +101,23 @@ async fn oidc_tokens_per_open(s: &TestServer) {
     let check = c.post("/acme/yaml/check", &oidc_yaml(GOOD)).await;
     assert_eq!(check.status, 200, "{}", check.text);
     assert_eq!(audit_records(s).await.len(), 2);
+
+    // The CLI: `env get --show-secrets` shows the definition and runs no provider; `env open` runs it anew.
+    let (code, out, err) = support::run_cli(s, &s.token, ["env", "get", "acme/svc/app", "--show-secrets"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("fn::open::oidc") && !out.contains("eyJ"), "{out}");
+    assert_eq!(audit_records(s).await.len(), 2);
+    let (code, out, err) = support::run_cli(
+        s,
+        &s.token,
+        ["env", "open", "acme/svc/app", "token", "--format", "string"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let t3 = out.trim();
+    assert!(t3 != t1 && t3 != t2, "{t3}");
+    assert_eq!(claims(t3)["aud"], json!(AUD));
+    assert_eq!(audit_records(s).await.len(), 3);
 }
 on_both!(
     oidc_tokens_per_open,
