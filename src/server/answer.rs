@@ -8,7 +8,8 @@
 //! limit (413), the gzip layer (415), the router (405) or any other layer (429, …) make. Such a body is replaced,
 //! never quoted (it could echo the request), by a fixed message for its status (`ApiError::for_status`); the
 //! status and the other headers (`Allow`, `Retry-After`, …) are kept. JSON error bodies are left as they are (yaml/check's diagnostics), and so
-//! are paths outside those prefixes, which belong to APIs with their own error shapes.
+//! are paths outside those prefixes, which belong to APIs with their own error shapes — except the Vault-compatible
+//! API (`/v1/…`), whose non-JSON errors get Vault's `{"errors": [...]}` with the same fixed message.
 //!
 //! Answers holding plaintext go out through [`secret_body`], whose buffer is wiped once sent.
 
@@ -47,13 +48,19 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
 /// The layer (outermost in the router): security headers on every answer, ESC's error shape where it applies.
 pub async fn finish(req: Request, next: Next) -> Response {
     let shaped = esc_shaped(req.uri().path());
+    let vault = req.uri().path().starts_with("/v1/");
     let mut response = next.run(req).await;
     let status = response.status();
-    if shaped
+    if (shaped || vault)
         && (status.is_client_error() || status.is_server_error())
         && !is_json(response.headers().get(CONTENT_TYPE))
     {
-        let mut replaced = ApiError::for_status(status).into_response();
+        // The Vault-compatible API's errors take Vault's shape, `{"errors": [...]}`, with the same fixed message.
+        let mut replaced = if vault {
+            super::error::VaultError::from(ApiError::for_status(status)).into_response()
+        } else {
+            ApiError::for_status(status).into_response()
+        };
         for (name, value) in response.headers() {
             if name != CONTENT_TYPE && name != CONTENT_LENGTH {
                 replaced.headers_mut().entry(name).or_insert(value.clone());

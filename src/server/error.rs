@@ -362,6 +362,16 @@ impl VaultError {
         self.status
     }
 
+    /// Whether this is Vault's `permission denied` (a refusal already audited as such).
+    pub fn is_permission_denied(&self) -> bool {
+        self.status == StatusCode::FORBIDDEN
+    }
+
+    /// Whether the server, not the request, failed.
+    pub fn is_server_error(&self) -> bool {
+        self.status.is_server_error()
+    }
+
     /// The messages.
     pub fn errors(&self) -> &[String] {
         &self.errors

@@ -671,6 +671,42 @@ async fn bad_input_gets_vaults_answers_and_changes_nothing(srv: &TestServer) {
     let (status, e) = v.get("transit/keys/nokey").await;
     assert_eq!((status, e), (404, json!({"errors": []})));
     assert_eq!(snapshot(&v).await, before, "bad input changed a key");
+    // A body over the limit (1 MiB in tests) and an undecodable gzip body: Vault's error shape too.
+    let resp = v
+        .http
+        .post(format!("{}/v1/transit/encrypt/k", v.base))
+        .header("X-Vault-Token", &srv.token)
+        .body(vec![b' '; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(error(&e), "request body is too large");
+    let resp = v
+        .http
+        .post(format!("{}/v1/transit/encrypt/k", v.base))
+        .header("X-Vault-Token", &srv.token)
+        .header("Content-Encoding", "gzip")
+        .body("not gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error());
+    let e: Value = resp.json().await.unwrap();
+    assert!(e["errors"].is_array(), "{e}");
+    // Refused calls are in the audit tally as failed, without their input.
+    assert!(srv.server.state.stack_calls.flush_all().await);
+    let audit = srv.export("/api/sesame/v1/orgs/acme/audit").await;
+    let failed_decrypts = audit
+        .lines()
+        .filter(|l| l.contains("transit.decrypt") && l.contains("failed"))
+        .count();
+    assert!(failed_decrypts >= 1, "refusals not tallied");
+    assert!(
+        !audit.contains("nope") && !audit.contains(&good),
+        "the audit log holds input"
+    );
     assert_eq!(v.decrypt("k", &good).await, b"secret");
     // The other org's key was not touched either.
     assert_eq!(other.decrypt("k", &other_org).await, b"secret");
@@ -890,7 +926,14 @@ fn comparable(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("request_id");
         if let Some(d) = o.get_mut("data").and_then(Value::as_object_mut) {
-            for field in ["ciphertext", "plaintext", "hmac", "signature", "random_bytes"] {
+            for field in [
+                "ciphertext",
+                "plaintext",
+                "hmac",
+                "signature",
+                "random_bytes",
+                "public_key",
+            ] {
                 if let Some(x) = d.get_mut(field)
                     && x.is_string()
                 {
@@ -1004,6 +1047,20 @@ async fn differential_against_openbao() {
             json!({"batch_input": [{"ciphertext": "nope", "reference": "r1"}, {"ciphertext": "vault:v1:xx"}]}),
         ),
         ("POST", "transit/keys/k/rotate", json!({})),
+        ("POST", "transit/rewrap/k", json!({})),
+        ("POST", "transit/rewrap/k", json!({"ciphertext": "nope"})),
+        ("POST", "transit/rewrap/missing", json!({"ciphertext": "vault:v1:AAAA"})),
+        (
+            "POST",
+            "transit/verify/k",
+            json!({"input": "aGk=", "hmac": "vault:v9:AAAA"}),
+        ),
+        (
+            "POST",
+            "transit/verify/k",
+            json!({"input": "aGk=", "hmac": "vault:v1:AAAA"}),
+        ),
+        ("GET", "transit/wrapping_key", Value::Null),
         ("POST", "transit/keys/missing/rotate", json!({})),
         ("POST", "transit/keys/missing/config", json!({"deletion_allowed": true})),
         ("POST", "transit/keys/k/config", json!({"min_decryption_version": 5})),
@@ -1035,6 +1092,39 @@ async fn differential_against_openbao() {
         ("POST", "transit/keys/e", json!({"type": "ed25519"})),
         ("POST", "transit/sign/e", json!({"input": "aGk="})),
         ("POST", "transit/encrypt/e", json!({"plaintext": "aGk="})),
+        ("POST", "transit/sign/e", json!({})),
+        ("POST", "transit/sign/k", json!({"input": "aGk="})),
+        ("POST", "transit/sign/missing", json!({"input": "aGk="})),
+        (
+            "POST",
+            "transit/verify/e",
+            json!({"input": "aGk=", "signature": "nope"}),
+        ),
+        (
+            "POST",
+            "transit/verify/e",
+            json!({"input": "aGk=", "signature": "vault:v9:AAAA"}),
+        ),
+        (
+            "POST",
+            "transit/verify/e",
+            json!({"input": "aGk=", "signature": "vault:v1:AAAA"}),
+        ),
+        ("POST", "transit/verify/e", json!({"input": "aGk="})),
+        ("POST", "transit/verify/k", json!({"input": "aGk=", "hmac": "nope"})),
+        (
+            "POST",
+            "transit/verify/missing",
+            json!({"input": "aGk=", "hmac": "nope"}),
+        ),
+        (
+            "POST",
+            "transit/encrypt/k",
+            json!({"plaintext": "aGk=", "context": "!!"}),
+        ),
+        ("POST", "transit/keys/e/rotate", json!({})),
+        ("GET", "transit/export/public-key/e", Value::Null),
+        ("GET", "transit/export/signing-key/e", Value::Null),
         (
             "POST",
             "transit/keys/x",
@@ -1042,6 +1132,7 @@ async fn differential_against_openbao() {
         ),
         ("GET", "transit/export/encryption-key/x", Value::Null),
         ("GET", "transit/export/encryption-key/x/9", Value::Null),
+        ("GET", "transit/export/hmac-key/x", Value::Null),
         ("GET", "transit/export/encryption-key/k", Value::Null),
         ("GET", "transit/export/foo/x", Value::Null),
         ("GET", "transit/export/encryption-key/missing", Value::Null),

@@ -195,9 +195,11 @@ pub async fn import(call: &Call, mount: &str, name: &str, body: &Body) -> Result
 pub async fn import_version(call: &Call, mount: &str, name: &str, body: &Body) -> Result<Response, VaultError> {
     let target = format!("{mount}/{name}");
     call.require(Role::Admin, "importing a key version", &target).await?;
-    let key = keys::load(&call.app, &call.org.id, mount, name)
-        .await?
-        .ok_or_else(|| VaultError::invalid("no key found with the given name"))?;
+    let key = keys::load(&call.app, &call.org.id, mount, name).await?.ok_or_else(|| {
+        VaultError::invalid(format!(
+            "no key found with name {name}; to import a new key, use the import/ endpoint"
+        ))
+    })?;
     if !key.policy.imported {
         return Err(VaultError::invalid(
             "cannot import a key version into a key that was not imported",

@@ -241,7 +241,13 @@ pub async fn export(
         "encryption-key" if !t.supports_encryption() => {
             return Err(VaultError::invalid("encryption not supported for the key"));
         }
-        "signing-key" | "public-key" if !t.supports_signing() => {
+        "public-key" if !t.supports_signing() => {
+            return Err(VaultError::invalid(format!(
+                "unknown key type {} for export type public-key",
+                t.as_str()
+            )));
+        }
+        "signing-key" if !t.supports_signing() => {
             return Err(VaultError::invalid("signing not supported for the key"));
         }
         _ => {}

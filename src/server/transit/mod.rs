@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::error::{Success, VaultError};
+use crate::core::audit::{AuditAction, Outcome};
 use crate::core::transit::batch::Fields;
 
 /// The default largest `batch_input` (`--transit-max-batch` raises it).
@@ -198,7 +199,50 @@ async fn route(call: &caller::Call, op: Op, seg: &[&str], body: Body) -> Result<
     }
 }
 
+/// The audit action of a cryptographic path, whose refusals the router tallies.
+fn op_action(rest: &[&str]) -> Option<AuditAction> {
+    Some(match *rest.first()? {
+        "encrypt" => AuditAction::TransitEncrypt,
+        "decrypt" => AuditAction::TransitDecrypt,
+        "rewrap" => AuditAction::TransitRewrap,
+        "datakey" => AuditAction::TransitDatakey,
+        "hmac" => AuditAction::TransitHmac,
+        "sign" => AuditAction::TransitSign,
+        "verify" => AuditAction::TransitVerify,
+        "random" => AuditAction::TransitRandom,
+        _ => return None,
+    })
+}
+
+/// Serves a transit path; a refused cryptographic call (bad input, a missing key) is tallied as `failed` (`error`
+/// when the server failed), a refusal of access having been audited already.
 async fn transit(call: &caller::Call, op: Op, mount: &str, rest: &[&str], body: Body) -> Result<Response, VaultError> {
+    let result = transit_path(call, op, mount, rest, body).await;
+    if let (Err(e), Some(action)) = (&result, op_action(rest))
+        && !e.is_permission_denied()
+    {
+        let target = match rest {
+            ["random", ..] => format!("{mount}/random"),
+            ["datakey", _, name, ..] | [_, name, ..] => format!("{mount}/{name}"),
+            _ => mount.to_owned(),
+        };
+        let outcome = if e.is_server_error() {
+            Outcome::Error
+        } else {
+            Outcome::Failed
+        };
+        call.tally(action, &target, 1, outcome);
+    }
+    result
+}
+
+async fn transit_path(
+    call: &caller::Call,
+    op: Op,
+    mount: &str,
+    rest: &[&str],
+    body: Body,
+) -> Result<Response, VaultError> {
     use Op::*;
     let name = |n: &str| {
         keys::valid_name(n)

@@ -3,7 +3,9 @@
 //!
 //! Roles: opener decrypts and verifies; editor also encrypts, rewraps, makes data keys, HMACs and signs; an
 //! encryption to a missing key makes it only for an admin (Vault's `create` capability), else `permission denied`.
-//! Every call on a key is tallied in the audit log with its item count and outcome, never its data.
+//! Every call on a key is tallied in the audit log with its item count and outcome, never its data: answered calls
+//! here, refused ones (bad input, a missing key) by the router ([`super::handle`]); refusals of access are audited as
+//! `access.denied` where they happen.
 
 use axum::response::Response;
 use serde_json::{Map, Value};
@@ -89,16 +91,18 @@ fn finish(
     } else {
         Outcome::Ok
     };
-    call.tally(action, target, out.results.len(), outcome);
     if !batch {
+        // A refused single item is tallied with the other refusals, by the router.
         if let Some(e) = out.first_error {
             return Err(VaultError::refused(e));
         }
+        call.tally(action, target, 1, outcome);
         let Some(result) = out.results.into_iter().next() else {
             return Err(VaultError::refused(Refusal::internal("no result")));
         };
         return Ok(reply_secret(result));
     }
+    call.tally(action, target, out.results.len(), outcome);
     let status = batch::status(out.successes, out.user_error, out.internal_error, partial_code);
     Ok(reply_secret_status(
         batch_status(status),
@@ -110,7 +114,7 @@ fn finish(
 
 fn decode_field(f: &Fields<'_>, name: &str) -> Result<Zeroizing<Vec<u8>>, Refusal> {
     match f.string(name)? {
-        Some(text) => decode_b64(&text).map_err(|_| Refusal::invalid(format!("failed to base64-decode {name}"))),
+        Some(text) => decode_b64(&text),
         None => Ok(Zeroizing::new(Vec::new())),
     }
 }
@@ -318,9 +322,8 @@ pub async fn datakey(call: &Call, mount: &str, kind: &str, name: &str, body: &Bo
             ..Default::default()
         })
     })();
-    let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Failed };
-    call.tally(AuditAction::TransitDatakey, &target, 1, outcome);
     let result = result?;
+    call.tally(AuditAction::TransitDatakey, &target, 1, Outcome::Ok);
     if let Some(v) = result.key_version {
         call.app.transit.budget.add(&call.org.id, mount, name, &key.id, v, 1);
     }
@@ -387,10 +390,7 @@ pub async fn sign(
     }
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let out = run(&items, is_batch, false, |f| {
-        let input = f
-            .str_ref("input")?
-            .ok_or_else(|| Refusal::invalid("missing input to sign"))?;
-        let input = decode_b64(&input)?;
+        let input = decode_field(&f, "input")?;
         let ver = key
             .policy
             .encryption_version(f.int("key_version")?.unwrap_or(0), key.latest)?;
@@ -441,14 +441,19 @@ pub async fn verify(
         None => body.fields().string("algorithm")?.unwrap_or_else(|| "sha2-256".into()),
     };
     let out = run(&items, is_batch, false, |f| {
-        let input = f
-            .str_ref("input")?
-            .ok_or_else(|| Refusal::invalid("missing input to verify"))?;
-        let input = decode_b64(&input)?;
+        let input = decode_field(&f, "input")?;
         let valid = if let Some(mac) = f.string("hmac")? {
             let algorithm = crypto::hmac_algorithm(&alg_name)?;
-            let (ver, body) = ciphertext::split(&mac)?;
-            ciphertext::check_version(ver, key.latest, key.policy.min_decryption_version)?;
+            let as_hmac = |r: Refusal| Refusal {
+                message: if r.message == "invalid ciphertext: no prefix" {
+                    "invalid HMAC to verify: no prefix".to_owned()
+                } else {
+                    r.message.replace("invalid ciphertext:", "invalid HMAC:")
+                },
+                ..r
+            };
+            let (ver, body) = ciphertext::split(&mac).map_err(as_hmac)?;
+            ciphertext::check_version(ver, key.latest, key.policy.min_decryption_version).map_err(as_hmac)?;
             let mac = decode_b64(body).map_err(|_| Refusal::invalid("invalid HMAC: could not decode base64"))?;
             crypto::hmac_verify(algorithm, &key.version(ver)?.material.hmac_key, &input, &mac)
         } else if let Some(sig) = f.string("signature")? {
@@ -458,8 +463,12 @@ pub async fn verify(
                     t.as_str()
                 )));
             }
-            let (ver, body) = ciphertext::split(&sig)?;
-            ciphertext::check_version(ver, key.latest, key.policy.min_decryption_version)?;
+            let as_signature = |r: Refusal| Refusal {
+                message: r.message.replace("invalid ciphertext:", "invalid signature:"),
+                ..r
+            };
+            let (ver, body) = ciphertext::split(&sig).map_err(as_signature)?;
+            ciphertext::check_version(ver, key.latest, key.policy.min_decryption_version).map_err(as_signature)?;
             let sig = decode_b64(body).map_err(|_| Refusal::invalid("invalid signature: could not decode base64"))?;
             let public = key
                 .version(ver)?
@@ -468,7 +477,9 @@ pub async fn verify(
                 .ok_or_else(|| Refusal::internal("public key unavailable"))?;
             crypto::verify(t, public, &input, &sig)?
         } else {
-            return Err(Refusal::invalid("neither a signature nor an HMAC were given to verify"));
+            return Err(Refusal::invalid(
+                "neither a 'signature' nor an 'hmac' were given to verify",
+            ));
         };
         Ok(ItemResult {
             valid: Some(valid),
@@ -511,6 +522,7 @@ pub async fn random(call: &Call, mount: &str, tail: &[&str], body: &Body) -> Res
         )));
     }
     let data = keys::random(usize::try_from(bytes).unwrap_or(32))?;
+    // (A refusal above is tallied by the router.)
     let text = if format == "hex" {
         data.iter().map(|b| format!("{b:02x}")).collect()
     } else {
