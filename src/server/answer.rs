@@ -168,6 +168,7 @@ mod tests {
         axum::Router::new()
             .route("/api/stacks/limited", get(too_many))
             .route("/v1/limited", get(too_many))
+            .route("/other/limited", get(too_many))
             .route("/api/esc/empty", get(|| async { StatusCode::BAD_GATEWAY }))
             .route(
                 "/api/esc/diagnostics",
@@ -220,9 +221,15 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body, r#"{"diagnostics":[]}"#);
         // A path outside the ESC-shaped APIs keeps its own body, but still gets the security headers.
-        let (status, headers, body) = call("/v1/limited").await;
+        let (status, headers, body) = call("/other/limited").await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert!(body.starts_with("slow down"));
+        assert_eq!(headers[NOSNIFF], "nosniff");
+        // The Vault-compatible API's layer errors take Vault's shape, never quoting the original body.
+        let (status, headers, body) = call("/v1/limited").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[axum::http::header::RETRY_AFTER], "3");
+        assert_eq!(body, r#"{"errors":["too many requests; retry later"]}"#);
         assert_eq!(headers[NOSNIFF], "nosniff");
     }
 

@@ -652,6 +652,8 @@ impl RunningServer {
         };
         // Failures tallied in windows still open are written before the process goes.
         self.state.throttle.flush(&self.state.audit, true).await;
+        // Encryption counts not yet in the store (the transit nonce budget) are added now.
+        transit::budget::flush(&self.state).await;
         // Every request has ended: the stack calls still in open windows are written now.
         if !self.state.stack_calls.flush_all().await {
             tracing::error!("some tallied stack calls could not be written to the audit log at shutdown");

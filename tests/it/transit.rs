@@ -1416,3 +1416,66 @@ async fn key_material_is_not_stored_in_plaintext() {
         assert!(!support::contains(&bytes, s), "key material in the store");
     }
 }
+
+/// Two replicas on one PostgreSQL database: each decrypts what the other encrypts (the key is sealed once, in the
+/// store), their encryption counts add up in the store, and the version that spends the budget is rotated once.
+#[tokio::test]
+async fn replicas_on_postgres_share_keys_and_the_nonce_budget() {
+    let Some(db) = support::PgDb::create().await else {
+        return;
+    };
+    let dir = support::temp_dir();
+    let mut cfg = support::config(dir.path(), Some(&db.url));
+    cfg.transit.rotate_after_encryptions = 6;
+    let a = TestServer::start(cfg, None).await.unwrap();
+    let replica_dir = support::temp_dir();
+    std::fs::copy(support::key_file(dir.path()), support::key_file(replica_dir.path())).unwrap();
+    let mut cfg = support::config(replica_dir.path(), Some(&db.url));
+    cfg.transit.rotate_after_encryptions = 6;
+    let b = TestServer::start(cfg, Some(a.token.clone())).await.unwrap();
+    let (va, vb) = (Vault::sesame(&a, &a.token), Vault::sesame(&b, &a.token));
+    va.ok("transit/keys/shared", json!({})).await;
+    let from_a = va.encrypt("shared", b"a").await;
+    let from_b = vb.encrypt("shared", b"b").await;
+    assert_eq!(vb.decrypt("shared", &from_a).await, b"a");
+    assert_eq!(va.decrypt("shared", &from_b).await, b"b");
+    for _ in 0..2 {
+        va.encrypt("shared", b"x").await;
+        vb.encrypt("shared", b"x").await;
+    }
+    // 3 + 3 = 6 = the budget: flushed by both replicas at once, one new version.
+    let (sa, sb) = (&a.server.state, &b.server.state);
+    futures::join!(
+        sesame::server::transit::budget::flush(sa),
+        sesame::server::transit::budget::flush(sb)
+    );
+    // Read from the store: a replica's cached copy of the key is up to 5 s old.
+    let key = sa
+        .store
+        .transit_key(
+            &a.server.state.store.org_by_name("acme").await.unwrap().unwrap().id,
+            "transit",
+            "shared",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (key.key.latest_version, key.versions.len()),
+        (2, 2),
+        "one new version, not two"
+    );
+    assert_eq!(key.versions[0].encryptions, 6);
+    // The replica that rotated forgot its copy; the other one is at most 5 s behind, and both decrypt either version.
+    let v2 = match va.encrypt("shared", b"new").await {
+        ct if ct.starts_with("vault:v2:") => ct,
+        _ => vb.encrypt("shared", b"new").await,
+    };
+    assert!(v2.starts_with("vault:v2:"), "{v2}");
+    assert_eq!(va.decrypt("shared", &v2).await, b"new");
+    assert_eq!(vb.decrypt("shared", &v2).await, b"new");
+    assert_eq!(vb.decrypt("shared", &from_a).await, b"a");
+    a.stop().await;
+    b.stop().await;
+    db.drop_db().await;
+}

@@ -162,6 +162,30 @@ fn decrypt_value(key: &LoadedKey, text: &str, context: &[u8], aad: &[u8]) -> Res
     crypto::open(t, &op_key, aad, &body)
 }
 
+/// `key`, or — when an item names a version newer than this replica's copy knows (another replica rotated within
+/// the cache's lifetime) — the key read again from the store.
+async fn fresh_for(
+    call: &Call,
+    mount: &str,
+    key: std::sync::Arc<LoadedKey>,
+    items: &[&Map<String, Value>],
+    field: &str,
+) -> Result<std::sync::Arc<LoadedKey>, VaultError> {
+    let newer = items.iter().any(|item| {
+        Fields(item)
+            .str_ref(field)
+            .ok()
+            .flatten()
+            .and_then(|t| ciphertext::split(&t).ok().map(|(v, _)| v > key.latest))
+            .unwrap_or(false)
+    });
+    if !newer {
+        return Ok(key);
+    }
+    keys::forget(&call.app, &call.org.id, mount, &key.name).await;
+    keys::load_existing(&call.app, &call.org.id, mount, &key.name).await
+}
+
 fn partial_code(body: &Body) -> Result<Option<i64>, VaultError> {
     Ok(body.fields().int("partial_failure_response_code")?)
 }
@@ -231,6 +255,7 @@ pub async fn decrypt(call: &Call, mount: &str, name: &str, body: &Body) -> Resul
     call.require(Role::Opener, "decrypting", &target).await?;
     let (items, is_batch) = batch::items(&body.0, call.app.transit.max_batch)?;
     let key = keys::load_existing(&call.app, &call.org.id, mount, name).await?;
+    let key = fresh_for(call, mount, key, &items, "ciphertext").await?;
     let out = run(&items, is_batch, true, |f| {
         let text = f
             .str_ref("ciphertext")?
@@ -262,6 +287,7 @@ pub async fn rewrap(call: &Call, mount: &str, name: &str, body: &Body) -> Result
         Some(k) => k,
         None => return Err(VaultError::invalid(crate::core::transit::KEY_NOT_FOUND)),
     };
+    let key = fresh_for(call, mount, key, &items, "ciphertext").await?;
     let mut used: std::collections::BTreeMap<u32, u64> = Default::default();
     let out = run(&items, is_batch, false, |f| {
         let text = f
@@ -435,6 +461,8 @@ pub async fn verify(
     call.require(Role::Opener, "verifying", &target).await?;
     let (items, is_batch) = batch::items(&body.0, call.app.transit.max_batch)?;
     let key = keys::load_existing(&call.app, &call.org.id, mount, name).await?;
+    let key = fresh_for(call, mount, key, &items, "signature").await?;
+    let key = fresh_for(call, mount, key, &items, "hmac").await?;
     let t = key.policy.key_type;
     let alg_name = match alg {
         Some(a) => a.to_owned(),
