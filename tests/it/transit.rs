@@ -853,15 +853,12 @@ async fn raw_http(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
 /// The Pulumi CLI's `hashivault://KEY` secrets provider (gocloud.dev/secrets/hashivault over Vault's Go client)
 /// sends exactly these requests to wrap and unwrap a stack's data key: PUT, `X-Vault-Request: true`,
 /// `X-Vault-Token`, the engine path from `?engine=` (default `transit`), and a JSON body ending in a newline.
-#[tokio::test]
-async fn the_pulumi_cli_request_replayed_byte_for_byte() {
-    let dir = support::temp_dir();
-    let srv = TestServer::sqlite(dir.path()).await;
+async fn the_pulumi_cli_request_replayed_byte_for_byte(srv: &TestServer) {
     let addr = srv.server.local_addr();
     let data_key = b64(&[7u8; 32]);
     for (engine, namespace) in [("transit", None), ("pulumi", Some("acme"))] {
         if engine != "transit" {
-            let (status, _) = Vault::sesame(&srv, &srv.token)
+            let (status, _) = Vault::sesame(srv, &srv.token)
                 .post("sys/mounts/pulumi", json!({"type": "transit"}))
                 .await;
             assert_eq!(status, 204);
@@ -891,19 +888,20 @@ async fn the_pulumi_cli_request_replayed_byte_for_byte() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["data"]["plaintext"], data_key.as_str());
     }
-    srv.stop().await;
 }
+on_both!(
+    the_pulumi_cli_request_replayed_byte_for_byte,
+    pulumi_request_sqlite,
+    pulumi_request_postgres
+);
 
 /// `SESAME_TEST_HVAC_PYTHON`: a Python with hvac.
 fn hvac_python() -> Option<String> {
     support::require_env("SESAME_TEST_HVAC_PYTHON", "a Python with hvac (pip install hvac)")
 }
 
-#[tokio::test]
-async fn hvac_drives_every_endpoint() {
+async fn hvac_drives_every_endpoint(srv: &TestServer) {
     let Some(python) = hvac_python() else { return };
-    let dir = support::temp_dir();
-    let srv = TestServer::sqlite(dir.path()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/transit/hvac_drive.py");
     let out = tokio::process::Command::new(&python)
         .args([script, &srv.base, &srv.token, "acme"])
@@ -918,8 +916,8 @@ async fn hvac_drives_every_endpoint() {
     );
     assert!(out.status.success() && text.contains("\ndone"), "{text}");
     assert!(text.lines().filter(|l| l.starts_with("ok ")).count() >= 25, "{text}");
-    srv.stop().await;
 }
+on_both!(hvac_drives_every_endpoint, hvac_sqlite, hvac_postgres);
 
 /// Fields whose values differ between any two servers (times, ids) or that only OpenBao has.
 fn comparable(mut v: Value) -> Value {
@@ -974,13 +972,10 @@ fn comparable(mut v: Value) -> Value {
 
 /// The same request sequence to OpenBao and to Sesame: statuses, fields and error texts compared. Deliberate
 /// differences are listed in the README ("Differences from Vault").
-#[tokio::test]
-async fn differential_against_openbao() {
+async fn differential_against_openbao(srv: &TestServer) {
     let Some(bin) = crate::bao::bao() else { return };
     let bao = crate::bao::Bao::start(&bin).await;
-    let dir = support::temp_dir();
-    let srv = TestServer::sqlite(dir.path()).await;
-    let ours = Vault::sesame(&srv, &srv.token);
+    let ours = Vault::sesame(srv, &srv.token);
     let theirs = Vault::bao(&bao);
     // OpenBao's dev server has no transit mount; Sesame's orgs have one. Both get a second one the same way.
     let (status, _) = theirs.post("sys/mounts/transit", json!({"type": "transit"})).await;
@@ -1173,8 +1168,8 @@ async fn differential_against_openbao() {
         .await;
     assert_eq!((s1, a1), (s2, a2), "no token");
     assert!(report.is_empty(), "differences from OpenBao:\n{}", report.join("\n"));
-    srv.stop().await;
 }
+on_both!(differential_against_openbao, differential_sqlite, differential_postgres);
 
 /// Wraps `key` for an import into a server whose wrapping key is `pem`, as Vault's BYOK flow does: an ephemeral
 /// AES-256 key encrypted with RSA-OAEP (SHA-256), then the key under it with AES key wrap with padding.
