@@ -1474,3 +1474,69 @@ async fn replicas_on_postgres_share_keys_and_the_nonce_budget() {
     b.stop().await;
     db.drop_db().await;
 }
+
+/// Transit keys live in the org's key hierarchy: after the org's DEKs move to the org's own KEK (and the old wraps
+/// are retired), a restarted server still reads every version and decrypts what it encrypted before.
+#[tokio::test]
+async fn an_org_kek_migration_carries_transit_keys() {
+    let dir = support::temp_dir();
+    let srv = TestServer::sqlite(dir.path()).await;
+    let v = Vault::sesame(&srv, &srv.token);
+    v.ok("transit/keys/m", json!({})).await;
+    v.ok("transit/keys/m/rotate", json!({})).await;
+    let old = v
+        .ok(
+            "transit/encrypt/m",
+            json!({"plaintext": b64(b"before"), "key_version": 1}),
+        )
+        .await["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, kek) = srv
+        .post(
+            "/api/sesame/v1/orgs/acme/keks",
+            &json!({"uri": "local://acme-own", "default": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{kek}");
+    let (status, job) = srv
+        .post(
+            "/api/sesame/v1/orgs/acme/kek-migrations",
+            &json!({"from": "local://default", "to": "local://acme-own"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut done = false;
+    for _ in 0..400 {
+        let m = srv.server.state.store.migration(&id).await.unwrap().unwrap();
+        if m.state == sesame::store::MigrationState::Done {
+            // The org's one DEK so far is its transit DEK (no stack or environment was made).
+            assert_eq!((m.total, m.migrated), (1, 1), "{m:?}");
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(done, "the migration did not finish");
+    for step in ["verify", "retire"] {
+        let (status, answer) = srv
+            .post(
+                &format!("/api/sesame/v1/orgs/acme/kek-migrations/{id}/{step}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{step}: {answer}");
+    }
+    let token = srv.token.clone();
+    srv.stop().await;
+    let srv = TestServer::start(support::config(dir.path(), None), Some(token))
+        .await
+        .unwrap();
+    let v = Vault::sesame(&srv, &srv.token);
+    assert_eq!(v.decrypt("m", &old).await, b"before");
+    let (_, info) = v.get("transit/keys/m").await;
+    assert_eq!(info["data"]["latest_version"], 2);
+    srv.stop().await;
+}
