@@ -640,6 +640,7 @@ async fn bad_input_gets_vaults_answers_and_changes_nothing(srv: &TestServer) {
         .http
         .post(format!("{}/v1/transit/encrypt/k", v.base))
         .header("X-Vault-Token", &srv.token)
+        .header("X-Vault-Namespace", "acme")
         .body("{not json")
         .send()
         .await
@@ -676,6 +677,7 @@ async fn bad_input_gets_vaults_answers_and_changes_nothing(srv: &TestServer) {
         .http
         .post(format!("{}/v1/transit/encrypt/k", v.base))
         .header("X-Vault-Token", &srv.token)
+        .header("X-Vault-Namespace", "acme")
         .body(vec![b' '; 2 << 20])
         .send()
         .await
@@ -687,6 +689,7 @@ async fn bad_input_gets_vaults_answers_and_changes_nothing(srv: &TestServer) {
         .http
         .post(format!("{}/v1/transit/encrypt/k", v.base))
         .header("X-Vault-Token", &srv.token)
+        .header("X-Vault-Namespace", "acme")
         .header("Content-Encoding", "gzip")
         .body("not gzip")
         .send()

@@ -158,7 +158,12 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         Err(Some(limited)) => return limited,
         Err(None) => return VaultError::permission_denied().into_response(),
     };
-    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+    let call = match caller::Call::resolve(&app, principal, &mut parts).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    // Read through axum's extractor, so the router's body limit applies.
+    let bytes = match Bytes::from_request(Request::from_parts(parts, body), &()).await {
         Ok(b) => b,
         Err(rejection) => return VaultError::from(super::error::ApiError::from(rejection)).into_response(),
     };
@@ -166,10 +171,6 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
     wipe(bytes);
     let body = match parsed {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let call = match caller::Call::resolve(&app, principal, &mut parts).await {
-        Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     route(&call, op, &seg, body)
