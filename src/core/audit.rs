@@ -142,6 +142,8 @@ audit_actions! {
     TransitKeyExport = "transit.key.export",
     /// A transit mount enabled in an org.
     TransitMountCreate = "transit.mount.create",
+    /// Transit hashes (no key; tallied).
+    TransitHash = "transit.hash",
 }
 
 impl std::fmt::Display for AuditAction {

@@ -131,6 +131,12 @@ pub struct RandomBytes {
     pub random_bytes: SecretText,
 }
 
+/// `hash[/:algorithm]`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HashSum {
+    pub sum: String,
+}
+
 /// `export/:type/:name[/:version]`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Export {

@@ -65,6 +65,8 @@ step("hmac", mac.startswith("vault:v2:"))
 step("verify hmac", t.verify_signed_data(name="hv", hash_input=b64(b"m"), hmac=mac)["data"]["valid"] is True)
 rnd = t.generate_random_bytes(n_bytes=24)["data"]["random_bytes"]
 step("random", len(base64.b64decode(rnd)) == 24)
+digest = t.hash_data(hash_input=b64(b"abc"), algorithm="sha2-256")["data"]["sum"]
+step("hash", digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 t.create_key(name="hv-sign", key_type="ed25519")
 sig = t.sign_data(name="hv-sign", hash_input=b64(b"doc"))["data"]["signature"]
 step("sign", sig.startswith("vault:v1:"))

@@ -211,6 +211,7 @@ fn op_action(rest: &[&str]) -> Option<AuditAction> {
         "sign" => AuditAction::TransitSign,
         "verify" => AuditAction::TransitVerify,
         "random" => AuditAction::TransitRandom,
+        "hash" => AuditAction::TransitHash,
         _ => return None,
     })
 }
@@ -224,6 +225,7 @@ async fn transit(call: &caller::Call, op: Op, mount: &str, rest: &[&str], body: 
     {
         let target = match rest {
             ["random", ..] => format!("{mount}/random"),
+            ["hash", ..] => format!("{mount}/hash"),
             ["datakey", _, name, ..] | [_, name, ..] => format!("{mount}/{name}"),
             _ => mount.to_owned(),
         };
@@ -320,6 +322,8 @@ async fn transit_path(
             ops::verify(call, mount, n, rest.get(2).copied(), &body).await
         }
         (Write, ["random", tail @ ..]) if tail.len() <= 2 => ops::random(call, mount, tail, &body).await,
+        (Write, ["hash"]) => ops::hash(call, mount, None, &body).await,
+        (Write, ["hash", alg]) => ops::hash(call, mount, Some(alg), &body).await,
         (
             _,
             ["keys", _, "rotate" | "config" | "import" | "import_version"]
@@ -327,6 +331,7 @@ async fn transit_path(
             | ["encrypt" | "decrypt" | "rewrap" | "hmac" | "sign" | "verify", ..]
             | ["datakey", _, _]
             | ["random", ..]
+            | ["hash", ..]
             | ["export", ..],
         ) => Err(VaultError::unsupported_operation()),
         _ => Err(VaultError::unsupported_path()),

@@ -21,7 +21,7 @@ use crate::core::transit::crypto::{self, NONCE_LEN};
 use crate::core::transit::{Refusal, RefusalKind, ciphertext, decode_b64, encode_b64};
 use crate::server::error::{VaultError, batch_status};
 use crate::wire::SecretText;
-use crate::wire::transit::{BatchResults, ItemResult, RandomBytes};
+use crate::wire::transit::{BatchResults, HashSum, ItemResult, RandomBytes};
 
 /// The items' answers.
 struct Outcomes {
@@ -560,4 +560,41 @@ pub async fn random(call: &Call, mount: &str, tail: &[&str], body: &Body) -> Res
     Ok(reply_secret(RandomBytes {
         random_bytes: SecretText::new(text),
     }))
+}
+
+/// `POST {mount}/hash[/:algorithm]`: a SHA-2 digest of the input (no key), hex or base64.
+pub async fn hash(call: &Call, mount: &str, alg: Option<&str>, body: &Body) -> Result<Response, VaultError> {
+    use aws_lc_rs::digest;
+    call.require(Role::Reader, "hashing", mount).await?;
+    let f = body.fields();
+    let input = f
+        .str_ref("input")?
+        .ok_or_else(|| VaultError::invalid("input missing"))?;
+    let input = decode_b64(&input)
+        .map_err(|e| VaultError::invalid(format!("unable to decode input as base64: {}", e.message)))?;
+    let format = f.string("format")?.unwrap_or_else(|| "hex".into());
+    if !matches!(format.as_str(), "hex" | "base64") {
+        return Err(VaultError::invalid(format!(
+            "unsupported encoding format {format}; must be \"hex\" or \"base64\""
+        )));
+    }
+    let alg = match alg {
+        Some(a) => a.to_owned(),
+        None => f.string("algorithm")?.unwrap_or_else(|| "sha2-256".into()),
+    };
+    let algorithm = match alg.as_str() {
+        "sha2-224" => &digest::SHA224,
+        "sha2-256" => &digest::SHA256,
+        "sha2-384" => &digest::SHA384,
+        "sha2-512" => &digest::SHA512,
+        other => return Err(VaultError::invalid(format!("unsupported algorithm {other}"))),
+    };
+    let sum = digest::digest(algorithm, &input);
+    let sum = if format == "hex" {
+        sum.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        encode_b64(sum.as_ref())
+    };
+    call.tally(AuditAction::TransitHash, &format!("{mount}/hash"), 1, Outcome::Ok);
+    Ok(super::reply(HashSum { sum }, Vec::new()))
 }
