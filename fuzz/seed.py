@@ -71,3 +71,36 @@ for d in sorted(suite.glob("*/")) if suite.exists() else []:
 for name, text in adversarial().items():
     (out / f"{name}.yaml").write_text(text)
 print("seeded", len(list(out.iterdir())), "env_eval files")
+
+
+# corpus/jwt_verify: tokens of the shapes the verifier must refuse — the right issuer, audience and kid with
+# signatures no key here made, alg none/HS256, unknown kid, nested and odd claims — so the fuzzer starts past the
+# base64 and JSON layers.
+def b64(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwt(header, claims, sig=b"\0" * 256):
+    return ".".join([b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(sig)])
+
+
+out = here / "corpus" / "jwt_verify"
+out.mkdir(parents=True, exist_ok=True)
+claims = {"iss": "https://token.actions.githubusercontent.com", "aud": "urn:pulumi:org:acme",
+          "sub": "repo:acme/app:ref:refs/heads/main", "iat": 1_699_999_000, "nbf": 1_699_999_000,
+          "exp": 1_700_000_500, "kubernetes.io": {"namespace": "prod", "serviceaccount": {"name": "app"}}}
+seeds = {
+    "rs256": jwt({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}, claims),
+    "es256": jwt({"alg": "ES256", "kid": "ec-1"}, claims, b"\1" * 64),
+    "none": jwt({"alg": "none"}, claims, b""),
+    "hs256": jwt({"alg": "HS256", "kid": "rsa-1"}, claims, b"\2" * 32),
+    "unknown-kid": jwt({"alg": "RS256", "kid": "zzz"}, claims),
+    "no-kid": jwt({"alg": "RS256"}, claims),
+    "aud-list": jwt({"alg": "RS256", "kid": "rsa-1"}, {**claims, "aud": ["x", "urn:pulumi:org:acme"]}),
+    "expired": jwt({"alg": "ES256", "kid": "ec-1"}, {**claims, "exp": 1}, b"\1" * 64),
+    "floats": jwt({"alg": "RS256", "kid": "rsa-1"}, {**claims, "exp": 1.7e9, "nbf": -1e300}),
+    "jwks": json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": "AA", "y": "AA"}]}),
+}
+for name, text in seeds.items():
+    (out / name).write_text(text)
+print("seeded", len(seeds), "jwt_verify files")

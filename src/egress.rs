@@ -9,6 +9,10 @@
 //! A fetch is bounded by [`MAX_BYTES`] and [`TIMEOUT`] in all (connect, redirects, body); a redirect is followed
 //! only to the same scheme, host and port (at most [`MAX_REDIRECTS`]). Errors name the URL's host and the rule,
 //! never a body.
+//!
+//! Certificates: the system's roots, plus any CA the operator added (`--egress-ca FILE`, e.g. a cluster's CA for a
+//! Kubernetes API server's discovery). A fetch given thumbprints ([`get_pinned`]) also requires the certificate the
+//! server presented to match one of them (hex SHA-1 or SHA-256 of its DER), over HTTPS only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -78,16 +82,36 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// The operator's egress allow-list.
+/// The operator's egress allow-list, and the CAs trusted besides the system's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EgressPolicy {
     allow: Vec<Cidr>,
+    /// Extra trust anchors, DER.
+    roots: Vec<Vec<u8>>,
 }
 
 impl EgressPolicy {
     /// A policy allowing `allow` besides public addresses.
     pub fn new(allow: Vec<Cidr>) -> EgressPolicy {
-        EgressPolicy { allow }
+        EgressPolicy {
+            allow,
+            roots: Vec::new(),
+        }
+    }
+
+    /// Adds the certificates of a PEM bundle as trust anchors for fetches (`--egress-ca`).
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<EgressPolicy, String> {
+        let mut added = 0;
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+            self.roots.push(cert.to_vec());
+            added += 1;
+        }
+        if added == 0 {
+            return Err("the file holds no PEM certificate".into());
+        }
+        Ok(self)
     }
 
     /// Parses `--egress-allow` values (each may hold several comma-separated CIDRs).
@@ -98,7 +122,7 @@ impl EgressPolicy {
                 allow.push(part.parse()?);
             }
         }
-        Ok(EgressPolicy { allow })
+        Ok(EgressPolicy::new(allow))
     }
 
     /// Whether the operator listed `ip`.
@@ -202,6 +226,9 @@ pub enum EgressError {
     /// A redirect to another scheme, host or port, or too many redirects.
     #[error("{0} redirected elsewhere (redirects are followed only within the same origin)")]
     Redirect(String),
+    /// The server's certificate matches none of the registered thumbprints (or the fetch was not over HTTPS).
+    #[error("{0} presented a certificate that matches none of the registered thumbprints")]
+    Thumbprint(String),
     /// A non-success status.
     #[error("{host} answered HTTP {status}")]
     Status {
@@ -275,15 +302,35 @@ pub async fn check_target(policy: &EgressPolicy, url: &url::Url) -> Result<(), E
 
 /// GETs `url` under `policy` and the limits above; returns the body.
 pub async fn get(policy: &EgressPolicy, url: &str) -> Result<Vec<u8>, EgressError> {
+    get_pinned(policy, url, &[]).await
+}
+
+/// [`get`], and when `thumbprints` is not empty, the certificate the server presents must have one of them as its
+/// hex SHA-1 (40 digits) or SHA-256 (64 digits), case-insensitive; plain HTTP is then refused.
+pub async fn get_pinned(policy: &EgressPolicy, url: &str, thumbprints: &[String]) -> Result<Vec<u8>, EgressError> {
     let start = check_url(url)?;
     let host = start.host_str().unwrap_or_default().to_owned();
-    match tokio::time::timeout(TIMEOUT, get_within(policy, start)).await {
+    if !thumbprints.is_empty() && start.scheme() != "https" {
+        return Err(EgressError::Thumbprint(host));
+    }
+    match tokio::time::timeout(TIMEOUT, get_within(policy, start, thumbprints)).await {
         Ok(r) => r,
         Err(_) => Err(EgressError::Timeout(host)),
     }
 }
 
-async fn get_within(policy: &EgressPolicy, start: url::Url) -> Result<Vec<u8>, EgressError> {
+/// Whether `der` (a certificate) has one of `thumbprints` as its SHA-1 or SHA-256.
+pub fn matches_thumbprint(der: &[u8], thumbprints: &[String]) -> bool {
+    use aws_lc_rs::digest;
+    let sha1 = crate::core::audit::hex(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref());
+    let sha256 = crate::core::audit::hex(digest::digest(&digest::SHA256, der).as_ref());
+    thumbprints.iter().any(|t| {
+        let t = t.to_ascii_lowercase();
+        t == sha1 || t == sha256
+    })
+}
+
+async fn get_within(policy: &EgressPolicy, start: url::Url, thumbprints: &[String]) -> Result<Vec<u8>, EgressError> {
     crate::tls::install_crypto_provider();
     let host = start.host_str().unwrap_or_default().to_owned();
     let addrs = resolve(policy, &start).await?;
@@ -291,7 +338,12 @@ async fn get_within(policy: &EgressPolicy, start: url::Url) -> Result<Vec<u8>, E
         host: host.clone(),
         reason: e.without_url().to_string(),
     };
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for der in &policy.roots {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(der).map_err(http_err)?);
+    }
+    let client = builder
+        .tls_info(!thumbprints.is_empty())
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .resolve_to_addrs(&host, &addrs)
@@ -324,6 +376,15 @@ async fn get_within(policy: &EgressPolicy, start: url::Url) -> Result<Vec<u8>, E
             }
             url = next;
             continue;
+        }
+        if !thumbprints.is_empty() {
+            let presented = resp
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|i| i.peer_certificate());
+            if !presented.is_some_and(|der| matches_thumbprint(der, thumbprints)) {
+                return Err(EgressError::Thumbprint(host));
+            }
         }
         if !status.is_success() {
             return Err(EgressError::Status {

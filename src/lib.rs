@@ -12,6 +12,7 @@ pub mod clock;
 pub mod core;
 pub mod egress;
 pub mod instance;
+pub mod k8s_webhook;
 pub mod kek_reach;
 pub mod keyring;
 pub mod migrate;

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = sesame::cli::Cli::parse();
     let default_level = match cli.command {
-        sesame::cli::Command::Serve(_) => "info",
+        sesame::cli::Command::Serve(_) | sesame::cli::Command::K8s(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -13,8 +13,11 @@ const JWKS: &str = r#"{"keys": [
    "x": "TRrN3O8-zhCZGxPZ3-6dQdED5QMYksm8YY1Ur9s71Oc", "y": "pvEwJyZV8AhlEE57FsTnPh-_6MuxJV-MWx4ENnxxDjM"}
 ]}"#;
 
+static KEYS: std::sync::LazyLock<KeySet> =
+    std::sync::LazyLock::new(|| KeySet::from_slice(JWKS.as_bytes()).expect("the fixed JWKS parses"));
+
 fuzz_target!(|data: &[u8]| {
-    let keys = KeySet::from_slice(JWKS.as_bytes()).expect("the fixed JWKS parses");
+    let keys = &*KEYS;
     let Ok(token) = std::str::from_utf8(data) else {
         // Arbitrary bytes as a key set must not panic either.
         let _ = KeySet::from_slice(data);
@@ -26,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         audience: "urn:pulumi:org:acme",
         now_s: 1_700_000_000,
     };
-    assert!(verify(token, &keys, &expect).is_err(), "a token verified without a private key");
+    assert!(verify(token, keys, &expect).is_err(), "a token verified without a private key");
     // The matcher over the payload's claims, with the text itself as a pattern.
     if let Some(payload) = token.split('.').nth(1) {
         use base64::Engine;

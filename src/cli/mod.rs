@@ -5,9 +5,11 @@
 //! failed (5xx).
 
 pub mod admin;
+pub mod agent;
 pub mod audit;
 pub mod client;
 pub mod env;
+pub mod k8s;
 pub mod kek;
 pub mod login;
 pub mod oidc;
@@ -87,6 +89,11 @@ there is no default (never the first by name): choose one with --org here, or --
     /// OIDC: this server's issuer (mint or preview a token about an environment), and the issuers an org trusts
     /// for token exchange with their policies.
     Oidc(oidc::OidcArgs),
+    /// Kubernetes: the injector's mutating admission webhook (`sesame k8s webhook`).
+    K8s(k8s::K8sArgs),
+    /// Write an environment's values as files (a pod's init container or sidecar, a VM, a CI runner), authenticated
+    /// by a ServiceAccount token exchanged for a short-lived Sesame token, or by a Sesame token file.
+    Agent(agent::AgentArgs),
 }
 
 /// Runs the parsed command line.
@@ -106,6 +113,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Token(args) => admin::run_token(args).await,
         Command::Invitation(args) => admin::run_invitation(args).await,
         Command::Oidc(args) => oidc::run(args).await,
+        Command::K8s(args) => k8s::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -67,7 +67,8 @@ address needs the server's --egress-allow."
         /// The longest lifetime of a token minted from this issuer's tokens, seconds (default 86400).
         #[arg(long, value_name = "SECONDS")]
         max_expiration: Option<i64>,
-        /// A TLS certificate thumbprint of the issuer (hex; repeatable).
+        /// Pin the issuer's TLS certificate: the hex SHA-1 or SHA-256 of the certificate its discovery and JWKS
+        /// server presents (repeatable; e.g. `openssl x509 -noout -fingerprint -sha256`, colons removed).
         #[arg(long = "thumbprint", value_name = "HEX")]
         thumbprints: Vec<String>,
         #[command(flatten)]

@@ -8,6 +8,7 @@ pub mod authz;
 pub mod call_tally;
 pub mod env;
 pub mod jwt;
+pub mod k8s;
 pub mod keys;
 pub mod oidc;
 pub mod tally;

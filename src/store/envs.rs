@@ -409,13 +409,10 @@ impl EnvStore for SqlStore {
     }
 
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>> {
-        let generation = match &self.envs {
-            Some(c) => match c.get(org_id, project, name).await {
-                Some(e) => return Ok(Some(e)),
-                None => c.generation(),
-            },
-            None => 0,
-        };
+        let generation = self.envs.generation();
+        if let Some(e) = self.envs.get(org_id, project, name).await {
+            return Ok(Some(e));
+        }
         let row = sqlx::query(&format!(
             "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
         ))
@@ -425,32 +422,26 @@ impl EnvStore for SqlStore {
         .fetch_optional(self.pool())
         .await?;
         let env = row.as_ref().map(env_from_row).transpose()?;
-        if let (Some(c), Some(e)) = (&self.envs, &env) {
-            c.keep(generation, e).await;
+        if let Some(e) = &env {
+            self.envs.keep(generation, e).await;
         }
         Ok(env)
     }
 
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>> {
         let mut out = Vec::new();
-        let mut generation = 0;
+        let generation = self.envs.generation();
         let mut missing: Vec<(&str, &str)> = Vec::new();
-        let names = match &self.envs {
-            Some(c) => {
-                generation = c.generation();
-                for &(p, n) in names {
-                    match c.get(org_id, p, n).await {
-                        Some(e) => out.push(e),
-                        None => missing.push((p, n)),
-                    }
-                }
-                if missing.is_empty() {
-                    return Ok(out);
-                }
-                &missing[..]
+        for &(p, n) in names {
+            match self.envs.get(org_id, p, n).await {
+                Some(e) => out.push(e),
+                None => missing.push((p, n)),
             }
-            None => names,
-        };
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let names = &missing[..];
         // `(project = $2 AND name = $3) OR …`: one statement per 200 names, on both dialects (well inside either's
         // limit on bound parameters).
         for chunk in names.chunks(200) {
@@ -467,9 +458,7 @@ impl EnvStore for SqlStore {
             }
             for row in q.fetch_all(self.pool()).await? {
                 let env = env_from_row(&row)?;
-                if let Some(c) = &self.envs {
-                    c.keep(generation, &env).await;
-                }
+                self.envs.keep(generation, &env).await;
                 out.push(env);
             }
         }

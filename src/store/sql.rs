@@ -28,22 +28,25 @@ pub(crate) enum Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
-    /// On SQLite, environment records by name (see [`EnvCache`]); `None` on PostgreSQL.
-    pub(crate) envs: Option<std::sync::Arc<EnvCache>>,
+    /// Environment records by name (see [`EnvCache`]).
+    pub(crate) envs: std::sync::Arc<EnvCache>,
 }
 
-/// Environment records by `(org id, project, name)`, kept on SQLite only, where this process is the one writer of
-/// environments (one server per database file; replicas share PostgreSQL, which is not cached): every write of an
-/// environment drops them all ([`EnvCache::changed`], on every return path of the write), and a lookup that raced
-/// a write does not keep what it read. The open path's lookups then cost no hop to SQLite's worker thread. Entries
-/// also expire after [`ENV_CACHE_TTL`].
+/// Environment records by `(org id, project, name)`: every write of an environment through this process drops them
+/// all ([`EnvCache::changed`], on every return path of the write), and a lookup that raced a write does not keep
+/// what it read. The open path's lookups then cost no hop to SQLite's worker thread and no PostgreSQL round trip.
+/// Entries expire after [`ENV_CACHE_TTL`] on SQLite (this process is the one writer of environments: one server per
+/// database file) and after [`ENV_CACHE_TTL_SHARED`] on PostgreSQL, which replicas share: a write made through
+/// another replica is seen within that time.
 pub(crate) struct EnvCache {
     map: moka::future::Cache<(String, String, String), super::envs::EnvRecord>,
     generation: std::sync::atomic::AtomicU64,
 }
 
-/// How long a cached environment record lives at most.
+/// How long a cached environment record lives at most on SQLite.
 pub(crate) const ENV_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a cached environment record lives at most on PostgreSQL (written by other replicas too).
+pub(crate) const ENV_CACHE_TTL_SHARED: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for EnvCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,11 +57,11 @@ impl std::fmt::Debug for EnvCache {
 }
 
 impl EnvCache {
-    fn new() -> EnvCache {
+    fn new(ttl: std::time::Duration) -> EnvCache {
         EnvCache {
             map: moka::future::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(ENV_CACHE_TTL)
+                .time_to_live(ttl)
                 .build(),
             generation: Default::default(),
         }
@@ -93,13 +96,11 @@ impl EnvCache {
 
 /// Calls [`EnvCache::changed`] when dropped: held by each environment write for its whole length, so whatever way
 /// it returns, what it may have changed is forgotten after its commit.
-pub(crate) struct EnvWrite(Option<std::sync::Arc<EnvCache>>);
+pub(crate) struct EnvWrite(std::sync::Arc<EnvCache>);
 
 impl Drop for EnvWrite {
     fn drop(&mut self) {
-        if let Some(c) = &self.0 {
-            c.changed();
-        }
+        self.0.changed();
     }
 }
 
@@ -116,7 +117,11 @@ impl SqlStore {
     }
 
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        let envs = (dialect == Dialect::Sqlite).then(|| std::sync::Arc::new(EnvCache::new()));
+        let ttl = match dialect {
+            Dialect::Sqlite => ENV_CACHE_TTL,
+            Dialect::Postgres => ENV_CACHE_TTL_SHARED,
+        };
+        let envs = std::sync::Arc::new(EnvCache::new(ttl));
         SqlStore { pool, dialect, envs }
     }
 

@@ -16,7 +16,8 @@ pub struct CreateIssuer {
     pub name: String,
     /// The issuer URL (`iss`).
     pub url: String,
-    /// TLS certificate thumbprints (SHA-256 hex) of the issuer's endpoints.
+    /// TLS certificate thumbprints (hex SHA-1 or SHA-256 of the DER certificate) of the issuer's endpoints; when
+    /// set, discovery and JWKS are fetched only over HTTPS from a server presenting one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbprints: Option<Vec<String>>,
     /// An inline JWKS: nothing is fetched for this issuer.

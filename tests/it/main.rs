@@ -15,6 +15,7 @@ mod crash;
 mod env_eval;
 mod esc;
 mod esc_authz;
+mod k8s;
 mod keks;
 #[cfg(feature = "aws")]
 mod kms_migrate;

@@ -23,17 +23,17 @@ const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const ORG_TOKEN: &str = "urn:pulumi:token-type:access_token:organization";
 const SUB: &str = "repo:acme/app:ref:refs/heads/main";
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A test issuer: an RSA key (`rsa-1`) and a P-256 key (`ec-1`).
-struct TestIssuer {
+pub(crate) struct TestIssuer {
     rsa: RsaKeyPair,
     ec: EcdsaKeyPair,
 }
 
-fn keys() -> &'static TestIssuer {
+pub(crate) fn keys() -> &'static TestIssuer {
     static KEYS: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| TestIssuer {
         rsa: RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
@@ -42,23 +42,23 @@ fn keys() -> &'static TestIssuer {
 }
 
 impl TestIssuer {
-    fn rsa_jwk(&self, kid: &str) -> Value {
+    pub(crate) fn rsa_jwk(&self, kid: &str) -> Value {
         let pk = self.rsa.public_key();
         json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
                "n": b64(pk.modulus().big_endian_without_leading_zero()),
                "e": b64(pk.exponent().big_endian_without_leading_zero())})
     }
 
-    fn ec_jwk(&self, kid: &str) -> Value {
+    pub(crate) fn ec_jwk(&self, kid: &str) -> Value {
         let point = self.ec.public_key().as_ref();
         json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(&point[1..33]), "y": b64(&point[33..65])})
     }
 
-    fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         json!({"keys": [self.rsa_jwk("rsa-1"), self.ec_jwk("ec-1")]})
     }
 
-    fn sign_rs256(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_rs256(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -71,7 +71,7 @@ impl TestIssuer {
         format!("{input}.{}", b64(&sig))
     }
 
-    fn sign_es256(&self, header: &Value, claims: &Value) -> String {
+    pub(crate) fn sign_es256(&self, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -247,13 +247,21 @@ fn allow_org() -> Value {
 /// Runs `scenario` on SQLite and on PostgreSQL (when configured), on a manual clock, with 127.0.0.1/32 allowed for
 /// egress when `allow_loopback`.
 async fn both(allow_loopback: bool, scenario: impl AsyncFn(&Env)) {
+    let policy = if allow_loopback {
+        sesame::egress::EgressPolicy::parse(&["127.0.0.1/32"]).unwrap()
+    } else {
+        Default::default()
+    };
+    both_with(policy, scenario).await
+}
+
+/// [`both`] with the given egress policy.
+async fn both_with(policy: sesame::egress::EgressPolicy, scenario: impl AsyncFn(&Env)) {
     let run = async |url: Option<&str>| {
         let dir = temp_dir();
         let mut c = config(dir.path(), url);
         let clock = manual_clock(&mut c);
-        if allow_loopback {
-            c.egress_allow = sesame::egress::EgressPolicy::parse(&["127.0.0.1/32"]).unwrap();
-        }
+        c.egress_allow = policy.clone();
         let srv = TestServer::start(c, None).await.unwrap();
         let env = Env { srv, clock };
         scenario(&env).await;
@@ -923,6 +931,143 @@ async fn a_jwks_endpoint_that_redirects_to_another_host_is_refused() {
             .refused(&rs256(&claims(&iss, AUD, e.now_s())), &[], "invalid_grant")
             .await;
         assert!(last["detail"].as_str().unwrap().contains("redirected"), "{last}");
+    })
+    .await;
+}
+
+/// A discovery + JWKS server over HTTPS at `https://localhost:PORT` (issuers `{base}/{any}`), with a fresh
+/// self-signed certificate; returns the base and the certificate (PEM and DER).
+async fn tls_key_server() -> (String, String, Vec<u8>) {
+    use axum::extract::Path;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (pem, der) = (cert.cert.pem(), cert.cert.der().to_vec());
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        pem.clone().into_bytes(),
+        cert.signing_key.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let b = base.clone();
+    let app =
+        axum::Router::new()
+            .route(
+                "/{mode}/.well-known/openid-configuration",
+                axum::routing::get(move |Path(mode): Path<String>| {
+                    let b = b.clone();
+                    async move {
+                        axum::Json(json!({"issuer": format!("{b}/{mode}"), "jwks_uri": format!("{b}/{mode}/jwks")}))
+                    }
+                }),
+            )
+            .route(
+                "/{mode}/jwks",
+                axum::routing::get(|| async { axum::Json(keys().jwks()) }),
+            );
+    sesame::tls::install_crypto_provider();
+    let server = axum_server::from_tcp_rustls(listener, tls);
+    tokio::spawn(async move {
+        let _ = server.serve(app.into_make_service()).await;
+    });
+    (base, pem, der)
+}
+
+fn sha_hex(alg: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> String {
+    aws_lc_rs::digest::digest(alg, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn registered_tls_thumbprints_pin_the_issuers_certificate() {
+    let (base, pem, der) = tls_key_server().await;
+    let policy = sesame::egress::EgressPolicy::parse(&["127.0.0.1/32,::1/128"])
+        .unwrap()
+        .with_ca_pem(pem.as_bytes())
+        .unwrap();
+    both_with(policy, async |e| {
+        let register = async |mode: &str, thumbprints: Vec<String>| {
+            let iss = format!("{base}/{mode}");
+            let body = json!({"name": mode, "url": iss, "thumbprints": thumbprints});
+            let (status, issuer) = e.admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(&body)).await;
+            assert_eq!(status, 201, "{issuer}");
+            assert_eq!(issuer["thumbprints"], json!(thumbprints), "{issuer}");
+            let (_, policy) = e
+                .admin(
+                    Method::GET,
+                    &format!(
+                        "/api/orgs/acme/auth/policies/oidcissuers/{}",
+                        issuer["id"].as_str().unwrap()
+                    ),
+                    None,
+                )
+                .await;
+            let path = format!("/api/orgs/acme/auth/policies/{}", policy["id"].as_str().unwrap());
+            assert_eq!(
+                e.admin(Method::PATCH, &path, Some(&json!({"policies": allow_org()})))
+                    .await
+                    .0,
+                200
+            );
+            rs256(&claims(&iss, AUD, e.now_s()))
+        };
+        // No thumbprints: the CA the operator added is enough.
+        let token = register("plain", vec![]).await;
+        let (status, v) = e.exchange_form(&token, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        // The certificate's SHA-256, and its SHA-1 in capitals, both pin it.
+        let token = register("sha256", vec![sha_hex(&aws_lc_rs::digest::SHA256, &der)]).await;
+        let (status, v) = e.exchange_form(&token, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        let sha1 = sha_hex(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der).to_uppercase();
+        let token = register("sha1", vec!["00".repeat(32), sha1]).await;
+        let (status, v) = e.exchange_form(&token, &[]).await;
+        assert_eq!(status, 200, "{v}");
+        // Thumbprints of another certificate: the issuer's keys are never used.
+        let token = register("other", vec!["ab".repeat(32)]).await;
+        let (_, last) = e.refused(&token, &[], "invalid_grant").await;
+        assert!(last["detail"].as_str().unwrap().contains("thumbprints"), "{last}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn thumbprints_refuse_plain_http() {
+    both(true, async |e| {
+        let ks = key_server().await;
+        let iss = format!("{}/ok", ks.base);
+        let body = json!({"name": "pinned", "url": iss, "thumbprints": ["ab".repeat(32)]});
+        let (status, issuer) = e.admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(&body)).await;
+        assert_eq!(status, 201, "{issuer}");
+        let (_, policy) = e
+            .admin(
+                Method::GET,
+                &format!(
+                    "/api/orgs/acme/auth/policies/oidcissuers/{}",
+                    issuer["id"].as_str().unwrap()
+                ),
+                None,
+            )
+            .await;
+        let path = format!("/api/orgs/acme/auth/policies/{}", policy["id"].as_str().unwrap());
+        assert_eq!(
+            e.admin(Method::PATCH, &path, Some(&json!({"policies": allow_org()})))
+                .await
+                .0,
+            200
+        );
+        let (_, last) = e
+            .refused(&rs256(&claims(&iss, AUD, e.now_s())), &[], "invalid_grant")
+            .await;
+        assert!(last["detail"].as_str().unwrap().contains("thumbprints"), "{last}");
+        assert_eq!(
+            ks.fetches.load(Ordering::SeqCst),
+            0,
+            "nothing fetched over plain http for a pinned issuer"
+        );
     })
     .await;
 }

@@ -19,7 +19,7 @@ mod output;
 mod remote;
 mod run;
 mod session;
-mod values;
+pub(crate) mod values;
 mod versions;
 
 use std::process::ExitCode;

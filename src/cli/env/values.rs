@@ -10,7 +10,7 @@ use crate::core::env::path::Seg;
 use crate::core::env::value::{Repr, Value};
 
 /// The properties of an open environment (`{"properties": {KEY: Value}}`) as evaluated values.
-pub(super) fn properties(open: &Json) -> BTreeMap<String, Value> {
+pub(crate) fn properties(open: &Json) -> BTreeMap<String, Value> {
     open.get("properties")
         .and_then(Json::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), from_wire(v))).collect())
@@ -41,7 +41,7 @@ fn from_wire(v: &Json) -> Value {
 }
 
 /// The value at `path` among `properties`.
-pub(super) fn property<'v>(properties: &'v BTreeMap<String, Value>, path: &[Seg]) -> Option<&'v Value> {
+pub(crate) fn property<'v>(properties: &'v BTreeMap<String, Value>, path: &[Seg]) -> Option<&'v Value> {
     let (first, rest) = path.split_first()?;
     let Seg::Key(k) = first else {
         return None;

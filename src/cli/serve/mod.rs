@@ -137,6 +137,10 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(i64).range(1..=(1i64 << 32))
     )]
     pub transit_nonce_budget: i64,
+    /// A PEM file of CA certificates trusted, besides the system's, by OIDC issuer discovery and key fetches (e.g.
+    /// a Kubernetes cluster's CA, to trust its API server as an issuer).
+    #[arg(long = "egress-ca", value_name = "FILE", env = "SESAME_EGRESS_CA")]
+    pub egress_ca: Option<PathBuf>,
 }
 
 fn parse_alg(s: &str) -> Result<crate::core::oidc::Alg, String> {
@@ -173,8 +177,20 @@ impl ServeArgs {
             insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
             metrics_token_file: self.metrics_token_file,
-            egress_allow: crate::egress::EgressPolicy::parse(&self.egress_allow)
-                .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
+            egress_allow: {
+                let policy = crate::egress::EgressPolicy::parse(&self.egress_allow)
+                    .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?;
+                match &self.egress_ca {
+                    None => policy,
+                    Some(path) => {
+                        let pem = std::fs::read(path)
+                            .with_context(|| format!("--egress-ca: cannot read {}", path.display()))?;
+                        policy
+                            .with_ca_pem(&pem)
+                            .map_err(|e| anyhow::anyhow!("--egress-ca {}: {e}", path.display()))?
+                    }
+                }
+            },
             migration: MigrateConfig {
                 batch: self.migration_batch,
                 concurrency: self.migration_concurrency.max(1),

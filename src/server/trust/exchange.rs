@@ -3,7 +3,7 @@
 //! Operator: JSON `{organization, token}`).
 //!
 //! Rules: the subject token is verified against a registered issuer of the org (`core::jwt`: RS256/ES256 only,
-//! `exp`/`nbf` on the injected clock, `iss`, `aud` = `urn:pulumi:org:<org>`, or Sesame's public URL for ESO), then
+//! `exp`/`nbf` on the injected clock, `iss`, `aud` = `urn:pulumi:org:<org>` or Sesame's public URL), then
 //! the issuer's policies decide (`core::trust`: default deny, deny wins). A subject token may be exchanged again
 //! until its `exp`. The minted token is a real Sesame token: confined to the org, capped at the policy's
 //! `authorizedPermissions`, expiring within the issuer's `maxExpiration` (2 h by default). Refusals answer RFC 6749
@@ -354,8 +354,25 @@ async fn exchange(app: &AppState, source: &str, ex: Exchange, seen: &mut Seen) -
         audience: &ex.audience,
         now_s: app.clock.now_ms().div_euclid(1000),
     };
-    let claims =
-        jwt::verify(ex.token.expose(), &keys, &expect).map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
+    // At `/api/oauth/token`, a Kubernetes ServiceAccount token may name Sesame itself (its public URL) instead of
+    // `urn:pulumi:org:<org>`: External Secrets Operator's Pulumi provider asks the API server for a token whose
+    // audience is its `apiUrl` without `/api/esc`, and exchanges it there. The org is still the one asked for, and
+    // only issuers registered in it, under their policies, are trusted.
+    let claims = match jwt::verify(ex.token.expose(), &keys, &expect) {
+        Err(first @ jwt::JwtError::Audience(_)) if ex.audience != app.public_url => {
+            let public = Expect {
+                audience: &app.public_url,
+                ..expect
+            };
+            jwt::verify(ex.token.expose(), &keys, &public).map_err(|e| match e {
+                jwt::JwtError::Audience(_) => {
+                    OAuthError::invalid_grant(format!("{first} (or this server's public URL, {:?})", app.public_url))
+                }
+                other => OAuthError::invalid_grant(other.to_string()),
+            })?
+        }
+        other => other.map_err(|e| OAuthError::invalid_grant(e.to_string()))?,
+    };
     let claims = serde_json::Value::Object(claims);
     let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("");
     seen.subject = Some(quote(sub));

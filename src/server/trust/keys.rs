@@ -1,6 +1,7 @@
 //! Registered issuers' verification keys: an inline `jwks` is used as registered (nothing fetched or resolved);
 //! otherwise `{issuer}/.well-known/openid-configuration` names the `jwks_uri`, both fetched through
-//! [`crate::egress`] (allowed addresses only, 1 MiB, 5 s, same-origin redirects).
+//! [`crate::egress`] (allowed addresses only, 1 MiB, 5 s, same-origin redirects). When the issuer was registered with
+//! TLS `thumbprints`, both fetches must be over HTTPS from a server whose certificate matches one of them.
 //!
 //! Keys are cached per issuer (and per version of its registration, so a change takes effect at once) for
 //! [`KEYS_TTL`]. A token whose `kid` the cached set lacks makes one refetch (the issuer may have rotated its keys),
@@ -94,8 +95,9 @@ impl IssuerKeys {
 /// Fetches discovery, then the JWKS it names.
 async fn fetch(issuer: &IssuerRecord, egress: &EgressPolicy) -> Result<KeySet, KeysUnavailable> {
     let base = issuer.url.trim_end_matches('/');
+    let thumbprints: Vec<String> = serde_json::from_str(&issuer.thumbprints).unwrap_or_default();
     let discovery_url = format!("{base}/.well-known/openid-configuration");
-    let body = crate::egress::get(egress, &discovery_url)
+    let body = crate::egress::get_pinned(egress, &discovery_url, &thumbprints)
         .await
         .map_err(|e| KeysUnavailable(format!("discovery: {e}")))?;
     let doc: serde_json::Value =
@@ -112,7 +114,7 @@ async fn fetch(issuer: &IssuerRecord, egress: &EgressPolicy) -> Result<KeySet, K
         .get("jwks_uri")
         .and_then(|v| v.as_str())
         .ok_or_else(|| KeysUnavailable("discovery: the document has no jwks_uri".into()))?;
-    let body = crate::egress::get(egress, jwks_uri)
+    let body = crate::egress::get_pinned(egress, jwks_uri, &thumbprints)
         .await
         .map_err(|e| KeysUnavailable(format!("jwks: {e}")))?;
     KeySet::from_slice(&body).map_err(|e| KeysUnavailable(format!("jwks: {e}")))
