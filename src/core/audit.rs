@@ -119,6 +119,31 @@ audit_actions! {
     OidcPolicyUpdate = "oidc.policy.update",
     /// An OIDC token exchanged for a Sesame token, or refused (the outcome says which; never the token).
     TokenExchange = "token.exchange",
+    /// Vault-Transit calls of one principal, source, key, operation and outcome in one window (tallied; item counts,
+    /// never data).
+    TransitEncrypt = "transit.encrypt",
+    TransitDecrypt = "transit.decrypt",
+    TransitRewrap = "transit.rewrap",
+    TransitDatakey = "transit.datakey",
+    TransitHmac = "transit.hmac",
+    TransitSign = "transit.sign",
+    TransitVerify = "transit.verify",
+    TransitRandom = "transit.random",
+    /// A transit key's metadata read or the keys listed (tallied).
+    TransitKeyRead = "transit.key.read",
+    /// A transit key made (explicitly, by an encryption's upsert, or imported).
+    TransitKeyCreate = "transit.key.create",
+    TransitKeyConfig = "transit.key.config",
+    /// A new version of a transit key (asked for, automatic on `auto_rotate_period`, or for the nonce budget).
+    TransitKeyRotate = "transit.key.rotate",
+    TransitKeyDelete = "transit.key.delete",
+    TransitKeyImport = "transit.key.import",
+    /// A transit key's material exported (never the material itself).
+    TransitKeyExport = "transit.key.export",
+    /// A transit mount enabled in an org.
+    TransitMountCreate = "transit.mount.create",
+    /// Transit hashes (no key; tallied).
+    TransitHash = "transit.hash",
     /// A provider called by an evaluation (`fn::open::<name>`): the provider, the call site and the outcome in
     /// the detail; never an input or an output.
     ProviderOpen = "provider.open",

@@ -100,6 +100,11 @@ pub enum Scope {
     AuditSigning,
     /// The OIDC issuer's token-signing keys (RSA or P-256 private keys, sealed at rest; served by the system KEK).
     OidcSigning,
+    /// An org's Vault-Transit keys (every version's material, sealed at rest; served by the org's KEK).
+    Transit {
+        /// The org's immutable id.
+        org_id: String,
+    },
 }
 
 impl Scope {
@@ -107,7 +112,7 @@ impl Scope {
     pub fn org_id(&self) -> Option<&str> {
         match self {
             Scope::System | Scope::AuditSigning | Scope::OidcSigning => None,
-            Scope::Stack { org_id, .. } | Scope::Environment { org_id, .. } => Some(org_id),
+            Scope::Stack { org_id, .. } | Scope::Environment { org_id, .. } | Scope::Transit { org_id } => Some(org_id),
         }
     }
 }
@@ -120,6 +125,7 @@ impl fmt::Display for Scope {
             Scope::OidcSigning => f.write_str("oidc-signing"),
             Scope::Stack { org_id, project, stack } => write!(f, "stack:{org_id}:{project}/{stack}"),
             Scope::Environment { org_id, env_id } => write!(f, "env:{org_id}:{env_id}"),
+            Scope::Transit { org_id } => write!(f, "transit:{org_id}"),
         }
     }
 }
@@ -162,6 +168,14 @@ impl FromStr for Scope {
             return Ok(Scope::Environment {
                 org_id: org_id.to_owned(),
                 env_id: env_id.to_owned(),
+            });
+        }
+        if let Some(org_id) = s.strip_prefix("transit:") {
+            if org_id.is_empty() || org_id.contains(':') {
+                return Err(ScopeParseError);
+            }
+            return Ok(Scope::Transit {
+                org_id: org_id.to_owned(),
             });
         }
         Err(ScopeParseError)
@@ -243,6 +257,15 @@ pub fn oidc_signing_key_aad(kid: &str, alg: &str) -> Vec<u8> {
     sesame_envelope::context("sesame/oidc-signing-key/v1", &[kid.as_bytes(), alg.as_bytes()])
 }
 
+/// Associated data for one sealed version of a transit key: names the org, the key's immutable id and the version,
+/// so a sealed version cannot be swapped into another key's or another version's row.
+pub fn transit_key_aad(org_id: &str, key_id: &str, version: u32) -> Vec<u8> {
+    sesame_envelope::context(
+        "sesame/transit-key/v1",
+        &[org_id.as_bytes(), key_id.as_bytes(), version.to_string().as_bytes()],
+    )
+}
+
 /// Associated data for the start-up canary sealed under the system DEK.
 pub fn canary_aad() -> Vec<u8> {
     sesame_envelope::context("sesame/canary/v1", &[])
@@ -284,11 +307,23 @@ mod tests {
             org_id: "0190-org".into(),
             env_id: "0190-env".into(),
         };
-        for scope in [Scope::System, Scope::AuditSigning, Scope::OidcSigning, stack, env] {
+        let transit = Scope::Transit {
+            org_id: "0190-org".into(),
+        };
+        for scope in [
+            Scope::System,
+            Scope::AuditSigning,
+            Scope::OidcSigning,
+            stack,
+            env,
+            transit,
+        ] {
             assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
         }
         assert!("stack:org:web".parse::<Scope>().is_err());
         assert!("env:x".parse::<Scope>().is_err());
+        assert!("transit:".parse::<Scope>().is_err());
+        assert!("transit:a:b".parse::<Scope>().is_err());
     }
 
     #[test]

@@ -16,4 +16,5 @@ pub mod text;
 pub mod throttle;
 pub mod timefmt;
 pub mod tokens;
+pub mod transit;
 pub mod trust;

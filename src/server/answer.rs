@@ -8,7 +8,8 @@
 //! limit (413), the gzip layer (415), the router (405) or any other layer (429, …) make. Such a body is replaced,
 //! never quoted (it could echo the request), by a fixed message for its status (`ApiError::for_status`); the
 //! status and the other headers (`Allow`, `Retry-After`, …) are kept. JSON error bodies are left as they are (yaml/check's diagnostics), and so
-//! are paths outside those prefixes, which belong to APIs with their own error shapes.
+//! are paths outside those prefixes, which belong to APIs with their own error shapes — except the Vault-compatible
+//! API (`/v1/…`), whose non-JSON errors get Vault's `{"errors": [...]}` with the same fixed message.
 //!
 //! Answers holding plaintext go out through [`secret_body`], whose buffer is wiped once sent.
 
@@ -47,13 +48,19 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
 /// The layer (outermost in the router): security headers on every answer, ESC's error shape where it applies.
 pub async fn finish(req: Request, next: Next) -> Response {
     let shaped = esc_shaped(req.uri().path());
+    let vault = req.uri().path().starts_with("/v1/");
     let mut response = next.run(req).await;
     let status = response.status();
-    if shaped
+    if (shaped || vault)
         && (status.is_client_error() || status.is_server_error())
         && !is_json(response.headers().get(CONTENT_TYPE))
     {
-        let mut replaced = ApiError::for_status(status).into_response();
+        // The Vault-compatible API's errors take Vault's shape, `{"errors": [...]}`, with the same fixed message.
+        let mut replaced = if vault {
+            super::error::VaultError::from(ApiError::for_status(status)).into_response()
+        } else {
+            ApiError::for_status(status).into_response()
+        };
         for (name, value) in response.headers() {
             if name != CONTENT_TYPE && name != CONTENT_LENGTH {
                 replaced.headers_mut().entry(name).or_insert(value.clone());
@@ -161,6 +168,7 @@ mod tests {
         axum::Router::new()
             .route("/api/stacks/limited", get(too_many))
             .route("/v1/limited", get(too_many))
+            .route("/other/limited", get(too_many))
             .route("/api/esc/empty", get(|| async { StatusCode::BAD_GATEWAY }))
             .route(
                 "/api/esc/diagnostics",
@@ -213,9 +221,15 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body, r#"{"diagnostics":[]}"#);
         // A path outside the ESC-shaped APIs keeps its own body, but still gets the security headers.
-        let (status, headers, body) = call("/v1/limited").await;
+        let (status, headers, body) = call("/other/limited").await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert!(body.starts_with("slow down"));
+        assert_eq!(headers[NOSNIFF], "nosniff");
+        // The Vault-compatible API's layer errors take Vault's shape, never quoting the original body.
+        let (status, headers, body) = call("/v1/limited").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[axum::http::header::RETRY_AFTER], "3");
+        assert_eq!(body, r#"{"errors":["too many requests; retry later"]}"#);
         assert_eq!(headers[NOSNIFF], "nosniff");
     }
 

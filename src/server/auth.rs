@@ -141,6 +141,40 @@ impl FromRequestParts<Arc<AppState>> for Auth {
     }
 }
 
+/// The token of a Vault-API request (`/v1/…`): `X-Vault-Token`, else `Authorization: Bearer`.
+fn vault_token(parts: &Parts) -> Result<AccessToken, ApiError> {
+    if let Some(v) = parts.headers.get("x-vault-token") {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed X-Vault-Token header"))?;
+        return Ok(AccessToken::from_presented(v.trim()));
+    }
+    presented_token(parts)
+}
+
+/// Authenticates a Vault-API request. A failure spends the source's budget and is tallied exactly as on the other
+/// APIs; it answers `Err(None)` (the caller answers Vault's `permission denied`), or `Err(Some(response))` (429)
+/// once the source's budget is spent.
+pub(crate) async fn vault_principal(parts: &Parts, app: &Arc<AppState>) -> Result<Arc<Principal>, Option<Response>> {
+    match authenticate(vault_token(parts), app).await {
+        Ok(p) => {
+            app.throttle
+                .admit_token(&p.token_id)
+                .map_err(|e| Some(IntoResponse::into_response(e)))?;
+            Ok(p)
+        }
+        Err(e) if e.is_unauthorized() => {
+            let source = super::client_addr(parts);
+            let key = super::throttle::source_key(peer_ip(parts));
+            let limited = app.throttle.admit_unauthenticated(key).err();
+            let reason = if limited.is_some() { "rate limited" } else { e.message() };
+            app.throttle.failed(&app.audit, &source, parts.uri.path(), reason).await;
+            Err(limited.map(IntoResponse::into_response))
+        }
+        Err(e) => Err(Some(super::error::VaultError::from(e).into_response())),
+    }
+}
+
 /// The peer's address, when the server was started with connection info.
 fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
     parts

@@ -302,6 +302,125 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// An error of the Vault-compatible API (`/v1/…`): Vault's status and its `{"errors": [...]}` body.
+#[derive(Clone, Debug)]
+pub struct VaultError {
+    status: StatusCode,
+    errors: Vec<String>,
+}
+
+impl VaultError {
+    fn new(status: StatusCode, errors: Vec<String>) -> Self {
+        VaultError { status, errors }
+    }
+
+    /// 403 `permission denied`: no token, an unknown or expired one, or a role that does not allow the call —
+    /// Vault's one answer for all of them.
+    pub fn permission_denied() -> Self {
+        Self::new(StatusCode::FORBIDDEN, vec!["permission denied".into()])
+    }
+
+    /// 400 with Vault's message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, vec![message.into()])
+    }
+
+    /// 404 with no message: what Vault answers for a missing key and an empty list.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, Vec::new())
+    }
+
+    /// 404: no such endpoint.
+    pub fn unsupported_path() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            vec!["1 error occurred:\n\t* unsupported path\n\n".into()],
+        )
+    }
+
+    /// 405: the endpoint exists but not with this method.
+    pub fn unsupported_operation() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec!["1 error occurred:\n\t* unsupported operation\n\n".into()],
+        )
+    }
+
+    /// A Transit refusal with Vault's message.
+    pub fn refused(r: crate::core::transit::Refusal) -> Self {
+        use crate::core::transit::RefusalKind;
+        let status = match r.kind {
+            RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+            RefusalKind::NotFound => StatusCode::NOT_FOUND,
+            RefusalKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, vec![r.message])
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Whether this is Vault's `permission denied` (a refusal already audited as such).
+    pub fn is_permission_denied(&self) -> bool {
+        self.status == StatusCode::FORBIDDEN
+    }
+
+    /// Whether the server, not the request, failed.
+    pub fn is_server_error(&self) -> bool {
+        self.status.is_server_error()
+    }
+
+    /// The messages.
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+}
+
+/// Sesame's own errors (store, keyring, throttles, body limits) in Vault's shape, with the same status and message.
+impl From<ApiError> for VaultError {
+    fn from(e: ApiError) -> Self {
+        VaultError::new(e.status, vec![e.message])
+    }
+}
+
+impl From<StoreError> for VaultError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<KeyringError> for VaultError {
+    fn from(e: KeyringError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<crate::core::transit::Refusal> for VaultError {
+    fn from(r: crate::core::transit::Refusal) -> Self {
+        VaultError::refused(r)
+    }
+}
+
+impl IntoResponse for VaultError {
+    fn into_response(self) -> Response {
+        let body = crate::wire::transit::Errors { errors: self.errors };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The status of a Transit batch answer (Vault's rule, decided by `core::transit::batch::status`).
+pub fn batch_status(s: crate::core::transit::batch::BatchStatus) -> StatusCode {
+    use crate::core::transit::batch::BatchStatus;
+    match s {
+        BatchStatus::Ok => StatusCode::OK,
+        BatchStatus::UserError => StatusCode::BAD_REQUEST,
+        BatchStatus::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        BatchStatus::Override(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+    }
+}
+
 /// A success answer, named: handlers return these instead of choosing a status themselves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Success {

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod params;
 pub mod stacks;
 pub mod throttle;
+pub mod transit;
 pub mod trust;
 
 use std::net::SocketAddr;
@@ -104,6 +105,8 @@ pub struct AppState {
     pub egress: crate::egress::EgressPolicy,
     /// Registered issuers' verification keys, cached by issuer (token exchange).
     pub issuer_keys: trust::keys::IssuerKeys,
+    /// The Vault-Transit API's caches, limits and nonce-budget counts.
+    pub transit: transit::TransitState,
 }
 
 /// Who an audit record names: `user:LOGIN`, `token:ID` or `anonymous`.
@@ -265,6 +268,7 @@ impl AppState {
             metrics_token: None,
             egress: Default::default(),
             issuer_keys: Default::default(),
+            transit: Default::default(),
         }
     }
 
@@ -304,6 +308,26 @@ pub struct ServeConfig {
     pub instance: InstanceConfig,
     /// The OIDC issuer: public and issuer URLs, signing keys.
     pub oidc: oidc_issuer::OidcServeConfig,
+    /// The Vault-Transit API: batch limit, nonce budget.
+    pub transit: TransitConfig,
+}
+
+/// Settings of the Vault-Transit API.
+#[derive(Debug, Clone)]
+pub struct TransitConfig {
+    /// The largest `batch_input` (default 1,000).
+    pub max_batch: usize,
+    /// Encryptions per key version before it is rotated (default 2³⁰).
+    pub rotate_after_encryptions: i64,
+}
+
+impl Default for TransitConfig {
+    fn default() -> Self {
+        TransitConfig {
+            max_batch: transit::DEFAULT_MAX_BATCH,
+            rotate_after_encryptions: transit::budget::DEFAULT_ROTATE_AFTER,
+        }
+    }
 }
 
 /// PEM files for TLS.
@@ -565,6 +589,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .merge(environments)
         .merge(admin)
         .merge(oidc)
+        // Vault's API (Transit and the few paths its clients call): one route, Vault's methods (LIST included).
+        .route("/v1/{*path}", axum::routing::any(transit::handle))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state);
     // The layers wrap the routes once, as one stack around the router: `Router::layer` would wrap every route in
@@ -631,6 +657,8 @@ impl RunningServer {
         };
         // Failures tallied in windows still open are written before the process goes.
         self.state.throttle.flush(&self.state.audit, true).await;
+        // Encryption counts not yet in the store (the transit nonce budget) are added now.
+        transit::budget::flush(&self.state).await;
         // Every request has ended: the stack calls still in open windows are written now.
         if !self.state.stack_calls.flush_all().await {
             tracing::error!("some tallied stack calls could not be written to the audit log at shutdown");
@@ -713,6 +741,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     state.public_url = public_url;
     state.issuer_url = issuer_url;
     state.egress = config.egress_allow.clone();
+    state.transit.max_batch = config.transit.max_batch.max(1);
+    state.transit.budget.rotate_after = config.transit.rotate_after_encryptions.max(1);
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {
@@ -732,6 +762,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     spawn_session_purger(&state);
     crate::oidc_issuer::spawn_rotation(&state.oidc, OIDC_ROTATION_TICK);
     throttle::spawn_flusher(&state);
+    transit::budget::spawn_flusher(&state);
     let mut app = router(state.clone(), config.max_body_bytes);
     if tls.is_some() {
         app = app.layer(axum::middleware::from_fn(answer::hsts));

@@ -13,6 +13,7 @@ pub mod oidc;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod transit;
 pub mod trust;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use envs::EnvStore;
 pub use identity::IdentityStore;
 pub use oidc::OidcKeyStore;
 pub use sql::SqlStore;
+pub use transit::TransitStore;
 pub use trust::TrustStore;
 
 /// Errors of the store layer.
@@ -356,7 +358,7 @@ pub struct TokenWithUser {
 /// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
 /// commit together.
 #[async_trait::async_trait]
-pub trait Store: EnvStore + IdentityStore + OidcKeyStore + TrustStore + Send + Sync + 'static {
+pub trait Store: EnvStore + IdentityStore + OidcKeyStore + TrustStore + TransitStore + Send + Sync + 'static {
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

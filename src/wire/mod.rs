@@ -17,6 +17,7 @@ pub mod esc;
 pub mod keks;
 pub mod oidc_issuer;
 pub mod stacks;
+pub mod transit;
 pub mod trust;
 
 /// Text that carries a secret (a plaintext, or its base64): zeroized when dropped, never shown by `Debug`, read and

@@ -5,6 +5,7 @@ mod abuse;
 mod admin;
 mod api;
 mod audit;
+mod bao;
 #[path = "../support/child.rs"]
 mod child;
 mod children;
@@ -27,3 +28,4 @@ mod sessions;
 mod store;
 mod support;
 mod tidy;
+mod transit;

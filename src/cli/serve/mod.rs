@@ -125,6 +125,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub egress_allow: Vec<String>,
+    /// The most items one Vault-Transit `batch_input` may hold.
+    #[arg(long, env = "SESAME_TRANSIT_MAX_BATCH", default_value_t = crate::server::transit::DEFAULT_MAX_BATCH)]
+    pub transit_max_batch: usize,
+    /// Encryptions per Vault-Transit key version before the key is rotated automatically (random 96-bit nonces
+    /// are safe for about 2^32; the default is 2^30).
+    #[arg(
+        long,
+        env = "SESAME_TRANSIT_NONCE_BUDGET",
+        default_value_t = crate::server::transit::budget::DEFAULT_ROTATE_AFTER,
+        value_parser = clap::value_parser!(i64).range(1..=(1i64 << 32))
+    )]
+    pub transit_nonce_budget: i64,
     /// A PEM file of CA certificates trusted, besides the system's, by OIDC issuer discovery and key fetches (e.g.
     /// a Kubernetes cluster's CA, to trust its API server as an issuer).
     #[arg(long = "egress-ca", value_name = "FILE", env = "SESAME_EGRESS_CA")]
@@ -185,6 +197,10 @@ impl ServeArgs {
                 lease: std::time::Duration::from_millis(self.migration_lease_ms),
             },
             limits: self.limits.limits(),
+            transit: crate::server::TransitConfig {
+                max_batch: self.transit_max_batch,
+                rotate_after_encryptions: self.transit_nonce_budget,
+            },
             oidc: crate::server::oidc_issuer::OidcServeConfig {
                 public_url: self.public_url,
                 issuer_url: self.issuer_url,

@@ -26,6 +26,8 @@ mod roles;
 mod teams;
 mod tokens;
 
+pub(crate) use orgs::orgs_of;
+
 pub use members::{add_member, list_members, remove_member, set_member_role};
 pub use orgs::{create_org, current_user, list_orgs};
 pub use roles::{delete_role, list_roles, put_role};

@@ -26,7 +26,7 @@ fn org_info(o: &OrgRecord) -> OrgInfo {
 
 /// The orgs a caller can use: every org for the instance administrator, the member orgs of a user, the own org of
 /// an organization or team token.
-async fn orgs_of(app: &AppState, p: &Principal) -> Result<Vec<OrgRecord>, ApiError> {
+pub(crate) async fn orgs_of(app: &AppState, p: &Principal) -> Result<Vec<OrgRecord>, ApiError> {
     if p.instance_admin {
         return Ok(app.store.orgs().await?);
     }
