@@ -147,6 +147,9 @@ audit_actions! {
     /// A provider called by an evaluation (`fn::open::<name>`): the provider, the call site and the outcome in
     /// the detail; never an input or an output.
     ProviderOpen = "provider.open",
+    /// An environment's `fn::rotate` calls rotated into a new revision: the revision and the paths in the detail;
+    /// never a secret.
+    EnvRotate = "env.rotate",
 }
 
 impl std::fmt::Display for AuditAction {

@@ -540,6 +540,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(&format!("{e}/{{org}}/yaml/check"), post(esc::check))
         .route(&format!("{e}/{{org}}/yaml/open"), post(esc::open_yaml))
         .route(&format!("{e}/{{org}}/yaml/open/{{id}}"), get(esc::read_open_yaml))
+        .route(&format!("{env}/rotate"), post(esc::rotate))
         .route(
             &env,
             get(esc::get_definition)

@@ -190,6 +190,55 @@ pub struct UpdateResponse {
     pub diagnostics: Vec<EnvironmentDiagnostic>,
 }
 
+/// `POST …/{org}/{project}/{env}/rotate` request: the property paths (relative to `values`, `a.b[0]`) of the
+/// `fn::rotate` calls to rotate; none or `null`: all of them. Pulumi's client sends the field as `Paths`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    #[serde(default, alias = "Paths")]
+    pub paths: Option<Vec<String>>,
+}
+
+/// `POST …/rotate` response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RotateResponse {
+    /// Always empty on success (a rotation with errors is refused with them).
+    #[serde(default)]
+    pub diagnostics: Vec<EnvironmentDiagnostic>,
+    #[serde(rename = "secretRotationEvent")]
+    pub secret_rotation_event: SecretRotationEvent,
+}
+
+/// One rotation of an environment, in Pulumi's shape.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretRotationEvent {
+    pub id: String,
+    #[serde(rename = "environmentId")]
+    pub environment_id: String,
+    pub created: String,
+    #[serde(rename = "preRotationRevision")]
+    pub pre_rotation_revision: i64,
+    #[serde(rename = "postRotationRevision", default, skip_serializing_if = "Option::is_none")]
+    pub post_rotation_revision: Option<i64>,
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<String>,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub rotations: Vec<SecretRotation>,
+}
+
+/// One `fn::rotate` call rotated.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretRotation {
+    pub id: String,
+    /// The call's property path (relative to `values`).
+    #[serde(rename = "environmentPath")]
+    pub environment_path: String,
+    pub status: String,
+}
+
 /// `POST …/open` response.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct OpenResponse {

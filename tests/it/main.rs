@@ -23,6 +23,7 @@ mod migrate;
 mod oidc_exchange;
 mod oidc_issuer;
 mod providers;
+mod rotators;
 mod sdk;
 mod sessions;
 mod store;

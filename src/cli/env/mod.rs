@@ -3,7 +3,7 @@
 //!
 //! - against a server, through its Pulumi-ESC-compatible API: `init`, `ls`, `get`, `rm` in `remote.rs`; `edit` and
 //!   `set` in `edit.rs` (the text edits of `set` and `rm ENV PATH` in `definition/`); `open` and `run` in `run.rs`;
-//!   `version` and `diff` in `versions.rs`. They share `names.rs` (environment names, `--org`), `session.rs` (the
+//!   `version` and `diff` in `versions.rs`; `rotate` in `rotate.rs`. They share `names.rs` (environment names, `--org`), `session.rs` (the
 //!   HTTP conversation, diagnostics) and `output.rs` (stdout, tables, dotenv/shell lines); `values.rs` reads opened
 //!   values;
 //! - offline: `eval` in `offline.rs`, over local files.
@@ -17,6 +17,7 @@ mod names;
 mod offline;
 mod output;
 mod remote;
+mod rotate;
 mod run;
 mod session;
 pub(crate) mod values;
@@ -29,6 +30,7 @@ use clap::{Args, Subcommand};
 use edit::{EditArgs, SetArgs};
 use offline::EvalArgs;
 use remote::{GetArgs, InitArgs, LsArgs, RmArgs};
+use rotate::RotateArgs;
 use run::{OpenArgs, RunArgs};
 use versions::{DiffArgs, VersionArgs};
 
@@ -103,6 +105,14 @@ latest revision changed; `diff ENV@3` compares revision 3 with the latest; `diff
 `diff A B` two environments (each may carry @VERSION). Secrets are compared sealed."
     )]
     Diff(DiffArgs),
+    /// Rotate an environment's `fn::rotate` secrets now (all, or those at PATHs) into a new revision.
+    #[command(
+        long_about = "Rotate an environment's `fn::rotate` calls now (all of them, or those at the PATHs given \
+under `values`, e.g. `db.password`) and save their new states as a new revision (needs the editor role; \
+audited). After a rotation each value is `{current, previous}`, previous being the former current. The new \
+secrets are not printed: read them with `sesame env open`.\n\nExample:\n  sesame env rotate web/prod db.password"
+    )]
+    Rotate(RotateArgs),
     /// Evaluate a local environment file offline and print its values.
     #[command(long_about = "Evaluate a local environment file offline and print its values.\n\n\
 An import `NAME` (and a reference `${environments.P.E…}`, which names `P/E`) is read from `DIR/NAME.yaml`, where DIR \
@@ -128,6 +138,7 @@ pub async fn run(args: EnvArgs) -> anyhow::Result<ExitCode> {
         EnvCommand::Run(a) => run::run(a).await,
         EnvCommand::Version(a) => versions::version(a).await,
         EnvCommand::Diff(a) => versions::diff(a).await,
+        EnvCommand::Rotate(a) => rotate::rotate(a).await,
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::providers::{self, OpenCtx, Output};
+use super::rotators;
 use super::seal::decrypt_one;
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::authz::{Access, Action, Decision};
@@ -173,6 +174,8 @@ struct Answers {
     calls: BTreeMap<CallSite, Result<Output, EffectError>>,
     /// Replaying a session: the stored outputs answer every call and nothing is called.
     replay: bool,
+    /// New rotator states drawn in this evaluation, by call site (wiped when they go).
+    rotated: std::sync::Mutex<BTreeMap<CallSite, serde_json::Value>>,
 }
 
 impl Drop for Answers {
@@ -180,6 +183,13 @@ impl Drop for Answers {
         use zeroize::Zeroize;
         for text in self.plain.values_mut().flatten() {
             text.zeroize();
+        }
+        let rotated = self
+            .rotated
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, v) in std::mem::take(rotated) {
+            crate::server::answer::wipe_json(v);
         }
     }
 }
@@ -203,12 +213,16 @@ impl Effects for Answers {
             outputs: p.outputs().clone(),
         })
     }
-    fn rotator(&self, _name: &str) -> Option<RotatorSchema> {
-        None
+    fn rotator(&self, name: &str) -> Option<RotatorSchema> {
+        rotators::find(name).map(|r| RotatorSchema {
+            inputs: r.inputs().clone(),
+            state: r.state().clone(),
+            outputs: r.outputs().clone(),
+        })
     }
     fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         if call.kind != CallKind::Open {
-            return Answer::Ready(Err(EffectError::NoProviders));
+            return Answer::Ready(self.rotator_call(call));
         }
         match self.calls.get(&CallSite::of(call)) {
             Some(Ok(o)) => {
@@ -221,6 +235,40 @@ impl Effects for Answers {
             ))),
             None => Answer::Pending,
         }
+    }
+}
+
+impl Answers {
+    /// A rotator's `rotate` or `open`, answered at once (rotators need no I/O). A rotation is drawn once per call
+    /// site and kept, so every round of one evaluation sees the same new state.
+    fn rotator_call(&self, call: &ProviderCall) -> Result<Value, EffectError> {
+        let r = rotators::find(&call.provider)
+            .ok_or_else(|| EffectError::Failed(format!("unknown rotator {:?}", call.provider)))?;
+        let inputs = call.inputs.to_json(false);
+        let state = call.state.as_ref().map(|s| s.to_json(false));
+        let answer = match call.kind {
+            CallKind::Rotate => {
+                let mut drawn = self.rotated.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match drawn.get(&CallSite::of(call)) {
+                    Some(v) => Ok(v.clone()),
+                    None => rotators::rotate(r, &inputs, state.as_ref()).inspect(|v| {
+                        drawn.insert(CallSite::of(call), v.clone());
+                    }),
+                }
+            }
+            _ => Ok(rotators::open(state.as_ref())),
+        };
+        crate::server::answer::wipe_json(inputs);
+        if let Some(s) = state {
+            crate::server::answer::wipe_json(s);
+        }
+        answer
+            .map(|v| {
+                let out = Value::from_json(&v).deep_secret();
+                crate::server::answer::wipe_json(v);
+                out
+            })
+            .map_err(EffectError::Failed)
     }
 }
 

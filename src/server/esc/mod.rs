@@ -38,6 +38,8 @@ pub mod providers;
 mod schemas;
 pub use open::Opened;
 mod revisions;
+mod rotate;
+pub mod rotators;
 pub mod seal;
 mod tags;
 
@@ -48,6 +50,7 @@ pub use listing::{list_all, list_org};
 pub use oidc_token::{mint_token, preview_claims};
 pub use open::{open, open_version, open_yaml, read_open, read_open_yaml};
 pub use revisions::{list_revisions, retract};
+pub use rotate::rotate;
 pub use schemas::{context_schema, list_providers, list_rotators, provider_schema, rotator_schema};
 pub use tags::{
     create_revision_tag, create_tag, delete_revision_tag, delete_tag, get_revision_tag, get_tag, list_revision_tags,

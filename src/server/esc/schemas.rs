@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::providers;
+use super::{providers, rotators};
 use crate::server::auth::Caller;
 use crate::server::error::ApiError;
 
@@ -30,14 +30,23 @@ pub async fn provider_schema(Caller(..): Caller, Path(name): Path<String>) -> Re
     .into_response())
 }
 
-/// `GET /api/esc/rotators`: none runs on this server yet.
+/// `GET /api/esc/rotators`
 pub async fn list_rotators(Caller(..): Caller) -> Response {
-    Json(json!({ "rotators": Vec::<&str>::new() })).into_response()
+    let names: Vec<&str> = rotators::all().iter().map(|r| r.name()).collect();
+    Json(json!({ "rotators": names })).into_response()
 }
 
-/// `GET /api/esc/rotators/{name}/schema`
+/// `GET /api/esc/rotators/{name}/schema`: `{name, description, inputs, state, outputs}`.
 pub async fn rotator_schema(Caller(..): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
-    Err(ApiError::not_found(format!("rotator {name:?} not found")))
+    let r = rotators::find(&name).ok_or_else(|| ApiError::not_found(format!("rotator {name:?} not found")))?;
+    Ok(Json(json!({
+        "name": r.name(),
+        "description": r.description(),
+        "inputs": r.inputs(),
+        "state": r.state(),
+        "outputs": r.outputs(),
+    }))
+    .into_response())
 }
 
 /// `GET /api/esc/context/schema`
