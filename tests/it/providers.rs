@@ -272,13 +272,13 @@ async fn schemas_are_served(s: &TestServer) {
     for missing in [
         "/api/esc/providers/aws-login/schema",
         "/api/esc/providers/..%2f/schema",
-        "/api/esc/rotators/password/schema",
+        "/api/esc/rotators/aws-iam/schema",
     ] {
         let r = get(missing).await;
         assert_eq!(r.status, 404, "{missing}: {}", r.text);
     }
     let r = get("/api/esc/rotators").await;
-    assert_eq!(r.json(), json!({"rotators": []}));
+    assert_eq!(r.json(), json!({"rotators": ["passphrase", "password"]}));
     let r = get("/api/esc/context/schema").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
