@@ -235,3 +235,17 @@ fn to_yaml(v: &Value, cts: &mut impl Iterator<Item = String>) -> Option<Yaml> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_names_its_call() {
+        assert_eq!(
+            call_path(r#"values.db.password["fn::rotate::password"].state"#),
+            "db.password"
+        );
+        assert_eq!(call_path(r#"values.l[2]["a b"]["fn::rotate"].state"#), r#"l[2]["a b"]"#);
+    }
+}
