@@ -170,6 +170,39 @@ async fn scenario(s: &TestServer, bao: &Bao) {
         (doc(&jwt_login(&bao.addr, "sesame"), "secret/app/missing"), "404"),
         (doc(&jwt_login(&bao.addr, "sesame"), "secret/other/x"), "403"),
         (doc(&jwt_login(&bao.addr, "sesame"), "secret/../sys"), "'..'"),
+        (doc(&jwt_login(&bao.addr, "sesame"), "secret"), "<mount>/<secret>"),
+        (doc(&jwt_login(&bao.addr, "sesame"), "secret/app/é"), "visible ASCII"),
+        (
+            doc(&jwt_login(&bao.addr, "sesame"), "secret/app/db").replace("field: password", "field: nope"),
+            "no field \\\"nope\\\"",
+        ),
+        (
+            doc(
+                &format!(
+                    "      address: {}\n      namespace: \"a b\"\n      jwt:\n        role: sesame\n",
+                    bao.addr
+                ),
+                "secret/app/db",
+            ),
+            "namespace must be",
+        ),
+        (
+            doc(
+                &format!(
+                    "      address: {}\n      token:\n        token: \"not a token\"\n",
+                    bao.addr
+                ),
+                "secret/app/db",
+            ),
+            "token.token must be",
+        ),
+        (
+            doc(
+                &format!("      address: {}\n      token:\n        token: wrong\n", bao.addr),
+                "secret/app/db",
+            ),
+            "HTTP 403",
+        ),
         (
             doc(&jwt_login(&format!("{}/v1", bao.addr), "sesame"), "secret/app/db"),
             "without a path",
@@ -194,6 +227,36 @@ async fn scenario(s: &TestServer, bao: &Bao) {
         let r = c.patch(APP, &doc(bad, "secret/app/db")).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
+    // Every call audited, the login token's mint too; never a token or a value.
+    let audit = s.export("/api/sesame/v1/orgs/acme/audit").await;
+    assert!(audit.contains("provider=vault-login") && audit.contains("provider=vault-secrets"));
+    assert!(audit.contains("aud=vault:acme"), "the login token's mint is audited");
+    for secret in [bao.root.as_str(), "rotated", &password, &t1, &t2] {
+        assert!(!audit.contains(secret));
+    }
+
+    // JWT login names a stored environment: refused in an unsaved document; check mode calls nothing.
+    let jwt_doc = doc(&jwt_login(&bao.addr, "sesame"), "secret/app/db");
+    let r = c.post("/acme/yaml/open", &jwt_doc).await;
+    assert!(r.status == 400 && r.text.contains("unsaved document"), "{}", r.text);
+    let r = c.post("/acme/yaml/check", &jwt_doc).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["properties"]["db"]["unknown"], json!(true), "{}", r.text);
+    // The schemas editors read.
+    let r = c.call("GET", "/api/esc/providers/vault-login/schema", None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["inputs"]["required"], json!(["address"]), "{v}");
+    assert_eq!(
+        v["inputs"]["properties"]["jwt"]["properties"]["mount"]["default"], "jwt",
+        "{v}"
+    );
+    assert_eq!(v["outputs"]["properties"]["token"]["secret"], json!(true), "{v}");
+    let r = c
+        .call("GET", "/api/esc/providers/vault-secrets/schema", None, &[])
+        .await;
+    assert_eq!(r.json()["inputs"]["required"], json!(["login", "read"]), "{}", r.text);
+
     // Neither or both modes: at open.
     let both = format!(
         "      address: {}\n      jwt:\n        role: sesame\n      token:\n        token: x\n",
