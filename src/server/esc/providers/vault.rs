@@ -342,6 +342,9 @@ async fn secrets(ctx: &OpenCtx<'_>, inputs: &Json) -> Result<Output, String> {
     };
     let address = string(l, "address", "login.")?.ok_or("login.address is required")?;
     let token = string(l, "token", "login.")?.ok_or("login.token is required")?;
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("login.token must be a Vault token (visible ASCII)".into());
+    }
     let namespace = string(l, "namespace", "login.")?;
     let vault = Vault {
         base: base(address)?,
