@@ -305,6 +305,38 @@ pub async fn get(policy: &EgressPolicy, url: &str) -> Result<Vec<u8>, EgressErro
     get_pinned(policy, url, &[]).await
 }
 
+/// One request a provider sends ([`send`]): method, headers (which may hold a credential: never logged nor shown)
+/// and an optional JSON body.
+pub struct Request<'a> {
+    /// `GET` or `POST`.
+    pub method: reqwest::Method,
+    /// The URL, checked like [`get`]'s.
+    pub url: &'a str,
+    /// Extra headers (`X-Vault-Token`, …).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// A JSON body (sent with `content-type: application/json`).
+    pub json: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends `req` under `policy` and the same rules and limits as [`get`] (allow-list, [`MAX_BYTES`], [`TIMEOUT`],
+/// same-origin redirects); returns the body of a success.
+pub async fn send(policy: &EgressPolicy, req: &Request<'_>) -> Result<Vec<u8>, EgressError> {
+    let start = check_url(req.url)?;
+    let host = start.host_str().unwrap_or_default().to_owned();
+    match tokio::time::timeout(TIMEOUT, get_within(policy, start, &[], Some(req))).await {
+        Ok(r) => r,
+        Err(_) => Err(EgressError::Timeout(host)),
+    }
+}
+
 /// [`get`], and when `thumbprints` is not empty, the certificate the server presents must have one of them as its
 /// hex SHA-1 (40 digits) or SHA-256 (64 digits), case-insensitive; plain HTTP is then refused.
 pub async fn get_pinned(policy: &EgressPolicy, url: &str, thumbprints: &[String]) -> Result<Vec<u8>, EgressError> {
@@ -313,7 +345,7 @@ pub async fn get_pinned(policy: &EgressPolicy, url: &str, thumbprints: &[String]
     if !thumbprints.is_empty() && start.scheme() != "https" {
         return Err(EgressError::Thumbprint(host));
     }
-    match tokio::time::timeout(TIMEOUT, get_within(policy, start, thumbprints)).await {
+    match tokio::time::timeout(TIMEOUT, get_within(policy, start, thumbprints, None)).await {
         Ok(r) => r,
         Err(_) => Err(EgressError::Timeout(host)),
     }
@@ -330,7 +362,12 @@ pub fn matches_thumbprint(der: &[u8], thumbprints: &[String]) -> bool {
     })
 }
 
-async fn get_within(policy: &EgressPolicy, start: url::Url, thumbprints: &[String]) -> Result<Vec<u8>, EgressError> {
+async fn get_within(
+    policy: &EgressPolicy,
+    start: url::Url,
+    thumbprints: &[String],
+    req: Option<&Request<'_>>,
+) -> Result<Vec<u8>, EgressError> {
     crate::tls::install_crypto_provider();
     let host = start.host_str().unwrap_or_default().to_owned();
     let addrs = resolve(policy, &start).await?;
@@ -354,12 +391,18 @@ async fn get_within(policy: &EgressPolicy, start: url::Url, thumbprints: &[Strin
         .map_err(http_err)?;
     let mut url = start.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let mut resp = client
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(http_err)?;
+        let mut builder = client
+            .request(req.map_or(reqwest::Method::GET, |r| r.method.clone()), url.clone())
+            .header("accept", "application/json");
+        if let Some(r) = req {
+            for (k, v) in r.headers {
+                builder = builder.header(*k, *v);
+            }
+            if let Some(body) = r.json {
+                builder = builder.header("content-type", "application/json").body(body.to_vec());
+            }
+        }
+        let mut resp = builder.send().await.map_err(http_err)?;
         let status = resp.status();
         if status.is_redirection() {
             let next = resp

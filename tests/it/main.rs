@@ -30,3 +30,4 @@ mod store;
 mod support;
 mod tidy;
 mod transit;
+mod vault;

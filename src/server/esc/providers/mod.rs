@@ -20,6 +20,7 @@ use crate::store::OrgRecord;
 use crate::store::envs::EnvRecord;
 
 pub mod oidc;
+pub mod vault;
 
 /// How long a provider may take when it names no deadline of its own.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -76,7 +77,7 @@ pub trait Provider: Send + Sync {
     fn open<'a>(&'a self, ctx: &'a OpenCtx<'a>, inputs: &'a Json) -> BoxFuture<'a, Result<Output, String>>;
 }
 
-static PROVIDERS: &[&dyn Provider] = &[&oidc::Oidc];
+static PROVIDERS: &[&dyn Provider] = &[&oidc::Oidc, &vault::VaultLogin, &vault::VaultSecrets];
 
 /// Every provider this server runs, ordered by name.
 pub fn all() -> &'static [&'static dyn Provider] {
