@@ -8,21 +8,18 @@
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 use zeroize::Zeroizing;
 
 use super::eval::{self, Evaluator, revision_yaml};
-use super::{env_event, env_scope, login_of, target};
+use super::{env_event, login_of, target};
 use crate::core::audit::AuditAction;
 use crate::core::authz::Action;
 use crate::core::env::Mode;
 use crate::core::env::eval::{Patch, values_doc_path};
 use crate::core::env::path::{PropertyPath, Seg};
 use crate::core::env::value::{Repr, Value};
-use crate::core::keys::env_secret_aad;
 use crate::core::timefmt::rfc3339;
 use crate::server::auth::Caller;
 use crate::server::body::JsonBody;
@@ -154,15 +151,9 @@ async fn apply_patches(
     for pa in patches {
         secret_strings(&pa.replacement, &mut plaintexts);
     }
-    let sealed = app
-        .keyring
-        .seal_many(
-            &env_scope(org_id, env_id),
-            &env_secret_aad(org_id, env_id),
-            plaintexts.iter().map(|p| p.as_bytes()),
-        )
-        .await?;
-    let mut cts = sealed.into_iter().map(|ct| STANDARD.encode(ct));
+    let mut cts = super::seal::seal_env_plaintexts(app, org_id, env_id, &plaintexts)
+        .await?
+        .into_iter();
     let bad = || ApiError::bad_request("the environment's document cannot be rewritten for the rotation");
     let mut docs = YamlLoader::load_from_str(text).map_err(|_| bad())?;
     if docs.len() != 1 {

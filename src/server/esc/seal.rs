@@ -65,6 +65,25 @@ pub async fn seal_secrets(app: &AppState, org_id: &str, env_id: &str, yaml: &str
     seal_with(app, org_id, env_id, yaml, crypt::seal_plaintexts::<ApiError>).await
 }
 
+/// Seals `plaintexts` under the environment's DEK (one DEK lookup for all), as the base64 text `fn::secret:
+/// {ciphertext: …}` holds, in order.
+pub(crate) async fn seal_env_plaintexts(
+    app: &AppState,
+    org_id: &str,
+    env_id: &str,
+    plaintexts: &[zeroize::Zeroizing<String>],
+) -> Result<Vec<String>, ApiError> {
+    let sealed = app
+        .keyring
+        .seal_many(
+            &env_scope(org_id, env_id),
+            &env_secret_aad(org_id, env_id),
+            plaintexts.iter().map(|p| p.as_bytes()),
+        )
+        .await?;
+    Ok(sealed.into_iter().map(|ct| STANDARD.encode(ct)).collect())
+}
+
 type Sealer = fn(&str, &mut dyn FnMut(&str) -> Result<String, ApiError>) -> Result<String, CryptError<ApiError>>;
 
 async fn seal_with(app: &AppState, org_id: &str, env_id: &str, yaml: &str, seal: Sealer) -> Result<String, ApiError> {
@@ -78,18 +97,9 @@ async fn seal_with(app: &AppState, org_id: &str, env_id: &str, yaml: &str, seal:
     if plaintexts.is_empty() {
         return Ok(yaml.to_owned());
     }
-    let sealed = app
-        .keyring
-        .seal_many(
-            &env_scope(org_id, env_id),
-            &env_secret_aad(org_id, env_id),
-            plaintexts.iter().map(|p| p.as_bytes()),
-        )
-        .await?;
-    let mut next = sealed.into_iter();
+    let mut next = seal_env_plaintexts(app, org_id, env_id, &plaintexts).await?.into_iter();
     seal(yaml, &mut |_| {
         next.next()
-            .map(|ct| STANDARD.encode(ct))
             .ok_or_else(|| ApiError::bad_request("the document changed while it was sealed"))
     })
     .map_err(crypt_error)
