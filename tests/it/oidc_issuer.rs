@@ -595,14 +595,15 @@ async fn the_cli_mints_and_previews() {
 }
 
 /// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     support::require_env(
         "SESAME_TEST_OIDC_PYTHON",
         "a Python with PyJWT (pip install PyJWT cryptography)",
     )
 }
 
-async fn pyjwt(python: &str, issuer: &str, token: &str, audience: &str) -> (bool, String) {
+/// Verifies `token` with PyJWT's `PyJWKClient` against `issuer`'s discovery document, for `audience`.
+pub(crate) async fn pyjwt(python: &str, issuer: &str, token: &str, audience: &str) -> (bool, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/verify_pyjwt.py");
     let out = tokio::process::Command::new(python)
         .args([script, issuer, token, audience])

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::esc::{Esc, Resp};
+use crate::oidc_issuer::{pyjwt, python};
 use crate::support::{self, TestServer, on_both};
 
 const APP: &str = "/acme/svc/app";
@@ -356,27 +357,3 @@ on_both!(
     rounds_and_imports_sqlite,
     rounds_and_imports_postgres
 );
-
-/// `SESAME_TEST_OIDC_PYTHON`: a Python with PyJWT and cryptography.
-fn python() -> Option<String> {
-    support::require_env(
-        "SESAME_TEST_OIDC_PYTHON",
-        "a Python with PyJWT (pip install PyJWT cryptography)",
-    )
-}
-
-async fn pyjwt(python: &str, issuer: &str, token: &str, audience: &str) -> (bool, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/verify_pyjwt.py");
-    let out = tokio::process::Command::new(python)
-        .args([script, issuer, token, audience])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run python");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
