@@ -5,6 +5,8 @@ mod abuse;
 mod admin;
 mod api;
 mod audit;
+#[cfg(feature = "aws")]
+mod aws_providers;
 mod bao;
 #[path = "../support/child.rs"]
 mod child;

@@ -255,7 +255,19 @@ async fn schemas_are_served(s: &TestServer) {
     let get = |path: &'static str| c.call("GET", path, None, &[]);
     let r = get("/api/esc/providers").await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json(), json!({"providers": ["oidc", "vault-login", "vault-secrets"]}));
+    let providers = if cfg!(feature = "aws") {
+        json!([
+            "aws-login",
+            "aws-parameter-store",
+            "aws-secrets",
+            "oidc",
+            "vault-login",
+            "vault-secrets"
+        ])
+    } else {
+        json!(["oidc", "vault-login", "vault-secrets"])
+    };
+    assert_eq!(r.json(), json!({ "providers": providers }));
     let r = get("/api/esc/providers/oidc/schema").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
@@ -270,16 +282,25 @@ async fn schemas_are_served(s: &TestServer) {
         "v2"
     );
     assert_eq!(v["outputs"]["type"], "string");
-    for missing in [
-        "/api/esc/providers/aws-login/schema",
-        "/api/esc/providers/..%2f/schema",
-        "/api/esc/rotators/aws-iam/schema",
+    // The AWS provider and rotator exist only with the `aws` feature.
+    let aws = if cfg!(feature = "aws") { 200 } else { 404 };
+    for (path, want) in [
+        ("/api/esc/providers/aws-login/schema", aws),
+        ("/api/esc/providers/aws-secrets/schema", aws),
+        ("/api/esc/providers/gcp-login/schema", 404),
+        ("/api/esc/providers/..%2f/schema", 404),
+        ("/api/esc/rotators/aws-iam/schema", aws),
     ] {
-        let r = get(missing).await;
-        assert_eq!(r.status, 404, "{missing}: {}", r.text);
+        let r = get(path).await;
+        assert_eq!(r.status, want, "{path}: {}", r.text);
     }
     let r = get("/api/esc/rotators").await;
-    assert_eq!(r.json(), json!({"rotators": ["passphrase", "password"]}));
+    let rotators = if cfg!(feature = "aws") {
+        json!(["aws-iam", "passphrase", "password"])
+    } else {
+        json!(["passphrase", "password"])
+    };
+    assert_eq!(r.json(), json!({ "rotators": rotators }));
     let r = get("/api/esc/context/schema").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();

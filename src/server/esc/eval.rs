@@ -174,8 +174,9 @@ struct Answers {
     calls: BTreeMap<CallSite, Result<Output, EffectError>>,
     /// Replaying a session: the stored outputs answer every call and nothing is called.
     replay: bool,
-    /// New rotator states drawn in this evaluation, by call site (wiped when they go).
-    rotated: std::sync::Mutex<BTreeMap<CallSite, serde_json::Value>>,
+    /// New rotator states drawn in this evaluation (at the edge, like provider outputs), by call site (wiped when
+    /// they go), or why the rotation failed.
+    rotated: std::sync::Mutex<BTreeMap<CallSite, Result<serde_json::Value, String>>>,
 }
 
 impl Drop for Answers {
@@ -189,7 +190,9 @@ impl Drop for Answers {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (_, v) in std::mem::take(rotated) {
-            crate::server::answer::wipe_json(v);
+            if let Ok(v) = v {
+                crate::server::answer::wipe_json(v);
+            }
         }
     }
 }
@@ -222,7 +225,7 @@ impl Effects for Answers {
     }
     fn call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
         if call.kind != CallKind::Open {
-            return Answer::Ready(self.rotator_call(call));
+            return self.rotator_call(call);
         }
         match self.calls.get(&CallSite::of(call)) {
             Some(Ok(o)) => {
@@ -239,36 +242,29 @@ impl Effects for Answers {
 }
 
 impl Answers {
-    /// A rotator's `rotate` or `open`, answered at once (rotators need no I/O). A rotation is drawn once per call
-    /// site and kept, so every round of one evaluation sees the same new state.
-    fn rotator_call(&self, call: &ProviderCall) -> Result<Value, EffectError> {
-        let r = rotators::find(&call.provider)
-            .ok_or_else(|| EffectError::Failed(format!("unknown rotator {:?}", call.provider)))?;
-        let inputs = call.inputs.to_json(false);
+    /// A rotator's `open`, answered at once; its `rotate`, answered from the new state the edge drew for the call
+    /// site ([`run_calls`], once per evaluation, so every round sees the same new state) or pending until then.
+    fn rotator_call(&self, call: &ProviderCall) -> Answer<Result<Value, EffectError>> {
+        if call.kind == CallKind::Rotate {
+            let drawn = self.rotated.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return match drawn.get(&CallSite::of(call)) {
+                Some(Ok(v)) => Answer::Ready(Ok(Value::from_json(v).deep_secret())),
+                Some(Err(e)) => Answer::Ready(Err(EffectError::Failed(e.clone()))),
+                None if self.replay => Answer::Ready(Err(EffectError::Failed("a session does not rotate".into()))),
+                None => Answer::Pending,
+            };
+        }
+        if rotators::find(&call.provider).is_none() {
+            return Answer::Ready(Err(EffectError::Failed(format!("unknown rotator {:?}", call.provider))));
+        }
         let state = call.state.as_ref().map(|s| s.to_json(false));
-        let answer = match call.kind {
-            CallKind::Rotate => {
-                let mut drawn = self.rotated.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match drawn.get(&CallSite::of(call)) {
-                    Some(v) => Ok(v.clone()),
-                    None => rotators::rotate(r, &inputs, state.as_ref()).inspect(|v| {
-                        drawn.insert(CallSite::of(call), v.clone());
-                    }),
-                }
-            }
-            _ => Ok(rotators::open(state.as_ref())),
-        };
-        crate::server::answer::wipe_json(inputs);
+        let v = rotators::open(state.as_ref());
         if let Some(s) = state {
             crate::server::answer::wipe_json(s);
         }
-        answer
-            .map(|v| {
-                let out = Value::from_json(&v).deep_secret();
-                crate::server::answer::wipe_json(v);
-                out
-            })
-            .map_err(EffectError::Failed)
+        let out = Value::from_json(&v).deep_secret();
+        crate::server::answer::wipe_json(v);
+        Answer::Ready(Ok(out))
     }
 }
 
@@ -640,6 +636,8 @@ async fn run_calls(
                 Err(format!(
                     "too many rounds of provider calls, one feeding the next (at most {MAX_PROVIDER_ROUNDS})"
                 ))
+            } else if call.kind == CallKind::Rotate {
+                rotate_one(app, caller, (current, root), call).await
             } else if let Some(p) = providers::find(&call.provider) {
                 let ctx = OpenCtx {
                     app,
@@ -675,15 +673,62 @@ async fn run_calls(
             )
             .outcome(outcome)
             .detail(format!(
-                "provider={} env={} path={} {what}",
-                call.provider, call.env, call.path
+                "{}={} env={} path={} {what}",
+                if call.kind == CallKind::Rotate {
+                    "rotator"
+                } else {
+                    "provider"
+                },
+                call.provider,
+                call.env,
+                call.path
             ));
         app.record(event).await?;
+        if call.kind == CallKind::Rotate {
+            let state = answer.map(|mut o| std::mem::take(&mut o.value));
+            r.answers
+                .rotated
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(CallSite::of(call), state);
+            continue;
+        }
         r.answers
             .calls
             .insert(CallSite::of(call), answer.map_err(EffectError::Failed));
     }
     Ok(())
+}
+
+/// A rotator's new state for `call` (a rotation), cut at the rotator's deadline; secret as a whole.
+async fn rotate_one(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    (current, root): (Option<&EnvRecord>, Option<&EnvRecord>),
+    call: &ProviderCall,
+) -> Result<Output, String> {
+    let r = rotators::find(&call.provider).ok_or_else(|| format!("unknown rotator {:?}", call.provider))?;
+    let ctx = OpenCtx {
+        app,
+        principal: caller.principal,
+        source: caller.source,
+        org: caller.org,
+        current,
+        root,
+    };
+    let inputs = call.inputs.to_json(false);
+    let state = call.state.as_ref().map(|s| s.to_json(false));
+    let rotation = async {
+        r.rotate(&ctx, &inputs, state.as_ref())
+            .await
+            .map(|value| Output { value, secret: true })
+    };
+    let answer = within_deadline(r.name(), r.deadline(), rotation).await;
+    crate::server::answer::wipe_json(inputs);
+    if let Some(s) = state {
+        crate::server::answer::wipe_json(s);
+    }
+    answer
 }
 
 /// Resolves and evaluates in one call.

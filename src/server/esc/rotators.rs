@@ -1,16 +1,24 @@
 //! Rotators (`fn::rotate::<name>`) this server runs: `password` and `passphrase`, each a fresh random secret drawn
-//! from the operating system's CSPRNG (through `rand::rng()`, a ChaCha generator seeded and reseeded from the OS).
+//! from the operating system's CSPRNG (through `rand::rng()`, a ChaCha generator seeded and reseeded from the OS);
+//! with the `aws` feature, `aws-iam` (`providers::aws_iam`, beside the AWS providers), which calls IAM
+//! through its own [`Rotator::rotate`].
 //!
-//! Rule: a rotator is pure apart from its randomness; `rotate(inputs, state)` answers the new state
-//! `{current, previous}` (previous: the former current, absent the first time) and `open(inputs, state)` answers
-//! the value the environment sees: the state itself, or `{}` before the first rotation. Errors never hold a secret.
-//! The schemas are written for this server in the shape Pulumi publishes (inputs, state, outputs).
+//! Rule: a rotator is pure apart from its randomness (or the one service it rotates at); `rotate(inputs, state)`
+//! answers the new state `{current, previous}` (previous: the former current, absent the first time) and
+//! `open(inputs, state)` answers the value the environment sees: the state itself, or `{}` before the first
+//! rotation. Errors never hold a secret. The schemas are written for this server in the shape Pulumi publishes
+//! (inputs, state, outputs).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use rand::Rng;
 use serde_json::{Map, Value as Json, json};
 use zeroize::Zeroizing;
+
+use super::providers::OpenCtx;
 
 /// A rotator: its schemas, its `rotate` and its `open`.
 pub trait Rotator: Send + Sync {
@@ -23,10 +31,25 @@ pub trait Rotator: Send + Sync {
     fn outputs(&self) -> &'static Json;
     /// A new secret for these inputs, or why the inputs are refused.
     fn generate(&self, inputs: &Json) -> Result<Zeroizing<String>, String>;
+    /// How long one rotation may take before it is cut.
+    fn deadline(&self) -> Duration {
+        super::providers::DEFAULT_DEADLINE
+    }
+    /// The new state, run at the evaluator's edge (a rotator that calls out, such as `aws-iam`, overrides it):
+    /// by default [`rotate`] with [`Rotator::generate`]'s secret.
+    fn rotate<'a>(
+        &'a self,
+        ctx: &'a OpenCtx<'a>,
+        inputs: &'a Json,
+        state: Option<&'a Json>,
+    ) -> BoxFuture<'a, Result<Json, String>> {
+        let _ = ctx;
+        futures::future::ready(rotate(self, inputs, state)).boxed()
+    }
 }
 
 /// The new state: a fresh secret as `current`, the former `current` (if any) as `previous`.
-pub fn rotate(r: &dyn Rotator, inputs: &Json, state: Option<&Json>) -> Result<Json, String> {
+pub fn rotate<R: Rotator + ?Sized>(r: &R, inputs: &Json, state: Option<&Json>) -> Result<Json, String> {
     let fresh = r.generate(inputs)?;
     let mut out = Map::new();
     out.insert("current".into(), Json::String(fresh.as_str().to_owned()));
@@ -211,6 +234,9 @@ impl Rotator for Passphrase {
     }
 }
 
+#[cfg(feature = "aws")]
+static ROTATORS: &[&dyn Rotator] = &[&super::providers::aws_iam::AwsIam, &Passphrase, &Password];
+#[cfg(not(feature = "aws"))]
 static ROTATORS: &[&dyn Rotator] = &[&Passphrase, &Password];
 
 /// Every rotator this server runs, ordered by name.

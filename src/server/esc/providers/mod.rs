@@ -2,6 +2,9 @@
 //! is given. The pure evaluator only lists the calls it needs ([`crate::core::env::eval::Need::Call`]); the edge
 //! ([`super::eval`]) runs them here, each under its deadline, and evaluates again with the outputs in hand.
 //!
+//! The AWS providers (`aws-login`, `aws-secrets`, `aws-parameter-store`) and the `aws-iam` rotator are built with
+//! the `aws` feature (modules `aws`, `aws_stores`, `aws_iam`).
+//!
 //! Rule: a provider sees its inputs (plain JSON, secrets revealed: it needs them) and what the edge attests about
 //! the call ([`OpenCtx`]); it answers an [`Output`] or an error message that never holds a secret (the edge also
 //! blanks any secret input that shows up in it). Outputs are never logged nor audited; each module's schemas are
@@ -19,6 +22,12 @@ use crate::server::auth::Principal;
 use crate::store::OrgRecord;
 use crate::store::envs::EnvRecord;
 
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_iam;
+#[cfg(feature = "aws")]
+pub mod aws_stores;
 pub mod oidc;
 pub mod vault;
 
@@ -77,6 +86,16 @@ pub trait Provider: Send + Sync {
     fn open<'a>(&'a self, ctx: &'a OpenCtx<'a>, inputs: &'a Json) -> BoxFuture<'a, Result<Output, String>>;
 }
 
+#[cfg(feature = "aws")]
+static PROVIDERS: &[&dyn Provider] = &[
+    &aws::AwsLogin,
+    &aws_stores::AwsParameterStore,
+    &aws_stores::AwsSecrets,
+    &oidc::Oidc,
+    &vault::VaultLogin,
+    &vault::VaultSecrets,
+];
+#[cfg(not(feature = "aws"))]
 static PROVIDERS: &[&dyn Provider] = &[&oidc::Oidc, &vault::VaultLogin, &vault::VaultSecrets];
 
 /// Every provider this server runs, ordered by name.
