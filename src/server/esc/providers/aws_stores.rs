@@ -139,9 +139,12 @@ fn id<'a>(e: &'a Map<String, Json>, key: &str, what: &str, required: bool) -> Re
     Ok(v)
 }
 
+/// One read in flight: the value, or the diagnostic.
+type Read<'a> = BoxFuture<'a, Result<Zeroizing<String>, String>>;
+
 /// Runs `reads` (in batches of [`CONCURRENT_READS`]) into `{name: value}`, or the first error (the values read so
 /// far are wiped).
-async fn collect<'a>(reads: Vec<(String, BoxFuture<'a, Result<Zeroizing<String>, String>>)>) -> Result<Output, String> {
+async fn collect(reads: Vec<(String, Read<'_>)>) -> Result<Output, String> {
     let mut results: Vec<(String, Result<Zeroizing<String>, String>)> = Vec::with_capacity(reads.len());
     let mut pending = reads.into_iter();
     loop {
