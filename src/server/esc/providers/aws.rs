@@ -487,7 +487,7 @@ mod tests {
         let cases = [
             (json!({"sessionName": "esc"}), "roleArn is required"),
             (
-                json!({"roleArn": "arn:aws:iam::1:role/x", "sessionName": "esc"}),
+                json!({"roleArn": "arn:aws:iam::1:r/x", "sessionName": "esc"}),
                 "must be an ARN",
             ),
             (
