@@ -103,6 +103,8 @@ pub struct AppState {
     pub oidc: Arc<crate::oidc_issuer::Issuer>,
     /// Where fetches named by API callers may go (`--egress-allow`).
     pub egress: crate::egress::EgressPolicy,
+    /// Where `fn::open::gcp-login` reaches Google (`--gcp-sts-url`, `--gcp-iam-credentials-url`).
+    pub gcp: esc::providers::gcp::GcpEndpoints,
     /// Registered issuers' verification keys, cached by issuer (token exchange).
     pub issuer_keys: trust::keys::IssuerKeys,
     /// The Vault-Transit API's caches, limits and nonce-budget counts.
@@ -267,6 +269,7 @@ impl AppState {
                 .build(),
             metrics_token: None,
             egress: Default::default(),
+            gcp: Default::default(),
             issuer_keys: Default::default(),
             transit: Default::default(),
         }
@@ -304,6 +307,8 @@ pub struct ServeConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Non-public addresses that fetches named by API callers (issuer discovery and keys) may reach.
     pub egress_allow: crate::egress::EgressPolicy,
+    /// Where `fn::open::gcp-login` reaches Google's STS and IAM Credentials APIs.
+    pub gcp: esc::providers::gcp::GcpEndpoints,
     /// The instance.
     pub instance: InstanceConfig,
     /// The OIDC issuer: public and issuer URLs, signing keys.
@@ -742,6 +747,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     state.public_url = public_url;
     state.issuer_url = issuer_url;
     state.egress = config.egress_allow.clone();
+    state.gcp = config.gcp.clone();
     state.transit.max_batch = config.transit.max_batch.max(1);
     state.transit.budget.rotate_after = config.transit.rotate_after_encryptions.max(1);
     let state = Arc::new(state);
