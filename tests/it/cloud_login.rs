@@ -339,6 +339,19 @@ async fn refused(c: &Esc<'_>, want: &str) {
     }
 }
 
+/// p50 and p99 of `n` sequential opens of `env`.
+async fn latencies(c: &Esc<'_>, env: &str, n: usize) -> (std::time::Duration, std::time::Duration) {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let r = c.call("POST", &format!("{env}/open?duration=1h"), None, &[]).await;
+        times.push(t.elapsed());
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    times.sort();
+    (times[n / 2], times[(n * 99).div_ceil(100) - 1])
+}
+
 async fn gcp_scenario(s: &TestServer, fake: &FakeGoogle) {
     let c = Esc::admin(s);
     assert_eq!(c.create("acme", "svc", "app").await.status, 200);
@@ -379,6 +392,28 @@ async fn gcp_scenario(s: &TestServer, fake: &FakeGoogle) {
         "{audit}"
     );
     assert!(!audit.contains(&t1) && !audit.contains("fed."));
+
+    // Latency of an open with gcp-login (one STS and one IAM call, loopback fake) beside one without providers;
+    // printed for the report, and each open makes exactly one call of each.
+    assert_eq!(c.create("acme", "svc", "plain").await.status, 200);
+    let r = c.patch("/acme/svc/plain", "values:\n  plain: hello\n").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let before = fake.calls();
+    let with = latencies(&c, APP, 40).await;
+    let without = latencies(&c, "/acme/svc/plain", 40).await;
+    assert_eq!(
+        fake.calls(),
+        (before.0 + 40, before.1 + 40),
+        "one STS and one IAM call per open"
+    );
+    eprintln!(
+        "open latency ({}), 40 sequential opens: gcp-login p50 {:?} p99 {:?}; no provider p50 {:?} p99 {:?}",
+        s.server.state.store.backend(),
+        with.0,
+        with.1,
+        without.0,
+        without.1
+    );
 
     // Subject attributes shape the subject; the default lifetime is 1h.
     let r = c

@@ -233,6 +233,17 @@ mod tests {
         assert!(e.contains("control") && !e.contains("very-secret"), "{e}");
         assert!(err(json!({"clientId": ID, "tenantId": ID, "oidc": true, "clientSecret": "s"})).contains("not both"));
         assert!(err(json!({"clientId": ID, "tenantId": ID, "oidc": true, "x": 1})).contains("unknown input"));
+        assert!(err(json!({"clientId": ID, "tenantId": "ténant.example", "oidc": true})).contains("tenantId"));
+        assert!(err(json!({"clientId": ID, "tenantId": "t".repeat(254), "oidc": true})).contains("tenantId"));
+        assert!(
+            err(json!({"clientId": ID, "tenantId": ID, "subscriptionId": "a b", "oidc": true}))
+                .contains("subscriptionId")
+        );
+        let long = "s".repeat(MAX_SECRET_BYTES + 1);
+        assert!(err(json!({"clientId": ID, "tenantId": ID, "clientSecret": long})).contains("clientSecret must be"));
+        assert!(err(json!({"clientId": ID, "tenantId": ID, "clientSecret": ""})).contains("clientSecret must be"));
+        let v = json!({"clientId": ID, "tenantId": ID, "clientSecret": "pässwort"});
+        assert!(plan(&v).is_ok(), "a secret may hold any printable character");
         assert!(
             err(json!({"clientId": ID, "tenantId": ID, "clientSecret": "s", "subjectAttributes": []}))
                 .contains("oidc: true only")

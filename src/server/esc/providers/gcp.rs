@@ -541,6 +541,21 @@ mod tests {
         let e = err(json!({"project": 1, "accessToken": {"accessToken": secret, "tokenLifetime": "1d"}}));
         assert!(!e.contains(secret), "{e}");
         assert!(err(json!({"project": 1, "accessToken": {"accessToken": "a b"}})).contains("visible ASCII"));
+        assert!(err(json!({"project": 1, "accessToken": {"accessToken": "é"}})).contains("visible ASCII"));
+        let huge = "t".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(err(json!({"project": 1, "accessToken": {"accessToken": huge}})).contains("visible ASCII"));
+        for (key, bad) in [
+            ("workloadPoolId", "pööl"),
+            ("workloadPoolId", "abc"),
+            ("providerId", &"p".repeat(33)),
+            ("serviceAccount", "é@x.iam.gserviceaccount.com"),
+            ("serviceAccount", &"s".repeat(255)),
+            ("region", "us central"),
+        ] {
+            let mut o = json!({"workloadPoolId": "pool-1", "providerId": "prov-1", "serviceAccount": "sa@p.iam"});
+            o[key] = json!(bad);
+            assert!(err(json!({"project": 1, "oidc": o})).contains(key), "{key}: {bad}");
+        }
         assert!(matches!(
             plan(&json!({"project": 1, "accessToken": {"accessToken": secret}}))
                 .unwrap()
