@@ -42,6 +42,8 @@ const BODY_MARK: &str = "GOOGLE-BODY-MARK";
 enum Mode {
     Normal,
     StsStatus(u16),
+    /// The next STS call fails with this status, then the fake answers normally.
+    StsOnce(u16),
     IamStatus(u16),
     Hang,
     Huge,
@@ -110,6 +112,10 @@ fn api_error(status: u16, detail: &str) -> Response {
 async fn failure(fake: &FakeGoogle, sts: bool) -> Option<Response> {
     match fake.mode() {
         Mode::StsStatus(s) if sts => Some(oauth_error(s, "invalid_grant", "asked to fail")),
+        Mode::StsOnce(s) if sts => {
+            fake.set(Mode::Normal);
+            Some(oauth_error(s, "invalid_grant", "asked to fail once"))
+        }
         Mode::IamStatus(s) if !sts => Some(api_error(s, "asked to fail")),
         Mode::Hang => {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
@@ -511,18 +517,21 @@ async fn gcp_scenario(s: &TestServer, fake: &FakeGoogle) {
     // Google failing: a clean diagnostic, nothing secret, no panic; a hang is cut by the deadline.
     let r = c.patch(APP, &gcp_doc(&oidc_inputs(""))).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // Only what Google documents as retryable (429, 5xx) is retried, once: the calls each open made are counted.
     let failures = [
-        (Mode::StsStatus(400), "HTTP 400 (the token was refused"),
-        (Mode::StsStatus(403), "HTTP 403"),
-        (Mode::StsStatus(503), "HTTP 503"),
-        (Mode::IamStatus(403), "roles/iam.workloadIdentityUser"),
-        (Mode::IamStatus(500), "HTTP 500"),
-        (Mode::Huge, "answered more than"),
-        (Mode::NotJson, "not JSON"),
-        (Mode::Hang, "did not answer within"),
+        (Mode::StsStatus(400), "HTTP 400 (the token was refused", (1, 0)),
+        (Mode::StsStatus(403), "HTTP 403", (1, 0)),
+        (Mode::StsStatus(503), "HTTP 503", (2, 0)),
+        (Mode::StsStatus(429), "HTTP 429", (2, 0)),
+        (Mode::IamStatus(403), "roles/iam.workloadIdentityUser", (1, 1)),
+        (Mode::IamStatus(500), "HTTP 500", (1, 2)),
+        (Mode::Huge, "answered more than", (1, 0)),
+        (Mode::NotJson, "not JSON", (1, 0)),
+        (Mode::Hang, "did not answer within", (1, 0)),
     ];
-    for (mode, want) in failures {
+    for (mode, want, made) in failures {
         fake.set(mode);
+        let before = fake.calls();
         let t = std::time::Instant::now();
         refused(&c, want).await;
         assert!(
@@ -530,7 +539,15 @@ async fn gcp_scenario(s: &TestServer, fake: &FakeGoogle) {
             "{mode:?}: {:?}",
             t.elapsed()
         );
+        let after = fake.calls();
+        assert_eq!((after.0 - before.0, after.1 - before.1), made, "{mode:?}");
     }
+    // One 503 then a success: the retry gets the token.
+    fake.set(Mode::StsOnce(503));
+    let before = fake.calls();
+    let v = read(&c, &open_id(&c).await, "gcp").await;
+    assert!(v["accessToken"].as_str().unwrap().starts_with("ya29.fake-"), "{v}");
+    assert_eq!(fake.calls(), (before.0 + 2, before.1 + 1));
     fake.set(Mode::Normal);
     let r = c
         .patch(

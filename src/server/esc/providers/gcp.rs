@@ -8,8 +8,9 @@
 //! accessToken, tokenType, expiry?}`. The two Google base URLs are the operator's (`sesame serve --gcp-sts-url`,
 //! `--gcp-iam-credentials-url`).
 //!
-//! Rule: the output is secret as a whole; every input is checked before any call; errors name Google's host, the
-//! step and its HTTP status, never a token nor a response body.
+//! Rule: the output is secret as a whole; every input is checked before any call; a call that fails in a way Google
+//! documents as retryable (429, 5xx, no connection) is retried once, nothing else is; errors name Google's host,
+//! the step and its HTTP status, never a token nor a response body.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -290,8 +291,43 @@ fn plan(inputs: &Json) -> Result<(u64, Plan<'_>), String> {
     Ok((project, plan))
 }
 
-/// Sends a JSON body to Google and parses the JSON answer.
+/// How long to wait before the one retry of a retryable failure.
+pub const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Whether Google documents the failure as worth retrying: 429, 500, 502, 503, 504 or no connection (a timeout is
+/// not retried: the call's deadline would not hold a second wait).
+fn retryable(e: &EgressError) -> bool {
+    matches!(
+        e,
+        EgressError::Status {
+            status: 429 | 500 | 502 | 503 | 504,
+            ..
+        } | EgressError::Http { .. }
+    )
+}
+
+/// Sends a JSON body to Google and parses the JSON answer; a [`retryable`] failure is retried once after
+/// [`RETRY_AFTER`] (both calls are safe to repeat: each mints a new token and changes nothing).
 async fn call(ctx: &OpenCtx<'_>, url: &url::Url, bearer: Option<&str>, body: &Json) -> Result<Json, EgressError> {
+    let answer = match send(ctx, url, bearer, body).await {
+        Err(e) if retryable(&e) => {
+            tokio::time::sleep(RETRY_AFTER).await;
+            send(ctx, url, bearer, body).await
+        }
+        other => other,
+    }?;
+    serde_json::from_slice(&answer).map_err(|_| EgressError::Http {
+        host: url.host_str().unwrap_or_default().to_owned(),
+        reason: "the answer is not JSON".into(),
+    })
+}
+
+async fn send(
+    ctx: &OpenCtx<'_>,
+    url: &url::Url,
+    bearer: Option<&str>,
+    body: &Json,
+) -> Result<Zeroizing<Vec<u8>>, EgressError> {
     let auth = bearer.map(|b| Zeroizing::new(format!("Bearer {b}")));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
     let bytes = Zeroizing::new(body.to_string().into_bytes());
@@ -301,11 +337,7 @@ async fn call(ctx: &OpenCtx<'_>, url: &url::Url, bearer: Option<&str>, body: &Js
         headers: &headers,
         json: Some(bytes.as_slice()),
     };
-    let answer = Zeroizing::new(egress::send(&ctx.app.egress, &req).await?);
-    serde_json::from_slice(&answer).map_err(|_| EgressError::Http {
-        host: url.host_str().unwrap_or_default().to_owned(),
-        reason: "the answer is not JSON".into(),
-    })
+    egress::send(&ctx.app.egress, &req).await.map(Zeroizing::new)
 }
 
 /// A failed call, with what Google's status usually means at that step.
