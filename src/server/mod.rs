@@ -277,14 +277,24 @@ impl AppState {
 
     /// An org by name, cached briefly (orgs are rarely made and never renamed yet).
     pub async fn org_by_name(&self, name: &str) -> Result<Option<Arc<OrgRecord>>, ApiError> {
-        if let Some(org) = self.orgs.get(name).await {
-            return Ok(Some(org));
+        // Concurrent lookups of one name that is not cached read the store once; a missing org is not cached.
+        let found = self
+            .orgs
+            .try_get_with_by_ref(name, async {
+                match self.store.org_by_name(name).await {
+                    Ok(Some(org)) => Ok(Arc::new(org)),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(ApiError::from(e))),
+                }
+            })
+            .await;
+        match found {
+            Ok(org) => Ok(Some(org)),
+            Err(e) => match Arc::unwrap_or_clone(e) {
+                None => Ok(None),
+                Some(e) => Err(e),
+            },
         }
-        let org = self.store.org_by_name(name).await?.map(Arc::new);
-        if let Some(org) = &org {
-            self.orgs.insert(name.to_owned(), org.clone()).await;
-        }
-        Ok(org)
     }
 }
 
