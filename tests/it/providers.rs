@@ -260,12 +260,14 @@ async fn schemas_are_served(s: &TestServer) {
             "aws-login",
             "aws-parameter-store",
             "aws-secrets",
+            "azure-login",
+            "gcp-login",
             "oidc",
             "vault-login",
             "vault-secrets"
         ])
     } else {
-        json!(["oidc", "vault-login", "vault-secrets"])
+        json!(["azure-login", "gcp-login", "oidc", "vault-login", "vault-secrets"])
     };
     assert_eq!(r.json(), json!({ "providers": providers }));
     let r = get("/api/esc/providers/oidc/schema").await;
@@ -287,7 +289,7 @@ async fn schemas_are_served(s: &TestServer) {
     for (path, want) in [
         ("/api/esc/providers/aws-login/schema", aws),
         ("/api/esc/providers/aws-secrets/schema", aws),
-        ("/api/esc/providers/gcp-login/schema", 404),
+        ("/api/esc/providers/1password-secrets/schema", 404),
         ("/api/esc/providers/..%2f/schema", 404),
         ("/api/esc/rotators/aws-iam/schema", aws),
     ] {

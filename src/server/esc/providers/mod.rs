@@ -28,6 +28,9 @@ pub mod aws;
 pub mod aws_iam;
 #[cfg(feature = "aws")]
 pub mod aws_stores;
+pub mod azure;
+pub mod gcp;
+mod inputs;
 pub mod oidc;
 pub mod vault;
 
@@ -91,12 +94,20 @@ static PROVIDERS: &[&dyn Provider] = &[
     &aws::AwsLogin,
     &aws_stores::AwsParameterStore,
     &aws_stores::AwsSecrets,
+    &azure::AzureLogin,
+    &gcp::GcpLogin,
     &oidc::Oidc,
     &vault::VaultLogin,
     &vault::VaultSecrets,
 ];
 #[cfg(not(feature = "aws"))]
-static PROVIDERS: &[&dyn Provider] = &[&oidc::Oidc, &vault::VaultLogin, &vault::VaultSecrets];
+static PROVIDERS: &[&dyn Provider] = &[
+    &azure::AzureLogin,
+    &gcp::GcpLogin,
+    &oidc::Oidc,
+    &vault::VaultLogin,
+    &vault::VaultSecrets,
+];
 
 /// Every provider this server runs, ordered by name.
 pub fn all() -> &'static [&'static dyn Provider] {
