@@ -146,6 +146,36 @@ impl SqlStore {
     }
 }
 
+/// Takes or renews the lease of row `id` of `table` (columns `lease_owner`, `lease_until_ms`) for `owner` until
+/// `until_ms`, in one conditional `UPDATE`: it lands only when `owner` holds the lease already or the holder's lease
+/// lapsed before `now_ms` (and `also`, a further condition on the row that may use `$3` for `now_ms`, holds). Of
+/// replicas racing for one row, exactly one sees `true`. KEK migrations and rotation schedules both lease this way.
+pub(crate) async fn take_lease(
+    pool: &AnyPool,
+    table: &'static str,
+    also: &'static str,
+    (id, owner): (&str, &str),
+    (now_ms, until_ms): (i64, i64),
+) -> StoreResult<bool> {
+    let also = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {also}")
+    };
+    let n = sqlx::query(&format!(
+        "UPDATE {table} SET lease_owner = $2, lease_until_ms = $4 \
+         WHERE id = $1 AND (lease_owner = $2 OR lease_until_ms < $3){also}"
+    ))
+    .bind(id)
+    .bind(owner)
+    .bind(now_ms)
+    .bind(until_ms)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 fn bool_int(b: bool) -> i64 {
     i64::from(b)
 }
@@ -822,18 +852,7 @@ impl Store for SqlStore {
     }
 
     async fn lease_migration(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE kek_migrations SET lease_owner = $2, lease_until_ms = $4 \
-             WHERE id = $1 AND (lease_owner = $2 OR lease_until_ms < $3)",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now_ms)
-        .bind(until_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        take_lease(&self.pool, "kek_migrations", "", (id, owner), (now_ms, until_ms)).await
     }
 
     async fn migration_batch(&self, m: &MigrationRecord, after: &str, limit: i64) -> StoreResult<Vec<DekWithWraps>> {
