@@ -44,8 +44,8 @@ async fn opened(c: &Esc<'_>, path: &str) -> Value {
     Value::Object(props.into_iter().map(|(k, v)| (k, plain(&v))).collect())
 }
 
-/// `after` is `before` with one stretch replaced: that stretch of `before` and what replaced it.
-fn one_change<'a>(before: &'a str, after: &'a str) -> (&'a str, &'a str) {
+/// `after` is `before` with one stretch replaced: where it starts, that stretch of `before` and what replaced it.
+fn one_change<'a>(before: &'a str, after: &'a str) -> (usize, &'a str, &'a str) {
     let prefix = before.bytes().zip(after.bytes()).take_while(|(a, b)| a == b).count();
     let max_suffix = before.len().min(after.len()) - prefix;
     let suffix = before
@@ -56,6 +56,7 @@ fn one_change<'a>(before: &'a str, after: &'a str) -> (&'a str, &'a str) {
         .take_while(|(a, b)| a == b)
         .count();
     (
+        prefix,
         &before[prefix..before.len() - suffix],
         &after[prefix..after.len() - suffix],
     )
@@ -76,7 +77,7 @@ async fn layout(s: &TestServer) {
     let r = rotate(&c, ENV, r#"{"paths": ["db.password"]}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let s1 = definition(&c, ENV).await;
-    let (removed, added) = one_change(&s0, &s1);
+    let (_, removed, added) = one_change(&s0, &s1);
     assert_eq!(removed, "", "only an insertion:\n{s0}\n---\n{s1}");
     assert!(
         added.contains("state:") && added.contains("fn::secret") && added.contains("ciphertext"),
@@ -93,7 +94,7 @@ async fn layout(s: &TestServer) {
     let r = rotate(&c, ENV, r#"{"paths": ["phrase"]}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let s2 = definition(&c, ENV).await;
-    let (removed, added) = one_change(&s1, &s2);
+    let (_, removed, added) = one_change(&s1, &s2);
     assert_eq!(removed, "", "{s1}\n---\n{s2}");
     assert!(
         added.starts_with(", state: {current: {fn::secret: {ciphertext: "),
@@ -109,14 +110,22 @@ async fn layout(s: &TestServer) {
     let r = rotate(&c, ENV, r#"{"paths": ["db.password"]}"#).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let s3 = definition(&c, ENV).await;
-    let (removed, added) = one_change(&s2, &s3);
+    let (at, removed, added) = one_change(&s2, &s3);
+    let before_change = &s2[..at];
+    let call = before_change
+        .rfind("fn::rotate::password")
+        .expect("the call comes first");
     assert!(
-        removed.contains("ciphertext") && !removed.contains("inputs"),
-        "{removed}"
+        before_change[call..].contains("state:"),
+        "the change starts in the state: {before_change}"
     );
+    assert!(!removed.contains("inputs") && !removed.contains('#'), "{removed}");
     assert!(added.contains("previous"), "{added}");
-    let outside = s2.replacen(removed, "", 1);
-    assert!(outside.contains("length: 20     # twenty") && outside.contains("# end\n"));
+    let after_change = &s2[at + removed.len()..];
+    assert!(after_change.starts_with(&s3[s3.len() - after_change.len()..]));
+    assert!(
+        after_change.contains("  api: {key: {fn::secret: {ciphertext: ") && after_change.ends_with("    line\n# end\n")
+    );
     let v3 = opened(&c, ENV).await;
     assert_eq!(v3["db"]["password"]["previous"], json!(p1), "{v3}");
     let p2 = v3["db"]["password"]["current"].as_str().unwrap();
@@ -390,6 +399,7 @@ async fn one_replica_runs_a_due_schedule() {
     let a = TestServer::start(fast_config(d1.path(), Some(&db.url)), None)
         .await
         .unwrap();
+    std::fs::copy(support::key_file(d1.path()), support::key_file(d2.path())).expect("share the system KEK");
     let b = TestServer::start(fast_config(d2.path(), Some(&db.url)), Some(a.token.clone()))
         .await
         .unwrap();
@@ -440,14 +450,14 @@ async fn serve(data: &Path, failpoint: Option<&str>) -> (ChildGuard, String) {
             cmd.env_remove(k);
         }
     }
-    cmd.args(["serve", "--listen", &listen, "--data-dir"])
+    cmd.args(["serve", "--listen", &listen, "--org", "acme", "--data-dir"])
         .arg(data)
         .env("SESAME_SCHEDULE_TICK_MS", "50")
         .env("SESAME_SCHEDULE_LEASE_MS", "1000")
         .env("SESAME_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(data.join("stderr.log")).expect("log file"));
     if let Some(f) = failpoint {
         cmd.env("SESAME_FAILPOINT", f);
     }
@@ -485,6 +495,7 @@ async fn call(base: &str, token: &str, method: &str, path: &str, body: Option<Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_the_revision_write_loses_nothing() {
+    sesame::tls::install_crypto_provider();
     let dir = support::temp_dir();
     let data = dir.path();
     // 1. A first rotation (current = P1) and a schedule due in 2 s; stopped before it runs.
@@ -545,6 +556,8 @@ async fn a_crash_before_the_revision_write_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(!status.success(), "aborted: {status}");
+    let log = std::fs::read_to_string(data.join("stderr.log")).unwrap();
+    assert!(log.contains("failpoint rotate-before-write reached"), "{log}");
 
     // 3. Restarted without it: the former current still opens, nothing was half-written, and the schedule is
     //    retried (once the dead run's lease lapsed) and succeeds.
