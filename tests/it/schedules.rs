@@ -418,8 +418,9 @@ async fn one_replica_runs_a_due_schedule() {
         let h = wait_for_runs(&c, env, id, 1).await;
         assert_eq!(h[0]["result"], json!("succeeded"), "{h:?}");
     }
-    // Give a second runner every chance to run one again.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Give a second runner every chance to run one again, and let the replicas' cached environment records (1 s on
+    // PostgreSQL) see the other's writes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let cb = Esc::admin(&b);
     for (env, id) in &ids {
         assert_eq!(history(&cb, env, id).await.len(), 1, "{env}");
