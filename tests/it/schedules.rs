@@ -586,3 +586,55 @@ async fn a_crash_before_the_revision_write_loses_nothing() {
     assert_ne!(v["current"], json!(p1));
     server.kill();
 }
+
+async fn cli(s: &TestServer) {
+    let c = Esc::admin(s);
+    assert_eq!(c.create("acme", "p", "app").await.status, 200);
+    assert_eq!(c.patch(ENV, DOC).await.status, 200);
+    let run = async |args: &[&str]| support::run_cli(s, &s.token, args).await;
+    let (code, out, err) = run(&[
+        "env",
+        "schedule",
+        "new",
+        "acme/p/app",
+        "--cron",
+        "0 3 * * 1",
+        "--path",
+        "db.password",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Created schedule"), "{out}");
+    let id = schedules(&c).await[0]["id"].as_str().unwrap().to_owned();
+    let (code, out, err) = run(&["env", "schedule", "ls", "acme/p/app"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&id) && out.contains("cron 0 3 * * 1") && out.contains("db.password"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["env", "schedule", "edit", "acme/p/app", &id, "--paused", "true"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("paused"), "{out}");
+    let (code, _, err) = run(&["env", "schedule", "new", "acme/p/app", "--cron", "0 25 * * *"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("hour"), "{err}");
+    let (code, _, err) = run(&["env", "schedule", "new", "acme/p/app"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--cron") || err.contains("--once"), "{err}");
+    let (code, out, err) = run(&["env", "schedule", "history", "acme/p/app", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("EXECUTED"), "{out}");
+    let (code, out, err) = run(&["env", "schedule", "rm", "acme/p/app", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Deleted"), "{out}");
+    assert!(schedules(&c).await.is_empty());
+    let (code, out, _) = run(&["env", "rotate", "--help"]).await;
+    assert_eq!(code, 0);
+    let text = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains("sesame env schedule") && text.contains("comments and layout are kept"),
+        "{out}"
+    );
+}
+
+on_both!(cli, cli_sqlite, cli_postgres);
