@@ -279,6 +279,14 @@ async fn schedule_api(s: &TestServer) {
     for action in ["env.schedule.create", "env.schedule.update", "env.schedule.delete"] {
         assert!(audit.contains(action), "{action}: {audit}");
     }
+
+    // Deleting the environment deletes its schedules: a new environment of that name has none.
+    let r = create_schedule(&c, ENV, &json!({"scheduleCron": "@daily"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = c.call("DELETE", ENV, None, &[]).await;
+    assert!(r.status < 300, "{}: {}", r.status, r.text);
+    assert_eq!(c.create("acme", "p", "app").await.status, 200);
+    assert!(schedules(&c).await.is_empty());
 }
 
 on_both!(schedule_api, schedule_api_sqlite, schedule_api_postgres);
