@@ -415,6 +415,27 @@ mod tests {
     }
 
     #[test]
+    fn odd_layouts_keep_their_bytes() {
+        // CRLF line ends, a quoted call key, a call in a list, comments between state entries.
+        let src = "values:\r\n  l:\r\n    - \"fn::rotate::password\": {inputs: {}}\r\n    - x\r\n";
+        let out = splice_states(src, &[state(r#"values.l[0]["fn::rotate::password"].state"#, "C", None)]).unwrap();
+        assert_eq!(
+            out,
+            "values:\r\n  l:\r\n    - \"fn::rotate::password\": {inputs: {}, state: {current: {fn::secret: {ciphertext: C}}}}\r\n    - x\r\n"
+        );
+        let src = "values:\n  a:\n    fn::rotate::password:\n      inputs: {}\n      state:\n        # old\n        current: {fn::secret: {ciphertext: A}}\n        # between\n        previous: {fn::secret: {ciphertext: Z}}\n      # after the state\n  b: 2\n";
+        let out = splice_states(
+            src,
+            &[state(r#"values.a["fn::rotate::password"].state"#, "B", Some("A"))],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "values:\n  a:\n    fn::rotate::password:\n      inputs: {}\n      state:\n        current: {fn::secret: {ciphertext: B}}\n        previous: {fn::secret: {ciphertext: A}}\n      # after the state\n  b: 2\n"
+        );
+    }
+
+    #[test]
     fn missing_calls_and_bad_text_are_refused() {
         let s = state(r#"values.nope["fn::rotate::password"].state"#, "C", None);
         assert!(matches!(
