@@ -28,36 +28,37 @@ impl AppState {
     /// The caller's access in `org`.
     pub async fn access(&self, p: &Principal, org: &OrgRecord) -> Result<Arc<Access>, ApiError> {
         let key = (p.token_id.clone(), org.id.clone());
-        if let Some(a) = self.access_cache.get(&key).await {
-            return Ok(a);
-        }
-        let mut access = Access {
-            instance_admin: p.instance_admin,
-            org_token: p.kind == TokenKind::Organization && p.org_id.as_deref() == Some(org.id.as_str()),
-            grants: Vec::new(),
-            cap: p.role_cap,
-        };
-        // A confined token (minted by exchange) has no role outside its org, whatever its user has there.
-        let outside = p.confined_org_id.as_deref().is_some_and(|o| o != org.id);
-        if outside {
-            access.org_token = false;
-        }
-        if !outside && !access.instance_admin && !access.org_token {
-            let who = match (p.kind, &p.user_id, &p.team_id) {
-                (TokenKind::Personal, Some(user), _) => Some(Subject::User(user)),
-                (TokenKind::Team, _, Some(team)) if p.org_id.as_deref() == Some(org.id.as_str()) => {
-                    Some(Subject::Team(team))
+        // Concurrent requests of one caller whose entry is missing or expired compute it once.
+        self.access_cache
+            .try_get_with(key, async {
+                let mut access = Access {
+                    instance_admin: p.instance_admin,
+                    org_token: p.kind == TokenKind::Organization && p.org_id.as_deref() == Some(org.id.as_str()),
+                    grants: Vec::new(),
+                    cap: p.role_cap,
+                };
+                // A confined token (minted by exchange) has no role outside its org, whatever its user has there.
+                let outside = p.confined_org_id.as_deref().is_some_and(|o| o != org.id);
+                if outside {
+                    access.org_token = false;
                 }
-                _ => None,
-            };
-            if let Some(who) = who {
-                let grants = self.store.grants_for(&org.id, who).await?;
-                access.grants = grants.iter().map(|g| g.to_grant()).collect();
-            }
-        }
-        let access = Arc::new(access);
-        self.access_cache.insert(key, access.clone()).await;
-        Ok(access)
+                if !outside && !access.instance_admin && !access.org_token {
+                    let who = match (p.kind, &p.user_id, &p.team_id) {
+                        (TokenKind::Personal, Some(user), _) => Some(Subject::User(user)),
+                        (TokenKind::Team, _, Some(team)) if p.org_id.as_deref() == Some(org.id.as_str()) => {
+                            Some(Subject::Team(team))
+                        }
+                        _ => None,
+                    };
+                    if let Some(who) = who {
+                        let grants = self.store.grants_for(&org.id, who).await?;
+                        access.grants = grants.iter().map(|g| g.to_grant()).collect();
+                    }
+                }
+                Ok::<_, ApiError>(Arc::new(access))
+            })
+            .await
+            .map_err(Arc::unwrap_or_clone)
     }
 
     /// The org named `name` and the caller's access in it; 404 when it does not exist or the caller has no role

@@ -210,11 +210,11 @@ async fn authenticate(
         return Err(refused());
     }
     let hash = token.hash();
-    let principal = match app.tokens.get(&hash).await {
-        Some(p) => p,
-        None => {
-            let record = app.store.token_by_hash(&hash).await?;
-            let Some(record) = record else {
+    // Concurrent requests with one token that is not cached (first use, or its entry expired) look it up once.
+    let principal = app
+        .tokens
+        .try_get_with(hash, async {
+            let Some(record) = app.store.token_by_hash(&hash).await? else {
                 tracing::debug!("authentication failed: unknown token");
                 return Err(refused());
             };
@@ -222,11 +222,10 @@ async fn authenticate(
                 tracing::debug!(token_id = %record.token.id, "authentication failed: revoked token");
                 return Err(refused());
             }
-            let p = Arc::new(Principal::from_record(&record));
-            app.tokens.insert(hash, p.clone()).await;
-            p
-        }
-    };
+            Ok::<_, ApiError>(Arc::new(Principal::from_record(&record)))
+        })
+        .await
+        .map_err(Arc::unwrap_or_clone)?;
     if principal.expires_ms.is_some_and(|exp| exp <= app.clock.now_ms()) {
         tracing::debug!(token_id = %principal.token_id, "authentication failed: expired token");
         return Err(refused());

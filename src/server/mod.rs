@@ -105,6 +105,8 @@ pub struct AppState {
     pub oidc: Arc<crate::oidc_issuer::Issuer>,
     /// Where fetches named by API callers may go (`--egress-allow`).
     pub egress: crate::egress::EgressPolicy,
+    /// Where `fn::open::gcp-login` reaches Google (`--gcp-sts-url`, `--gcp-iam-credentials-url`).
+    pub gcp: esc::providers::gcp::GcpEndpoints,
     /// Registered issuers' verification keys, cached by issuer (token exchange).
     pub issuer_keys: trust::keys::IssuerKeys,
     /// The Vault-Transit API's caches, limits and nonce-budget counts.
@@ -270,6 +272,7 @@ impl AppState {
                 .build(),
             metrics_token: None,
             egress: Default::default(),
+            gcp: Default::default(),
             issuer_keys: Default::default(),
             transit: Default::default(),
         }
@@ -277,14 +280,24 @@ impl AppState {
 
     /// An org by name, cached briefly (orgs are rarely made and never renamed yet).
     pub async fn org_by_name(&self, name: &str) -> Result<Option<Arc<OrgRecord>>, ApiError> {
-        if let Some(org) = self.orgs.get(name).await {
-            return Ok(Some(org));
+        // Concurrent lookups of one name that is not cached read the store once; a missing org is not cached.
+        let found = self
+            .orgs
+            .try_get_with_by_ref(name, async {
+                match self.store.org_by_name(name).await {
+                    Ok(Some(org)) => Ok(Arc::new(org)),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(ApiError::from(e))),
+                }
+            })
+            .await;
+        match found {
+            Ok(org) => Ok(Some(org)),
+            Err(e) => match Arc::unwrap_or_clone(e) {
+                None => Ok(None),
+                Some(e) => Err(e),
+            },
         }
-        let org = self.store.org_by_name(name).await?.map(Arc::new);
-        if let Some(org) = &org {
-            self.orgs.insert(name.to_owned(), org.clone()).await;
-        }
-        Ok(org)
     }
 }
 
@@ -307,6 +320,8 @@ pub struct ServeConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Non-public addresses that fetches named by API callers (issuer discovery and keys) may reach.
     pub egress_allow: crate::egress::EgressPolicy,
+    /// Where `fn::open::gcp-login` reaches Google's STS and IAM Credentials APIs.
+    pub gcp: esc::providers::gcp::GcpEndpoints,
     /// The instance.
     pub instance: InstanceConfig,
     /// The OIDC issuer: public and issuer URLs, signing keys.
@@ -758,6 +773,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     state.public_url = public_url;
     state.issuer_url = issuer_url;
     state.egress = config.egress_allow.clone();
+    state.gcp = config.gcp.clone();
     state.transit.max_batch = config.transit.max_batch.max(1);
     state.transit.budget.rotate_after = config.transit.rotate_after_encryptions.max(1);
     state.schedules = config.schedules.clone();

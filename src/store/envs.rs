@@ -409,60 +409,45 @@ impl EnvStore for SqlStore {
     }
 
     async fn env_by_name(&self, org_id: &str, project: &str, name: &str) -> StoreResult<Option<EnvRecord>> {
-        let generation = self.envs.generation();
-        if let Some(e) = self.envs.get(org_id, project, name).await {
-            return Ok(Some(e));
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
-        ))
-        .bind(org_id)
-        .bind(project)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
-        let env = row.as_ref().map(env_from_row).transpose()?;
-        if let Some(e) = &env {
-            self.envs.keep(generation, e).await;
-        }
-        Ok(env)
+        let query = async {
+            let row = sqlx::query(&format!(
+                "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND e.project = $2 AND e.name = $3"
+            ))
+            .bind(org_id)
+            .bind(project)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+            row.as_ref().map(env_from_row).transpose()
+        };
+        self.envs.one(org_id, project, name, query).await
     }
 
     async fn envs_by_names(&self, org_id: &str, names: &[(&str, &str)]) -> StoreResult<Vec<EnvRecord>> {
-        let mut out = Vec::new();
-        let generation = self.envs.generation();
-        let mut missing: Vec<(&str, &str)> = Vec::new();
-        for &(p, n) in names {
-            match self.envs.get(org_id, p, n).await {
-                Some(e) => out.push(e),
-                None => missing.push((p, n)),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let names = &missing[..];
-        // `(project = $2 AND name = $3) OR …`: one statement per 200 names, on both dialects (well inside either's
-        // limit on bound parameters).
-        for chunk in names.chunks(200) {
-            let clauses: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(e.project = ${} AND e.name = ${})", 2 * i + 2, 2 * i + 3))
-                .collect();
-            let sql = format!(
-                "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND ({})",
-                clauses.join(" OR ")
-            );
-            let mut q = sqlx::query(&sql).bind(org_id);
-            for (p, n) in chunk {
-                q = q.bind(*p).bind(*n);
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                let env = env_from_row(&row)?;
-                self.envs.keep(generation, &env).await;
-                out.push(env);
-            }
-        }
-        Ok(out)
+        self.envs
+            .many(org_id, names, |missing| async move {
+                let mut out = Vec::new();
+                // `(project = $2 AND name = $3) OR …`: one statement per 200 names, on both dialects (well inside
+                // either's limit on bound parameters).
+                for chunk in missing.chunks(200) {
+                    let clauses: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("(e.project = ${} AND e.name = ${})", 2 * i + 2, 2 * i + 3))
+                        .collect();
+                    let sql = format!(
+                        "SELECT {ENV_COLUMNS} FROM environments e WHERE e.org_id = $1 AND ({})",
+                        clauses.join(" OR ")
+                    );
+                    let mut q = sqlx::query(&sql).bind(org_id);
+                    for (p, n) in chunk {
+                        q = q.bind(p.as_str()).bind(n.as_str());
+                    }
+                    for row in q.fetch_all(self.pool()).await? {
+                        out.push(env_from_row(&row)?);
+                    }
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn list_envs(

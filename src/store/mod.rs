@@ -56,6 +56,16 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The failure of a query whose answer concurrent lookups shared, said again to each of them.
+    #[error("{0}")]
+    Shared(String),
+}
+
+impl StoreError {
+    /// The error a shared lookup failed with: itself for the last holder, its message for the others.
+    pub fn unshare(e: std::sync::Arc<StoreError>) -> StoreError {
+        std::sync::Arc::try_unwrap(e).unwrap_or_else(|e| StoreError::Shared(e.to_string()))
+    }
 }
 
 /// The audit record of a write whose detail depends on what the write did (the revision it made, the tokens it

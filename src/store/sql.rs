@@ -33,15 +33,25 @@ pub struct SqlStore {
 }
 
 /// Environment records by `(org id, project, name)`: every write of an environment through this process drops them
-/// all ([`EnvCache::changed`], on every return path of the write), and a lookup that raced a write does not keep
-/// what it read. The open path's lookups then cost no hop to SQLite's worker thread and no PostgreSQL round trip.
+/// all ([`EnvCache::changed`], on every return path of the write) and moves the cache to a new generation, which is
+/// part of every key: a lookup that raced a write keeps what it read under the old generation, where no later lookup
+/// looks. The open path's lookups then cost no hop to SQLite's worker thread and no PostgreSQL round trip.
 /// Entries expire after [`ENV_CACHE_TTL`] on SQLite (this process is the one writer of environments: one server per
 /// database file) and after [`ENV_CACHE_TTL_SHARED`] on PostgreSQL, which replicas share: a write made through
 /// another replica is seen within that time.
+///
+/// Concurrent lookups of what is not cached (the first, or all at once when entries expire together under load)
+/// make one query and share its answer, whether of one name ([`EnvCache::one`]) or of an environment's imports
+/// ([`EnvCache::many`]); a lookup that begins after a write never shares a query begun before it.
 pub(crate) struct EnvCache {
-    map: moka::future::Cache<(String, String, String), super::envs::EnvRecord>,
+    map: moka::future::Cache<(u64, String, String, String), super::envs::EnvRecord>,
+    /// Several names looked up at once (an environment's imports), by the names asked for.
+    sets: moka::future::Cache<SetKey, std::sync::Arc<Vec<super::envs::EnvRecord>>>,
     generation: std::sync::atomic::AtomicU64,
 }
+
+/// A lookup of several names: the cache's generation, the org id, and the `(project, name)` pairs.
+type SetKey = (u64, String, Vec<(String, String)>);
 
 /// How long a cached environment record lives at most on SQLite.
 pub(crate) const ENV_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -56,6 +66,13 @@ impl std::fmt::Debug for EnvCache {
     }
 }
 
+/// Why a shared lookup has no record: none exists (not cached), or the query failed.
+#[derive(Debug)]
+enum Miss {
+    Absent,
+    Failed(super::StoreError),
+}
+
 impl EnvCache {
     fn new(ttl: std::time::Duration) -> EnvCache {
         EnvCache {
@@ -63,34 +80,98 @@ impl EnvCache {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            sets: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
             generation: Default::default(),
         }
     }
 
-    pub(crate) async fn get(&self, org_id: &str, project: &str, name: &str) -> Option<super::envs::EnvRecord> {
-        self.map
-            .get(&(org_id.to_owned(), project.to_owned(), name.to_owned()))
-            .await
-    }
-
-    /// The generation to pass to [`EnvCache::keep`]: read it before the query.
-    pub(crate) fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Keeps what a query read, unless an environment was written since `generation` was read.
-    pub(crate) async fn keep(&self, generation: u64, env: &super::envs::EnvRecord) {
-        let key = (env.org_id.clone(), env.project.clone(), env.name.clone());
-        self.map.insert(key.clone(), env.clone()).await;
-        if self.generation() != generation {
-            self.map.invalidate(&key).await;
+    /// The record named, from the cache or from `query` (run once for concurrent lookups of the same name).
+    pub(crate) async fn one<F>(
+        &self,
+        org_id: &str,
+        project: &str,
+        name: &str,
+        query: F,
+    ) -> super::StoreResult<Option<super::envs::EnvRecord>>
+    where
+        F: std::future::Future<Output = super::StoreResult<Option<super::envs::EnvRecord>>>,
+    {
+        let key = (
+            self.generation(),
+            org_id.to_owned(),
+            project.to_owned(),
+            name.to_owned(),
+        );
+        let found = self
+            .map
+            .try_get_with(key, async {
+                match query.await {
+                    Ok(Some(env)) => Ok(env),
+                    Ok(None) => Err(Miss::Absent),
+                    Err(e) => Err(Miss::Failed(e)),
+                }
+            })
+            .await;
+        match found {
+            Ok(env) => Ok(Some(env)),
+            Err(miss) => match &*miss {
+                Miss::Absent => Ok(None),
+                Miss::Failed(e) => Err(super::StoreError::Shared(e.to_string())),
+            },
         }
+    }
+
+    /// The records of `names` that exist, cached ones first; the others from `query`, given the names not cached
+    /// (run once for concurrent lookups of the same names).
+    pub(crate) async fn many<F, Fut>(
+        &self,
+        org_id: &str,
+        names: &[(&str, &str)],
+        query: F,
+    ) -> super::StoreResult<Vec<super::envs::EnvRecord>>
+    where
+        F: FnOnce(Vec<(String, String)>) -> Fut,
+        Fut: std::future::Future<Output = super::StoreResult<Vec<super::envs::EnvRecord>>>,
+    {
+        let generation = self.generation();
+        let mut out = Vec::with_capacity(names.len());
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for &(p, n) in names {
+            let key = (generation, org_id.to_owned(), p.to_owned(), n.to_owned());
+            match self.map.get(&key).await {
+                Some(e) => out.push(e),
+                None => missing.push((p.to_owned(), n.to_owned())),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let key = (generation, org_id.to_owned(), missing.clone());
+        let found = self
+            .sets
+            .try_get_with(key, async { query(missing).await.map(std::sync::Arc::new) })
+            .await
+            .map_err(super::StoreError::unshare)?;
+        for env in found.iter() {
+            let key = (generation, env.org_id.clone(), env.project.clone(), env.name.clone());
+            self.map.insert(key, env.clone()).await;
+            out.push(env.clone());
+        }
+        Ok(out)
     }
 
     /// Forgets every record: an environment was (or may have been) written.
     pub(crate) fn changed(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.map.invalidate_all();
+        self.sets.invalidate_all();
     }
 }
 
@@ -308,6 +389,9 @@ fn checkpoint_from_row(r: &AnyRow) -> StoreResult<Checkpoint> {
     })
 }
 
+/// Audit records inserted by one statement (11 parameters each: well inside both dialects' limits).
+const AUDIT_ROWS: usize = 256;
+
 /// Appends `events` to their chains inside `tx`: each chain's head row is created if missing, locked, and moved.
 pub(crate) async fn append_audit_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -322,20 +406,30 @@ pub(crate) async fn append_audit_in(
             chains.push(&e.chain);
         }
     }
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
     for chain in chains {
-        sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
-            .bind(chain)
-            .bind(hex(&GENESIS))
-            .execute(&mut **tx)
-            .await?;
-        let lock = match dialect {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
+        let select = format!("SELECT seq, hash FROM audit_heads WHERE chain = $1{lock}");
+        // On PostgreSQL the head is locked first and made only for a chain's first record (one round trip less per
+        // batch). On SQLite the transaction's first statement must write (a deferred transaction that reads first
+        // may not write after another writer), so the head is made if missing, as a write, before it is read.
+        let found = match dialect {
+            Dialect::Postgres => sqlx::query(&select).bind(chain).fetch_optional(&mut **tx).await?,
+            Dialect::Sqlite => None,
         };
-        let head = sqlx::query(&format!("SELECT seq, hash FROM audit_heads WHERE chain = $1{lock}"))
-            .bind(chain)
-            .fetch_one(&mut **tx)
-            .await?;
+        let head = match found {
+            Some(head) => head,
+            None => {
+                sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
+                    .bind(chain)
+                    .bind(hex(&GENESIS))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(&select).bind(chain).fetch_one(&mut **tx).await?
+            }
+        };
         let seq: i64 = head.try_get("seq")?;
         let hash: String = head.try_get("hash")?;
         let prev = unhex(&hash).ok_or_else(|| StoreError::Corrupt {
@@ -344,25 +438,44 @@ pub(crate) async fn append_audit_in(
         })?;
         let mine: Vec<AuditEvent> = events.iter().filter(|e| e.chain == chain).cloned().collect();
         let records = link(seq, prev, mine);
-        for r in &records {
-            let e = &r.event;
-            sqlx::query(
+        // One statement per AUDIT_ROWS records (a batch is one round trip, not one per record).
+        for chunk in records.chunks(AUDIT_ROWS) {
+            let mut sql = String::from(
                 "INSERT INTO audit_events (chain, seq, time_ms, actor, source, action, target, outcome, detail, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&e.chain)
-            .bind(r.seq)
-            .bind(e.time_ms)
-            .bind(&e.actor)
-            .bind(&e.source)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.outcome)
-            .bind(&e.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut **tx)
-            .await?;
+                 prev_hash, hash) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 11;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=11 {
+                    if k > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(b + k).to_string());
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let e = &r.event;
+                q = q
+                    .bind(&e.chain)
+                    .bind(r.seq)
+                    .bind(e.time_ms)
+                    .bind(&e.actor)
+                    .bind(&e.source)
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(&e.outcome)
+                    .bind(&e.detail)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash);
+            }
+            q.execute(&mut **tx).await?;
         }
         if let Some(last) = records.last() {
             sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")

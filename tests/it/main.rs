@@ -11,6 +11,7 @@ mod child;
 mod children;
 mod cli;
 mod cli_env;
+mod cloud_login;
 mod crash;
 mod env_eval;
 mod esc;

@@ -255,7 +255,10 @@ async fn schemas_are_served(s: &TestServer) {
     let get = |path: &'static str| c.call("GET", path, None, &[]);
     let r = get("/api/esc/providers").await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json(), json!({"providers": ["oidc", "vault-login", "vault-secrets"]}));
+    assert_eq!(
+        r.json(),
+        json!({"providers": ["azure-login", "gcp-login", "oidc", "vault-login", "vault-secrets"]})
+    );
     let r = get("/api/esc/providers/oidc/schema").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();

@@ -80,6 +80,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
         max_body_bytes: 1024 * 1024,
         metrics_token_file: None,
         egress_allow: Default::default(),
+        gcp: Default::default(),
         migration: sesame::migrate::MigrateConfig::default(),
         limits: Default::default(),
         instance: InstanceConfig {

@@ -151,6 +151,24 @@ pub struct ServeArgs {
     #[arg(long, env = "SESAME_SCHEDULE_LEASE_MS", default_value_t = 120_000,
           value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     pub schedule_lease_ms: u64,
+    /// Google's Security Token Service, where fn::open::gcp-login exchanges OIDC tokens (an http(s) origin, no
+    /// path; calls go through the egress rules, so a non-public address must also be in --egress-allow).
+    #[arg(
+        long = "gcp-sts-url",
+        value_name = "URL",
+        env = "SESAME_GCP_STS_URL",
+        default_value = "https://sts.googleapis.com"
+    )]
+    pub gcp_sts_url: String,
+    /// Google's IAM Service Account Credentials API, where fn::open::gcp-login impersonates service accounts
+    /// (generateAccessToken; an http(s) origin, no path).
+    #[arg(
+        long = "gcp-iam-credentials-url",
+        value_name = "URL",
+        env = "SESAME_GCP_IAM_CREDENTIALS_URL",
+        default_value = "https://iamcredentials.googleapis.com"
+    )]
+    pub gcp_iam_credentials_url: String,
 }
 
 fn parse_alg(s: &str) -> Result<crate::core::oidc::Alg, String> {
@@ -201,6 +219,11 @@ impl ServeArgs {
                     }
                 }
             },
+            gcp: crate::server::esc::providers::gcp::GcpEndpoints::parse(
+                &self.gcp_sts_url,
+                &self.gcp_iam_credentials_url,
+            )
+            .map_err(|e| anyhow::anyhow!("--gcp-sts-url/--gcp-iam-credentials-url: {e}"))?,
             migration: MigrateConfig {
                 batch: self.migration_batch,
                 concurrency: self.migration_concurrency.max(1),

@@ -313,6 +313,15 @@ impl Resolved {
         self.pins().digest(mode)
     }
 
+    /// Whether a document read so far may call a provider (its text names `fn::open`): such an evaluation is run
+    /// by each open on its own, never shared with concurrent opens.
+    pub fn may_call_providers(&self) -> bool {
+        self.answers
+            .docs
+            .values()
+            .any(|d| d.as_ref().is_ok_and(|d| d.info.src.contains("fn::open")))
+    }
+
     /// What the providers returned in this evaluation, by call site (errors left out: they are diagnostics).
     pub fn provider_outputs(&self) -> Vec<StoredOutput> {
         self.answers

@@ -216,16 +216,36 @@ async fn open_session(
     // An evaluation that called providers is never cached (each open runs them anew), so its digest is never found.
     let (opened, outputs) = match app.eval_cache.get(&key).await {
         Some(o) => (o, Vec::new()),
+        None if resolved.may_call_providers() => evaluate_once(app, &caller, &mut resolved, key).await?,
         None => {
-            let (o, outputs) = evaluate_opened(app, &caller, &mut resolved).await?;
-            let o = Arc::new(o);
-            if outputs.is_empty() {
-                app.eval_cache.insert(key, o.clone()).await;
-                if o.digest != key {
-                    app.eval_cache.insert(o.digest, o.clone()).await;
+            // Concurrent opens of what is not cached (the first open after a change, or all at once when the entry
+            // expires under load) evaluate it once and share the result.
+            let shared = app
+                .eval_cache
+                .try_get_with(key, async {
+                    match evaluate_opened(app, &caller, &mut resolved).await {
+                        Ok((o, outputs)) if outputs.is_empty() => Ok(Arc::new(o)),
+                        Ok(called) => Err(Unshared::Called(std::sync::Mutex::new(Some(called)))),
+                        Err(e) => Err(Unshared::Failed(e)),
+                    }
+                })
+                .await;
+            match shared {
+                Ok(o) => {
+                    if o.digest != key {
+                        app.eval_cache.insert(o.digest, o.clone()).await;
+                    }
+                    (o, Vec::new())
                 }
+                Err(e) => match &*e {
+                    Unshared::Failed(e) => return Err(e.clone()),
+                    // Providers were called after all: their outputs belong to one open; the others call their own.
+                    Unshared::Called(taken) => match taken.lock().ok().and_then(|mut t| t.take()) {
+                        Some((o, outputs)) => (Arc::new(o), outputs),
+                        None => evaluate_once(app, &caller, &mut resolved, key).await?,
+                    },
+                },
             }
-            (o, outputs)
         }
     };
     let env = env.map(|(e, _)| e);
@@ -292,6 +312,31 @@ async fn open_session(
         }
     }
     Ok(axum::Json(esc::OpenResponse { id }).into_response())
+}
+
+/// Why an evaluation shared by concurrent opens gave no result to cache.
+enum Unshared {
+    Failed(ApiError),
+    /// It called providers: the result and the outputs, for the one open that takes them.
+    Called(std::sync::Mutex<Option<(Opened, Vec<StoredOutput>)>>),
+}
+
+/// Evaluates for this open alone, caching the result unless providers were called.
+async fn evaluate_once(
+    app: &AppState,
+    caller: &Evaluator<'_>,
+    resolved: &mut eval::Resolved,
+    key: [u8; 32],
+) -> Result<(Arc<Opened>, Vec<StoredOutput>), ApiError> {
+    let (o, outputs) = evaluate_opened(app, caller, resolved).await?;
+    let o = Arc::new(o);
+    if outputs.is_empty() {
+        app.eval_cache.insert(key, o.clone()).await;
+        if o.digest != key {
+            app.eval_cache.insert(o.digest, o.clone()).await;
+        }
+    }
+    Ok((o, outputs))
 }
 
 /// `POST …/{org}/{project}/{env}/open?duration=`

@@ -19,6 +19,9 @@ use crate::server::auth::Principal;
 use crate::store::OrgRecord;
 use crate::store::envs::EnvRecord;
 
+pub mod azure;
+pub mod gcp;
+mod inputs;
 pub mod oidc;
 pub mod vault;
 
@@ -77,7 +80,13 @@ pub trait Provider: Send + Sync {
     fn open<'a>(&'a self, ctx: &'a OpenCtx<'a>, inputs: &'a Json) -> BoxFuture<'a, Result<Output, String>>;
 }
 
-static PROVIDERS: &[&dyn Provider] = &[&oidc::Oidc, &vault::VaultLogin, &vault::VaultSecrets];
+static PROVIDERS: &[&dyn Provider] = &[
+    &azure::AzureLogin,
+    &gcp::GcpLogin,
+    &oidc::Oidc,
+    &vault::VaultLogin,
+    &vault::VaultSecrets,
+];
 
 /// Every provider this server runs, ordered by name.
 pub fn all() -> &'static [&'static dyn Provider] {
