@@ -150,6 +150,12 @@ audit_actions! {
     /// An environment's `fn::rotate` calls rotated into a new revision: the revision and the paths in the detail;
     /// never a secret.
     EnvRotate = "env.rotate",
+    /// A rotation schedule made on an environment: its id and timing in the detail.
+    EnvScheduleCreate = "env.schedule.create",
+    /// A rotation schedule changed (timing, path or pause).
+    EnvScheduleUpdate = "env.schedule.update",
+    /// A rotation schedule deleted.
+    EnvScheduleDelete = "env.schedule.delete",
 }
 
 impl std::fmt::Display for AuditAction {

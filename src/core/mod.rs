@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod authz;
 pub mod call_tally;
+pub mod cron;
 pub mod env;
 pub mod jwt;
 pub mod k8s;

@@ -90,6 +90,22 @@ impl Principal {
     }
 }
 
+/// The principal the stored token `token_id` acts as now, as if it were presented (a rotation schedule runs with the
+/// token that created it): `None` when the token is gone, revoked or expired.
+pub async fn principal_of_token(app: &AppState, token_id: &str) -> Result<Option<Principal>, ApiError> {
+    let Some(t) = app.store.token_by_id(token_id).await? else {
+        return Ok(None);
+    };
+    let Some(record) = app.store.token_by_hash(&t.token_hash).await? else {
+        return Ok(None);
+    };
+    let now = app.clock.now_ms();
+    if record.token.revoked_ms.is_some() || record.token.expires_ms.is_some_and(|exp| exp <= now) {
+        return Ok(None);
+    }
+    Ok(Some(Principal::from_record(&record)))
+}
+
 /// The presented token, if the header has one of the accepted forms.
 fn presented_token(parts: &Parts) -> Result<AccessToken, ApiError> {
     let header = parts

@@ -490,6 +490,7 @@ mod tests {
             StoreError::Database(sqlx::Error::Protocol(secretish.to_owned())),
             StoreError::Database(sqlx::Error::PoolTimedOut),
             StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Shared(StoreError::Database(sqlx::Error::Protocol(secretish.to_owned())).to_string()),
         ];
         for e in errors {
             // A new variant must be added to this test.
@@ -498,7 +499,8 @@ mod tests {
                 | StoreError::Connect(_)
                 | StoreError::Migrate(_)
                 | StoreError::Corrupt { .. }
-                | StoreError::Database(_) => {}
+                | StoreError::Database(_)
+                | StoreError::Shared(_) => {}
             }
             let shown = e.to_string();
             let api = ApiError::from(e);

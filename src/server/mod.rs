@@ -81,6 +81,8 @@ pub struct AppState {
     pub replica_id: String,
     /// How this replica runs KEK migrations.
     pub migrate_config: MigrateConfig,
+    /// How this replica runs rotation schedules.
+    pub schedules: esc::schedules::ScheduleConfig,
     /// The migrations this replica is running, each with whether another start or resume came in meanwhile.
     migration_runs: std::sync::Mutex<std::collections::HashMap<String, bool>>,
     /// The audit writer.
@@ -242,6 +244,7 @@ impl AppState {
             keyring,
             kek_options,
             migrate_config,
+            schedules: Default::default(),
             migration_runs: Default::default(),
             replica_id: uuid::Uuid::new_v4().to_string(),
             tokens: Cache::builder()
@@ -325,6 +328,8 @@ pub struct ServeConfig {
     pub oidc: oidc_issuer::OidcServeConfig,
     /// The Vault-Transit API: batch limit, nonce budget.
     pub transit: TransitConfig,
+    /// How this replica runs rotation schedules (tick, lease).
+    pub schedules: esc::schedules::ScheduleConfig,
 }
 
 /// Settings of the Vault-Transit API.
@@ -557,6 +562,17 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route(&format!("{e}/{{org}}/yaml/open/{{id}}"), get(esc::read_open_yaml))
         .route(&format!("{env}/rotate"), post(esc::rotate))
         .route(
+            &format!("{env}/schedules"),
+            get(esc::list_schedules).post(esc::create_schedule),
+        )
+        .route(
+            &format!("{env}/schedules/{{id}}"),
+            get(esc::get_schedule)
+                .patch(esc::update_schedule)
+                .delete(esc::delete_schedule),
+        )
+        .route(&format!("{env}/schedules/{{id}}/history"), get(esc::schedule_history))
+        .route(
             &env,
             get(esc::get_definition)
                 .head(esc::head_definition)
@@ -760,6 +776,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     state.gcp = config.gcp.clone();
     state.transit.max_batch = config.transit.max_batch.max(1);
     state.transit.budget.rotate_after = config.transit.rotate_after_encryptions.max(1);
+    state.schedules = config.schedules.clone();
     let state = Arc::new(state);
     // Secrets an earlier version stored in plaintext are sealed before anything is served.
     if let Err(e) = esc::seal::reseal_stored_plaintexts(&state).await {
@@ -777,6 +794,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         }
     }
     spawn_session_purger(&state);
+    esc::schedules::spawn_runner(&state);
     crate::oidc_issuer::spawn_rotation(&state.oidc, OIDC_ROTATION_TICK);
     throttle::spawn_flusher(&state);
     transit::budget::spawn_flusher(&state);

@@ -616,7 +616,15 @@ impl EnvStore for SqlStore {
     async fn delete_env(&self, env_id: &str, audit: &AuditEvent) -> StoreResult<bool> {
         let _forget = self.env_write();
         let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM rotation_schedule_runs WHERE schedule_id IN \
+             (SELECT id FROM rotation_schedules WHERE env_id = $1)",
+        )
+        .bind(env_id)
+        .execute(&mut *tx)
+        .await?;
         for table in [
+            "rotation_schedules",
             "open_sessions",
             "open_pins",
             "env_tags",

@@ -11,6 +11,7 @@ pub mod envs;
 pub mod identity;
 pub mod oidc;
 mod postgres;
+pub mod schedules;
 mod sql;
 mod sqlite;
 pub mod transit;
@@ -23,6 +24,7 @@ pub use crate::core::audit::{AuditEvent, AuditRecord, Checkpoint};
 pub use envs::EnvStore;
 pub use identity::IdentityStore;
 pub use oidc::OidcKeyStore;
+pub use schedules::ScheduleStore;
 pub use sql::SqlStore;
 pub use transit::TransitStore;
 pub use trust::TrustStore;
@@ -368,7 +370,9 @@ pub struct TokenWithUser {
 /// same transaction, under the chain head's row lock, only when the write takes effect: the change and its record
 /// commit together.
 #[async_trait::async_trait]
-pub trait Store: EnvStore + IdentityStore + OidcKeyStore + TrustStore + TransitStore + Send + Sync + 'static {
+pub trait Store:
+    EnvStore + IdentityStore + OidcKeyStore + TrustStore + TransitStore + ScheduleStore + Send + Sync + 'static
+{
     /// The backend's name, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -46,9 +46,12 @@ pub struct SqlStore {
 pub(crate) struct EnvCache {
     map: moka::future::Cache<(u64, String, String, String), super::envs::EnvRecord>,
     /// Several names looked up at once (an environment's imports), by the names asked for.
-    sets: moka::future::Cache<(u64, String, Vec<(String, String)>), std::sync::Arc<Vec<super::envs::EnvRecord>>>,
+    sets: moka::future::Cache<SetKey, std::sync::Arc<Vec<super::envs::EnvRecord>>>,
     generation: std::sync::atomic::AtomicU64,
 }
+
+/// A lookup of several names: the cache's generation, the org id, and the `(project, name)` pairs.
+type SetKey = (u64, String, Vec<(String, String)>);
 
 /// How long a cached environment record lives at most on SQLite.
 pub(crate) const ENV_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -224,6 +227,36 @@ impl SqlStore {
     }
 }
 
+/// Takes or renews the lease of row `id` of `table` (columns `lease_owner`, `lease_until_ms`) for `owner` until
+/// `until_ms`, in one conditional `UPDATE`: it lands only when `owner` holds the lease already or the holder's lease
+/// lapsed before `now_ms` (and `also`, a further condition on the row that may use `$3` for `now_ms`, holds). Of
+/// replicas racing for one row, exactly one sees `true`. KEK migrations and rotation schedules both lease this way.
+pub(crate) async fn take_lease(
+    pool: &AnyPool,
+    table: &'static str,
+    also: &'static str,
+    (id, owner): (&str, &str),
+    (now_ms, until_ms): (i64, i64),
+) -> StoreResult<bool> {
+    let also = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {also}")
+    };
+    let n = sqlx::query(&format!(
+        "UPDATE {table} SET lease_owner = $2, lease_until_ms = $4 \
+         WHERE id = $1 AND (lease_owner = $2 OR lease_until_ms < $3){also}"
+    ))
+    .bind(id)
+    .bind(owner)
+    .bind(now_ms)
+    .bind(until_ms)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 fn bool_int(b: bool) -> i64 {
     i64::from(b)
 }
@@ -356,6 +389,9 @@ fn checkpoint_from_row(r: &AnyRow) -> StoreResult<Checkpoint> {
     })
 }
 
+/// Audit records inserted by one statement (11 parameters each: well inside both dialects' limits).
+const AUDIT_ROWS: usize = 256;
+
 /// Appends `events` to their chains inside `tx`: each chain's head row is created if missing, locked, and moved.
 pub(crate) async fn append_audit_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -370,20 +406,30 @@ pub(crate) async fn append_audit_in(
             chains.push(&e.chain);
         }
     }
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
     for chain in chains {
-        sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
-            .bind(chain)
-            .bind(hex(&GENESIS))
-            .execute(&mut **tx)
-            .await?;
-        let lock = match dialect {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
+        let select = format!("SELECT seq, hash FROM audit_heads WHERE chain = $1{lock}");
+        // On PostgreSQL the head is locked first and made only for a chain's first record (one round trip less per
+        // batch). On SQLite the transaction's first statement must write (a deferred transaction that reads first
+        // may not write after another writer), so the head is made if missing, as a write, before it is read.
+        let found = match dialect {
+            Dialect::Postgres => sqlx::query(&select).bind(chain).fetch_optional(&mut **tx).await?,
+            Dialect::Sqlite => None,
         };
-        let head = sqlx::query(&format!("SELECT seq, hash FROM audit_heads WHERE chain = $1{lock}"))
-            .bind(chain)
-            .fetch_one(&mut **tx)
-            .await?;
+        let head = match found {
+            Some(head) => head,
+            None => {
+                sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING")
+                    .bind(chain)
+                    .bind(hex(&GENESIS))
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(&select).bind(chain).fetch_one(&mut **tx).await?
+            }
+        };
         let seq: i64 = head.try_get("seq")?;
         let hash: String = head.try_get("hash")?;
         let prev = unhex(&hash).ok_or_else(|| StoreError::Corrupt {
@@ -392,25 +438,44 @@ pub(crate) async fn append_audit_in(
         })?;
         let mine: Vec<AuditEvent> = events.iter().filter(|e| e.chain == chain).cloned().collect();
         let records = link(seq, prev, mine);
-        for r in &records {
-            let e = &r.event;
-            sqlx::query(
+        // One statement per AUDIT_ROWS records (a batch is one round trip, not one per record).
+        for chunk in records.chunks(AUDIT_ROWS) {
+            let mut sql = String::from(
                 "INSERT INTO audit_events (chain, seq, time_ms, actor, source, action, target, outcome, detail, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&e.chain)
-            .bind(r.seq)
-            .bind(e.time_ms)
-            .bind(&e.actor)
-            .bind(&e.source)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(&e.outcome)
-            .bind(&e.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut **tx)
-            .await?;
+                 prev_hash, hash) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 11;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=11 {
+                    if k > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(b + k).to_string());
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let e = &r.event;
+                q = q
+                    .bind(&e.chain)
+                    .bind(r.seq)
+                    .bind(e.time_ms)
+                    .bind(&e.actor)
+                    .bind(&e.source)
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(&e.outcome)
+                    .bind(&e.detail)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash);
+            }
+            q.execute(&mut **tx).await?;
         }
         if let Some(last) = records.last() {
             sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
@@ -900,18 +965,7 @@ impl Store for SqlStore {
     }
 
     async fn lease_migration(&self, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE kek_migrations SET lease_owner = $2, lease_until_ms = $4 \
-             WHERE id = $1 AND (lease_owner = $2 OR lease_until_ms < $3)",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(now_ms)
-        .bind(until_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        take_lease(&self.pool, "kek_migrations", "", (id, owner), (now_ms, until_ms)).await
     }
 
     async fn migration_batch(&self, m: &MigrationRecord, after: &str, limit: i64) -> StoreResult<Vec<DekWithWraps>> {

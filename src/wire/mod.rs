@@ -16,6 +16,7 @@ pub mod admin;
 pub mod esc;
 pub mod keks;
 pub mod oidc_issuer;
+pub mod schedules;
 pub mod stacks;
 pub mod transit;
 pub mod trust;

@@ -27,6 +27,7 @@ mod oidc_exchange;
 mod oidc_issuer;
 mod providers;
 mod rotators;
+mod schedules;
 mod sdk;
 mod sessions;
 mod store;

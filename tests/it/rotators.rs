@@ -11,7 +11,7 @@ use crate::support::{self, TestServer, on_both};
 
 const ENV: &str = "/acme/p/app";
 
-const DOC: &str = "values:\n  db:\n    password:\n      fn::rotate::password:\n        inputs:\n          length: 20\n          symbols: false\n  phrase:\n    fn::rotate::passphrase:\n      inputs:\n        words: 5\n        separator: \" \"\n  user: admin\n";
+const DOC: &str = "values:\n  db:\n    password:\n      fn::rotate::password:\n        inputs:\n          length: 20\n          special: false\n  phrase:\n    fn::rotate::passphrase:\n      inputs:\n        length: 5\n        separator: \" \"\n  user: admin\n";
 
 async fn rotate(c: &Esc<'_>, body: &str) -> crate::esc::Resp {
     c.call(
@@ -176,7 +176,7 @@ async fn refusals(s: &TestServer) {
             "colour",
         ),
         (
-            "values:\n  x:\n    fn::rotate::password:\n      inputs:\n        lowercase: false\n        uppercase: false\n        numbers: false\n        symbols: false\n",
+            "values:\n  x:\n    fn::rotate::password:\n      inputs:\n        lower: false\n        upper: false\n        numeric: false\n        special: false\n",
             "at least one",
         ),
     ] {

@@ -97,6 +97,7 @@ pub fn config(data_dir: &Path, database_url: Option<&str>) -> ServeConfig {
         },
         oidc: Default::default(),
         transit: Default::default(),
+        schedules: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - against a server, through its Pulumi-ESC-compatible API: `init`, `ls`, `get`, `rm` in `remote.rs`; `edit` and
 //!   `set` in `edit.rs` (the text edits of `set` and `rm ENV PATH` in `definition/`); `open` and `run` in `run.rs`;
-//!   `version` and `diff` in `versions.rs`; `rotate` in `rotate.rs`. They share `names.rs` (environment names, `--org`), `session.rs` (the
+//!   `version` and `diff` in `versions.rs`; `rotate` in `rotate.rs`; `schedule` (rotation schedules) in `schedule.rs`. They share `names.rs` (environment names, `--org`), `session.rs` (the
 //!   HTTP conversation, diagnostics) and `output.rs` (stdout, tables, dotenv/shell lines); `values.rs` reads opened
 //!   values;
 //! - offline: `eval` in `offline.rs`, over local files.
@@ -19,6 +19,7 @@ mod output;
 mod remote;
 mod rotate;
 mod run;
+mod schedule;
 mod session;
 pub(crate) mod values;
 mod versions;
@@ -32,6 +33,7 @@ use offline::EvalArgs;
 use remote::{GetArgs, InitArgs, LsArgs, RmArgs};
 use rotate::RotateArgs;
 use run::{OpenArgs, RunArgs};
+use schedule::ScheduleArgs;
 use versions::{DiffArgs, VersionArgs};
 
 #[derive(Debug, Args)]
@@ -109,10 +111,22 @@ latest revision changed; `diff ENV@3` compares revision 3 with the latest; `diff
     #[command(
         long_about = "Rotate an environment's `fn::rotate` calls now (all of them, or those at the PATHs given \
 under `values`, e.g. `db.password`) and save their new states as a new revision (needs the editor role; \
-audited). After a rotation each value is `{current, previous}`, previous being the former current. The new \
-secrets are not printed: read them with `sesame env open`.\n\nExample:\n  sesame env rotate web/prod db.password"
+audited). After a rotation each value is `{current, previous}`, previous being the former current. Only the \
+rotated states change in the stored definition (comments and layout are kept); the new secrets are sealed and \
+not printed: read them with `sesame env open`. A process that dies mid-rotation writes nothing: the former \
+current stays. To rotate on a timetable, see `sesame env schedule`.\n\nExample:\n  sesame env rotate web/prod db.password"
     )]
     Rotate(RotateArgs),
+    /// Rotation schedules the server runs: ls, new, get, edit, rm, history.
+    #[command(
+        long_about = "Rotation schedules the server runs (Pulumi's `esc env schedule`): each rotates the \
+environment's `fn::rotate` calls (all, or one --path) on a five-field cron expression in UTC (--cron \"0 3 * * *\") or \
+once at an RFC 3339 instant (--once 2030-01-31T12:00:00Z). A run acts as the token that made the schedule, with the \
+rights it has then (needs the editor role); each run is audited and listed by `history`. A bad cron expression or \
+instant is refused with the reason.\n\nExamples:\n  sesame env schedule new web/prod --cron \"0 3 * * 1\" --path \
+db.password\n  sesame env schedule ls web/prod\n  sesame env schedule history web/prod ID"
+    )]
+    Schedule(ScheduleArgs),
     /// Evaluate a local environment file offline and print its values.
     #[command(long_about = "Evaluate a local environment file offline and print its values.\n\n\
 An import `NAME` (and a reference `${environments.P.E…}`, which names `P/E`) is read from `DIR/NAME.yaml`, where DIR \
@@ -139,6 +153,7 @@ pub async fn run(args: EnvArgs) -> anyhow::Result<ExitCode> {
         EnvCommand::Version(a) => versions::version(a).await,
         EnvCommand::Diff(a) => versions::diff(a).await,
         EnvCommand::Rotate(a) => rotate::rotate(a).await,
+        EnvCommand::Schedule(a) => schedule::schedule(a).await,
     }
 }
 

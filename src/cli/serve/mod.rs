@@ -141,6 +141,16 @@ pub struct ServeArgs {
     /// a Kubernetes cluster's CA, to trust its API server as an issuer).
     #[arg(long = "egress-ca", value_name = "FILE", env = "SESAME_EGRESS_CA")]
     pub egress_ca: Option<PathBuf>,
+    /// Rotation schedules: how often this replica looks for due schedules, in milliseconds.
+    #[arg(long, env = "SESAME_SCHEDULE_TICK_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub schedule_tick_ms: u64,
+    /// Rotation schedules: how long a replica's claim on a running schedule lasts, in milliseconds. Only the
+    /// claim's holder runs the schedule; after a crash another replica (or this one, restarted) runs it once the
+    /// claim lapses.
+    #[arg(long, env = "SESAME_SCHEDULE_LEASE_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub schedule_lease_ms: u64,
     /// Google's Security Token Service, where fn::open::gcp-login exchanges OIDC tokens (an http(s) origin, no
     /// path; calls go through the egress rules, so a non-public address must also be in --egress-allow).
     #[arg(
@@ -223,6 +233,10 @@ impl ServeArgs {
             transit: crate::server::TransitConfig {
                 max_batch: self.transit_max_batch,
                 rotate_after_encryptions: self.transit_nonce_budget,
+            },
+            schedules: crate::server::esc::schedules::ScheduleConfig {
+                tick: std::time::Duration::from_millis(self.schedule_tick_ms),
+                lease: std::time::Duration::from_millis(self.schedule_lease_ms),
             },
             oidc: crate::server::oidc_issuer::OidcServeConfig {
                 public_url: self.public_url,

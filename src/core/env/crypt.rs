@@ -9,17 +9,18 @@
 //! the original tree with exactly each secret replaced by its `{ciphertext: …}`; a text it cannot rewrite that way
 //! is refused ([`CryptError::Unsealable`]) and must not be stored. `open_ciphertexts` does the inverse for the
 //! secrets under the top-level `values`. A malformed `fn::secret` (not a scalar, not a ciphertext) is left alone:
-//! evaluation reports it.
+//! evaluation reports it. The byte-range helpers here (where a scalar's text ends, applying edits) are also those
+//! [`super::splice`] uses to write a rotation's new states.
 
 use std::collections::HashMap;
 
 use super::syntax::{self, Node, NodeKind, ScalarBounds, SyntaxError};
 
 /// A splice: replace `start..end` of the source with `text`.
-struct Edit {
-    start: usize,
-    end: usize,
-    text: String,
+pub(super) struct Edit {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) text: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -329,7 +330,7 @@ fn secrets<'n>(node: &'n Node, out: &mut Vec<(&'n Node, &'n Node)>, plaintext: b
 /// quoted, multi-line and block text), found between where it begins and where the next parser event begins.
 /// `parent_indent` is the 0-based column of the mapping holding it (a block scalar's indentation is relative to it).
 /// `None` when the text does not look like a scalar of its style.
-fn raw_end(src: &str, node: &Node, bounds: &ScalarBounds, parent_indent: usize) -> Option<usize> {
+pub(super) fn raw_end(src: &str, node: &Node, bounds: &ScalarBounds, parent_indent: usize) -> Option<usize> {
     let start = node.span.begin.byte;
     let bound = (*bounds.get(&start)?).min(src.len());
     let bytes = src.as_bytes();
@@ -384,7 +385,7 @@ fn plain_end(src: &str, start: usize, bound: usize, value: &str) -> usize {
 /// The end of a literal or folded block scalar whose header (`|`, `>-`, `|2+` …) is at `start`: the end of its last
 /// line indented deeper than the mapping holding it (at least its indentation indicator deep, when it has one).
 /// Trailing blank lines and less indented comment lines stay outside.
-fn block_end(src: &str, start: usize, bound: usize, parent_indent: usize) -> Option<usize> {
+pub(super) fn block_end(src: &str, start: usize, bound: usize, parent_indent: usize) -> Option<usize> {
     let header_end = src[start..bound].find('\n').map_or(bound, |i| start + i);
     let indicators = src[start + 1..header_end]
         .bytes()
@@ -414,7 +415,7 @@ fn block_end(src: &str, start: usize, bound: usize, parent_indent: usize) -> Opt
 }
 
 /// Whether byte `at` sits inside a flow collection on its line.
-fn in_flow(src: &str, at: usize) -> bool {
+pub(super) fn in_flow(src: &str, at: usize) -> bool {
     let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
     let before = &src[line_start..at];
     let opens = before.matches(['{', '[']).count();
@@ -424,7 +425,7 @@ fn in_flow(src: &str, at: usize) -> bool {
 
 /// A YAML scalar that reads back as exactly `s`, as a string: plain when that is unambiguous, else double-quoted
 /// with every control character escaped (so that the text stays a valid definition).
-fn yaml_string(s: &str) -> String {
+pub(super) fn yaml_string(s: &str) -> String {
     let plain_ok = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || " _-./+=@".contains(c))
         && !s.starts_with([' ', '-', '.', '+', '@'])
@@ -445,7 +446,7 @@ fn yaml_string(s: &str) -> String {
     })
 }
 
-fn apply(src: &str, mut edits: Vec<Edit>) -> String {
+pub(super) fn apply(src: &str, mut edits: Vec<Edit>) -> String {
     edits.sort_by_key(|e| e.start);
     let mut out = String::with_capacity(src.len());
     let mut at = 0;

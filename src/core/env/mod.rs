@@ -12,6 +12,7 @@ pub mod path;
 pub mod project;
 pub mod schema;
 pub mod session;
+pub mod splice;
 pub mod syntax;
 pub mod value;
 

@@ -31,6 +31,7 @@ use crate::wire::esc;
 
 mod definitions;
 pub mod eval;
+mod failpoint;
 mod listing;
 mod oidc_token;
 mod open;
@@ -40,6 +41,7 @@ pub use open::Opened;
 mod revisions;
 mod rotate;
 pub mod rotators;
+pub mod schedules;
 pub mod seal;
 mod tags;
 
@@ -51,6 +53,9 @@ pub use oidc_token::{mint_token, preview_claims};
 pub use open::{open, open_version, open_yaml, read_open, read_open_yaml};
 pub use revisions::{list_revisions, retract};
 pub use rotate::rotate;
+pub use schedules::{
+    create_schedule, delete_schedule, get_schedule, list_schedules, schedule_history, update_schedule,
+};
 pub use schemas::{context_schema, list_providers, list_rotators, provider_schema, rotator_schema};
 pub use tags::{
     create_revision_tag, create_tag, delete_revision_tag, delete_tag, get_revision_tag, get_tag, list_revision_tags,

@@ -4,12 +4,13 @@
 //!
 //! Rule: editors only (`Write`), one audit record per rotation (revision and paths, never a value); a rotation
 //! whose evaluation has errors, or a path that names no `fn::rotate`, is refused with diagnostics and writes
-//! nothing. The rewritten document is re-emitted from its YAML tree (comments and layout are not kept).
+//! nothing. Only the rotated states' text changes in the stored definition ([`crate::core::env::splice`]): comments,
+//! layout and every other byte the user wrote are kept. Between the rotators' draw and the revision write sits the
+//! `rotate-before-write` failpoint ([`super::failpoint`]): a process that dies there has written nothing, and the
+//! environment keeps its former `current`.
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use yaml_rust2::yaml::Hash;
-use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 use zeroize::Zeroizing;
 
 use super::eval::{self, Evaluator, revision_yaml};
@@ -19,6 +20,7 @@ use crate::core::authz::Action;
 use crate::core::env::Mode;
 use crate::core::env::eval::{Patch, values_doc_path};
 use crate::core::env::path::{PropertyPath, Seg};
+use crate::core::env::splice::{self, NewState, splice_states};
 use crate::core::env::value::{Repr, Value};
 use crate::core::timefmt::rfc3339;
 use crate::server::auth::Caller;
@@ -34,9 +36,24 @@ pub async fn rotate(
     JsonBody(body): JsonBody<esc::RotateRequest>,
 ) -> Result<Response, ApiError> {
     let t = target(&app, &p, &source, (&org, &project, &env), Action::Write).await?;
-    let wanted: Option<Vec<(String, String)>> = match &body.paths {
+    let done = rotate_target(&app, &p, &source, &t, body.paths.as_deref(), None).await?;
+    Ok(axum::Json(done).into_response())
+}
+
+/// Rotates the environment `t` (whose `Write` the caller was granted) as `p`: the `fn::rotate` calls at `paths`
+/// (all when `None` or empty), written as a new revision on top of the head it read. `schedule` names the schedule
+/// that runs it, for the audit record.
+pub(super) async fn rotate_target(
+    app: &crate::server::AppState,
+    p: &crate::server::auth::Principal,
+    source: &str,
+    t: &super::Target,
+    paths: Option<&[String]>,
+    schedule: Option<&str>,
+) -> Result<esc::RotateResponse, ApiError> {
+    let wanted: Option<Vec<(String, String)>> = match paths {
         None => None,
-        Some(ps) if ps.is_empty() => None,
+        Some([]) => None,
         Some(ps) => Some(
             ps.iter()
                 .map(|p| {
@@ -48,19 +65,19 @@ pub async fn rotate(
         ),
     };
     let head = t.env.head;
-    let text = revision_yaml(&app, &t.env, head).await?;
+    let text = revision_yaml(app, &t.env, head).await?;
     let caller = Evaluator {
-        principal: &p,
+        principal: p,
         access: &t.access,
         org: &t.org,
         import_action: Action::Open,
-        source: &source,
+        source,
     };
     let name = format!("{}/{}", t.env.project, t.env.name);
     let mode = Mode::Rotate {
         paths: wanted.as_ref().map(|w| w.iter().map(|(_, d)| d.clone()).collect()),
     };
-    let out = eval::run(&app, &caller, &name, &text, Some((&t.env, head)), mode).await?;
+    let out = eval::run(app, &caller, &name, &text, Some((&t.env, head)), mode).await?;
     if out.has_errors() {
         let errors: Vec<_> = out.diags.iter().filter(|d| d.is_error()).cloned().collect();
         return Err(ApiError::with_diagnostics(
@@ -78,18 +95,21 @@ pub async fn rotate(
     if out.patches.is_empty() {
         return Err(ApiError::bad_request("the environment has no fn::rotate to rotate"));
     }
-    let rotated = apply_patches(&app, &t.org.id, &t.env.id, &text, &out.patches).await?;
+    let rotated = apply_patches(app, &t.org.id, &t.env.id, &text, &out.patches).await?;
+    // The new secrets exist (drawn, sealed) but nothing is written yet: a crash here must lose nothing.
+    super::failpoint::hit(super::failpoint::ROTATE_BEFORE_WRITE);
     let paths: Vec<String> = out.patches.iter().map(|pa| call_path(&pa.doc_path)).collect();
-    let event = env_event(&app, &p, &source, &t, AuditAction::EnvRotate);
+    let event = env_event(app, p, source, t, AuditAction::EnvRotate);
+    let by = schedule.map(|s| format!(" schedule {s}")).unwrap_or_default();
     let audit = |rev: &i64| {
         event
             .clone()
-            .detail(format!("revision {rev} paths {}", paths.join(",")))
+            .detail(format!("revision {rev} paths {}{by}", paths.join(",")))
     };
     let now = app.clock.now_ms();
     let written = app
         .store
-        .write_revision(&t.env.id, Some(head), &rotated, &login_of(&p), now, Some(&audit))
+        .write_revision(&t.env.id, Some(head), &rotated, &login_of(p), now, Some(&audit))
         .await?;
     let Written::Revision(rev) = written else {
         return Err(ApiError::conflict(
@@ -104,7 +124,7 @@ pub async fn rotate(
             status: "succeeded".into(),
         })
         .collect();
-    Ok(axum::Json(esc::RotateResponse {
+    Ok(esc::RotateResponse {
         diagnostics: Vec::new(),
         secret_rotation_event: esc::SecretRotationEvent {
             id: uuid::Uuid::now_v7().to_string(),
@@ -112,13 +132,12 @@ pub async fn rotate(
             created: rfc3339(now),
             pre_rotation_revision: head,
             post_rotation_revision: Some(rev),
-            user_id: login_of(&p),
+            user_id: login_of(p),
             completed: Some(rfc3339(now)),
             status: "succeeded".into(),
             rotations,
         },
     })
-    .into_response())
 }
 
 /// The property path (relative to `values`) of the call a patch's document path (`values.…["fn::rotate…"].state`)
@@ -139,7 +158,7 @@ fn call_path(doc_path: &str) -> String {
     out.to_string()
 }
 
-/// The document `text` with each patch's state written in, its secret strings sealed.
+/// The document `text` with each patch's state spliced in by byte range, its secret strings sealed.
 async fn apply_patches(
     app: &crate::server::AppState,
     org_id: &str,
@@ -155,35 +174,26 @@ async fn apply_patches(
         .await?
         .into_iter();
     let bad = || ApiError::bad_request("the environment's document cannot be rewritten for the rotation");
-    let mut docs = YamlLoader::load_from_str(text).map_err(|_| bad())?;
-    if docs.len() != 1 {
-        return Err(bad());
-    }
-    let mut doc = docs.pop().ok_or_else(bad)?;
+    let mut states = Vec::with_capacity(patches.len());
     for pa in patches {
-        let path = PropertyPath::parse(&pa.doc_path).map_err(|_| bad())?;
-        let replacement = to_yaml(&pa.replacement, &mut cts).ok_or_else(bad)?;
-        let segs = path.segs();
-        let (last, parents) = segs.split_last().ok_or_else(bad)?;
-        let mut node = &mut doc;
-        for s in parents {
-            node = match (s, node) {
-                (Seg::Key(k), Yaml::Hash(h)) => h.get_mut(&Yaml::String(k.clone())).ok_or_else(bad)?,
-                (Seg::Index(i), Yaml::Array(a)) => a.get_mut(*i).ok_or_else(bad)?,
-                _ => return Err(bad()),
-            };
-        }
-        match (last, node) {
-            (Seg::Key(k), Yaml::Hash(h)) => {
-                h.insert(Yaml::String(k.clone()), replacement);
-            }
-            _ => return Err(bad()),
-        }
+        let Repr::Object(map) = &pa.replacement.repr else {
+            return Err(bad());
+        };
+        let entries = map
+            .iter()
+            .map(|(k, v)| Some((k.to_string(), flow_text(v, &mut cts)?)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        states.push(NewState {
+            doc_path: pa.doc_path.clone(),
+            entries,
+        });
     }
-    let mut out = String::new();
-    YamlEmitter::new(&mut out).dump(&doc).map_err(|_| bad())?;
-    out.push('\n');
-    Ok(out)
+    splice_states(text, &states).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the environment's document cannot be rewritten for the rotation: {e}"
+        ))
+    })
 }
 
 fn secret_strings(v: &Value, out: &mut Vec<Zeroizing<String>>) {
@@ -195,35 +205,28 @@ fn secret_strings(v: &Value, out: &mut Vec<Zeroizing<String>>) {
     }
 }
 
-/// `v` as YAML, each secret string replaced by `fn::secret: {ciphertext: …}` (the next of `cts`, in the order
-/// [`secret_strings`] walks).
-fn to_yaml(v: &Value, cts: &mut impl Iterator<Item = String>) -> Option<Yaml> {
+/// `v` as flow YAML text, each secret string replaced by `{fn::secret: {ciphertext: …}}` (the next of `cts`, in the
+/// order [`secret_strings`] walks).
+fn flow_text(v: &Value, cts: &mut impl Iterator<Item = String>) -> Option<String> {
     Some(match &v.repr {
-        Repr::String(_) if v.secret => {
-            let mut inner = Hash::new();
-            inner.insert(Yaml::String("ciphertext".into()), Yaml::String(cts.next()?));
-            let mut outer = Hash::new();
-            outer.insert(Yaml::String("fn::secret".into()), Yaml::Hash(inner));
-            Yaml::Hash(outer)
-        }
-        Repr::String(s) => Yaml::String(s.to_string()),
-        Repr::Null => Yaml::Null,
-        Repr::Bool(b) => Yaml::Boolean(*b),
-        Repr::Number(_) => match v.to_json(false) {
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Yaml::Integer(i),
-                None => Yaml::Real(n.to_string()),
-            },
-            _ => return None,
-        },
-        Repr::Array(items) => Yaml::Array(items.iter().map(|i| to_yaml(i, cts)).collect::<Option<_>>()?),
-        Repr::Object(map) => {
-            let mut h = Hash::new();
-            for (k, i) in map.iter() {
-                h.insert(Yaml::String(k.to_string()), to_yaml(i, cts)?);
-            }
-            Yaml::Hash(h)
-        }
+        Repr::String(_) if v.secret => format!("{{fn::secret: {{ciphertext: {}}}}}", cts.next()?),
+        Repr::String(s) => splice::yaml_text(s),
+        Repr::Null | Repr::Bool(_) | Repr::Number(_) => v.to_json(false).to_string(),
+        Repr::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| flow_text(i, cts))
+                .collect::<Option<Vec<_>>>()?
+                .join(", ")
+        ),
+        Repr::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, i)| Some(format!("{}: {}", splice::yaml_text(k), flow_text(i, cts)?)))
+                .collect::<Option<Vec<_>>>()?
+                .join(", ")
+        ),
     })
 }
 

@@ -79,18 +79,22 @@ static STATE: LazyLock<Json> = LazyLock::new(|| {
 });
 
 fn int_input(inputs: &Json, key: &str, default: u64, min: u64, max: u64) -> Result<u64, String> {
+    let whole = |v: &Json| {
+        v.as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+    };
     match inputs.get(key) {
         None | Some(Json::Null) => Ok(default),
-        Some(v) => match v.as_u64() {
+        Some(v) => match whole(v) {
             Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(format!("{key} must be an integer from {min} to {max}")),
+            _ => Err(format!("{key} must be a whole number from {min} to {max}")),
         },
     }
 }
 
-fn bool_input(inputs: &Json, key: &str) -> Result<bool, String> {
+fn bool_input(inputs: &Json, key: &str, default: bool) -> Result<bool, String> {
     match inputs.get(key) {
-        None | Some(Json::Null) => Ok(true),
+        None | Some(Json::Null) => Ok(default),
         Some(Json::Bool(b)) => Ok(*b),
         Some(_) => Err(format!("{key} must be true or false")),
     }
@@ -106,24 +110,33 @@ fn only_keys(inputs: &Json, allowed: &[&str]) -> Result<(), String> {
     }
 }
 
-/// `fn::rotate::password`: a random password of `length` characters from the chosen classes, at least one of each.
+/// `fn::rotate::password`, with Pulumi's inputs: `length` characters drawn uniformly from the enabled classes
+/// (`lower`, `upper`, `numeric`, `special` — the special characters being `overrideSpecial`), at least
+/// `minLower`/`minUpper`/`minNumeric`/`minSpecial` of each, in random order.
 pub struct Password;
 
 const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const DIGITS: &str = "0123456789";
-const SYMBOLS: &str = "!#$%&*+-.:=?@^_~";
+const SPECIAL: &str = "!@#$%&*()-_=+[]{}<>:?";
 
 static PASSWORD_INPUTS: LazyLock<Json> = LazyLock::new(|| {
-    let class = |what: &str| json!({"type": "boolean", "default": true, "description": format!("Whether {what} may appear (at least one then does).")});
+    let class =
+        |what: &str| json!({"type": "boolean", "default": true, "description": format!("Whether {what} may appear.")});
+    let min = |what: &str| json!({"type": "number", "minimum": 0, "maximum": 100, "default": 0, "description": format!("At least this many {what}.")});
     json!({
         "type": "object",
         "properties": {
-            "length": {"type": "integer", "minimum": 8, "maximum": 256, "default": 32, "description": "How many characters."},
-            "lowercase": class("lowercase letters"),
-            "uppercase": class("uppercase letters"),
-            "numbers": class("digits"),
-            "symbols": class(&format!("the symbols {SYMBOLS}")),
+            "length": {"type": "number", "minimum": 8, "maximum": 100, "default": 16, "description": "How many characters."},
+            "lower": class("lowercase letters"),
+            "upper": class("uppercase letters"),
+            "numeric": class("digits"),
+            "special": class("special characters"),
+            "minLower": min("lowercase letters"),
+            "minUpper": min("uppercase letters"),
+            "minNumeric": min("digits"),
+            "minSpecial": min("special characters"),
+            "overrideSpecial": {"type": "string", "default": SPECIAL, "description": "The special characters to draw from."},
         },
         "additionalProperties": false,
     })
@@ -146,39 +159,72 @@ impl Rotator for Password {
         &STATE
     }
     fn generate(&self, inputs: &Json) -> Result<Zeroizing<String>, String> {
-        only_keys(inputs, &["length", "lowercase", "uppercase", "numbers", "symbols"])?;
-        let length = int_input(inputs, "length", 32, 8, 256)? as usize;
-        let mut classes: Vec<&[u8]> = Vec::new();
-        for (key, set) in [
-            ("lowercase", LOWER),
-            ("uppercase", UPPER),
-            ("numbers", DIGITS),
-            ("symbols", SYMBOLS),
+        only_keys(
+            inputs,
+            &[
+                "length",
+                "lower",
+                "upper",
+                "numeric",
+                "special",
+                "minLower",
+                "minUpper",
+                "minNumeric",
+                "minSpecial",
+                "overrideSpecial",
+            ],
+        )?;
+        let length = int_input(inputs, "length", 16, 8, 100)? as usize;
+        let special = match inputs.get("overrideSpecial") {
+            None | Some(Json::Null) => SPECIAL.to_owned(),
+            Some(Json::String(s)) if !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+                s.clone()
+            }
+            Some(_) => return Err("overrideSpecial must be 1 to 100 printable ASCII characters".into()),
+        };
+        let mut classes: Vec<(Vec<u8>, usize)> = Vec::new();
+        let mut required = 0;
+        for (on, min, set) in [
+            ("lower", "minLower", LOWER),
+            ("upper", "minUpper", UPPER),
+            ("numeric", "minNumeric", DIGITS),
+            ("special", "minSpecial", special.as_str()),
         ] {
-            if bool_input(inputs, key)? {
-                classes.push(set.as_bytes());
+            let at_least = int_input(inputs, min, 0, 0, 100)? as usize;
+            if bool_input(inputs, on, true)? {
+                classes.push((set.as_bytes().to_vec(), at_least));
+                required += at_least;
+            } else if at_least > 0 {
+                return Err(format!("{min} is set but {on} is false"));
             }
         }
         if classes.is_empty() {
-            return Err("at least one of lowercase, uppercase, numbers and symbols must be true".into());
+            return Err("at least one of lower, upper, numeric and special must be true".into());
         }
-        let all: Vec<u8> = classes.iter().flat_map(|c| c.iter().copied()).collect();
+        if required > length {
+            return Err(format!("the minimums add up to {required}, more than length {length}"));
+        }
+        let all: Vec<u8> = classes.iter().flat_map(|(c, _)| c.iter().copied()).collect();
         let mut rng = rand::rng();
-        // Drawn uniformly from every allowed character until each class appears (rejection keeps it uniform among
-        // the passwords that satisfy the rule).
-        loop {
-            let bytes: Zeroizing<Vec<u8>> =
-                Zeroizing::new((0..length).map(|_| all[rng.random_range(0..all.len())]).collect());
-            if classes.iter().all(|c| bytes.iter().any(|b| c.contains(b))) {
-                let s = String::from_utf8(bytes.to_vec()).map_err(|_| "internal: non-ASCII".to_owned())?;
-                return Ok(Zeroizing::new(s));
-            }
+        let mut bytes: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(length));
+        for (set, at_least) in &classes {
+            bytes.extend((0..*at_least).map(|_| set[rng.random_range(0..set.len())]));
         }
+        while bytes.len() < length {
+            bytes.push(all[rng.random_range(0..all.len())]);
+        }
+        // Fisher–Yates, so the required characters are not all in front.
+        for i in (1..bytes.len()).rev() {
+            bytes.swap(i, rng.random_range(0..=i));
+        }
+        let s = String::from_utf8(bytes.to_vec()).map_err(|_| "internal: non-ASCII".to_owned())?;
+        Ok(Zeroizing::new(s))
     }
 }
 
-/// `fn::rotate::passphrase`: `words` random pronounceable words joined by `separator`. Each word is three
-/// consonant-vowel syllables from 20 consonants and 5 vowels: 10^6 words, about 19.9 bits each (6 words: ~119 bits).
+/// `fn::rotate::passphrase`, with Pulumi's inputs: `length` random pronounceable words joined by the one-character
+/// `separator`, each capitalised when `capitalize`. Each word is three consonant-vowel syllables from 20 consonants
+/// and 5 vowels: 10^6 words, about 19.9 bits each (the default 5 words: ~99 bits).
 pub struct Passphrase;
 
 const CONSONANTS: &[u8] = b"bcdfghjklmnprstvwxyz";
@@ -188,8 +234,9 @@ static PASSPHRASE_INPUTS: LazyLock<Json> = LazyLock::new(|| {
     json!({
         "type": "object",
         "properties": {
-            "words": {"type": "integer", "minimum": 4, "maximum": 32, "default": 6, "description": "How many words."},
-            "separator": {"type": "string", "maxLength": 4, "default": "-", "description": "What goes between words."},
+            "length": {"type": "number", "minimum": 3, "maximum": 15, "default": 5, "description": "How many words."},
+            "separator": {"type": "string", "minLength": 1, "maxLength": 1, "default": "-", "description": "The character between words."},
+            "capitalize": {"type": "boolean", "default": false, "description": "Whether each word starts with a capital letter."},
         },
         "additionalProperties": false,
     })
@@ -212,21 +259,29 @@ impl Rotator for Passphrase {
         &STATE
     }
     fn generate(&self, inputs: &Json) -> Result<Zeroizing<String>, String> {
-        only_keys(inputs, &["words", "separator"])?;
-        let words = int_input(inputs, "words", 6, 4, 32)?;
+        only_keys(inputs, &["length", "separator", "capitalize"])?;
+        let words = int_input(inputs, "length", 5, 3, 15)?;
         let separator = match inputs.get("separator") {
-            None | Some(Json::Null) => "-",
-            Some(Json::String(s)) if s.chars().count() <= 4 && !s.chars().any(char::is_control) => s.as_str(),
-            Some(_) => return Err("separator must be a string of at most 4 characters, none a control".into()),
+            None | Some(Json::Null) => '-',
+            Some(Json::String(s)) if s.chars().count() == 1 && !s.chars().any(char::is_control) => {
+                s.chars().next().unwrap_or('-')
+            }
+            Some(_) => return Err("separator must be exactly one character, not a control".into()),
         };
+        let capitalize = bool_input(inputs, "capitalize", false)?;
         let mut rng = rand::rng();
         let mut out = Zeroizing::new(String::new());
         for w in 0..words {
             if w > 0 {
-                out.push_str(separator);
+                out.push(separator);
             }
-            for _ in 0..3 {
-                out.push(char::from(CONSONANTS[rng.random_range(0..CONSONANTS.len())]));
+            for syllable in 0..3 {
+                let c = char::from(CONSONANTS[rng.random_range(0..CONSONANTS.len())]);
+                out.push(if capitalize && syllable == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                });
                 out.push(char::from(VOWELS[rng.random_range(0..VOWELS.len())]));
             }
         }
@@ -255,19 +310,38 @@ mod tests {
 
     #[test]
     fn passwords_follow_their_inputs() {
-        let p = Password.generate(&json!({"length": 12, "symbols": false})).unwrap();
+        let p = Password.generate(&json!({"length": 12, "special": false})).unwrap();
         assert_eq!(p.len(), 12);
         assert!(p.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert!(p.bytes().any(|b| b.is_ascii_digit()) && p.bytes().any(|b| b.is_ascii_uppercase()));
         let q = Password.generate(&json!({})).unwrap();
-        assert_eq!(q.len(), 32);
+        assert_eq!(q.len(), 16);
         assert_ne!(*q, *Password.generate(&json!({})).unwrap());
+        let r = Password
+            .generate(&json!({"length": 15, "minLower": 2, "minUpper": 3, "minSpecial": 5, "overrideSpecial": "!@"}))
+            .unwrap();
+        assert!(r.bytes().filter(u8::is_ascii_lowercase).count() >= 2);
+        assert!(r.bytes().filter(u8::is_ascii_uppercase).count() >= 3);
+        assert!(r.bytes().filter(|b| b"!@".contains(b)).count() >= 5);
+        assert!(
+            r.bytes().all(|b| b.is_ascii_alphanumeric() || b"!@".contains(&b)),
+            "{}",
+            *r
+        );
+        let digits = Password
+            .generate(&json!({"lower": false, "upper": false, "special": false, "length": 8.0}))
+            .unwrap();
+        assert!(digits.bytes().all(|b| b.is_ascii_digit()));
         for bad in [
             json!({"length": 7}),
             json!({"length": "12"}),
-            json!({"length": 257}),
-            json!({"lowercase": false, "uppercase": false, "numbers": false, "symbols": false}),
-            json!({"colour": 1}),
+            json!({"length": 101}),
+            json!({"length": 12.5}),
+            json!({"lower": false, "upper": false, "numeric": false, "special": false}),
+            json!({"minSpecial": 1, "special": false}),
+            json!({"length": 8, "minLower": 5, "minUpper": 5}),
+            json!({"overrideSpecial": ""}),
+            json!({"overrideSpecial": "\n"}),
+            json!({"symbols": false}),
             json!([1]),
         ] {
             assert!(Password.generate(&bad).is_err(), "{bad}");
@@ -276,20 +350,22 @@ mod tests {
 
     #[test]
     fn passphrases_follow_their_inputs() {
-        let p = Passphrase.generate(&json!({"words": 5, "separator": " "})).unwrap();
-        let words: Vec<&str> = p.split(' ').collect();
-        assert_eq!(words.len(), 5);
-        assert!(
-            words
-                .iter()
-                .all(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_lowercase()))
-        );
-        assert_eq!(Passphrase.generate(&json!({})).unwrap().split('-').count(), 6);
+        let p = Passphrase
+            .generate(&json!({"length": 4, "separator": "%", "capitalize": true}))
+            .unwrap();
+        let words: Vec<&str> = p.split('%').collect();
+        assert_eq!(words.len(), 4);
+        assert!(words.iter().all(|w| w.len() == 6
+            && w.as_bytes()[0].is_ascii_uppercase()
+            && w.bytes().skip(1).all(|b| b.is_ascii_lowercase())));
+        assert_eq!(Passphrase.generate(&json!({})).unwrap().split('-').count(), 5);
         for bad in [
-            json!({"words": 3}),
+            json!({"length": 2}),
+            json!({"length": 16}),
             json!({"separator": "\n"}),
+            json!({"separator": "--"}),
             json!({"separator": 1}),
-            json!({"x": 1}),
+            json!({"words": 5}),
         ] {
             assert!(Passphrase.generate(&bad).is_err(), "{bad}");
         }
