@@ -380,3 +380,64 @@ on_both!(
     rounds_and_imports_sqlite,
     rounds_and_imports_postgres
 );
+
+/// A client that goes away while a provider call runs (here: a Vault address that accepts and never answers) still
+/// leaves that call's audit record, marked abandoned.
+async fn abandoned_calls_are_audited(database_url: Option<&str>) {
+    let dir = support::temp_dir();
+    let mut cfg = support::config(dir.path(), database_url);
+    cfg.egress_allow = sesame::egress::EgressPolicy::parse(&["127.0.0.1/32"]).unwrap();
+    let s = TestServer::start(cfg, None).await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let c = Esc::admin(&s);
+    assert_eq!(c.create("acme", "svc", "app").await.status, 200);
+    let yaml = format!(
+        "values:\n  vault:\n    fn::open::vault-login:\n      address: http://127.0.0.1:{port}\n      token:\n        token: parent-token\n"
+    );
+    let r = c.patch(APP, &yaml).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let url = format!("{}/api/esc/environments{APP}/open?duration=1h", s.base);
+    let gone = s
+        .http
+        .post(url)
+        .header("Authorization", format!("token {}", s.token))
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the open was expected to outlast the client");
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = audit_records(&s).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["outcome"], json!("error"), "{}", found[0]);
+    let detail = found[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("provider=vault-login") && detail.contains("abandoned"),
+        "{detail}"
+    );
+    assert!(!detail.contains("parent-token"), "{detail}");
+    held.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn abandoned_calls_are_audited_sqlite() {
+    abandoned_calls_are_audited(None).await;
+}
+
+#[tokio::test]
+async fn abandoned_calls_are_audited_postgres() {
+    support::with_postgres_url(abandoned_calls_are_audited).await;
+}

@@ -666,33 +666,49 @@ async fn run_calls(
             result.map_err(|m| scrub(&m, &secrets))
         }
     });
+    let event_of = |call: &ProviderCall, outcome: Outcome, what: &str| {
+        app.event(
+            Some(caller.principal),
+            caller.source,
+            Some(&caller.org.id),
+            AuditAction::ProviderOpen,
+            &target,
+        )
+        .outcome(outcome)
+        .detail(format!(
+            "{}={} env={} path={} {what}",
+            if call.kind == CallKind::Rotate {
+                "rotator"
+            } else {
+                "provider"
+            },
+            call.provider,
+            call.env,
+            call.path
+        ))
+    };
+    // A request that ends while its calls run (the client went away) still leaves their records.
+    let mut abandoned = Abandoned {
+        audit: Some(app.audit.clone()),
+        events: calls
+            .iter()
+            .map(|c| {
+                event_of(
+                    c,
+                    Outcome::Error,
+                    "abandoned: the request ended before the call's answer was used",
+                )
+            })
+            .collect(),
+    };
     let answers = futures::future::join_all(runs).await;
+    abandoned.audit = None;
     for (call, answer) in calls.iter().zip(answers) {
         let (outcome, what) = match &answer {
             Ok(_) => (Outcome::Ok, "ok".to_owned()),
             Err(m) => (Outcome::Failed, format!("error: {m}")),
         };
-        let event = app
-            .event(
-                Some(caller.principal),
-                caller.source,
-                Some(&caller.org.id),
-                AuditAction::ProviderOpen,
-                &target,
-            )
-            .outcome(outcome)
-            .detail(format!(
-                "{}={} env={} path={} {what}",
-                if call.kind == CallKind::Rotate {
-                    "rotator"
-                } else {
-                    "provider"
-                },
-                call.provider,
-                call.env,
-                call.path
-            ));
-        app.record(event).await?;
+        app.record(event_of(call, outcome, &what)).await?;
         if call.kind == CallKind::Rotate {
             let state = answer.map(|mut o| std::mem::take(&mut o.value));
             r.answers
@@ -707,6 +723,28 @@ async fn run_calls(
             .insert(CallSite::of(call), answer.map_err(EffectError::Failed));
     }
     Ok(())
+}
+
+/// The records of a round's calls, written by a task of their own if the round is dropped before its answers are
+/// (the request's future ended with its connection); disarmed by taking `audit`.
+struct Abandoned {
+    audit: Option<crate::audit::AuditLog>,
+    events: Vec<crate::core::audit::AuditEvent>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(audit) = self.audit.take() {
+            let events = std::mem::take(&mut self.events);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err((_, e)) = audit.record_many(events).await {
+                        tracing::error!(error = %e, "the records of abandoned provider calls were not written");
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// A rotator's new state for `call` (a rotation), cut at the rotator's deadline; secret as a whole.
