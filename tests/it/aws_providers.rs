@@ -542,9 +542,13 @@ async fn scenario(s: &TestServer, moto: &Moto) {
     );
     let r = c.call("GET", "/api/esc/rotators/aws-iam/schema", None, &[]).await;
     let v = r.json();
-    assert_eq!(v["inputs"]["required"], json!(["login", "userArn"]), "{v}");
-    assert_eq!(v["inputs"]["properties"]["region"]["default"], "us-east-1", "{v}");
-    assert_eq!(v["state"]["required"], json!(["current"]), "{v}");
+    let (inputs, state) = (
+        &v["inputs"]["properties"]["inputs"],
+        &v["inputs"]["properties"]["state"],
+    );
+    assert_eq!(inputs["required"], json!(["login", "userArn"]), "{v}");
+    assert_eq!(inputs["properties"]["region"]["default"], "us-east-1", "{v}");
+    assert_eq!(state["required"], json!(["current"]), "{v}");
 }
 
 #[tokio::test]

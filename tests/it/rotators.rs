@@ -238,7 +238,12 @@ async fn schemas(s: &TestServer) {
         let v = r.json();
         assert_eq!(v["name"], json!(name));
         assert_eq!(v["inputs"]["type"], json!("object"));
-        assert_eq!(v["state"]["properties"]["current"]["type"], json!("string"));
+        assert_eq!(v["inputs"]["required"], json!(["inputs"]));
+        assert_eq!(v["inputs"]["properties"]["inputs"]["type"], json!("object"));
+        assert_eq!(
+            v["inputs"]["properties"]["state"]["properties"]["current"]["type"],
+            json!("string")
+        );
         assert!(v["outputs"].is_object());
     }
     let r = c.call("GET", "/api/esc/rotators/aws-iam/schema", None, &[]).await;

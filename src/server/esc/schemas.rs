@@ -36,14 +36,21 @@ pub async fn list_rotators(Caller(..): Caller) -> Response {
     Json(json!({ "rotators": names })).into_response()
 }
 
-/// `GET /api/esc/rotators/{name}/schema`: `{name, description, inputs, state, outputs}`.
+/// `GET /api/esc/rotators/{name}/schema`: `{name, description, inputs, outputs}`, where `inputs` is the schema of
+/// what `fn::rotate::<name>` takes, as Pulumi publishes it: `{inputs, state}`, `inputs` required.
 pub async fn rotator_schema(Caller(..): Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     let r = rotators::find(&name).ok_or_else(|| ApiError::not_found(format!("rotator {name:?} not found")))?;
     Ok(Json(json!({
         "name": r.name(),
         "description": r.description(),
-        "inputs": r.inputs(),
-        "state": r.state(),
+        "inputs": {
+            "type": "object",
+            "properties": {
+                "inputs": r.inputs(),
+                "state": r.state(),
+            },
+            "required": ["inputs"],
+        },
         "outputs": r.outputs(),
     }))
     .into_response())
