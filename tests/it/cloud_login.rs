@@ -331,8 +331,22 @@ async fn read(c: &Esc<'_>, id: &str, prop: &str) -> Value {
     let r = c.call("GET", &format!("{APP}/open/{id}"), None, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
-    assert_eq!(v["properties"][prop]["secret"], json!(true), "{v}");
-    crate::esc::plain(&v["properties"][prop])
+    // Credentials are secret, the rest (project, ids, token type) plain, as the output schemas say.
+    let node = &v["properties"][prop];
+    assert_ne!(node["secret"], json!(true), "{v}");
+    let fields = node["value"].as_object().expect("an object");
+    for (k, f) in fields {
+        let secret = matches!(k.as_str(), "accessToken" | "clientSecret");
+        assert_eq!(f["secret"] == json!(true), secret, "{k}: {v}");
+        if k == "oidc" {
+            assert_eq!(f["value"]["token"]["secret"], json!(true), "{v}");
+        }
+    }
+    assert!(
+        fields.contains_key("accessToken") || fields.contains_key("clientSecret") || fields.contains_key("oidc"),
+        "{v}"
+    );
+    crate::esc::plain(node)
 }
 
 /// Opens and expects a diagnostic holding `want` and nothing secret.

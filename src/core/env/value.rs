@@ -377,6 +377,35 @@ impl Value {
         })
     }
 
+    /// A known value from plain JSON whose parts are made secret (as a whole) where `schema` says `"secret": true`,
+    /// following `properties`, `additionalProperties` and `items` (a provider's outputs, typed by its output
+    /// schema). Bounded by the JSON's own depth.
+    pub fn from_json_marked(j: &Json, schema: &Json) -> Value {
+        static ANY: Json = Json::Bool(true);
+        if schema.get("secret").and_then(Json::as_bool) == Some(true) {
+            return Value::from_json(j).deep_secret();
+        }
+        Value::new(match j {
+            Json::Array(items) => {
+                let item = schema.get("items").unwrap_or(&ANY);
+                Repr::Array(items.iter().map(|v| Value::from_json_marked(v, item)).collect())
+            }
+            Json::Object(map) => Repr::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let sub = schema
+                            .get("properties")
+                            .and_then(|p| p.get(k))
+                            .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+                            .unwrap_or(&ANY);
+                        (k.clone(), Value::from_json_marked(v, sub))
+                    })
+                    .collect(),
+            ),
+            other => return Value::from_json(other),
+        })
+    }
+
     /// `fn::toString`: scalars as text; lists and objects as Go-quoted `"a","b"` / `"k"="v"` joined by commas.
     pub fn to_text(&self) -> String {
         self.to_text_within(usize::MAX).unwrap_or_default()
@@ -529,6 +558,40 @@ pub fn go_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_secret_where_their_schema_says() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "token": {"type": "string", "secret": true},
+                "nested": {"type": "object", "properties": {"key": {"secret": true}}},
+                "list": {"type": "array", "items": {"type": "object", "properties": {"pw": {"secret": true}}}},
+            },
+            "additionalProperties": {"type": "string", "secret": true},
+        });
+        let j = serde_json::json!({
+            "id": "a", "token": "t", "nested": {"key": "k", "other": "o"},
+            "list": [{"pw": "p", "name": "n"}], "extra": "e",
+        });
+        let v = Value::from_json_marked(&j, &schema);
+        let Repr::Object(m) = &v.repr else { panic!("an object") };
+        let field = |k: &str| m.iter().find(|(n, _)| n.as_str() == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(!v.secret && !field("id").secret && field("token").secret && field("extra").secret);
+        let nested = field("nested");
+        assert!(!nested.secret && nested.contains_secrets());
+        assert_eq!(
+            nested.to_json(true),
+            serde_json::json!({"key": "[secret]", "other": "o"})
+        );
+        assert_eq!(
+            field("list").to_json(true),
+            serde_json::json!([{"pw": "[secret]", "name": "n"}])
+        );
+        // Plain JSON is unchanged by redaction-free rendering.
+        assert_eq!(v.to_json(false), j);
+    }
 
     #[test]
     fn renderings() {

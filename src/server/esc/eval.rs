@@ -228,10 +228,11 @@ impl Effects for Answers {
             return self.rotator_call(call);
         }
         match self.calls.get(&CallSite::of(call)) {
-            Some(Ok(o)) => {
-                let v = Value::from_json(&o.value);
-                Answer::Ready(Ok(if o.secret { v.deep_secret() } else { v }))
-            }
+            Some(Ok(o)) => Answer::Ready(Ok(match providers::find(&call.provider) {
+                // Secret as a whole, or where the provider's output schema says so.
+                Some(p) if !o.secret => Value::from_json_marked(&o.value, p.outputs()),
+                _ => Value::from_json(&o.value).deep_secret(),
+            })),
             Some(Err(e)) => Answer::Ready(Err(e.clone())),
             None if self.replay => Answer::Ready(Err(EffectError::Failed(
                 "this session holds no output for this call".into(),

@@ -183,7 +183,7 @@ async fn login(ctx: &OpenCtx<'_>, inputs: &Json) -> Result<Output, String> {
     }
     Ok(Output {
         value: Json::Object(out),
-        secret: true,
+        secret: false,
     })
 }
 

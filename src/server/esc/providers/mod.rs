@@ -50,7 +50,8 @@ pub struct OpenCtx<'a> {
     pub root: Option<&'a EnvRecord>,
 }
 
-/// What a provider returned: a JSON value, secret as a whole or not. Sessions store exactly this (sealed).
+/// What a provider returned: a JSON value, secret as a whole, or (`secret: false`) secret where the provider's output
+/// schema marks a part `"secret": true`. Sessions store exactly this (sealed).
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Output {
     pub value: Json,
