@@ -387,23 +387,9 @@ fn output(access_key_id: &str, secret_access_key: &str, session_token: Option<&s
 }
 
 async fn assume(ctx: &OpenCtx<'_>, plan: OidcPlan) -> Result<Output, String> {
-    let Some(current) = ctx.current else {
-        return Err(
-            "aws-login with oidc is not available in an unsaved document: save the environment and open it".into(),
-        );
-    };
     let cfg = sdk_config().await;
     check_endpoint(ctx, cfg).await?;
-    let minted = crate::server::oidc_issuer::mint_for_env(
-        ctx.app,
-        ctx.principal,
-        ctx.source,
-        ctx.org,
-        (current, ctx.root.unwrap_or(current)),
-        &plan.token,
-    )
-    .await
-    .map_err(|e| format!("minting the login token: {}", e.message()))?;
+    let minted = super::mint_login(ctx, "aws-login with oidc", &plan.token).await?;
     let sts = aws_sdk_sts::Client::new(cfg);
     let policies = plan
         .policy_arns

@@ -162,22 +162,7 @@ async fn login(ctx: &OpenCtx<'_>, inputs: &Json) -> Result<Output, String> {
         Ok(attributes) => {
             let req = TokenRequest::new("login", None, Some("azure"), attributes.as_deref(), None)
                 .map_err(|e| format!("subjectAttributes: {e}"))?;
-            let Some(current) = ctx.current else {
-                return Err(
-                    "azure-login with oidc is not available in an unsaved document: save the environment and open it"
-                        .into(),
-                );
-            };
-            let minted = crate::server::oidc_issuer::mint_for_env(
-                ctx.app,
-                ctx.principal,
-                ctx.source,
-                ctx.org,
-                (current, ctx.root.unwrap_or(current)),
-                &req,
-            )
-            .await
-            .map_err(|e| format!("minting the OIDC token: {}", e.message()))?;
+            let minted = super::mint_login(ctx, "azure-login with oidc", &req).await?;
             out.insert("oidc".into(), json!({"token": minted.expose()}));
         }
     }

@@ -467,22 +467,7 @@ async fn login(ctx: &OpenCtx<'_>, inputs: &Json) -> Result<Output, String> {
         } => {
             let req = TokenRequest::new("login", None, Some("gcp"), attributes.as_deref(), None)
                 .map_err(|e| format!("oidc.subjectAttributes: {e}"))?;
-            let Some(current) = ctx.current else {
-                return Err(
-                    "gcp-login with oidc is not available in an unsaved document: save the environment and open it"
-                        .into(),
-                );
-            };
-            let minted = crate::server::oidc_issuer::mint_for_env(
-                ctx.app,
-                ctx.principal,
-                ctx.source,
-                ctx.org,
-                (current, ctx.root.unwrap_or(current)),
-                &req,
-            )
-            .await
-            .map_err(|e| format!("minting the login token: {}", e.message()))?;
+            let minted = super::mint_login(ctx, "gcp-login with oidc", &req).await?;
             let federated = exchange(ctx, project, pool, provider, minted.expose()).await?;
             let (t, e) = impersonate(ctx, service_account, &federated, lifetime).await?;
             (t, Some(e))

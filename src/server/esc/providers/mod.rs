@@ -72,6 +72,31 @@ impl Drop for Output {
     }
 }
 
+/// The login-family token a provider presents (`req`), minted by this server's issuer about the environment whose
+/// document makes the call (audited as a mint); refused in an unsaved document, which names no environment (`what`
+/// names the provider and mode in that message).
+pub async fn mint_login(
+    ctx: &OpenCtx<'_>,
+    what: &str,
+    req: &crate::core::oidc::TokenRequest,
+) -> Result<crate::oidc_issuer::MintedToken, String> {
+    let Some(current) = ctx.current else {
+        return Err(format!(
+            "{what} is not available in an unsaved document: save the environment and open it"
+        ));
+    };
+    crate::server::oidc_issuer::mint_for_env(
+        ctx.app,
+        ctx.principal,
+        ctx.source,
+        ctx.org,
+        (current, ctx.root.unwrap_or(current)),
+        req,
+    )
+    .await
+    .map_err(|e| format!("minting the login token: {}", e.message()))
+}
+
 /// A provider: its schemas and its `open`.
 pub trait Provider: Send + Sync {
     /// The name after `fn::open::`.

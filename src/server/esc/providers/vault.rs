@@ -261,22 +261,7 @@ async fn login(ctx: &OpenCtx<'_>, inputs: &Json) -> Result<Output, String> {
             let attrs = checked_str_array(j.get("subjectAttributes"), "jwt.subjectAttributes")?;
             let req =
                 TokenRequest::new("login", None, Some("vault"), attrs.as_deref(), None).map_err(|e| e.to_string())?;
-            let Some(current) = ctx.current else {
-                return Err(
-                    "vault-login with jwt is not available in an unsaved document: save the environment and open it"
-                        .into(),
-                );
-            };
-            let minted = crate::server::oidc_issuer::mint_for_env(
-                ctx.app,
-                ctx.principal,
-                ctx.source,
-                ctx.org,
-                (current, ctx.root.unwrap_or(current)),
-                &req,
-            )
-            .await
-            .map_err(|e| format!("minting the login token: {}", e.message()))?;
+            let minted = super::mint_login(ctx, "vault-login with jwt", &req).await?;
             let mut segs = vec!["auth".to_owned()];
             segs.extend(mount);
             segs.push("login".into());
