@@ -441,3 +441,30 @@ async fn abandoned_calls_are_audited_sqlite() {
 async fn abandoned_calls_are_audited_postgres() {
     support::with_postgres_url(abandoned_calls_are_audited).await;
 }
+
+/// A provider call the text test cannot see (the key written with a YAML escape) still runs once per open, also
+/// when opens arrive together and share one evaluation: each session holds its own token.
+async fn escaped_calls_run_per_open(s: &TestServer) {
+    let c = Esc::admin(s);
+    assert_eq!(c.create("acme", "svc", "app").await.status, 200);
+    let yaml = format!("values:\n  token:\n    \"fn::\\u006fpen::oidc\":\n{GOOD}");
+    let r = c.patch(APP, &yaml).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let opens: Vec<String> = futures::future::join_all((0..8).map(|_| open_id(&c))).await;
+    let mut tokens = Vec::new();
+    for id in &opens {
+        let r = read(&c, id).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        assert_eq!(v["properties"]["token"]["secret"], json!(true), "{v}");
+        tokens.push(v["properties"]["token"]["value"].as_str().expect("a token").to_owned());
+    }
+    let distinct: std::collections::BTreeSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), opens.len(), "every open minted its own token");
+    assert_eq!(audit_records(s).await.len(), opens.len());
+}
+on_both!(
+    escaped_calls_run_per_open,
+    escaped_calls_run_per_open_sqlite,
+    escaped_calls_run_per_open_postgres
+);
