@@ -5,6 +5,8 @@
 #   peer GET /version          vs  Sesame GET /healthz                 (the bare request path)
 #   peer JOSE / KMIP encrypt   vs  Sesame stack encrypt, 1 KiB          (AES-256-GCM under a key the server holds)
 #   peer JOSE / KMIP decrypt   vs  Sesame stack decrypt, 1 KiB
+#   probe GET /healthz, probe POST /echo 1 KiB   (bench/echo-probe: Sesame's HTTP stack with no work in the handler —
+#                                                the ceiling of any 1 KiB JSON call, as a share of a bare GET)
 #
 # Usage: bench/peer-cosmian.sh [seconds] [connections] [sqlite|postgres]     (defaults: 10 32 sqlite)
 # Env: ROUNDS [1] (repeat every row; each round in the same order), THREADS [2] (wrk threads),
@@ -75,11 +77,12 @@ fi
 # Both servers, on free loopback ports.
 work="$(mktemp -d)"
 peer_pid=""
+probe_pid=""
 pid=""
 db=""
 pg="postgres://postgres@127.0.0.1:5432"
 cleanup() {
-  for p in "$pid" "$peer_pid"; do
+  for p in "$pid" "$peer_pid" "$probe_pid"; do
     if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
   done
   if [ -n "$db" ]; then psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; fi
@@ -118,6 +121,7 @@ pid=$!
 wait_for "$base/readyz" "$work/serve.log"
 export SESAME_TOKEN="$(cat "$work/data/admin.token")"
 stack="$base/api/stacks/bench/app/prod"
+source bench/echo-probe.sh
 
 # ---------------------------------------------------------------------------------------------------------------
 # Request bodies. The same 1 KiB plaintext for both servers.
@@ -221,6 +225,8 @@ for round in $(seq 1 "$rounds"); do
   run "peer JOSE decrypt 1 KiB" "$peer_pid" "$peer/v1/crypto/decrypt" "$work/jose_dec.json" "$work/peer_post.lua"
   run "peer KMIP decrypt 1 KiB" "$peer_pid" "$peer/kmip/2_1" "$work/kmip_dec.json" "$work/peer_post.lua"
   run "sesame decrypt 1 KiB" "$pid" "$stack/decrypt" "$work/dec.json" bench/wrk/post.lua
+  run "probe GET /healthz" "$probe_pid" "$probe/healthz"
+  run "probe echo 1 KiB" "$probe_pid" "$probe/echo" "$work/enc.json" "$work/peer_post.lua"
 done
 
 ratio() { awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN { printf "%.2f", a / b }'; }
@@ -234,6 +240,11 @@ for op in encrypt decrypt; do
 done
 for op in encrypt decrypt; do
   printf '%-52s %6s   (goal >= 0.70)\n' "sesame $op / sesame /healthz" "$(ratio "sesame $op 1 KiB" "sesame GET /healthz")"
+done
+printf '%-52s %6s   (the ceiling of a 1 KiB JSON call on this stack)\n' "probe echo 1 KiB / probe GET /healthz" \
+  "$(ratio "probe echo 1 KiB" "probe GET /healthz")"
+for op in encrypt decrypt; do
+  printf '%-52s %6s\n' "sesame $op / probe echo 1 KiB" "$(ratio "sesame $op 1 KiB" "probe echo 1 KiB")"
 done
 audit_lines="$(curl -fs -H "Authorization: token $SESAME_TOKEN" "$base/api/sesame/v1/orgs/bench/audit" | wc -l)"
 echo "lines in Sesame's org audit export after the runs (tallied stack calls, checkpoints, head): $audit_lines"

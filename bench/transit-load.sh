@@ -6,6 +6,8 @@
 #   bao transit encrypt, 1 KiB      vs  Sesame /v1/transit/encrypt, 1 KiB  (aes256-gcm96, X-Vault-Token)
 #   bao transit decrypt, 1 KiB      vs  Sesame /v1/transit/decrypt, 1 KiB
 #   bao encrypt batch of 100 × 1 KiB  vs  the same on Sesame (one request, 100 items)
+#   probe GET /healthz, probe PUT /echo 1 KiB  (bench/echo-probe: the same HTTP stack with no work in the handler —
+#                                              the ceiling of any 1 KiB JSON call, as a share of a bare GET)
 #
 # Usage: bench/transit-load.sh [seconds] [connections] [sqlite|postgres]     (defaults: 10 32 sqlite)
 # Env: ROUNDS [1], THREADS [2] (wrk threads), SESAME_BIN (a prebuilt sesame; default: cargo build --release),
@@ -36,11 +38,12 @@ fi
 
 work="$(mktemp -d)"
 bao_pid=""
+probe_pid=""
 pid=""
 db=""
 pg="postgres://postgres@127.0.0.1:5432"
 cleanup() {
-  for p in "$pid" "$bao_pid"; do
+  for p in "$pid" "$bao_pid" "$probe_pid"; do
     if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
   done
   if [ -n "$db" ]; then psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; fi
@@ -77,6 +80,7 @@ SESAME_LOG=warn "$bin" "${args[@]}" >"$work/serve.log" 2>&1 &
 pid=$!
 wait_for "$base/readyz" "$work/serve.log"
 sesame_token="$(cat "$work/data/admin.token")"
+source bench/echo-probe.sh
 
 # The same key name, plaintext and requests on both: make the key, then one ciphertext for the decrypt row.
 head -c 1024 /dev/urandom >"$work/pt.bin"
@@ -139,6 +143,8 @@ for round in $(seq 1 "$rounds"); do
   run "sesame decrypt 1 KiB" "$pid" "$base/v1/transit/decrypt/bench" "$sesame_token" "$work/dec-sesame.json"
   run "bao batch 100 × 1 KiB" "$bao_pid" "$bao/v1/transit/encrypt/bench" "$bao_token" "$work/batch.json"
   run "sesame batch 100 × 1 KiB" "$pid" "$base/v1/transit/encrypt/bench" "$sesame_token" "$work/batch.json"
+  run "probe GET /healthz" "$probe_pid" "$probe/healthz"
+  run "probe echo 1 KiB" "$probe_pid" "$probe/echo" "" "$work/enc.json"
 done
 
 ratio() { awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN { printf "%.2f", a / b }'; }
@@ -148,4 +154,9 @@ for op in "encrypt 1 KiB" "decrypt 1 KiB" "batch 100 × 1 KiB"; do
 done
 for op in "encrypt 1 KiB" "decrypt 1 KiB"; do
   printf '%-44s %6s   (goal >= 0.70)\n' "sesame $op / sesame /healthz" "$(ratio "sesame $op" "sesame GET /healthz")"
+done
+printf '%-44s %6s   (the ceiling of a 1 KiB JSON call on this stack)\n' "probe echo 1 KiB / probe GET /healthz" \
+  "$(ratio "probe echo 1 KiB" "probe GET /healthz")"
+for op in "encrypt 1 KiB" "decrypt 1 KiB"; do
+  printf '%-44s %6s\n' "sesame $op / probe echo 1 KiB" "$(ratio "sesame $op" "probe echo 1 KiB")"
 done
