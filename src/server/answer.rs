@@ -13,10 +13,8 @@
 //!
 //! Answers holding plaintext go out through [`secret_body`], whose buffer is wiped once sent.
 
-use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -27,10 +25,29 @@ pub const HSTS: &str = "max-age=31536000";
 
 const NOSNIFF: HeaderName = HeaderName::from_static("x-content-type-options");
 
-/// Paths whose errors take ESC's shape: every Pulumi/ESC-style API lives under `/api/`; the operations endpoints
-/// are Sesame's own.
-fn esc_shaped(path: &str) -> bool {
-    path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
+/// Which error shape a path's answers take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// ESC's `{"code", "message"}`: every Pulumi/ESC-style API lives under `/api/`; the operations endpoints are
+    /// Sesame's own.
+    Esc,
+    /// Vault's `{"errors": [...]}`: the Vault-compatible API under `/v1/`.
+    Vault,
+    /// The path's own (an API with its own error shape, or no API).
+    Own,
+}
+
+impl Shape {
+    /// The shape of `path`'s answers.
+    pub fn of(path: &str) -> Shape {
+        if path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics") {
+            Shape::Esc
+        } else if path.starts_with("/v1/") {
+            Shape::Vault
+        } else {
+            Shape::Own
+        }
+    }
 }
 
 /// Whether a content type is JSON (`application/json`, `application/problem+json`, with or without parameters).
@@ -45,18 +62,16 @@ fn is_json(value: Option<&HeaderValue>) -> bool {
         .unwrap_or(false)
 }
 
-/// The layer (outermost in the router): security headers on every answer, ESC's error shape where it applies.
-pub async fn finish(req: Request, next: Next) -> Response {
-    let shaped = esc_shaped(req.uri().path());
-    let vault = req.uri().path().starts_with("/v1/");
-    let mut response = next.run(req).await;
+/// What every answer leaves with (called by [`super::edge`] on each one, whoever made it): the security headers
+/// (and `Strict-Transport-Security` when `tls`), and an error body in the shape of its path's API.
+pub fn finish_answer(shape: Shape, tls: bool, mut response: Response) -> Response {
     let status = response.status();
-    if (shaped || vault)
+    if shape != Shape::Own
         && (status.is_client_error() || status.is_server_error())
         && !is_json(response.headers().get(CONTENT_TYPE))
     {
         // The Vault-compatible API's errors take Vault's shape, `{"errors": [...]}`, with the same fixed message.
-        let mut replaced = if vault {
+        let mut replaced = if shape == Shape::Vault {
             super::error::VaultError::from(ApiError::for_status(status)).into_response()
         } else {
             ApiError::for_status(status).into_response()
@@ -73,15 +88,9 @@ pub async fn finish(req: Request, next: Next) -> Response {
     headers
         .entry(CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    response
-}
-
-/// The layer added when serving TLS: `Strict-Transport-Security` on every answer.
-pub async fn hsts(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    response
-        .headers_mut()
-        .insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    if tls {
+        headers.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
     response
 }
 
@@ -98,6 +107,67 @@ impl AsRef<[u8]> for Wiped {
 /// the transport makes, such as TLS records, are the transport's).
 pub fn secret_body(bytes: zeroize::Zeroizing<Vec<u8>>) -> axum::body::Body {
     axum::body::Body::from(axum::body::Bytes::from_owner(Wiped(bytes)))
+}
+
+/// A JSON answer from bytes already serialized.
+pub fn json_answer(body: axum::body::Body) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `{"<field>":"<base64 of bytes>"}`, in one buffer of exactly its size: the standard base64 alphabet (`A–Z a–z
+/// 0–9 + / =`) needs no JSON escaping, so the text is written once, without the escape scan or the intermediate
+/// `String` a serializer would make. `field` is a fixed ASCII name. The buffer is wiping: the caller decides whether
+/// it leaves as a [`secret_body`] or is released as a plain one.
+pub fn b64_field_json(field: &'static str, bytes: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    use base64::Engine;
+    debug_assert!(field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
+    let prefix = field.len() + 5; // {"field":"
+    let mut out = zeroize::Zeroizing::new(vec![0u8; prefix + encoded + 2]);
+    out[..2].copy_from_slice(b"{\"");
+    out[2..2 + field.len()].copy_from_slice(field.as_bytes());
+    out[2 + field.len()..prefix].copy_from_slice(b"\":\"");
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[prefix..prefix + encoded])
+        .unwrap_or(0);
+    debug_assert_eq!(written, encoded);
+    let end = prefix + written;
+    out[end..end + 2].copy_from_slice(b"\"}");
+    out.truncate(end + 2);
+    out
+}
+
+/// Serializes `value` (an answer holding plaintext) as JSON into a buffer that never leaves plaintext behind: where
+/// `serde_json::to_vec` grows its `Vec` by reallocation — freeing each smaller buffer with its bytes still in it —
+/// this writer copies into a larger buffer and wipes the one it leaves.
+pub fn secret_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, serde_json::Error> {
+    let mut w = WipingWriter(zeroize::Zeroizing::new(Vec::with_capacity(1024)));
+    serde_json::to_writer(&mut w, value)?;
+    Ok(w.0)
+}
+
+/// A growing buffer that wipes what it outgrows (see [`secret_json`]).
+struct WipingWriter(zeroize::Zeroizing<Vec<u8>>);
+
+impl std::io::Write for WipingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let need = self.0.len().saturating_add(buf.len());
+        if need > self.0.capacity() {
+            let mut bigger = Vec::with_capacity(need.max(self.0.capacity().saturating_mul(2)));
+            bigger.extend_from_slice(&self.0);
+            // The old buffer is wiped (all of its capacity) as the `Zeroizing` it was in is dropped.
+            self.0 = zeroize::Zeroizing::new(bigger);
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Wipes every string of a JSON value (secrets parsed from a decrypted body), without recursion, then drops it.
@@ -132,6 +202,30 @@ mod tests {
         }
         // Dropping this value normally would recurse 100,000 levels deep.
         wipe_json(v);
+    }
+
+    #[test]
+    fn a_base64_field_is_the_json_a_serializer_writes() {
+        for len in [0usize, 1, 2, 3, 4, 5, 1023, 1024, 1025, 4096] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let direct = b64_field_json("plaintext", &bytes);
+            use base64::Engine;
+            let want = serde_json::to_vec(&serde_json::json!({
+                "plaintext": base64::engine::general_purpose::STANDARD.encode(&bytes)
+            }))
+            .unwrap();
+            assert_eq!(&direct[..], &want[..], "length {len}");
+            assert_eq!(direct.len(), direct.capacity(), "exactly sized: nothing reallocated");
+        }
+    }
+
+    #[test]
+    fn secret_json_writes_what_to_vec_writes_at_every_size() {
+        for n in [0usize, 1, 10, 1_000, 5_000, 100_000] {
+            let v = serde_json::json!({"data": {"plaintext": "x".repeat(n), "n": n}});
+            let ours = secret_json(&v).unwrap();
+            assert_eq!(&ours[..], &serde_json::to_vec(&v).unwrap()[..], "size {n}");
+        }
     }
 
     #[tokio::test]
@@ -179,7 +273,12 @@ mod tests {
                     )
                 }),
             )
-            .layer(axum::middleware::from_fn(finish))
+            .layer(axum::middleware::from_fn(
+                |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    let shape = Shape::of(req.uri().path());
+                    finish_answer(shape, false, next.run(req).await)
+                },
+            ))
     }
 
     async fn call(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -242,10 +341,13 @@ mod tests {
             "/api/user",
             "/metrics",
         ] {
-            assert!(esc_shaped(yes), "{yes}");
+            assert_eq!(Shape::of(yes), Shape::Esc, "{yes}");
         }
-        for no in ["/v1/secret/data/x", "/", "/apix", "/metricsx"] {
-            assert!(!esc_shaped(no), "{no}");
+        for vault in ["/v1/secret/data/x", "/v1/transit/encrypt/k"] {
+            assert_eq!(Shape::of(vault), Shape::Vault, "{vault}");
+        }
+        for no in ["/", "/apix", "/metricsx", "/v1x", "/.well-known/openid-configuration"] {
+            assert_eq!(Shape::of(no), Shape::Own, "{no}");
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod conn;
+pub mod edge;
 pub mod error;
 pub mod esc;
 pub mod invitations;
@@ -36,7 +37,6 @@ use moka::future::Cache;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::core::audit::{AuditAction, AuditEvent, Outcome};
 use crate::core::keys::Name;
@@ -428,8 +428,8 @@ fn spawn_session_purger(state: &Arc<AppState>) {
     });
 }
 
-/// Builds the router over `state`.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+/// Builds the router over `state`; `tls`: answers carry `Strict-Transport-Security`.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router {
     let stacks = Router::new()
         .route("/api/stacks/{org}/{project}/{stack}/encrypt", post(stacks::encrypt))
         .route("/api/stacks/{org}/{project}/{stack}/decrypt", post(stacks::decrypt))
@@ -625,38 +625,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/{*path}", axum::routing::any(transit::handle))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state);
-    // The layers wrap the routes once, as one stack around the router: `Router::layer` would wrap every route in
-    // each layer in turn, boxing each level, and every request would clone that whole nest of boxes and box its
-    // futures again (see docs/benchmarks.md, "The request path against a peer"). Every request, routed or not,
-    // passes every layer, outermost first.
-    let layers = tower::ServiceBuilder::new()
-        // Keep this layer outermost: it gives the errors of every layer inside it ESC's shape, and every answer
-        // its security headers.
-        .layer(axum::middleware::from_fn(answer::finish))
-        .layer(SetRequestIdLayer::x_request_id(RequestIds))
-        .layer(PropagateRequestIdLayer::x_request_id())
+    // The body layers wrap the routes once, as one stack around the router (`Router::layer` would wrap every route
+    // in each layer, boxing each level); around them the one edge service (request ids, the control-character
+    // check, finished answers: see `edge`). Every request, routed or not, passes them all, the edge first.
+    let inner = tower::ServiceBuilder::new()
         .layer(RequestDecompressionLayer::new())
         .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
         // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(params::refuse_control_characters));
-    Router::new().fallback_service(layers.service(routes))
-}
-
-/// Request ids (`X-Request-Id` when the client sent none): random UUIDs (version 4) drawn from the thread's
-/// user-space generator, where `MakeRequestUuid` asks the kernel for 16 bytes on every request.
-#[derive(Clone, Copy, Debug)]
-struct RequestIds;
-
-impl tower_http::request_id::MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
-        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = id.hyphenated().encode_lower(&mut text);
-        axum::http::HeaderValue::from_str(text)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
+        .service(routes);
+    Router::new().fallback_service(edge::Edge::new(inner, tls))
 }
 
 /// A running server.
@@ -798,11 +776,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     crate::oidc_issuer::spawn_rotation(&state.oidc, OIDC_ROTATION_TICK);
     throttle::spawn_flusher(&state);
     transit::budget::spawn_flusher(&state);
-    let mut app = router(state.clone(), config.max_body_bytes);
-    if tls.is_some() {
-        app = app.layer(axum::middleware::from_fn(answer::hsts));
-    }
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router(state.clone(), config.max_body_bytes, tls.is_some()).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = conn::spawn(listener, tls, app, &config.limits.connections, stop_rx);
     tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");

@@ -17,10 +17,12 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::Path;
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::AppState;
+use super::answer::{b64_field_json, json_answer, secret_body, secret_json};
 use super::auth::Principal;
 use super::body::JsonBody;
 use super::error::ApiError;
@@ -31,7 +33,7 @@ use crate::server::auth::Caller;
 use crate::wire::SecretText;
 use crate::wire::stacks::{
     BatchDecryptRequest, BatchDecryptResponse, BatchEncryptRequest, BatchEncryptResponse, DecryptRequest,
-    DecryptResponse, EncryptRequest, EncryptResponse,
+    EncryptRequest,
 };
 
 /// Most values in one batch request.
@@ -136,14 +138,15 @@ pub async fn encrypt(
     Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<EncryptRequest>,
-) -> Result<Json<EncryptResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let result: Result<Json<EncryptResponse>, ApiError> = async {
+    let result: Result<Response, ApiError> = async {
         let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", req.plaintext.expose())?);
         let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
-        Ok(Json(EncryptResponse {
-            ciphertext: sesame_envelope::to_base64(&sealed),
-        }))
+        // `EncryptResponse`, written directly (the envelope's base64 form is standard base64). A ciphertext is no
+        // secret: its buffer leaves as a plain body.
+        let body = std::mem::take(&mut *b64_field_json("ciphertext", &sealed));
+        Ok(json_answer(body.into()))
     }
     .await;
     tally(
@@ -163,14 +166,13 @@ pub async fn decrypt(
     Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<DecryptRequest>,
-) -> Result<Json<DecryptResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
-    let result: Result<Json<DecryptResponse>, ApiError> = async {
+    let result: Result<Response, ApiError> = async {
         let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;
         let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
-        Ok(Json(DecryptResponse {
-            plaintext: SecretText::new(STANDARD.encode(&plaintext)),
-        }))
+        // `DecryptResponse`, written directly into a wiping buffer that is wiped again once sent.
+        Ok(json_answer(secret_body(b64_field_json("plaintext", &plaintext))))
     }
     .await;
     tally(
@@ -226,11 +228,11 @@ pub async fn batch_decrypt(
     Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
     JsonBody(req): JsonBody<BatchDecryptRequest>,
-) -> Result<Json<BatchDecryptResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     check_batch(req.ciphertexts.len())?;
     let target = resolve(&app, &principal, &source, path).await?;
     let values = req.ciphertexts.len();
-    let result: Result<Json<BatchDecryptResponse>, ApiError> = async {
+    let result: Result<Response, ApiError> = async {
         let mut plaintexts = BTreeMap::new();
         for text in req.ciphertexts {
             if plaintexts.contains_key(&text) {
@@ -240,7 +242,8 @@ pub async fn batch_decrypt(
             let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
             plaintexts.insert(text, SecretText::new(STANDARD.encode(&plaintext)));
         }
-        Ok(Json(BatchDecryptResponse { plaintexts }))
+        let body = secret_json(&BatchDecryptResponse { plaintexts }).map_err(|e| ApiError::internal(&e))?;
+        Ok(json_answer(secret_body(body)))
     }
     .await;
     tally(

@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
-use axum::http::HeaderValue;
-use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value as JsonValue;
@@ -28,7 +26,7 @@ use crate::core::env::{Mode, PropertyPath};
 use crate::core::keys::{open_outputs_aad, open_pins_aad, open_session_aad, session_id_aad};
 use crate::core::timefmt::parse_go_duration;
 use crate::server::AppState;
-use crate::server::answer::{secret_body, wipe_json};
+use crate::server::answer::{json_answer, secret_body, secret_json, wipe_json};
 use crate::server::auth::Caller;
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
@@ -267,7 +265,7 @@ async fn open_session(
         let mut row = [0u8; 16];
         aws_lc_rs::rand::fill(&mut row).map_err(|e| ApiError::internal(&e))?;
         let row_id = outputs_row_id(&row);
-        let text = zeroize::Zeroizing::new(serde_json::to_vec(&outputs).map_err(internal)?);
+        let text = secret_json(&outputs).map_err(internal)?;
         drop(outputs);
         let sealed = app
             .keyring
@@ -597,10 +595,9 @@ async fn read_session(
     match property.filter(|p| !p.is_empty()) {
         None => {
             // The cached answer itself is sent, not a copy: the entry (wiped when it goes) outlives the send.
-            let mut resp = axum::body::Body::from(Bytes::from_owner(SharedBody(opened))).into_response();
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Ok(resp)
+            Ok(json_answer(axum::body::Body::from(Bytes::from_owner(SharedBody(
+                opened,
+            )))))
         }
         Some(path) => property_answer(opened.parsed()?, path),
     }
@@ -611,10 +608,7 @@ fn property_answer(env: &JsonValue, path: &str) -> Result<Response, ApiError> {
     let steps = PropertyPath::parse(path).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let v = esc::lookup(&env["properties"], &steps)
         .ok_or_else(|| ApiError::not_found(format!("property '{path}' not found")))?;
-    let mut resp = secret_body(zeroize::Zeroizing::new(serde_json::to_vec(v).map_err(internal)?)).into_response();
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(json_answer(secret_body(secret_json(v).map_err(internal)?)))
 }
 
 /// A stored session's decrypted answer, whole or one property.
@@ -622,12 +616,7 @@ fn answer_plain(plain: Plaintext, property: Option<&str>) -> Result<Response, Ap
     match property.filter(|p| !p.is_empty()) {
         // The sealed body is the answer, byte for byte: no need to parse it (nor to copy it: the answer's buffer is
         // the decrypted one, wiped when sent).
-        None => {
-            let mut resp = axum::body::Body::from(Bytes::from_owner(plain)).into_response();
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Ok(resp)
-        }
+        None => Ok(json_answer(axum::body::Body::from(Bytes::from_owner(plain)))),
         Some(path) => {
             let env: JsonValue = serde_json::from_slice(plain.as_ref()).map_err(internal)?;
             drop(plain);

@@ -84,9 +84,9 @@ pub fn reply_secret<T: serde::Serialize>(data: T) -> Response {
 /// Like [`reply_secret`] with a status chosen in `error.rs` (a batch's).
 pub fn reply_secret_status<T: serde::Serialize>(status: axum::http::StatusCode, data: T) -> Response {
     let env = crate::wire::transit::Envelope::new(request_id(), data, Vec::new());
-    match serde_json::to_vec(&env) {
+    match super::answer::secret_json(&env) {
         Ok(bytes) => {
-            let body = super::answer::secret_body(zeroize::Zeroizing::new(bytes));
+            let body = super::answer::secret_body(bytes);
             let mut r = (status, body).into_response();
             r.headers_mut().insert(
                 axum::http::header::CONTENT_TYPE,
