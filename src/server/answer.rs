@@ -121,23 +121,27 @@ pub fn json_answer(body: axum::body::Body) -> Response {
 /// 0–9 + / =`) needs no JSON escaping, so the text is written once, without the escape scan or the intermediate
 /// `String` a serializer would make. `field` is a fixed ASCII name. The buffer is wiping: the caller decides whether
 /// it leaves as a [`secret_body`] or is released as a plain one.
-pub fn b64_field_json(field: &'static str, bytes: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+pub fn b64_field_json(field: &'static str, bytes: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
     use base64::Engine;
     debug_assert!(field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-    let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
+    let too_large = || ApiError::internal(&std::io::Error::other("answer too large to encode"));
+    let encoded = base64::encoded_len(bytes.len(), true).ok_or_else(too_large)?;
     let prefix = field.len() + 5; // {"field":"
-    let mut out = zeroize::Zeroizing::new(vec![0u8; prefix + encoded + 2]);
+    let total = encoded.checked_add(prefix + 2).ok_or_else(too_large)?;
+    let mut out = zeroize::Zeroizing::new(vec![0u8; total]);
     out[..2].copy_from_slice(b"{\"");
     out[2..2 + field.len()].copy_from_slice(field.as_bytes());
     out[2 + field.len()..prefix].copy_from_slice(b"\":\"");
+    // The slice is exactly the encoded length, so this cannot fail; if it did, the answer is an error, never a
+    // truncated value.
     let written = base64::engine::general_purpose::STANDARD
         .encode_slice(bytes, &mut out[prefix..prefix + encoded])
-        .unwrap_or(0);
-    debug_assert_eq!(written, encoded);
-    let end = prefix + written;
-    out[end..end + 2].copy_from_slice(b"\"}");
-    out.truncate(end + 2);
-    out
+        .map_err(|e| ApiError::internal(&e))?;
+    if written != encoded {
+        return Err(ApiError::internal(&std::io::Error::other("base64 length mismatch")));
+    }
+    out[total - 2..].copy_from_slice(b"\"}");
+    Ok(out)
 }
 
 /// Serializes `value` (an answer holding plaintext) as JSON into a buffer that never leaves plaintext behind: where
@@ -208,7 +212,7 @@ mod tests {
     fn a_base64_field_is_the_json_a_serializer_writes() {
         for len in [0usize, 1, 2, 3, 4, 5, 1023, 1024, 1025, 4096] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
-            let direct = b64_field_json("plaintext", &bytes);
+            let direct = b64_field_json("plaintext", &bytes).unwrap();
             use base64::Engine;
             let want = serde_json::to_vec(&serde_json::json!({
                 "plaintext": base64::engine::general_purpose::STANDARD.encode(&bytes)

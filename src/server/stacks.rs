@@ -145,7 +145,7 @@ pub async fn encrypt(
         let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
         // `EncryptResponse`, written directly (the envelope's base64 form is standard base64). A ciphertext is no
         // secret: its buffer leaves as a plain body.
-        let body = std::mem::take(&mut *b64_field_json("ciphertext", &sealed));
+        let body = std::mem::take(&mut *b64_field_json("ciphertext", &sealed)?);
         Ok(json_answer(body.into()))
     }
     .await;
@@ -172,7 +172,7 @@ pub async fn decrypt(
         let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;
         let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
         // `DecryptResponse`, written directly into a wiping buffer that is wiped again once sent.
-        Ok(json_answer(secret_body(b64_field_json("plaintext", &plaintext))))
+        Ok(json_answer(secret_body(b64_field_json("plaintext", &plaintext)?)))
     }
     .await;
     tally(
