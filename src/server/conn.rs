@@ -135,6 +135,7 @@ impl<S> Accept<TcpStream, S> for Guard {
                 io: stream,
                 timeout: self.idle,
                 deadline: Box::pin(tokio::time::sleep(self.first_byte.min(self.idle))),
+                last_active: None,
                 busy: busy.clone(),
                 _permit: permit,
             },
@@ -145,32 +146,47 @@ impl<S> Accept<TcpStream, S> for Guard {
 
 /// A stream that fails with `TimedOut` once it has been silent for its timeout while its connection handles no
 /// request; it holds its connection's slot.
+///
+/// Activity only records the time (`last_active`); the timer is moved forward when it fires early, not on every
+/// read and write, since re-arming a tokio timer takes the timer driver's lock and a request does several of each.
 #[derive(Debug)]
 pub struct Idle<T> {
     io: T,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// When bytes last moved, or a request was last seen in handling; `None` until the first byte, so a connection
+    /// that never sends one is held to its first deadline (the header-read timeout).
+    last_active: Option<Instant>,
     busy: Arc<AtomicUsize>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl<T> Idle<T> {
     fn touch(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        self.last_active = Some(Instant::now());
     }
 
-    /// On a pending read or write: fails once the deadline has passed, unless a request is being handled.
+    /// On a pending read or write: fails once the connection has been silent for its timeout, unless a request is
+    /// being handled.
     fn check<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         if self.busy.load(Ordering::Acquire) > 0 {
             self.touch();
             return Poll::Pending;
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for too long",
-            ))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.deadline.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => match self.last_active.map(|at| at + self.timeout) {
+                    // Active since the timer was set: move it to the real deadline and wait again.
+                    Some(due) if due > Instant::now() => self.deadline.as_mut().reset(due),
+                    _ => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection idle for too long",
+                        )));
+                    }
+                },
+            }
         }
     }
 
@@ -247,14 +263,30 @@ impl Drop for Handling {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request's handling on a [`Busy`] service: counted until it completes or is dropped.
+    pub struct Handled<F> {
+        #[pin]
+        inner: F,
+        handling: Handling,
+    }
+}
+
+impl<F: Future> Future for Handled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
 impl<S, R> tower::Service<R> for Busy<S>
 where
     S: tower::Service<R>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Handled<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -263,10 +295,9 @@ where
     fn call(&mut self, req: R) -> Self::Future {
         self.busy.fetch_add(1, Ordering::AcqRel);
         let handling = Handling(self.busy.clone());
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let _handling = handling;
-            fut.await
-        })
+        Handled {
+            inner: self.inner.call(req),
+            handling,
+        }
     }
 }

@@ -358,6 +358,60 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_connection_that_keeps_sending_outlives_the_idle_timeout_then_closes_once_silent() {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), None);
+    c.limits.connections.header_read_timeout = Duration::from_secs(60);
+    c.limits.connections.idle_timeout = Duration::from_secs(1);
+    let srv = TestServer::start(c, None).await.unwrap();
+    let addr = srv.server.local_addr();
+    let (answer, closed) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(HALF_A_HEADER).unwrap();
+        // Three idle timeouts' worth of a header trickled a byte at a time: never silent for a whole timeout.
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(b"x").unwrap();
+        }
+        s.write_all(b"\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"ok")) {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        // Answered and kept alive; now silent, it is closed after about one timeout.
+        let start = Instant::now();
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Some(start.elapsed()),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    break None;
+                }
+                Err(_) => break Some(start.elapsed()),
+            }
+        };
+        (String::from_utf8_lossy(&got).into_owned(), closed)
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the trickling connection was cut: {answer:?}"
+    );
+    let closed = closed.expect("the silent connection stays open");
+    assert!(
+        closed >= Duration::from_millis(500) && closed < Duration::from_secs(5),
+        "{closed:?}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_are_closed_at_once() {
     let dir = temp_dir();
     let mut c = config(dir.path(), None);
