@@ -9,7 +9,7 @@
 //!   server neither writes nor reads it.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::OpenError;
 use crate::format::{MAX_PLAINTEXT_LEN, OVERHEAD};
@@ -37,7 +37,7 @@ pub fn from_text(text: &str) -> Result<Vec<u8>, OpenError> {
 
 /// The base64 form of an envelope: standard alphabet, padded — what Sesame's APIs send.
 pub fn to_base64(envelope: &[u8]) -> String {
-    STANDARD.encode(envelope)
+    crate::b64::encode(envelope)
 }
 
 /// The envelope bytes of a base64 form. Only canonical text is accepted (standard alphabet, exact padding, no
@@ -47,5 +47,8 @@ pub fn from_base64(text: &str) -> Result<Vec<u8>, OpenError> {
     if text.len() > (MAX_PLAINTEXT_LEN + OVERHEAD).div_ceil(3) * 4 {
         return Err(OpenError::TooLarge);
     }
-    STANDARD.decode(text).map_err(|_| OpenError::InvalidText)
+    // An envelope is no secret: its bytes leave the wiping buffer.
+    crate::b64::decode(text.as_bytes())
+        .map(|mut bytes| std::mem::take(&mut *bytes))
+        .map_err(|_| OpenError::InvalidText)
 }

@@ -60,6 +60,10 @@ pub fn check(field: &'static str, value: &str, max: usize, lines: Lines) -> Resu
 /// a C1 control such as `%C2%85` — or raw.
 pub fn escaped_has_control(raw: &str) -> bool {
     let bytes = raw.as_bytes();
+    // Printable ASCII with no escape in it (nearly every real path) holds no control character.
+    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'%') {
+        return false;
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -81,17 +85,21 @@ pub fn escaped_has_control(raw: &str) -> bool {
 /// Whether a JSON text holds a NUL character, raw or escaped as `\u0000` (an escaped backslash followed by `u0000`
 /// is text, not a NUL). No stored or looked-up string may hold one.
 pub fn json_has_nul(json: &[u8]) -> bool {
+    // Only NULs and backslashes matter: jump between them (memchr scans a vector at a time).
     let mut i = 0;
-    while i < json.len() {
-        match json[i] {
-            0 => return true,
-            b'\\' => {
-                if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
-                    return true;
-                }
-                i += 2;
-            }
-            _ => i += 1,
+    while let Some(found) = memchr::memchr2(0, b'\\', &json[i..]) {
+        let at = i + found;
+        if json[at] == 0 {
+            return true;
+        }
+        if json.get(at + 1) == Some(&0) || json.get(at + 1) == Some(&b'u') && json.get(at + 2..at + 6) == Some(b"0000")
+        {
+            return true;
+        }
+        // Skip the escaped character (a backslash escaping a backslash is text, not the start of an escape).
+        i = at + 2;
+        if i >= json.len() {
+            break;
         }
     }
     false
@@ -163,6 +171,56 @@ mod tests {
         ];
         for json in good {
             assert!(!json_has_nul(json), "{}", String::from_utf8_lossy(json));
+        }
+    }
+
+    /// The definition, one byte at a time: a raw NUL anywhere, or `\u0000` where the backslash starts an escape.
+    fn has_nul_bytewise(json: &[u8]) -> bool {
+        let mut i = 0;
+        while i < json.len() {
+            match json[i] {
+                0 => return true,
+                b'\\' if json.get(i + 1) == Some(&0) => return true,
+                b'\\' if json.get(i + 1..i + 6) == Some(b"u0000") => return true,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn the_nul_scan_agrees_with_the_bytewise_definition_on_every_short_text() {
+        // Every text of up to 7 bytes over the bytes that matter (and one that does not).
+        let alphabet = [0u8, b'\\', b'u', b'0', b'a'];
+        let mut text = Vec::new();
+        for len in 0..=7u32 {
+            for mut n in 0..5usize.pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(alphabet[n % 5]);
+                    n /= 5;
+                }
+                assert_eq!(json_has_nul(&text), has_nul_bytewise(&text), "{text:?}");
+            }
+        }
+        // Long texts, where the vector scan takes whole blocks.
+        let mut long = vec![b'a'; 300];
+        assert!(!json_has_nul(&long));
+        long[299] = 0;
+        assert!(json_has_nul(&long));
+        long[299] = b'a';
+        long[250..256].copy_from_slice(b"\\u0000");
+        assert!(json_has_nul(&long));
+    }
+
+    #[test]
+    fn every_ascii_character_in_a_path_is_judged_as_char_is_control_judges_it() {
+        for b in 0..=0x7fu8 {
+            let raw = format!("/a{}b", b as char);
+            assert_eq!(escaped_has_control(&raw), (b as char).is_control(), "{b:#x}");
+            let escaped = format!("/a%{b:02X}b");
+            assert_eq!(escaped_has_control(&escaped), (b as char).is_control(), "{escaped}");
         }
     }
 

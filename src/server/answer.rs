@@ -122,24 +122,18 @@ pub fn json_answer(body: axum::body::Body) -> Response {
 /// `String` a serializer would make. `field` is a fixed ASCII name. The buffer is wiping: the caller decides whether
 /// it leaves as a [`secret_body`] or is released as a plain one.
 pub fn b64_field_json(field: &'static str, bytes: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-    use base64::Engine;
     debug_assert!(field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     let too_large = || ApiError::internal(&std::io::Error::other("answer too large to encode"));
-    let encoded = base64::encoded_len(bytes.len(), true).ok_or_else(too_large)?;
+    let encoded = sesame_envelope::b64::encoded_len(bytes.len()).ok_or_else(too_large)?;
     let prefix = field.len() + 5; // {"field":"
     let total = encoded.checked_add(prefix + 2).ok_or_else(too_large)?;
     let mut out = zeroize::Zeroizing::new(vec![0u8; total]);
     out[..2].copy_from_slice(b"{\"");
     out[2..2 + field.len()].copy_from_slice(field.as_bytes());
     out[2 + field.len()..prefix].copy_from_slice(b"\":\"");
-    // The slice is exactly the encoded length, so this cannot fail; if it did, the answer is an error, never a
-    // truncated value.
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[prefix..prefix + encoded])
-        .map_err(|e| ApiError::internal(&e))?;
-    if written != encoded {
-        return Err(ApiError::internal(&std::io::Error::other("base64 length mismatch")));
-    }
+    // The slice is exactly the encoded length (`encode_into` checks it, so a mistake here is a panic — an error
+    // answer — never a truncated value).
+    sesame_envelope::b64::encode_into(bytes, &mut out[prefix..prefix + encoded]);
     out[total - 2..].copy_from_slice(b"\"}");
     Ok(out)
 }

@@ -18,8 +18,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::Path;
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 
 use super::AppState;
 use super::answer::{b64_field_json, json_answer, secret_body, secret_json};
@@ -112,9 +110,8 @@ async fn resolve(
     })
 }
 
-fn decode_b64(field: &str, value: &str) -> Result<Vec<u8>, ApiError> {
-    STANDARD
-        .decode(value)
+fn decode_b64(field: &str, value: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    sesame_envelope::b64::decode(value.as_bytes())
         .map_err(|_| ApiError::bad_request(format!("{field} is not valid base64 (standard alphabet, padded)")))
 }
 
@@ -141,7 +138,7 @@ pub async fn encrypt(
 ) -> Result<Response, ApiError> {
     let target = resolve(&app, &principal, &source, path).await?;
     let result: Result<Response, ApiError> = async {
-        let plaintext = zeroize::Zeroizing::new(decode_b64("plaintext", req.plaintext.expose())?);
+        let plaintext = decode_b64("plaintext", req.plaintext.expose())?;
         let sealed = app.keyring.seal(&target.scope, &target.aad, &plaintext).await?;
         // `EncryptResponse`, written directly (the envelope's base64 form is standard base64). A ciphertext is no
         // secret: its buffer leaves as a plain body.
@@ -199,7 +196,7 @@ pub async fn batch_encrypt(
         let plaintexts = req
             .plaintexts
             .iter()
-            .map(|p| decode_b64("a plaintext", p.expose()).map(zeroize::Zeroizing::new))
+            .map(|p| decode_b64("a plaintext", p.expose()))
             .collect::<Result<Vec<_>, _>>()?;
         let sealed = app
             .keyring
@@ -240,7 +237,7 @@ pub async fn batch_decrypt(
             }
             let ciphertext = decode_envelope("a ciphertext", &text)?;
             let plaintext = app.keyring.open(&target.scope, &target.aad, &ciphertext).await?;
-            plaintexts.insert(text, SecretText::new(STANDARD.encode(&plaintext)));
+            plaintexts.insert(text, SecretText::new(sesame_envelope::b64::encode(&plaintext)));
         }
         let body = secret_json(&BatchDecryptResponse { plaintexts }).map_err(|e| ApiError::internal(&e))?;
         Ok(json_answer(secret_body(body)))

@@ -1,0 +1,216 @@
+//! Canonical standard base64 (RFC 4648 §4: standard alphabet, padded, no whitespace, no stray bits): the encoding
+//! of the envelope's base64 form, and the one Sesame's APIs use for byte values (Pulumi's and Vault's plaintexts).
+//!
+//! Rule: accept exactly what the `base64` crate's canonical `STANDARD` engine accepts, and write exactly what it
+//! writes — the tests compare both, input by input. The work is vectorised (`base64-simd` picks AVX2 or SSE4.1 at
+//! run time, a scalar loop otherwise), since a 1 KiB value costs several times more to code in the scalar engine
+//! than to seal. Decoded bytes land in a wiping buffer of exactly their size: they are usually a plaintext.
+
+use base64_simd::{Out, STANDARD};
+use zeroize::Zeroizing;
+
+/// The text is not canonical standard base64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotBase64;
+
+impl std::fmt::Display for NotBase64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not canonical standard base64 (alphabet A-Z a-z 0-9 + /, padded with =)")
+    }
+}
+
+impl std::error::Error for NotBase64 {}
+
+/// The length of the encoding of `n` bytes, or `None` if it does not fit in `usize`.
+pub fn encoded_len(n: usize) -> Option<usize> {
+    n.div_ceil(3).checked_mul(4)
+}
+
+/// The bytes `text` encodes, in a buffer that is wiped when dropped.
+pub fn decode(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, NotBase64> {
+    if !canonical_tail(text) {
+        return Err(NotBase64);
+    }
+    let len = STANDARD.decoded_length(text).map_err(|_| NotBase64)?;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    let written = STANDARD
+        .decode(text, Out::from_slice(&mut out[..]))
+        .map_err(|_| NotBase64)?
+        .len();
+    // The length was computed from the same text; a difference would be a bug in the codec, never a short value.
+    if written != len {
+        return Err(NotBase64);
+    }
+    Ok(out)
+}
+
+/// Writes the encoding of `bytes` into `out`, which must be exactly [`encoded_len`] long.
+///
+/// # Panics
+/// If `out` has another length: the caller sizes it (a programming error, not an input error).
+pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
+    assert_eq!(
+        Some(out.len()),
+        encoded_len(bytes.len()),
+        "base64 output buffer of the wrong size"
+    );
+    let _written = STANDARD.encode(bytes, Out::from_slice(out));
+}
+
+/// The encoding of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
+    STANDARD.encode_to_string(bytes)
+}
+
+/// The value of a symbol of the standard alphabet.
+fn symbol(b: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Whether the symbol before the padding carries no bits beyond the data (one `=`: its low 2 bits are zero; two:
+/// its low 4). `QQ==` is `A`; `QR==` would decode to `A` too, and is refused, so each value has one text.
+fn canonical_tail(text: &[u8]) -> bool {
+    match text {
+        [.., last, b'=', b'='] => symbol(*last).is_some_and(|v| v & 0x0f == 0),
+        [.., last, b'='] => symbol(*last).is_some_and(|v| v & 0x03 == 0),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as REFERENCE;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Both codecs' answers on `text`: the same bytes, or both refuse.
+    fn agrees(text: &[u8]) {
+        let ours = decode(text).map(|v| v.to_vec()).ok();
+        let reference = REFERENCE.decode(text).ok();
+        assert_eq!(ours, reference, "decoding {:?}", String::from_utf8_lossy(text));
+    }
+
+    #[test]
+    fn every_crafted_form_is_read_as_the_reference_reads_it() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"=",
+            b"==",
+            b"===",
+            b"====",
+            b"A",
+            b"AA",
+            b"AAA",
+            b"AAAA",
+            b"QQ==",
+            b"QR==",
+            b"QUI=",
+            b"QUJ=",
+            b"QUJD",
+            b"QQ",
+            b"QUI",
+            b"QQ=",
+            b"Q===",
+            b"QQ==QQ==",
+            b"QQ==AAAA",
+            b"=QQ=",
+            b"Q=Q=",
+            b"AA=A",
+            b"QUJD\n",
+            b" QUJD",
+            b"QU JD",
+            b"QUJD\r\n",
+            b"QUJD\0",
+            b"QU\0D",
+            b"-_-_",
+            b"QUJD-",
+            b"Zm9v",
+            b"Zm9vYg==",
+            b"Zm9vYmE=",
+            b"Zm9vYmFy",
+            b"Zm9vYmFy====",
+            b"////",
+            b"++++",
+            b"+/+/",
+            b"\xc3\xa9\xc3\xa9",
+            b"QUJD\xff",
+            "Zm9v\u{2028}".as_bytes(),
+            b"Zm9vYg=\x3d",
+        ];
+        for text in cases {
+            agrees(text);
+        }
+        // Every symbol before one and two pads (canonical and not), and every byte in every position of a quantum.
+        for b in 0..=255u8 {
+            agrees(&[b'Q', b, b'=', b'=']);
+            agrees(&[b'Q', b'U', b, b'=']);
+            for at in 0..4 {
+                let mut q = *b"QUJD";
+                q[at] = b;
+                agrees(&q);
+                let mut long = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=".to_vec();
+                long[at * 7] = b;
+                agrees(&long);
+            }
+        }
+    }
+
+    #[test]
+    fn long_texts_agree_across_the_vector_widths() {
+        // Lengths around the 16-, 32- and 64-byte blocks the vector paths take, with a bad byte in each position.
+        for n in 0..200usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + n) as u8).collect();
+            let text = REFERENCE.encode(&bytes);
+            assert_eq!(encode(&bytes), text);
+            agrees(text.as_bytes());
+            for at in (0..text.len()).step_by(7) {
+                let mut bad = text.clone().into_bytes();
+                bad[at] = b'*';
+                agrees(&bad);
+            }
+        }
+    }
+
+    #[test]
+    fn encode_into_fills_an_exact_buffer() {
+        for n in 0..100usize {
+            let bytes = vec![0xa5u8; n];
+            let mut out = vec![0u8; encoded_len(n).unwrap()];
+            encode_into(&bytes, &mut out);
+            assert_eq!(out, REFERENCE.encode(&bytes).into_bytes());
+        }
+        assert_eq!(encoded_len(usize::MAX), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "wrong size")]
+    fn encode_into_refuses_a_short_buffer() {
+        encode_into(b"abc", &mut [0u8; 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_round_trip_as_the_reference_encodes_them(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let text = encode(&bytes);
+            prop_assert_eq!(&text, &REFERENCE.encode(&bytes));
+            prop_assert_eq!(decode(text.as_bytes()).unwrap().to_vec(), bytes);
+        }
+
+        #[test]
+        fn any_text_is_read_as_the_reference_reads_it(text in proptest::collection::vec(
+            prop_oneof![Just(b'='), Just(b'+'), Just(b'/'), Just(b'\n'), b'A'..=b'Z', b'a'..=b'z', b'0'..=b'9', any::<u8>()],
+            0..120,
+        )) {
+            agrees(&text);
+        }
+    }
+}
