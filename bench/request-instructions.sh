@@ -2,7 +2,7 @@
 # Instructions per request (user space), counted by valgrind's callgrind: repeatable for the same binary and inputs
 # whatever else the machine is doing, unlike req/s on a shared box. Sesame (SQLite, a fresh data folder) runs under
 # callgrind; one keep-alive client sends 200 warm-up requests, the counters are zeroed, then N requests are sent and
-# the counters dumped: GET /healthz, then stack encrypt of 1 KiB.
+# the counters dumped: GET /healthz, then stack encrypt and decrypt of 1 KiB.
 # Usage: bench/request-instructions.sh [N] [binary]     (defaults: 1000, target/release/sesame)
 # Needs: valgrind, curl, python3. Kernel time (the TCP path, scheduling) is not counted; the CPU's own SHA
 # extensions are hidden from valgrind, so SHA-256 counts higher here than it costs on the machine.
@@ -30,13 +30,18 @@ conn = http.client.HTTPConnection("127.0.0.1", port)
 def call(method, path, data=None, headers={}):
     conn.request(method, path, data, headers)
     r = conn.getresponse()
-    r.read()
+    answer = r.read()
     assert r.status == 200, (path, r.status)
+    return answer
+
+auth = {"Authorization": "token " + token, "Content-Type": "application/json"}
+sealed = json.loads(call("POST", "/api/stacks/bench/app/prod/encrypt", body, auth))["ciphertext"]
+sealed_body = json.dumps({"ciphertext": sealed})
 
 rows = {
     "GET /healthz": lambda: call("GET", "/healthz"),
-    "stack encrypt 1 KiB": lambda: call("POST", "/api/stacks/bench/app/prod/encrypt", body,
-                                        {"Authorization": "token " + token, "Content-Type": "application/json"}),
+    "stack encrypt 1 KiB": lambda: call("POST", "/api/stacks/bench/app/prod/encrypt", body, auth),
+    "stack decrypt 1 KiB": lambda: call("POST", "/api/stacks/bench/app/prod/decrypt", sealed_body, auth),
 }
 for name, f in rows.items():
     for _ in range(200):
