@@ -271,13 +271,18 @@ async fn a_configured_per_token_limit_answers_429() {
 fn closed_after(addr: std::net::SocketAddr, sent: &[u8], wait: Duration) -> Option<Duration> {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(sent).unwrap();
+    closed_within(&mut s, wait)
+}
+
+/// How long, from now, until the server closes `s` (whatever it answers first, such as a 408, is read and
+/// dropped), or `None` if it is still open after `wait`.
+fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> Option<Duration> {
     s.set_read_timeout(Some(wait)).unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 1024];
     loop {
         match s.read(&mut buf) {
             Ok(0) => return Some(start.elapsed()),
-            // A 408 answer, then the close.
             Ok(_) => continue,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 return None;
@@ -285,6 +290,16 @@ fn closed_after(addr: std::net::SocketAddr, sent: &[u8], wait: Duration) -> Opti
             Err(_) => return Some(start.elapsed()),
         }
     }
+}
+
+/// A server whose connections may be silent for 1 s (and have 60 s for a request's headers).
+async fn server_with_a_1s_idle_timeout() -> (tempfile::TempDir, TestServer) {
+    let dir = temp_dir();
+    let mut c = config(dir.path(), None);
+    c.limits.connections.header_read_timeout = Duration::from_secs(60);
+    c.limits.connections.idle_timeout = Duration::from_secs(1);
+    let srv = TestServer::start(c, None).await.unwrap();
+    (dir, srv)
 }
 
 const HALF_A_HEADER: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
@@ -339,11 +354,7 @@ async fn a_stalled_tls_handshake_is_disconnected_after_the_header_timeout() {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
-    let dir = temp_dir();
-    let mut c = config(dir.path(), None);
-    c.limits.connections.header_read_timeout = Duration::from_secs(60);
-    c.limits.connections.idle_timeout = Duration::from_secs(1);
-    let srv = TestServer::start(c, None).await.unwrap();
+    let (_dir, srv) = server_with_a_1s_idle_timeout().await;
     let addr = srv.server.local_addr();
     let took = tokio::task::spawn_blocking(move || closed_after(addr, HALF_A_HEADER, Duration::from_secs(10)))
         .await
@@ -359,11 +370,7 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_connection_that_keeps_sending_outlives_the_idle_timeout_then_closes_once_silent() {
-    let dir = temp_dir();
-    let mut c = config(dir.path(), None);
-    c.limits.connections.header_read_timeout = Duration::from_secs(60);
-    c.limits.connections.idle_timeout = Duration::from_secs(1);
-    let srv = TestServer::start(c, None).await.unwrap();
+    let (_dir, srv) = server_with_a_1s_idle_timeout().await;
     let addr = srv.server.local_addr();
     let (answer, closed) = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -384,17 +391,7 @@ async fn a_connection_that_keeps_sending_outlives_the_idle_timeout_then_closes_o
             }
         }
         // Answered and kept alive; now silent, it is closed after about one timeout.
-        let start = Instant::now();
-        let closed = loop {
-            match s.read(&mut buf) {
-                Ok(0) => break Some(start.elapsed()),
-                Ok(_) => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                    break None;
-                }
-                Err(_) => break Some(start.elapsed()),
-            }
-        };
+        let closed = closed_within(&mut s, Duration::from_secs(10));
         (String::from_utf8_lossy(&got).into_owned(), closed)
     })
     .await
