@@ -42,17 +42,29 @@ pub fn decode(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, NotBase64> {
     Ok(out)
 }
 
-/// Writes the encoding of `bytes` into `out`, which must be exactly [`encoded_len`] long.
-///
-/// # Panics
-/// If `out` has another length: the caller sizes it (a programming error, not an input error).
-pub fn encode_into(bytes: &[u8], out: &mut [u8]) {
-    assert_eq!(
-        Some(out.len()),
-        encoded_len(bytes.len()),
-        "base64 output buffer of the wrong size"
-    );
-    let _written = STANDARD.encode(bytes, Out::from_slice(out));
+/// The buffer given to [`encode_into`] is not exactly as long as the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongOutputSize;
+
+impl std::fmt::Display for WrongOutputSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("base64 output buffer of the wrong size")
+    }
+}
+
+impl std::error::Error for WrongOutputSize {}
+
+/// Writes the encoding of `bytes` into `out`, which must be exactly [`encoded_len`] long; otherwise nothing is
+/// written and the caller gets an error, never a shortened encoding.
+pub fn encode_into(bytes: &[u8], out: &mut [u8]) -> Result<(), WrongOutputSize> {
+    let expected = out.len();
+    if encoded_len(bytes.len()) != Some(expected) {
+        return Err(WrongOutputSize);
+    }
+    if STANDARD.encode(bytes, Out::from_slice(out)).len() != expected {
+        return Err(WrongOutputSize);
+    }
+    Ok(())
 }
 
 /// The encoding of `bytes`.
@@ -161,16 +173,19 @@ mod tests {
         for n in 0..100usize {
             let bytes = vec![0xa5u8; n];
             let mut out = vec![0u8; encoded_len(n).unwrap()];
-            encode_into(&bytes, &mut out);
+            encode_into(&bytes, &mut out).unwrap();
             assert_eq!(out, REFERENCE.encode(&bytes).into_bytes());
         }
         assert_eq!(encoded_len(usize::MAX), None);
     }
 
     #[test]
-    #[should_panic(expected = "wrong size")]
-    fn encode_into_refuses_a_short_buffer() {
-        encode_into(b"abc", &mut [0u8; 3]);
+    fn encode_into_refuses_a_buffer_of_another_size_and_writes_nothing() {
+        for size in [0, 3, 5, 8] {
+            let mut out = vec![b'#'; size];
+            assert_eq!(encode_into(b"abc", &mut out), Err(WrongOutputSize), "{size}");
+            assert!(out.iter().all(|&b| b == b'#'));
+        }
     }
 
     proptest! {

@@ -131,9 +131,9 @@ pub fn b64_field_json(field: &'static str, bytes: &[u8]) -> Result<zeroize::Zero
     out[..2].copy_from_slice(b"{\"");
     out[2..2 + field.len()].copy_from_slice(field.as_bytes());
     out[2 + field.len()..prefix].copy_from_slice(b"\":\"");
-    // The slice is exactly the encoded length (`encode_into` checks it, so a mistake here is a panic — an error
-    // answer — never a truncated value).
-    sesame_envelope::b64::encode_into(bytes, &mut out[prefix..prefix + encoded]);
+    // The slice is exactly the encoded length, so this cannot fail; if it did, the answer is an error, never a
+    // truncated value.
+    sesame_envelope::b64::encode_into(bytes, &mut out[prefix..prefix + encoded]).map_err(|e| ApiError::internal(&e))?;
     out[total - 2..].copy_from_slice(b"\"}");
     Ok(out)
 }
