@@ -11,16 +11,9 @@ use base64_simd::{Out, STANDARD};
 use zeroize::Zeroizing;
 
 /// The text is not canonical standard base64.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not canonical standard base64 (alphabet A-Z a-z 0-9 + /, padded with =)")]
 pub struct NotBase64;
-
-impl std::fmt::Display for NotBase64 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not canonical standard base64 (alphabet A-Z a-z 0-9 + /, padded with =)")
-    }
-}
-
-impl std::error::Error for NotBase64 {}
 
 /// The length of the encoding of `n` bytes, or `None` if it does not fit in `usize`.
 pub fn encoded_len(n: usize) -> Option<usize> {
@@ -43,16 +36,9 @@ pub fn decode(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, NotBase64> {
 }
 
 /// The buffer given to [`encode_into`] is not exactly as long as the encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("base64 output buffer of the wrong size")]
 pub struct WrongOutputSize;
-
-impl std::fmt::Display for WrongOutputSize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("base64 output buffer of the wrong size")
-    }
-}
-
-impl std::error::Error for WrongOutputSize {}
 
 /// Writes the encoding of `bytes` into `out`, which must be exactly [`encoded_len`] long; otherwise nothing is
 /// written and the caller gets an error, never a shortened encoding.
