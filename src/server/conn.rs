@@ -10,7 +10,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +58,7 @@ impl Default for ConnLimits {
 pub fn spawn(
     listener: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    app: super::edge::MakeEdge,
     limits: &ConnLimits,
     stop: oneshot::Receiver<()>,
 ) -> JoinHandle<io::Result<()>> {

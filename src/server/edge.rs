@@ -1,81 +1,143 @@
-//! The one layer every request passes first and every answer passes last, written as a plain `tower::Service`.
+//! The one service every request passes first and every answer passes last, written as a plain `tower::Service`
+//! in front of the routes, made once per connection.
 //!
-//! Rule: in order, a request gets its id (`X-Request-Id`: the client's own, else a fresh UUIDv4), is refused with
-//! 400 if its path or query holds a control character ([`super::params::check_uri`]), and goes to the routes; its
-//! answer — whoever made it, the refusal included — is finished by [`super::answer::finish_answer`] (security
-//! headers, the error shape of its API, HSTS under TLS) and carries the request's id. These were six separate
-//! layers (two `from_fn` middlewares, set and propagate request id, an outer router); each one cloned the stack
-//! below it and boxed its future on every request, about 5 µs of a `GET /healthz` that costs 12–16 µs in all
-//! (docs/benchmarks.md, "One edge layer"). Here a request costs one clone of the inner service and no allocation
-//! beyond its id's header value.
+//! Rule: in order, a request is refused with 400 if its path or query holds a control character
+//! ([`super::params::check_uri`]); it carries its connection's peer address (`ConnectInfo`, for the audit log and
+//! the failure throttle); a request with a body gets the body limit (axum's `DefaultBodyLimit`, read by the body
+//! extractors) and, when it names a `Content-Encoding`, the gzip layer in front of that limit, so the limit bounds
+//! the *decompressed* size; a request without a body skips both, as it has nothing for them to do. Its answer —
+//! whoever made it, the refusal included — is finished by [`super::answer::finish_answer`] (security headers, the
+//! error shape of its API, HSTS under TLS) and carries `X-Request-Id`: the client's own, else a fresh UUIDv4.
+//! These were six separate layers, then an outer router around this service; each one cloned the stack below it
+//! and boxed its future or inserted a request extension on every request (docs/benchmarks.md, "One edge layer"
+//! and "The edge without layers"). Here a request without a body costs no allocation beyond its peer address's
+//! extension and its id.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use axum::body::{Body, HttpBody};
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::http::header::CONTENT_ENCODING;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use tower::Layer;
+use tower_http::decompression::{RequestDecompressionFuture, RequestDecompressionLayer};
 
 use super::answer::{Shape, finish_answer};
 
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The edge around `inner` (the routes, with the body layers).
+/// The edge around the routes, for one connection (or none: in-process calls carry no peer address).
 #[derive(Clone, Debug)]
-pub struct Edge<S> {
-    inner: S,
+pub struct Edge {
+    routes: axum::Router,
+    body_limit: usize,
     tls: bool,
+    peer: Option<SocketAddr>,
 }
 
-impl<S> Edge<S> {
-    /// `tls`: answers also carry `Strict-Transport-Security`.
-    pub fn new(inner: S, tls: bool) -> Self {
-        Edge { inner, tls }
+impl Edge {
+    /// `body_limit`: the largest body a handler reads, after gunzip; `tls`: answers also carry
+    /// `Strict-Transport-Security`.
+    pub fn new(routes: axum::Router, body_limit: usize, tls: bool) -> Self {
+        Edge {
+            routes,
+            body_limit,
+            tls,
+            peer: None,
+        }
     }
 }
 
-/// A fresh request id: a random UUID (version 4) from the thread's user-space generator (no system call).
+/// Makes the [`Edge`] of each accepted connection, carrying its peer address.
+#[derive(Clone, Debug)]
+pub struct MakeEdge(Edge);
+
+impl MakeEdge {
+    /// See [`Edge::new`].
+    pub fn new(routes: axum::Router, body_limit: usize, tls: bool) -> Self {
+        MakeEdge(Edge::new(routes, body_limit, tls))
+    }
+}
+
+impl tower::Service<SocketAddr> for MakeEdge {
+    type Response = Edge;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Edge, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, peer: SocketAddr) -> Self::Future {
+        let mut edge = self.0.clone();
+        edge.peer = Some(peer);
+        std::future::ready(Ok(edge))
+    }
+}
+
+/// A fresh request id: a random UUID (version 4) from the thread's user-space generator (no system call), in one
+/// shared buffer (the id is written once and only referenced after).
 fn fresh_id() -> HeaderValue {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = id.hyphenated().encode_lower(&mut text);
+    id.hyphenated().encode_lower(&mut text);
     // A hyphenated UUID is always a valid header value.
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    HeaderValue::from_maybe_shared(axum::body::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-impl<S, B, R> tower::Service<Request<B>> for Edge<S>
+impl<B> tower::Service<Request<B>> for Edge
 where
-    S: tower::Service<Request<B>, Response = axum::http::Response<R>, Error = Infallible>,
-    R: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
-    R::Error: Into<axum::BoxError>,
+    B: HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = EdgeFuture<S::Future>;
+    type Future = EdgeFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match req.headers().get(X_REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
-                let id = fresh_id();
-                req.headers_mut().insert(X_REQUEST_ID, id.clone());
-                id
-            }
-        };
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let id = req.headers().get(X_REQUEST_ID).cloned();
         let shape = Shape::of(req.uri().path());
-        let (inner, refused) = match super::params::check_uri(req.uri()) {
-            Ok(()) => (Some(self.inner.call(req)), None),
-            Err(e) => (None, Some(e.into_response())),
+        let inner = match super::params::check_uri(req.uri()) {
+            Err(e) => Inner::Refused {
+                answer: Some(e.into_response()),
+            },
+            Ok(()) => {
+                let mut req = req.map(Body::new);
+                if let Some(peer) = self.peer {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                }
+                if req.body().is_end_stream() {
+                    Inner::Routed {
+                        future: tower::Service::call(&mut self.routes, req),
+                    }
+                } else {
+                    let mut limited = DefaultBodyLimit::max(self.body_limit).layer(self.routes.clone());
+                    if req.headers().contains_key(CONTENT_ENCODING) {
+                        Inner::Decompressed {
+                            future: tower::Service::call(&mut RequestDecompressionLayer::new().layer(limited), req),
+                        }
+                    } else {
+                        Inner::Routed {
+                            future: tower::Service::call(&mut limited, req),
+                        }
+                    }
+                }
+            }
         };
         EdgeFuture {
             inner,
-            refused,
             shape,
             tls: self.tls,
             id,
@@ -84,34 +146,40 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The answer of [`Edge`]: the inner service's (or the refusal), finished.
-    pub struct EdgeFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        refused: Option<Response>,
-        shape: Shape,
-        tls: bool,
-        id: HeaderValue,
+    #[project = InnerProj]
+    enum Inner {
+        Routed { #[pin] future: RouteFuture<Infallible> },
+        Decompressed { #[pin] future: RequestDecompressionFuture<RouteFuture<Infallible>, Body, Infallible> },
+        Refused { answer: Option<Response> },
     }
 }
 
-impl<F, R> Future for EdgeFuture<F>
-where
-    F: Future<Output = Result<axum::http::Response<R>, Infallible>>,
-    R: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
-    R::Error: Into<axum::BoxError>,
-{
+pin_project_lite::pin_project! {
+    /// The answer of [`Edge`]: the routes' (or the refusal), finished.
+    pub struct EdgeFuture {
+        #[pin]
+        inner: Inner,
+        shape: Shape,
+        tls: bool,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl Future for EdgeFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match this.inner.as_pin_mut() {
-            Some(inner) => match ready!(inner.poll(cx)) {
-                Ok(r) => r.map(axum::body::Body::new),
+        let response = match this.inner.project() {
+            InnerProj::Routed { future } => match ready!(future.poll(cx)) {
+                Ok(r) => r,
                 Err(never) => match never {},
             },
-            None => this
-                .refused
+            InnerProj::Decompressed { future } => match ready!(future.poll(cx)) {
+                Ok(r) => r.map(Body::new),
+                Err(never) => match never {},
+            },
+            InnerProj::Refused { answer } => answer
                 .take()
                 .unwrap_or_else(|| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()),
         };
@@ -119,7 +187,7 @@ where
         response
             .headers_mut()
             .entry(X_REQUEST_ID)
-            .or_insert_with(|| this.id.clone());
+            .or_insert_with(|| this.id.take().unwrap_or_else(fresh_id));
         Poll::Ready(Ok(response))
     }
 }
@@ -131,8 +199,29 @@ mod tests {
     use axum::routing::get;
     use tower::ServiceExt;
 
-    fn edge(tls: bool) -> Edge<axum::Router> {
-        Edge::new(axum::Router::new().route("/api/x", get(|| async { "fine" })), tls)
+    const LIMIT: usize = 64;
+
+    fn routes() -> axum::Router {
+        axum::Router::new()
+            .route("/api/x", get(|| async { "fine" }))
+            // The body's length as the handler read it (through axum's extractor, which applies the limit).
+            .route(
+                "/api/len",
+                axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
+            .route(
+                "/api/peer",
+                get(|req: Request<Body>| async move {
+                    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+                        Some(ConnectInfo(peer)) => peer.to_string(),
+                        None => "none".to_owned(),
+                    }
+                }),
+            )
+    }
+
+    fn edge(tls: bool) -> Edge {
+        Edge::new(routes(), LIMIT, tls)
     }
 
     async fn call(tls: bool, req: Request<axum::body::Body>) -> Response {
@@ -179,5 +268,80 @@ mod tests {
             assert_eq!(v["code"], 400, "{uri}");
             assert!(v["message"].as_str().unwrap().contains("control characters"), "{uri}");
         }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    async fn post_len(req: Request<Body>) -> (StatusCode, String) {
+        let r = call(false, req).await;
+        let status = r.status();
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_after_gunzip_and_bodiless_requests_skip_both() {
+        let post = || Request::builder().method("POST").uri("/api/len");
+        // Plain bodies up to the limit pass; one byte more is 413 in ESC's shape.
+        let (status, len) = post_len(post().body(Body::from(vec![b'a'; LIMIT])).unwrap()).await;
+        assert_eq!((status, len.as_str()), (StatusCode::OK, "64"));
+        let (status, body) = post_len(post().body(Body::from(vec![b'a'; LIMIT + 1])).unwrap()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert!(body.contains("\"code\":413"), "{body}");
+        // A body of unknown length (a stream, as chunked transfer gives) is bounded the same way.
+        let chunks = futures::stream::iter(
+            (0..3).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'a'; LIMIT / 2]))),
+        );
+        let (status, _) = post_len(post().body(Body::from_stream(chunks)).unwrap()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // gzip is inflated before the limit: 64 bytes pass, 65 (compressing to far fewer) do not.
+        for (n, want) in [(LIMIT, StatusCode::OK), (LIMIT + 1, StatusCode::PAYLOAD_TOO_LARGE)] {
+            let packed = gzip(&vec![b'a'; n]);
+            assert!(packed.len() < LIMIT, "the compressed form is under the limit");
+            let req = post()
+                .header(CONTENT_ENCODING, "gzip")
+                .body(Body::from(packed))
+                .unwrap();
+            let (status, body) = post_len(req).await;
+            assert_eq!(status, want, "{n}: {body}");
+            if want == StatusCode::OK {
+                assert_eq!(body, n.to_string());
+            }
+        }
+        // An encoding the server does not take: 415, finished.
+        let req = post().header(CONTENT_ENCODING, "br").body(Body::from("x")).unwrap();
+        let (status, body) = post_len(req).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+        assert!(body.contains("\"code\":415"), "{body}");
+        // Bodiless requests (none, or an empty one) reach the routes; an empty "gzip" body is an empty body.
+        let (status, len) = post_len(post().body(Body::empty()).unwrap()).await;
+        assert_eq!((status, len.as_str()), (StatusCode::OK, "0"));
+        let req = post().header(CONTENT_ENCODING, "gzip").body(Body::empty()).unwrap();
+        let (status, len) = post_len(req).await;
+        assert_eq!((status, len.as_str()), (StatusCode::OK, "0"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_edge_gives_each_request_its_peer_address() {
+        let peer: SocketAddr = "192.0.2.7:4711".parse().unwrap();
+        let made = MakeEdge::new(routes(), LIMIT, false).oneshot(peer).await.unwrap();
+        for edge in [made.clone(), made] {
+            let r = edge
+                .oneshot(get_req("/api/peer").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+            assert_eq!(&body[..], b"192.0.2.7:4711");
+        }
+        // An edge made without a connection carries none.
+        let r = call(false, get_req("/api/peer").body(Body::empty()).unwrap()).await;
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        assert_eq!(&body[..], b"none");
     }
 }

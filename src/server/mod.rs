@@ -31,12 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use moka::future::Cache;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::core::audit::{AuditAction, AuditEvent, Outcome};
 use crate::core::keys::Name;
@@ -428,8 +426,9 @@ fn spawn_session_purger(state: &Arc<AppState>) {
     });
 }
 
-/// Builds the router over `state`; `tls`: answers carry `Strict-Transport-Security`.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router {
+/// The routes over `state`. Every request reaches them through the [`edge::Edge`] of its connection (request ids,
+/// the control-character check, the body limit and gunzip, finished answers), made by [`edge::MakeEdge`].
+pub fn router(state: Arc<AppState>) -> Router {
     let stacks = Router::new()
         .route("/api/stacks/{org}/{project}/{stack}/encrypt", post(stacks::encrypt))
         .route("/api/stacks/{org}/{project}/{stack}/decrypt", post(stacks::decrypt))
@@ -613,7 +612,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
             get(oidc_issuer::discovery),
         )
         .route(&format!("{issuer}/.well-known/jwks"), get(oidc_issuer::jwks));
-    let routes = Router::new()
+    Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -624,17 +623,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         // Vault's API (Transit and the few paths its clients call): one route, Vault's methods (LIST included).
         .route("/v1/{*path}", axum::routing::any(transit::handle))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .with_state(state);
-    // The body layers wrap the routes once, as one stack around the router (`Router::layer` would wrap every route
-    // in each layer, boxing each level); around them the one edge service (request ids, the control-character
-    // check, finished answers: see `edge`). Every request, routed or not, passes them all, the edge first.
-    let inner = tower::ServiceBuilder::new()
-        .layer(RequestDecompressionLayer::new())
-        .map_request(|req: axum::http::Request<_>| req.map(axum::body::Body::new))
-        // The limit applies to the body the handler reads, i.e. after gunzip: it bounds decompressed size.
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .service(routes);
-    Router::new().fallback_service(edge::Edge::new(inner, tls))
+        .with_state(state)
 }
 
 /// A running server.
@@ -776,8 +765,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
     crate::oidc_issuer::spawn_rotation(&state.oidc, OIDC_ROTATION_TICK);
     throttle::spawn_flusher(&state);
     transit::budget::spawn_flusher(&state);
-    let app =
-        router(state.clone(), config.max_body_bytes, tls.is_some()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = edge::MakeEdge::new(router(state.clone()), config.max_body_bytes, tls.is_some());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = conn::spawn(listener, tls, app, &config.limits.connections, stop_rx);
     tracing::info!(%addr, store = instance.store.backend(), tls = config.tls.is_some(), "listening");
