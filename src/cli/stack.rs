@@ -84,7 +84,7 @@ pub async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             let client = Client::new(&a.client)?;
             let plaintext = input(a.value)?;
             let body = EncryptRequest {
-                plaintext: SecretText::new(STANDARD.encode(&*plaintext)),
+                plaintext: SecretText::new(STANDARD.encode(&*plaintext)).into(),
             };
             let resp: EncryptResponse = client.post(&path, &body).await?;
             println!("{}", resp.ciphertext);
@@ -95,7 +95,7 @@ pub async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
             let raw = input(a.value)?;
             let ciphertext = std::str::from_utf8(&raw).context("the ciphertext is not text")?.trim();
             let body = DecryptRequest {
-                ciphertext: ciphertext.to_owned(),
+                ciphertext: ciphertext.into(),
             };
             let resp: DecryptResponse = client.post(&path, &body).await?;
             let plaintext = zeroize::Zeroizing::new(

@@ -7,6 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -22,16 +23,39 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await?;
-        if crate::core::text::json_has_nul(&bytes) {
-            wipe(bytes);
+        JsonBytes::from_request(req, state).await?.parse().map(JsonBody)
+    }
+}
+
+/// A JSON request body kept as its bytes, so that what is parsed from it can borrow its strings in place (a
+/// plaintext is then never copied out of the body). Checked for NUL characters when extracted; wiped when dropped,
+/// as [`JsonBody`]'s buffer is.
+pub struct JsonBytes(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = JsonBytes(Bytes::from_request(req, state).await?);
+        if crate::core::text::json_has_nul(&bytes.0) {
             return Err(ApiError::bad_request(
                 "request body must not contain NUL characters (\\u0000)",
             ));
         }
-        let parsed = serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| json_error(&e));
-        wipe(bytes);
-        parsed
+        Ok(bytes)
+    }
+}
+
+impl JsonBytes {
+    /// The body as a `T`, which may borrow from it; errors as [`JsonBody`]'s.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|e| json_error(&e))
+    }
+}
+
+impl Drop for JsonBytes {
+    fn drop(&mut self) {
+        wipe(std::mem::take(&mut self.0));
     }
 }
 

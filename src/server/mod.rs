@@ -115,8 +115,8 @@ pub struct AppState {
 pub(crate) fn audit_actor(principal: Option<&auth::Principal>) -> String {
     match principal {
         Some(p) => match &p.user_login {
-            Some(login) => format!("user:{login}"),
-            None => format!("token:{}", p.token_id),
+            Some(login) => ["user:", login].concat(),
+            None => ["token:", &p.token_id].concat(),
         },
         None => "anonymous".into(),
     }
@@ -138,8 +138,30 @@ pub fn client_addr(parts: &axum::http::request::Parts) -> String {
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| ip_text(c.0.ip()))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// An address as `IpAddr`'s `Display` writes it. IPv4, the common case, is written directly: through the
+/// formatter (which supports padding by formatting twice) it cost 1,300 instructions, a sixtieth of a stack call.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 impl AppState {
@@ -777,4 +799,31 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         admin_token_path: instance.admin_token_path,
         state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        // Every octet value in every position (the others 0, 9, 10, 99, 100, 255: each digit-count boundary).
+        for fill in [0u8, 9, 10, 99, 100, 255] {
+            for pos in 0..4 {
+                for v in 0..=255u8 {
+                    let mut octets = [fill; 4];
+                    octets[pos] = v;
+                    let ip = IpAddr::V4(Ipv4Addr::from(octets));
+                    assert_eq!(super::ip_text(ip), ip.to_string());
+                }
+            }
+        }
+        for ip in [
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped()),
+            "2001:db8::1:0:0:1".parse().unwrap(),
+        ] {
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+    }
 }

@@ -22,7 +22,7 @@ use axum::response::Response;
 use super::AppState;
 use super::answer::{b64_field_json, json_answer, secret_body, secret_json};
 use super::auth::Principal;
-use super::body::JsonBody;
+use super::body::{JsonBody, JsonBytes};
 use super::error::ApiError;
 use crate::core::audit::{AuditAction, Outcome};
 use crate::core::call_tally::CallKey;
@@ -101,7 +101,7 @@ async fn resolve(
     Ok(StackTarget {
         aad: stack_secret_aad(&org.id, &project, &stack),
         org_id: org.id.clone(),
-        name: format!("{}/{project}/{stack}", org.name),
+        name: [org.name.as_str(), "/", project.as_str(), "/", stack.as_str()].concat(),
         scope: Scope::Stack {
             org_id: org.id.clone(),
             project,
@@ -134,8 +134,10 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
 pub async fn encrypt(
     Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
-    JsonBody(req): JsonBody<EncryptRequest>,
+    body: JsonBytes,
 ) -> Result<Response, ApiError> {
+    // The plaintext's base64 is read where it stands in the body (no copy to wipe): see `SecretStr`.
+    let req: EncryptRequest<'_> = body.parse()?;
     let target = resolve(&app, &principal, &source, path).await?;
     let result: Result<Response, ApiError> = async {
         let plaintext = decode_b64("plaintext", req.plaintext.expose())?;
@@ -162,8 +164,9 @@ pub async fn encrypt(
 pub async fn decrypt(
     Caller(app, principal, source): Caller,
     Path(path): Path<(String, String, String)>,
-    JsonBody(req): JsonBody<DecryptRequest>,
+    body: JsonBytes,
 ) -> Result<Response, ApiError> {
+    let req: DecryptRequest<'_> = body.parse()?;
     let target = resolve(&app, &principal, &source, path).await?;
     let result: Result<Response, ApiError> = async {
         let ciphertext = decode_envelope("ciphertext", &req.ciphertext)?;

@@ -1,18 +1,21 @@
 //! Wire types of the stack API (`POST /api/stacks/{org}/{project}/{stack}/encrypt|decrypt|batch-…`), the calls the
-//! Pulumi CLI makes. Rule: every plaintext (base64 included) is a [`SecretText`].
+//! Pulumi CLI makes. Rule: every plaintext (base64 included) is a [`SecretText`], or a [`SecretStr`] where the
+//! single-value calls read it in place from the request body.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::SecretText;
+use super::{SecretStr, SecretText};
 
 /// `POST …/encrypt` request: base64 (standard, padded) plaintext.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EncryptRequest {
+pub struct EncryptRequest<'a> {
     /// The plaintext, base64.
-    pub plaintext: SecretText,
+    #[serde(borrow)]
+    pub plaintext: SecretStr<'a>,
 }
 
 /// `POST …/encrypt` response.
@@ -25,9 +28,10 @@ pub struct EncryptResponse {
 /// `POST …/decrypt` request.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DecryptRequest {
+pub struct DecryptRequest<'a> {
     /// The ciphertext, base64.
-    pub ciphertext: String,
+    #[serde(borrow)]
+    pub ciphertext: Cow<'a, str>,
 }
 
 /// `POST …/decrypt` response.
@@ -72,9 +76,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plaintext_fields_are_secret_text() {
+    fn plaintext_fields_are_secret_types() {
         // The fields holding plaintexts are of that type (this stops compiling if one goes back to `String`).
-        let _: fn(&EncryptRequest) -> &SecretText = |r| &r.plaintext;
+        let _: for<'a> fn(&'a EncryptRequest<'a>) -> &'a SecretStr<'a> = |r| &r.plaintext;
         let _: fn(&DecryptResponse) -> &SecretText = |r| &r.plaintext;
         let _: fn(&BatchEncryptRequest) -> &Vec<SecretText> = |r| &r.plaintexts;
         let _: fn(&BatchDecryptResponse) -> &BTreeMap<String, SecretText> = |r| &r.plaintexts;
@@ -83,7 +87,8 @@ mod tests {
     #[test]
     fn debug_never_shows_a_plaintext() {
         let secret = "aHVudGVyMi1zZWNyZXQ="; // base64 of "hunter2-secret"
-        let req: EncryptRequest = serde_json::from_str(&format!(r#"{{"plaintext": "{secret}"}}"#)).unwrap();
+        let text = format!(r#"{{"plaintext": "{secret}"}}"#);
+        let req: EncryptRequest<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!(req.plaintext.expose(), secret);
         let batch: BatchEncryptRequest =
             serde_json::from_str(&format!(r#"{{"plaintexts": ["{secret}", "{secret}"]}}"#)).unwrap();

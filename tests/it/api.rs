@@ -223,6 +223,77 @@ async fn bad_input_gets_a_clear_esc_error_that_echoes_nothing() {
     srv.stop().await;
 }
 
+/// A JSON string with every character written as a `\uXXXX` escape.
+fn all_escaped(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        out.push_str(&format!("\\u{:04x}", u32::from(c)));
+    }
+    out.push('"');
+    out
+}
+
+/// Values are read in place from the body when their JSON string has no escapes, and unescaped otherwise: every
+/// form of the same string is the same value, either way.
+#[tokio::test]
+async fn plaintexts_and_ciphertexts_read_the_same_in_every_json_string_form() {
+    let dir = temp_dir();
+    let srv = TestServer::sqlite(dir.path()).await;
+    let auth = format!("token {}", srv.token);
+    let send = |path: &'static str, body: String| {
+        srv.http
+            .post(format!("{}{STACK}/{path}", srv.base))
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    // `?>?` encodes to `Pz4/`: a `/` that JSON may write as `\/`.
+    let plaintext = b"?>? a secret with a slash";
+    let text = b64(plaintext);
+    assert!(text.contains('/'));
+    let forms = [
+        format!("\"{text}\""),
+        format!("\"{}\"", text.replace('/', "\\/")),
+        all_escaped(&text),
+    ];
+    let mut ciphertexts = Vec::new();
+    for form in &forms {
+        let resp = send("encrypt", format!("{{\"plaintext\": {form}}}")).await.unwrap();
+        assert_eq!(resp.status(), 200, "{form}");
+        let v: Value = resp.json().await.unwrap();
+        ciphertexts.push(v["ciphertext"].as_str().unwrap().to_owned());
+    }
+    for ct in &ciphertexts {
+        for form in [
+            format!("\"{ct}\""),
+            format!("\"{}\"", ct.replace('/', "\\/")),
+            all_escaped(ct),
+        ] {
+            let resp = send("decrypt", format!("{{\"ciphertext\": {form}}}")).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(STANDARD.decode(v["plaintext"].as_str().unwrap()).unwrap(), plaintext);
+        }
+    }
+    // Not a string, in either call: 400, and nothing of the value is echoed.
+    for (path, body) in [
+        ("encrypt", format!("{{\"plaintext\": [\"{text}\"]}}")),
+        (
+            "decrypt",
+            format!("{{\"ciphertext\": {{\"v\": \"{}\"}}}}", ciphertexts[0]),
+        ),
+        ("encrypt", format!("{{\"plaintext\": \"{text}\", \"extra\": 1}}")),
+    ] {
+        let resp = send(path, body).await.unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap();
+        assert_esc_error(status, &v, 400);
+        assert!(!v.to_string().contains(&text), "{v}");
+    }
+    srv.stop().await;
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).unwrap();
