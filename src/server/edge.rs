@@ -82,15 +82,31 @@ impl tower::Service<SocketAddr> for MakeEdge {
     }
 }
 
-/// A fresh request id: a random UUID (version 4) from the thread's user-space generator (no system call), in one
-/// shared buffer (the id is written once and only referenced after).
+/// A fresh request id: a UUID (version 4, RFC 9562 variant) whose random bits come from the thread's fast
+/// generator (`fastrand`: a request id names a request, it guards nothing, and a client may send its own), written
+/// into one shared buffer that the answer only references.
 fn fresh_id() -> HeaderValue {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_lower(&mut text);
-    // A hyphenated UUID is always a valid header value.
-    HeaderValue::from_maybe_shared(axum::body::Bytes::from_owner(text))
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    // Hyphenated lowercase hex is always a valid header value.
+    HeaderValue::from_maybe_shared(axum::body::Bytes::from_owner(hyphenated(id.as_bytes())))
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// `bytes` as a hyphenated lowercase UUID (`8-4-4-4-12` hex digits), written with a table rather than the
+/// formatter.
+fn hyphenated(bytes: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    text
 }
 
 impl<B> tower::Service<Request<B>> for Edge
@@ -343,5 +359,26 @@ mod tests {
         let r = call(false, get_req("/api/peer").body(Body::empty()).unwrap()).await;
         let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
         assert_eq!(&body[..], b"none");
+    }
+
+    #[test]
+    fn request_ids_are_version_4_uuids_written_as_uuid_writes_them() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = fresh_id();
+            let parsed = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id.to_str().unwrap(), parsed.hyphenated().to_string());
+            assert!(seen.insert(parsed), "ids do not repeat");
+        }
+        for bytes in [
+            [0u8; 16],
+            [0xff; 16],
+            *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x10\x32\x54\x76\x98\xba\xdc\xfe",
+        ] {
+            let want = uuid::Uuid::from_bytes(bytes).hyphenated().to_string();
+            assert_eq!(std::str::from_utf8(&hyphenated(&bytes)).unwrap(), want);
+        }
     }
 }
