@@ -1,9 +1,10 @@
 //! Request-body extraction that answers every failure in ESC's error shape and never echoes the body back.
 //!
 //! The body reaching these extractors is already gunzipped (when sent with `Content-Encoding: gzip`) and bounded
-//! by the router's body limit, which therefore bounds the *decompressed* size: a gzip bomb stops at the limit.
-//! serde's messages can quote the offending input — possibly a secret sent in the wrong field — so only the
-//! position and the kind of error are reported. Once parsed, the body's buffer is zeroed when nothing else holds it.
+//! by the body limit the edge (`super::edge`) sets, which therefore bounds the *decompressed* size: a gzip bomb
+//! stops at the limit. serde's messages can quote the offending input — possibly a secret sent in the wrong
+//! field — so only the position and the kind of error are reported. Once parsed, the body's buffer is zeroed when
+//! nothing else holds it.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

@@ -162,7 +162,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    // Read through axum's extractor, so the router's body limit applies.
+    // Read through axum's extractor, so the body limit the edge sets applies.
     let bytes = match Bytes::from_request(Request::from_parts(parts, body), &()).await {
         Ok(b) => b,
         Err(rejection) => return VaultError::from(super::error::ApiError::from(rejection)).into_response(),
