@@ -240,7 +240,7 @@ async fn plaintexts_and_ciphertexts_read_the_same_in_every_json_string_form() {
     let dir = temp_dir();
     let srv = TestServer::sqlite(dir.path()).await;
     let auth = format!("token {}", srv.token);
-    let send = |path: &'static str, body: String| {
+    let send = |path: &'static str, body: Vec<u8>| {
         srv.http
             .post(format!("{}{STACK}/{path}", srv.base))
             .header("Authorization", &auth)
@@ -259,7 +259,9 @@ async fn plaintexts_and_ciphertexts_read_the_same_in_every_json_string_form() {
     ];
     let mut ciphertexts = Vec::new();
     for form in &forms {
-        let resp = send("encrypt", format!("{{\"plaintext\": {form}}}")).await.unwrap();
+        let resp = send("encrypt", format!("{{\"plaintext\": {form}}}").into())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{form}");
         let v: Value = resp.json().await.unwrap();
         ciphertexts.push(v["ciphertext"].as_str().unwrap().to_owned());
@@ -270,20 +272,34 @@ async fn plaintexts_and_ciphertexts_read_the_same_in_every_json_string_form() {
             format!("\"{}\"", ct.replace('/', "\\/")),
             all_escaped(ct),
         ] {
-            let resp = send("decrypt", format!("{{\"ciphertext\": {form}}}")).await.unwrap();
+            let resp = send("decrypt", format!("{{\"ciphertext\": {form}}}").into())
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             let v: Value = resp.json().await.unwrap();
             assert_eq!(STANDARD.decode(v["plaintext"].as_str().unwrap()).unwrap(), plaintext);
         }
     }
-    // Not a string, in either call: 400, and nothing of the value is echoed.
+    // Not a string, an extra field, bytes that are not UTF-8 inside the string, an escaped lone surrogate, a raw
+    // newline inside the string: 400 in either call, and nothing of the value is echoed.
+    let mut not_utf8 = format!("{{\"plaintext\": \"{text}").into_bytes();
+    not_utf8.extend_from_slice(b"\xff\xfe\"}");
     for (path, body) in [
-        ("encrypt", format!("{{\"plaintext\": [\"{text}\"]}}")),
+        ("encrypt", format!("{{\"plaintext\": [\"{text}\"]}}").into_bytes()),
         (
             "decrypt",
-            format!("{{\"ciphertext\": {{\"v\": \"{}\"}}}}", ciphertexts[0]),
+            format!("{{\"ciphertext\": {{\"v\": \"{}\"}}}}", ciphertexts[0]).into_bytes(),
         ),
-        ("encrypt", format!("{{\"plaintext\": \"{text}\", \"extra\": 1}}")),
+        (
+            "encrypt",
+            format!("{{\"plaintext\": \"{text}\", \"extra\": 1}}").into_bytes(),
+        ),
+        ("encrypt", not_utf8),
+        ("encrypt", format!("{{\"plaintext\": \"{text}\\ud800\"}}").into_bytes()),
+        (
+            "decrypt",
+            format!("{{\"ciphertext\": \"{}\n\"}}", ciphertexts[0]).into_bytes(),
+        ),
     ] {
         let resp = send(path, body).await.unwrap();
         let status = resp.status().as_u16();
