@@ -62,7 +62,7 @@ impl Drop for JsonBytes {
 
 /// Zeroes a request body once it is parsed (it may hold plaintexts), when this is the only reference to its
 /// buffer; a buffer still shared with the connection's read buffer is the transport's to reuse.
-fn wipe(bytes: Bytes) {
+pub(super) fn wipe(bytes: Bytes) {
     use zeroize::Zeroize;
     if let Ok(mut owned) = bytes.try_into_mut() {
         owned.as_mut().zeroize();

@@ -168,7 +168,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
         Err(rejection) => return VaultError::from(super::error::ApiError::from(rejection)).into_response(),
     };
     let parsed = parse_body(&bytes);
-    wipe(bytes);
+    super::body::wipe(bytes);
     let body = match parsed {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -176,13 +176,6 @@ pub async fn handle(State(app): State<Arc<AppState>>, req: Request) -> Response 
     route(&call, op, &seg, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
-}
-
-fn wipe(bytes: Bytes) {
-    use zeroize::Zeroize;
-    if let Ok(mut owned) = bytes.try_into_mut() {
-        owned.as_mut().zeroize();
-    }
 }
 
 async fn route(call: &caller::Call, op: Op, seg: &[&str], body: Body) -> Result<Response, VaultError> {
