@@ -7,11 +7,11 @@
 //! extractors) and, when it names a `Content-Encoding`, the gzip layer in front of that limit, so the limit bounds
 //! the *decompressed* size; a request without a body skips both, as it has nothing for them to do. Its answer —
 //! whoever made it, the refusal included — is finished by [`super::answer::finish_answer`] (security headers, the
-//! error shape of its API, HSTS under TLS) and carries `X-Request-Id`: the client's own, else a fresh UUIDv4.
-//! These were six separate layers, then an outer router around this service; each one cloned the stack below it
-//! and boxed its future or inserted a request extension on every request (docs/benchmarks.md, "One edge layer"
-//! and "The edge without layers"). Here a request without a body costs no allocation beyond its peer address's
-//! extension and its id.
+//! error shape of its API, HSTS under TLS) and carries `X-Request-Id`: the client's own (up to
+//! [`MAX_REQUEST_ID`] bytes), else a fresh UUIDv4. These were six separate layers, then an outer router around
+//! this service; each one cloned the stack below it and boxed its future or inserted a request extension on every
+//! request (docs/benchmarks.md, "One edge layer" and "The edge without layers"). Here a request without a body
+//! costs no allocation beyond its peer address's extension and its id.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,6 +32,10 @@ use super::answer::{Shape, finish_answer};
 
 /// The request id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client request id that is echoed back; a longer one is replaced by a fresh id (the answer is not
+/// made to carry whatever a client sent in its headers).
+pub const MAX_REQUEST_ID: usize = 128;
 
 /// The edge around the routes, for one connection (or none: in-process calls carry no peer address).
 #[derive(Clone, Debug)]
@@ -123,7 +127,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let id = req.headers().get(X_REQUEST_ID).cloned();
+        let id = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .filter(|id| id.len() <= MAX_REQUEST_ID)
+            .cloned();
         let shape = Shape::of(req.uri().path());
         let inner = match super::params::check_uri(req.uri()) {
             Err(e) => Inner::Refused {
@@ -268,6 +276,23 @@ mod tests {
         .await;
         assert_eq!(own.status(), StatusCode::NOT_FOUND);
         assert_eq!(own.headers()[X_REQUEST_ID], "trace-4711");
+        // The longest client id is echoed; one byte more and it is replaced by a fresh id.
+        for (n, echoed) in [(MAX_REQUEST_ID, true), (MAX_REQUEST_ID + 1, false), (8192, false)] {
+            let sent = "r".repeat(n);
+            let r = call(
+                false,
+                get_req("/api/x")
+                    .header(X_REQUEST_ID, &sent)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            let got = r.headers()[X_REQUEST_ID].to_str().unwrap();
+            assert_eq!(got == sent, echoed, "{n}");
+            if !echoed {
+                assert_eq!(uuid::Uuid::parse_str(got).unwrap().get_version_num(), 4, "{n}");
+            }
+        }
         assert_eq!(own.headers()["strict-transport-security"], super::super::answer::HSTS);
         assert_eq!(own.headers()["content-type"], "application/json");
     }
